@@ -1,0 +1,99 @@
+/**
+ * The arclight CLI. Every command has --help; errors are one line (the stack with --verbose).
+ */
+import { Command, InvalidArgumentError, Option } from 'commander';
+import { reportError } from '../lib/cli/fail.js';
+import { predict } from '../lib/cli/predict.js';
+import { serve, SERVE_DEFAULTS } from '../lib/cli/serve.js';
+import { LOG_LEVELS, type LogLevel } from '../lib/runtime/logger.js';
+
+function positiveInt(value: string): number {
+  const n = Number(value);
+  if (!Number.isSafeInteger(n) || n <= 0) throw new InvalidArgumentError('must be a positive integer');
+  return n;
+}
+
+function port(value: string): number {
+  const n = Number(value);
+  if (!Number.isInteger(n) || n < 0 || n > 65535) throw new InvalidArgumentError('must be a port number, 0 to 65535');
+  return n;
+}
+
+const program = new Command('arclight')
+  .description('Serve ML models as HTTP APIs: locally, on Lambda, SageMaker or ECS.')
+  .option('--verbose', 'print stacks with errors')
+  .showHelpAfterError();
+
+program
+  .command('serve')
+  .description('serve one model (and optionally a predictor) at the root of a local port')
+  .requiredOption('--model <path|s3://bucket/key>', 'the ONNX model: a local file or an S3 object')
+  .option(
+    '--predictor <file.ts>',
+    'predictor module (TypeScript runs without a build step); default: Open Inference Protocol',
+  )
+  .option('--name <api>', 'API name, also the OIP model name (default: the model file name)')
+  .option('--port <port>', 'port to listen on', port, SERVE_DEFAULTS.port)
+  .option('--host <host>', 'address to bind', SERVE_DEFAULTS.host)
+  .option('--config <json|@file>', 'JSON object handed to init() and predict() as config')
+  .option('--sha256 <hex>', 'refuse a model whose sha256 differs')
+  .option('--threads <n>', 'onnxruntime intra-op threads (default: one per core)', positiveInt)
+  .option('--max-body-bytes <n>', 'largest request body; above it 413', positiveInt, SERVE_DEFAULTS.maxBodyBytes)
+  .option('--timeout-ms <n>', 'per-request timeout; past it 504', positiveInt, SERVE_DEFAULTS.timeoutMs)
+  .addOption(new Option('--log-level <level>', 'log level').choices(LOG_LEVELS).default('INFO'))
+  .option(
+    '--embedded-s3',
+    'upload the local model to an S3 server on loopback and load it from there, as a deployed function does',
+  )
+  .action(async (options: Record<string, unknown>) => {
+    const handle = await serve({
+      model: options['model'] as string,
+      predictor: options['predictor'] as string | undefined,
+      name: options['name'] as string | undefined,
+      port: options['port'] as number,
+      host: options['host'] as string,
+      config: options['config'] as string | undefined,
+      sha256: options['sha256'] as string | undefined,
+      threads: options['threads'] as number | undefined,
+      maxBodyBytes: options['maxBodyBytes'] as number,
+      timeoutMs: options['timeoutMs'] as number,
+      logLevel: options['logLevel'] as LogLevel,
+      embeddedS3: options['embeddedS3'] === true,
+    });
+    process.stderr.write(`arclight: serving '${handle.runtime.apiName}' on ${handle.url}/ (ready)\n`);
+    const stop = (signal: string): void => {
+      process.stderr.write(`arclight: ${signal}, stopping\n`);
+      void handle.close().then(() => process.exit(0));
+    };
+    process.once('SIGINT', stop);
+    process.once('SIGTERM', stop);
+  });
+
+program
+  .command('predict')
+  .description('POST a payload to an API and print the response; exits 1 on an HTTP error')
+  .argument('<url>', 'the API URL, e.g. http://127.0.0.1:8080/')
+  .option('--data <json>', 'JSON body')
+  .option('--file <path>', 'body from a file (.json is sent as JSON, anything else as bytes)')
+  .option('--content-type <type>', 'override the Content-Type')
+  .option('--timeout-ms <n>', 'give up after this long', positiveInt, 30_000)
+  .action(async (url: string, options: Record<string, unknown>) => {
+    const outcome = await predict(url, {
+      data: options['data'] as string | undefined,
+      file: options['file'] as string | undefined,
+      contentType: options['contentType'] as string | undefined,
+      timeoutMs: options['timeoutMs'] as number,
+    });
+    process.stdout.write(`${outcome.body}\n`);
+    if (outcome.status >= 400) {
+      process.stderr.write(`arclight: HTTP ${outcome.status}\n`);
+      process.exitCode = 1;
+    }
+  });
+
+try {
+  await program.parseAsync(process.argv);
+} catch (error) {
+  reportError(error, program.opts<{ verbose?: boolean }>().verbose === true);
+  process.exitCode = 1;
+}

@@ -1,0 +1,147 @@
+/**
+ * `arclight serve`: one model (and optionally a predictor) at the root of a local port, through the same
+ * runtime a Lambda function or container runs.
+ */
+import { readFile, stat } from 'node:fs/promises';
+import { basename, extname } from 'node:path';
+import type { Server } from 'node:http';
+import { DEFAULTS } from '../contract.js';
+import type { Config } from '../predictor.js';
+import { createHttpServer, listen } from '../runtime/http-server.js';
+import { createLogger, type LogLevel } from '../runtime/logger.js';
+import { isS3Uri } from '../runtime/model-store.js';
+import { loadPredictor } from '../runtime/predictor-loader.js';
+import { Runtime } from '../runtime/runtime.js';
+import { StartupError } from '../runtime/startup-error.js';
+import { serveFileFromEmbeddedS3, type EmbeddedS3 } from './embedded-s3.js';
+import { UsageError } from './fail.js';
+
+export interface ServeOptions {
+  readonly model: string;
+  readonly predictor?: string;
+  readonly name?: string;
+  readonly port: number;
+  readonly host: string;
+  readonly config?: string;
+  readonly sha256?: string;
+  readonly threads?: number;
+  readonly maxBodyBytes: number;
+  readonly timeoutMs: number;
+  readonly logLevel: LogLevel;
+  /** Upload a local model to an embedded S3 server first and load it from there. */
+  readonly embeddedS3?: boolean;
+}
+
+/** A running local API. */
+export interface ServeHandle {
+  readonly url: string;
+  readonly runtime: Runtime;
+  readonly server: Server;
+  close(): Promise<void>;
+}
+
+export async function serve(options: ServeOptions): Promise<ServeHandle> {
+  const name = options.name ?? nameFromModel(options.model);
+  checkName(name);
+  const config = options.config === undefined ? {} : await parseConfig(options.config);
+  const predictor = options.predictor === undefined ? undefined : await loadPredictor(options.predictor);
+  let s3: EmbeddedS3 | undefined;
+  let modelUri = options.model;
+  let modelSha256 = options.sha256;
+  if (options.embeddedS3) {
+    if (isS3Uri(options.model)) throw new UsageError('--embedded-s3 takes a local model file, not an s3:// URI');
+    await requireFile(options.model);
+    const embedded = await serveFileFromEmbeddedS3(options.model);
+    s3 = embedded.s3;
+    modelUri = embedded.uri;
+    modelSha256 ??= embedded.sha256;
+    Object.assign(process.env, s3.env);
+  }
+  const runtime = new Runtime({
+    apiName: name,
+    modelUri,
+    modelSha256,
+    predictor,
+    config,
+    intraOpThreads: options.threads,
+    requestTimeoutMs: options.timeoutMs,
+    logger: createLogger(name, options.logLevel),
+  });
+  const server = createHttpServer(runtime, { maxBodyBytes: options.maxBodyBytes });
+  const close = async (): Promise<void> => {
+    await closeServer(server);
+    await s3?.close();
+  };
+  try {
+    const address = await listen(server, options.port, options.host).catch((error: NodeJS.ErrnoException) => {
+      if (error.code === 'EADDRINUSE')
+        throw new UsageError(`port ${options.port} on ${options.host} is in use`, 'Pass another --port');
+      throw new StartupError(`cannot listen on ${options.host}:${options.port}: ${error.message}`);
+    });
+    await runtime.start();
+    const host = address.family === 'IPv6' ? `[${address.address}]` : address.address;
+    return { url: `http://${host}:${address.port}`, runtime, server, close };
+  } catch (error) {
+    await close();
+    throw error;
+  }
+}
+
+function nameFromModel(model: string): string {
+  return basename(model, extname(model)).replace(/[^A-Za-z0-9_.-]/g, '-') || 'model';
+}
+
+function checkName(name: string): void {
+  if (!/^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$/.test(name)) {
+    throw new UsageError(`--name '${name}' is not URL-safe`, 'Use letters, digits, _ . and -');
+  }
+}
+
+async function requireFile(path: string): Promise<void> {
+  const info = await stat(path).catch(() => undefined);
+  if (!info?.isFile()) throw new StartupError(`model file ${path} does not exist`, 'Check the --model path');
+}
+
+/** `--config` takes inline JSON or `@file.json`. */
+async function parseConfig(value: string): Promise<Config> {
+  let text = value;
+  if (value.startsWith('@')) {
+    text = await readFile(value.slice(1), 'utf8').catch((error: Error) => {
+      throw new UsageError(`--config file ${value.slice(1)} cannot be read: ${error.message}`);
+    });
+  }
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(text);
+  } catch (error) {
+    throw new UsageError(
+      `--config is not valid JSON: ${(error as Error).message}`,
+      'Pass a JSON object, or @file.json',
+    );
+  }
+  if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) {
+    throw new UsageError('--config must be a JSON object');
+  }
+  return parsed as Config;
+}
+
+/** Stops accepting, lets in-flight requests finish (up to a grace period), then closes idle sockets. */
+function closeServer(server: Server, graceMs = 5000): Promise<void> {
+  return new Promise((resolve) => {
+    if (!server.listening) return resolve();
+    const timer = setTimeout(() => server.closeAllConnections(), graceMs);
+    timer.unref();
+    server.close(() => {
+      clearTimeout(timer);
+      resolve();
+    });
+    server.closeIdleConnections();
+  });
+}
+
+export const SERVE_DEFAULTS = {
+  port: DEFAULTS.port,
+  host: DEFAULTS.host,
+  maxBodyBytes: DEFAULTS.maxBodyBytes,
+  timeoutMs: DEFAULTS.requestTimeoutMs,
+} as const;

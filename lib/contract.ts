@@ -1,0 +1,66 @@
+/**
+ * The deployed contract: what constructs set and the runtime reads, in one place.
+ * Both `lib/constructs` and `lib/runtime` import this module; it imports nothing.
+ */
+
+/** Environment variables the runtime reads. */
+export const ENV = {
+  apiName: 'ARCLIGHT_API_NAME',
+  modelUri: 'ARCLIGHT_MODEL_URI',
+  modelSha256: 'ARCLIGHT_MODEL_SHA256',
+  modelFormat: 'ARCLIGHT_MODEL_FORMAT',
+  config: 'ARCLIGHT_CONFIG',
+  executionProviders: 'ARCLIGHT_EXECUTION_PROVIDERS',
+  intraOpThreads: 'ARCLIGHT_INTRA_OP_THREADS',
+  maxBatchSize: 'ARCLIGHT_MAX_BATCH_SIZE',
+  maxBatchDelayMs: 'ARCLIGHT_MAX_BATCH_DELAY_MS',
+  maxBodyBytes: 'ARCLIGHT_MAX_BODY_BYTES',
+  requestTimeoutMs: 'ARCLIGHT_REQUEST_TIMEOUT_MS',
+  predictorEntry: 'ARCLIGHT_PREDICTOR',
+  logLevel: 'ARCLIGHT_LOG_LEVEL',
+} as const;
+
+/** Routes every backend serves (SageMaker adds `invocations` and `ping`). */
+export const ROUTES = {
+  predict: '/',
+  metadata: '/',
+  live: '/v2/health/live',
+  ready: '/v2/health/ready',
+  modelPrefix: '/v2/models/',
+  invocations: '/invocations',
+  ping: '/ping',
+} as const;
+
+/** Error codes carried in `{"error":{"code": ...}}`, each with the status it is sent with. */
+export const ERROR_STATUS = {
+  invalid_input: 400,
+  malformed_json: 400,
+  not_found: 404,
+  model_not_found: 404,
+  method_not_allowed: 405,
+  request_timeout: 408,
+  payload_too_large: 413,
+  unsupported_media_type: 415,
+  predictor_error: 500,
+  internal_error: 500,
+  overloaded: 503,
+  not_ready: 503,
+  predictor_timeout: 504,
+} as const;
+
+export type ErrorCode = keyof typeof ERROR_STATUS;
+
+/** Defaults, each matching the AWS limit it stands for. */
+export const DEFAULTS = {
+  /** Lambda's synchronous invocation payload limit (6 MB). */
+  maxBodyBytes: 6 * 1024 * 1024,
+  /** API Gateway's integration timeout is 29 s; answer before it does. */
+  requestTimeoutMs: 28_000,
+  port: 8080,
+  host: '127.0.0.1',
+  /** Seconds a client is told to wait after a 503. */
+  retryAfterSeconds: 1,
+} as const;
+
+/** The header that carries the request id, both ways. */
+export const REQUEST_ID_HEADER = 'x-request-id';

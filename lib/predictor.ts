@@ -1,0 +1,178 @@
+/**
+ * The predictor API: the one module user code, the runtime and the constructs all share.
+ * It holds types and two tiny values (`definePredictor`, `HttpError`) and imports nothing at run time.
+ */
+
+/** Open Inference Protocol v2 tensor datatypes Arclight serves. */
+export type Datatype = 'BOOL' | 'UINT8' | 'INT8' | 'INT16' | 'INT32' | 'INT64' | 'FP16' | 'FP32' | 'FP64';
+
+/** Element types of tensors handed to and returned by `model.run` (onnxruntime's names). */
+export type TensorType = 'bool' | 'uint8' | 'int8' | 'int16' | 'int32' | 'int64' | 'float16' | 'float32' | 'float64';
+
+/** The typed array behind each tensor type (`float16` is raw IEEE half bits in a Uint16Array). */
+export interface TensorDataByType {
+  bool: Uint8Array;
+  uint8: Uint8Array;
+  int8: Int8Array;
+  int16: Int16Array;
+  int32: Int32Array;
+  int64: BigInt64Array;
+  float16: Uint16Array;
+  float32: Float32Array;
+  float64: Float64Array;
+}
+
+export type TensorData = TensorDataByType[TensorType];
+
+/** A dense tensor: element type, flat row-major data and dimensions. */
+export interface Tensor<T extends TensorType = TensorType> {
+  readonly type: T;
+  readonly data: TensorDataByType[T];
+  readonly dims: readonly number[];
+}
+
+/** A model input or output as the model declares it. */
+export interface TensorInfo {
+  readonly name: string;
+  readonly datatype: Datatype;
+  /** Dimensions, -1 where the model leaves one dynamic. */
+  readonly shape: readonly number[];
+  /** The model's own names for dimensions (symbolic names of dynamic axes), null for fixed ones. */
+  readonly dimNames: readonly (string | null)[];
+}
+
+/** Model file formats. */
+export type ModelFormat = 'onnx';
+
+/** The loaded model, as predictors see it. */
+export interface Model {
+  /** The name the model is served under (the API name). */
+  readonly name: string;
+  readonly format: ModelFormat;
+  readonly inputs: readonly TensorInfo[];
+  readonly outputs: readonly TensorInfo[];
+  /** Builds a tensor; plain arrays are copied into the type's typed array. */
+  tensor<T extends TensorType>(
+    type: T,
+    data: TensorDataByType[T] | readonly number[] | readonly bigint[] | readonly boolean[],
+    dims: readonly number[],
+  ): Tensor<T>;
+  /** Runs the model on named inputs; returns every output, or those named. */
+  run(feeds: Readonly<Record<string, Tensor>>, outputNames?: readonly string[]): Promise<Record<string, Tensor>>;
+}
+
+/** Structured logger handed to predictors (the runtime's JSON logger, tagged with the request id). */
+export interface PredictorLogger {
+  debug(message: string, ...extra: LogAttributes[]): void;
+  info(message: string, ...extra: LogAttributes[]): void;
+  warn(message: string, ...extra: LogAttributes[]): void;
+  error(message: string, ...extra: (LogAttributes | Error)[]): void;
+}
+
+/** Extra keys for one log record. */
+export type LogAttributes = Record<string, unknown>;
+
+export type JsonValue = null | boolean | number | string | readonly JsonValue[] | { readonly [key: string]: JsonValue };
+
+export type Config = Readonly<Record<string, JsonValue>>;
+
+/** What `init` receives, once per cold start. */
+export interface InitContext<C extends Config = Config> {
+  readonly model: Model;
+  readonly config: C;
+  readonly log: PredictorLogger;
+  readonly apiName: string;
+}
+
+/** One request, as `predict` receives it. */
+export interface PredictRequest {
+  /** JSON → parsed value, `text/*` → string, anything else → Buffer. */
+  readonly payload: unknown;
+  readonly query: Readonly<Record<string, string>>;
+  /** Lower-cased header names. */
+  readonly headers: Readonly<Record<string, string>>;
+  readonly method: string;
+  readonly path: string;
+  /** The raw body bytes. */
+  readonly body: Buffer;
+}
+
+/** What `predict` receives beside the request. */
+export interface PredictContext<S, C extends Config = Config> {
+  readonly model: Model;
+  readonly state: S;
+  readonly config: C;
+  readonly requestId: string;
+  readonly log: PredictorLogger;
+  /** Aborted when the request times out; long predictors may stop early. */
+  readonly signal: AbortSignal;
+}
+
+/** A full-control response: status, headers and body. */
+export interface PredictorResponse {
+  readonly status: number;
+  readonly headers?: Readonly<Record<string, string>>;
+  readonly body?: JsonValue | string | Uint8Array;
+}
+
+/**
+ * What `predict` may return: a JSON value (objects typed by interfaces too), text, bytes, or a full-control
+ * response. A value JSON cannot encode is a 500 at run time.
+ */
+export type PredictResult = JsonValue | Uint8Array | PredictorResponse | object;
+
+/** A predictor: optional `init` once per cold start, `predict` per request. */
+export interface PredictorDefinition<S = undefined, C extends Config = Config> {
+  init?(context: InitContext<C>): S | Promise<S>;
+  predict(request: PredictRequest, context: PredictContext<S, C>): PredictResult | Promise<PredictResult>;
+}
+
+const PREDICTOR_BRAND = Symbol.for('arclight.predictor');
+
+/** A predictor as `definePredictor` returns it. */
+export type Predictor<S = undefined, C extends Config = Config> = PredictorDefinition<S, C> & {
+  readonly [PREDICTOR_BRAND]: true;
+};
+
+/** Declares a predictor; the default export of a predictor module. */
+export function definePredictor<S = undefined, C extends Config = Config>(
+  definition: PredictorDefinition<S, C>,
+): Predictor<S, C> {
+  if (typeof definition?.predict !== 'function') {
+    throw new TypeError('definePredictor: `predict` must be a function');
+  }
+  if (definition.init !== undefined && typeof definition.init !== 'function') {
+    throw new TypeError('definePredictor: `init` must be a function when given');
+  }
+  return Object.freeze({ ...definition, [PREDICTOR_BRAND]: true as const });
+}
+
+/** Whether a value is a predictor (made by `definePredictor`, or shaped like one). */
+export function isPredictor(value: unknown): value is Predictor<unknown> {
+  return typeof value === 'object' && value !== null && typeof (value as { predict?: unknown }).predict === 'function';
+}
+
+const HTTP_ERROR_BRAND = Symbol.for('arclight.http-error');
+
+/** Throw one to answer with that status and a JSON error body: `new HttpError(400, 'invalid_input', '...')`. */
+export class HttpError extends Error {
+  override readonly name = 'HttpError';
+  readonly [HTTP_ERROR_BRAND] = true;
+  constructor(
+    readonly status: number,
+    readonly code: string,
+    message: string,
+    /** Extra response headers (e.g. `Retry-After`). */
+    readonly headers: Readonly<Record<string, string>> = {},
+  ) {
+    super(message);
+    if (!Number.isInteger(status) || status < 400 || status > 599) {
+      throw new RangeError(`HttpError status must be an integer in 400..599, got ${String(status)}`);
+    }
+  }
+}
+
+/** Whether a value is an HttpError, also one made by another copy of this module (a bundled predictor's). */
+export function isHttpError(value: unknown): value is HttpError {
+  return typeof value === 'object' && value !== null && (value as Record<symbol, unknown>)[HTTP_ERROR_BRAND] === true;
+}

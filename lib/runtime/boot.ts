@@ -1,0 +1,20 @@
+import type { Predictor } from '../predictor.js';
+import { createLogger } from './logger.js';
+import { Runtime } from './runtime.js';
+import { settingsFromEnv, type RuntimeSettings } from './settings.js';
+
+/** A runtime configured from the deployed contract's env vars, its start already under way. */
+export function bootFromEnv(
+  predictor?: Predictor<unknown>,
+  env: NodeJS.ProcessEnv = process.env,
+): { runtime: Runtime; settings: RuntimeSettings } {
+  const settings = settingsFromEnv(env);
+  const runtime = new Runtime({
+    ...settings,
+    predictor,
+    logger: createLogger(settings.apiName, settings.logLevel),
+    env,
+  });
+  runtime.start().catch(() => undefined);
+  return { runtime, settings };
+}

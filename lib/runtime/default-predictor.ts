@@ -1,0 +1,45 @@
+/**
+ * The default predictor: serves the model through the Open Inference Protocol v2 with no user code.
+ * `POST /` and `POST /v2/models/{name}/infer` both land here.
+ */
+import { definePredictor, type Model, type PredictorResponse } from '../predictor.js';
+import { httpError, invalidInput } from './http-errors.js';
+import { isJsonContentType, mediaType } from './json.js';
+import { BINARY_HEADER, decodeInferRequest, encodeInferResponse } from './oip.js';
+import { ModelRunError } from './onnx-executor.js';
+
+interface InferInput {
+  readonly body: Buffer;
+  readonly headers: Readonly<Record<string, string>>;
+}
+
+/** Validates an OIP request against the model, runs it and encodes the response. */
+export async function infer(model: Model, request: InferInput, signal?: AbortSignal): Promise<PredictorResponse> {
+  checkContentType(request.headers);
+  const decoded = decodeInferRequest(request.body, request.headers, model);
+  let results;
+  try {
+    results = await model.run(decoded.feeds, decoded.outputNames);
+  } catch (error) {
+    if (error instanceof ModelRunError) throw invalidInput(`the model cannot run on these inputs: ${error.message}`);
+    throw error;
+  }
+  signal?.throwIfAborted();
+  const { body, headers } = encodeInferResponse(model.name, decoded.id, results, decoded.binaryOutputs);
+  return { status: 200, headers, body };
+}
+
+function checkContentType(headers: Readonly<Record<string, string>>): void {
+  const contentType = headers['content-type'];
+  if (contentType === undefined || isJsonContentType(contentType)) return;
+  if (headers[BINARY_HEADER] !== undefined && mediaType(contentType) === 'application/octet-stream') return;
+  throw httpError(
+    'unsupported_media_type',
+    `content type '${mediaType(contentType)}' is not accepted; send an Open Inference Protocol document as application/json`,
+  );
+}
+
+/** The predictor used when the deployer gives none. */
+export const defaultPredictor = definePredictor({
+  predict: (request, { model, signal }) => infer(model, request, signal),
+});

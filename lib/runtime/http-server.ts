@@ -1,0 +1,135 @@
+/**
+ * The node:http adapter: sockets → internal requests → the runtime, with a body limit that answers 413 as soon
+ * as it is passed, and timeouts that keep slow or stalled clients from holding anything up.
+ */
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { DEFAULTS, REQUEST_ID_HEADER } from '../contract.js';
+import type { InternalRequest, InternalResponse } from './codec.js';
+import { stringifyJson } from './json.js';
+import { requestIdFrom } from './request-id.js';
+import type { Runtime } from './runtime.js';
+
+export interface HttpServerOptions {
+  /** Bodies above this answer 413. @default 6 MiB (Lambda's synchronous payload limit) */
+  readonly maxBodyBytes?: number;
+  /** Time a client has to send headers and body. @default 30 s */
+  readonly clientTimeoutMs?: number;
+  /** How long an idle keep-alive connection stays open. @default 5 s */
+  readonly keepAliveTimeoutMs?: number;
+}
+
+/** How long a refused upload may keep sending before its socket is closed (so the client reads our 413, not a reset). */
+const LINGER_MS = 1000;
+
+export function createHttpServer(runtime: Runtime, options: HttpServerOptions = {}): Server {
+  const maxBodyBytes = options.maxBodyBytes ?? DEFAULTS.maxBodyBytes;
+  const clientTimeoutMs = options.clientTimeoutMs ?? 30_000;
+  const server = createServer(
+    {
+      requestTimeout: clientTimeoutMs,
+      headersTimeout: Math.min(clientTimeoutMs, 10_000),
+      keepAliveTimeout: options.keepAliveTimeoutMs ?? 5000,
+    },
+    (req, res) => {
+      void serve(runtime, req, res, maxBodyBytes);
+    },
+  );
+  server.on('clientError', (error: NodeJS.ErrnoException, socket) => {
+    if (!socket.writable || error.code === 'ECONNRESET') return socket.destroy();
+    const status = error.code === 'ERR_HTTP_REQUEST_TIMEOUT' ? 408 : 400;
+    const code = status === 408 ? 'request_timeout' : 'invalid_input';
+    const message = status === 408 ? 'the request was not received in time' : 'malformed HTTP request';
+    const body = stringifyJson({ error: { code, message, requestId: requestIdFrom(undefined) } });
+    socket.end(
+      `HTTP/1.1 ${status} ${status === 408 ? 'Request Timeout' : 'Bad Request'}\r\ncontent-type: application/json\r\ncontent-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n\r\n${body}`,
+    );
+  });
+  return server;
+}
+
+async function serve(runtime: Runtime, req: IncomingMessage, res: ServerResponse, maxBodyBytes: number): Promise<void> {
+  try {
+    const body = await readBody(req, maxBodyBytes);
+    if (body === undefined) return refuseTooLarge(req, res, maxBodyBytes);
+    const response = await runtime.handle(toInternal(req, body));
+    send(res, response);
+  } catch (error) {
+    runtime.log.warn('connection failed', { error: error as Error });
+    res.destroy();
+  }
+}
+
+/** Reads the whole body, or undefined as soon as it passes the limit. */
+function readBody(req: IncomingMessage, maxBodyBytes: number): Promise<Buffer | undefined> {
+  const declared = Number(req.headers['content-length']);
+  if (Number.isFinite(declared) && declared > maxBodyBytes) return Promise.resolve(undefined);
+  return new Promise((resolve, reject) => {
+    const chunks: Buffer[] = [];
+    let length = 0;
+    const onData = (chunk: Buffer): void => {
+      length += chunk.length;
+      if (length > maxBodyBytes) {
+        req.off('data', onData);
+        resolve(undefined);
+        return;
+      }
+      chunks.push(chunk);
+    };
+    req.on('data', onData);
+    req.once('end', () => resolve(Buffer.concat(chunks, length)));
+    req.once('error', reject);
+  });
+}
+
+/** 413 with `connection: close`; the rest of the upload is read and dropped briefly so the client sees the answer. */
+function refuseTooLarge(req: IncomingMessage, res: ServerResponse, maxBodyBytes: number): void {
+  const requestId = requestIdFrom(req.headers[REQUEST_ID_HEADER] as string | undefined);
+  const body = stringifyJson({
+    error: { code: 'payload_too_large', message: `request body exceeds the limit of ${maxBodyBytes} bytes`, requestId },
+  });
+  res.shouldKeepAlive = false;
+  res.writeHead(413, {
+    'content-type': 'application/json',
+    'content-length': Buffer.byteLength(body),
+    connection: 'close',
+    [REQUEST_ID_HEADER]: requestId,
+  });
+  res.end(body);
+  req.on('data', () => undefined);
+  const socket = req.socket;
+  const timer = setTimeout(() => socket.destroy(), LINGER_MS);
+  timer.unref();
+  socket.once('close', () => clearTimeout(timer));
+}
+
+function toInternal(req: IncomingMessage, body: Buffer): InternalRequest {
+  const url = new URL(req.url ?? '/', 'http://localhost');
+  const headers: Record<string, string> = {};
+  for (const [name, value] of Object.entries(req.headers)) {
+    if (value !== undefined) headers[name] = Array.isArray(value) ? value.join(', ') : value;
+  }
+  return {
+    method: req.method ?? 'GET',
+    path: url.pathname,
+    query: Object.fromEntries(url.searchParams),
+    headers,
+    body,
+  };
+}
+
+function send(res: ServerResponse, response: InternalResponse): void {
+  res.writeHead(response.status, { ...response.headers, 'content-length': response.body.length });
+  res.end(response.body);
+}
+
+/** Listens and resolves with the bound address. */
+export function listen(server: Server, port: number, host: string): Promise<AddressInfo> {
+  return new Promise((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(port, host, () => {
+      server.off('error', reject);
+      resolve(server.address() as AddressInfo);
+    });
+  });
+}

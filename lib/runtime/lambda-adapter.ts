@@ -1,0 +1,163 @@
+/**
+ * The Lambda adapter: API Gateway HTTP API (payload 2.0) and REST API (payload 1.0) proxy events → internal
+ * requests → the runtime → proxy results. Binary bodies travel base64-encoded both ways.
+ */
+import type { APIGatewayProxyEvent, APIGatewayProxyEventV2, APIGatewayProxyResult, Context } from 'aws-lambda';
+import { DEFAULTS } from '../contract.js';
+import type { InternalRequest, InternalResponse } from './codec.js';
+import { isJsonContentType, mediaType, stringifyJson } from './json.js';
+import { requestIdFrom } from './request-id.js';
+import type { Runtime } from './runtime.js';
+
+export type ApiGatewayEvent = APIGatewayProxyEventV2 | APIGatewayProxyEvent;
+
+export interface LambdaHandlerOptions {
+  /** Bodies above this answer 413. @default 6 MiB */
+  readonly maxBodyBytes?: number;
+  /** Time kept back from the invocation's deadline to send the 504 in. @default 500 ms */
+  readonly deadlineMarginMs?: number;
+}
+
+export type LambdaHandler = (event: unknown, context?: Partial<Context>) => Promise<APIGatewayProxyResult>;
+
+/** Thrown for an event that is not an API Gateway proxy event. */
+class BadEvent extends Error {}
+
+/** A Lambda handler over a runtime; it waits for the runtime's start (begun at import) before the first request. */
+export function createLambdaHandler(runtime: Runtime, options: LambdaHandlerOptions = {}): LambdaHandler {
+  const maxBodyBytes = options.maxBodyBytes ?? DEFAULTS.maxBodyBytes;
+  const margin = options.deadlineMarginMs ?? 500;
+  return async (event, context) => {
+    let request: InternalRequest;
+    let requestId: string;
+    try {
+      ({ request, requestId } = fromEvent(event, context));
+    } catch (error) {
+      if (!(error instanceof BadEvent)) throw error;
+      return errorResult(400, 'invalid_input', error.message, context?.awsRequestId ?? requestIdFrom(undefined));
+    }
+    if (request.body.length > maxBodyBytes) {
+      return errorResult(
+        413,
+        'payload_too_large',
+        `request body exceeds the limit of ${maxBodyBytes} bytes`,
+        requestId,
+      );
+    }
+    if (runtime.status !== 'ready') await runtime.start().catch(() => undefined);
+    const remaining = context?.getRemainingTimeInMillis?.();
+    const response = await runtime.handle(request, {
+      requestId,
+      ...(remaining === undefined ? {} : { timeoutMs: Math.max(0, remaining - margin) }),
+    });
+    return toResult(response);
+  };
+}
+
+function fromEvent(
+  event: unknown,
+  context: Partial<Context> | undefined,
+): { request: InternalRequest; requestId: string } {
+  if (typeof event !== 'object' || event === null) throw new BadEvent('the event is not an API Gateway proxy event');
+  const e = event as Record<string, unknown>;
+  if (e['version'] === '2.0') return fromV2(event as APIGatewayProxyEventV2, context);
+  if (typeof e['httpMethod'] === 'string') return fromV1(event as APIGatewayProxyEvent, context);
+  throw new BadEvent('the event is not an API Gateway proxy event (payload format 1.0 or 2.0)');
+}
+
+function fromV2(event: APIGatewayProxyEventV2, context: Partial<Context> | undefined) {
+  const method = event.requestContext?.http?.method;
+  if (typeof method !== 'string' || typeof event.rawPath !== 'string') {
+    throw new BadEvent('payload 2.0 event lacks requestContext.http.method or rawPath');
+  }
+  const headers = lowerCaseHeaders(event.headers);
+  if (event.cookies?.length) headers['cookie'] = event.cookies.join('; ');
+  const stage = event.requestContext.stage;
+  const path = stripStage(event.rawPath, stage);
+  const query = Object.fromEntries(new URLSearchParams(event.rawQueryString ?? ''));
+  return {
+    request: { method, path, query, headers, body: decodeBody(event.body, event.isBase64Encoded) },
+    requestId: event.requestContext.requestId ?? context?.awsRequestId ?? requestIdFrom(undefined),
+  };
+}
+
+function fromV1(event: APIGatewayProxyEvent, context: Partial<Context> | undefined) {
+  if (typeof event.path !== 'string') throw new BadEvent('payload 1.0 event lacks path');
+  const headers = lowerCaseHeaders(event.headers);
+  for (const [name, values] of Object.entries(event.multiValueHeaders ?? {})) {
+    if (values?.length) headers[name.toLowerCase()] = values.join(', ');
+  }
+  const query: Record<string, string> = {};
+  for (const [name, value] of Object.entries(event.queryStringParameters ?? {}))
+    if (value !== undefined) query[name] = value;
+  for (const [name, values] of Object.entries(event.multiValueQueryStringParameters ?? {})) {
+    if (values?.length) query[name] = values[values.length - 1]!;
+  }
+  return {
+    request: {
+      method: event.httpMethod,
+      path: event.path,
+      query,
+      headers,
+      body: decodeBody(event.body, event.isBase64Encoded),
+    },
+    requestId: event.requestContext?.requestId ?? context?.awsRequestId ?? requestIdFrom(undefined),
+  };
+}
+
+/** HTTP APIs with a named stage put it in front of the path; routes are matched without it. */
+function stripStage(path: string, stage: string | undefined): string {
+  if (!stage || stage === '$default') return path;
+  const prefix = `/${stage}`;
+  if (path === prefix) return '/';
+  return path.startsWith(`${prefix}/`) ? path.slice(prefix.length) : path;
+}
+
+function lowerCaseHeaders(headers: Record<string, string | undefined> | null | undefined): Record<string, string> {
+  const out: Record<string, string> = {};
+  if (typeof headers !== 'object' || headers === null) return out;
+  for (const [name, value] of Object.entries(headers)) if (typeof value === 'string') out[name.toLowerCase()] = value;
+  return out;
+}
+
+const BASE64 = /^[A-Za-z0-9+/]*={0,2}$/;
+
+function decodeBody(body: string | null | undefined, isBase64Encoded: boolean | undefined): Buffer {
+  if (body === null || body === undefined) return Buffer.alloc(0);
+  if (typeof body !== 'string') throw new BadEvent('event body must be a string');
+  if (!isBase64Encoded) return Buffer.from(body, 'utf8');
+  if (body.length % 4 !== 0 || !BASE64.test(body))
+    throw new BadEvent('event body is marked base64 but is not valid base64');
+  return Buffer.from(body, 'base64');
+}
+
+function toResult(response: InternalResponse): APIGatewayProxyResult {
+  const contentType = response.headers['content-type'] ?? '';
+  if (isTextual(contentType)) {
+    return {
+      statusCode: response.status,
+      headers: response.headers,
+      body: response.body.toString('utf8'),
+      isBase64Encoded: false,
+    };
+  }
+  return {
+    statusCode: response.status,
+    headers: response.headers,
+    body: response.body.toString('base64'),
+    isBase64Encoded: true,
+  };
+}
+
+function isTextual(contentType: string): boolean {
+  return contentType === '' || isJsonContentType(contentType) || mediaType(contentType).startsWith('text/');
+}
+
+function errorResult(statusCode: number, code: string, message: string, requestId: string): APIGatewayProxyResult {
+  return {
+    statusCode,
+    headers: { 'content-type': 'application/json', 'x-request-id': requestId },
+    body: stringifyJson({ error: { code, message, requestId } }),
+    isBase64Encoded: false,
+  };
+}

@@ -1,0 +1,59 @@
+import { ROUTES } from '../contract.js';
+import { httpError } from './http-errors.js';
+
+/** What a request asks for, once its method and path are matched. */
+export type Route =
+  | { readonly kind: 'predict' }
+  | { readonly kind: 'metadata' }
+  | { readonly kind: 'live' }
+  | { readonly kind: 'ready' }
+  | { readonly kind: 'ping' }
+  | { readonly kind: 'server' }
+  | { readonly kind: 'model'; readonly model: string }
+  | { readonly kind: 'model-ready'; readonly model: string }
+  | { readonly kind: 'infer'; readonly model: string };
+
+interface RouteRule {
+  readonly pattern: RegExp;
+  readonly methods: Readonly<Record<string, (match: RegExpExecArray) => Route>>;
+}
+
+const MODEL = '/v2/models/([^/]+)';
+
+const RULES: readonly RouteRule[] = [
+  { pattern: /^\/$/, methods: { GET: () => ({ kind: 'metadata' }), POST: () => ({ kind: 'predict' }) } },
+  { pattern: exact(ROUTES.invocations), methods: { POST: () => ({ kind: 'predict' }) } },
+  { pattern: exact(ROUTES.live), methods: { GET: () => ({ kind: 'live' }) } },
+  { pattern: exact(ROUTES.ready), methods: { GET: () => ({ kind: 'ready' }) } },
+  { pattern: exact(ROUTES.ping), methods: { GET: () => ({ kind: 'ping' }) } },
+  { pattern: /^\/v2$/, methods: { GET: () => ({ kind: 'server' }) } },
+  { pattern: new RegExp(`^${MODEL}$`), methods: { GET: (m) => ({ kind: 'model', model: decode(m[1]!) }) } },
+  { pattern: new RegExp(`^${MODEL}/ready$`), methods: { GET: (m) => ({ kind: 'model-ready', model: decode(m[1]!) }) } },
+  { pattern: new RegExp(`^${MODEL}/infer$`), methods: { POST: (m) => ({ kind: 'infer', model: decode(m[1]!) }) } },
+];
+
+function exact(path: string): RegExp {
+  return new RegExp(`^${path.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}$`);
+}
+
+function decode(segment: string): string {
+  try {
+    return decodeURIComponent(segment);
+  } catch {
+    return segment;
+  }
+}
+
+/** Matches a request to a route: 404 for an unknown path, 405 (with `Allow`) for a known path and wrong method. */
+export function matchRoute(method: string, rawPath: string): Route {
+  const path = rawPath.length > 1 && rawPath.endsWith('/') ? rawPath.slice(0, -1) : rawPath;
+  for (const rule of RULES) {
+    const match = rule.pattern.exec(path);
+    if (!match) continue;
+    const handler = rule.methods[method.toUpperCase()];
+    if (handler) return handler(match);
+    const allow = Object.keys(rule.methods).join(', ');
+    throw httpError('method_not_allowed', `${method} is not allowed on ${path}; use ${allow}`, { allow });
+  }
+  throw httpError('not_found', `no route for ${path}`);
+}

@@ -1,0 +1,342 @@
+/**
+ * The runtime: loads the model once (store → executor → predictor.init), then answers internal requests.
+ * Every transport (Lambda events, node:http) goes through `handle`, so every backend behaves the same.
+ */
+import { DEFAULTS, REQUEST_ID_HEADER } from '../contract.js';
+import {
+  isHttpError,
+  type Config,
+  type Model,
+  type ModelFormat,
+  type PredictRequest,
+  type Predictor,
+} from '../predictor.js';
+import { decodePayload, encodeResult, type InternalRequest, type InternalResponse } from './codec.js';
+import { defaultPredictor, infer } from './default-predictor.js';
+import { httpError } from './http-errors.js';
+import { stringifyJson } from './json.js';
+import { requestLogger, type Logger } from './logger.js';
+import { createModel } from './model.js';
+import { loadModelBytes } from './model-store.js';
+import { OnnxExecutor } from './onnx-executor.js';
+import { matchRoute, type Route } from './routes.js';
+import { requestIdFrom } from './request-id.js';
+import { StartupError } from './startup-error.js';
+
+export interface RuntimeOptions {
+  /** The API's name: the OIP model name and the log service name. */
+  readonly apiName: string;
+  /** `s3://bucket/key` or a local path. */
+  readonly modelUri: string;
+  /** Refuse a model whose sha256 differs. @default no check */
+  readonly modelSha256?: string;
+  /** User code; the Open Inference Protocol predictor when absent. @default defaultPredictor */
+  readonly predictor?: Predictor<unknown>;
+  /** Handed to `init` and `predict`. @default {} */
+  readonly config?: Config;
+  /** onnxruntime intra-op threads. @default onnxruntime's choice */
+  readonly intraOpThreads?: number;
+  /** @default ['cpu'] */
+  readonly executionProviders?: readonly string[];
+  /** A request still running after this answers 504. @default 28 s */
+  readonly requestTimeoutMs?: number;
+  readonly logger: Logger;
+  /** Environment for the S3 client. @default process.env */
+  readonly env?: NodeJS.ProcessEnv;
+}
+
+export type RuntimeStatus = 'starting' | 'ready' | 'failed';
+
+/** Per-call overrides from the transport. */
+export interface HandleOptions {
+  /** The transport's own request id (API Gateway's), else the client's `x-request-id` or a fresh one. */
+  readonly requestId?: string;
+  /** Time left for this request, when the transport has a deadline of its own. */
+  readonly timeoutMs?: number;
+}
+
+/** Cold-start phases in milliseconds. */
+export interface StartupTimings {
+  readonly fetchMs: number;
+  readonly sessionMs: number;
+  readonly initMs: number;
+  readonly totalMs: number;
+  readonly modelBytes: number;
+}
+
+interface Loaded {
+  readonly model: Model;
+  readonly state: unknown;
+}
+
+const FORMAT: ModelFormat = 'onnx';
+
+export class Runtime {
+  private loaded: Loaded | undefined;
+  private failure: StartupError | undefined;
+  private starting: Promise<StartupTimings> | undefined;
+  private readonly predictor: Predictor<unknown>;
+  private readonly config: Config;
+  private readonly requestTimeoutMs: number;
+  readonly log: Logger;
+
+  constructor(private readonly options: RuntimeOptions) {
+    this.predictor = options.predictor ?? (defaultPredictor as Predictor<unknown>);
+    this.config = options.config ?? {};
+    this.requestTimeoutMs = options.requestTimeoutMs ?? DEFAULTS.requestTimeoutMs;
+    this.log = options.logger;
+  }
+
+  get status(): RuntimeStatus {
+    return this.loaded ? 'ready' : this.failure ? 'failed' : 'starting';
+  }
+
+  get apiName(): string {
+    return this.options.apiName;
+  }
+
+  /** Why the last start failed, if it did. */
+  get startupError(): StartupError | undefined {
+    return this.failure;
+  }
+
+  /** Loads model and predictor; concurrent calls share one start, and a failed start may be retried. */
+  start(): Promise<StartupTimings> {
+    this.starting ??= this.load().catch((error: unknown) => {
+      this.failure =
+        error instanceof StartupError
+          ? error
+          : new StartupError(`startup failed: ${(error as Error).message}`, undefined, { cause: error });
+      this.starting = undefined;
+      this.log.error('startup failed', { error: this.failure, cause: this.failure.cause });
+      throw this.failure;
+    });
+    return this.starting;
+  }
+
+  private async load(): Promise<StartupTimings> {
+    const t0 = performance.now();
+    const { bytes, sha256 } = await loadModelBytes(this.options.modelUri, {
+      expectedSha256: this.options.modelSha256,
+      env: this.options.env,
+    });
+    const t1 = performance.now();
+    const executor = await OnnxExecutor.load(bytes, this.options.modelUri, {
+      intraOpThreads: this.options.intraOpThreads,
+      executionProviders: this.options.executionProviders,
+    });
+    const t2 = performance.now();
+    const model = createModel(this.options.apiName, FORMAT, executor);
+    const state = await this.initPredictor(model);
+    const t3 = performance.now();
+    this.loaded = { model, state };
+    this.failure = undefined;
+    const timings = {
+      fetchMs: t1 - t0,
+      sessionMs: t2 - t1,
+      initMs: t3 - t2,
+      totalMs: t3 - t0,
+      modelBytes: bytes.length,
+    };
+    this.log.info('model ready', { model: this.options.modelUri, sha256, ...round(timings) });
+    return timings;
+  }
+
+  private async initPredictor(model: Model): Promise<unknown> {
+    if (!this.predictor.init) return undefined;
+    try {
+      return await this.predictor.init({
+        model,
+        config: this.config,
+        log: requestLogger(this.log, 'init'),
+        apiName: this.apiName,
+      });
+    } catch (error) {
+      throw new StartupError(
+        `the predictor's init() failed: ${(error as Error)?.message ?? String(error)}`,
+        'Fix init() in the predictor',
+        {
+          cause: error,
+        },
+      );
+    }
+  }
+
+  /** Answers one request; never throws. */
+  async handle(request: InternalRequest, options: HandleOptions = {}): Promise<InternalResponse> {
+    const started = performance.now();
+    const requestId = options.requestId ?? requestIdFrom(request.headers[REQUEST_ID_HEADER]);
+    let route: Route | undefined;
+    let response: InternalResponse;
+    try {
+      route = matchRoute(request.method, request.path);
+      response = await this.dispatch(route, request, requestId, options.timeoutMs ?? this.requestTimeoutMs);
+    } catch (error) {
+      response = this.errorResponse(error, requestId, route);
+    }
+    response.headers[REQUEST_ID_HEADER] = requestId;
+    this.log.info('request', {
+      requestId,
+      method: request.method,
+      route: route?.kind ?? 'none',
+      path: request.path,
+      status: response.status,
+      latencyMs: Math.round((performance.now() - started) * 1000) / 1000,
+    });
+    return response;
+  }
+
+  private async dispatch(
+    route: Route,
+    request: InternalRequest,
+    requestId: string,
+    timeoutMs: number,
+  ): Promise<InternalResponse> {
+    switch (route.kind) {
+      case 'live':
+        return json(200, { live: true });
+      case 'ready':
+      case 'ping':
+        this.requireReady();
+        return json(200, { ready: true });
+      case 'server':
+        return json(200, { name: 'arclight', extensions: ['binary_tensor_data'] });
+      case 'metadata':
+        return json(200, this.describe());
+      case 'model':
+        return json(200, this.modelMetadata(this.requireModel(route.model)));
+      case 'model-ready':
+        this.requireModel(route.model);
+        return json(200, { name: route.model, ready: true });
+      case 'infer': {
+        const model = this.requireModel(route.model);
+        return this.withTimeout(timeoutMs, (signal) => infer(model, request, signal).then(encodeResult));
+      }
+      case 'predict':
+        return this.predict(request, requestId, timeoutMs);
+    }
+  }
+
+  private predict(request: InternalRequest, requestId: string, timeoutMs: number): Promise<InternalResponse> {
+    const { model, state } = this.requireReady();
+    return this.withTimeout(timeoutMs, async (signal) => {
+      const result = await this.predictor.predict(predictRequest(request), {
+        model,
+        state,
+        config: this.config,
+        requestId,
+        log: requestLogger(this.log, requestId),
+        signal,
+      });
+      return encodeResult(result);
+    });
+  }
+
+  /** Runs work against a deadline; past it the answer is 504 and the work is told to stop through its signal. */
+  private withTimeout<T>(timeoutMs: number, work: (signal: AbortSignal) => Promise<T>): Promise<T> {
+    const controller = new AbortController();
+    let timer: NodeJS.Timeout | undefined;
+    const deadline = new Promise<never>((_, reject) => {
+      timer = setTimeout(
+        () => {
+          const error = httpError('predictor_timeout', `the request did not finish within ${timeoutMs} ms`);
+          controller.abort(error);
+          reject(error);
+        },
+        Math.max(0, timeoutMs),
+      );
+    });
+    const running = Promise.resolve().then(() => work(controller.signal));
+    running.catch(() => undefined);
+    return Promise.race([running, deadline]).finally(() => clearTimeout(timer));
+  }
+
+  private requireReady(): Loaded {
+    if (this.loaded) return this.loaded;
+    const retryAfter = { 'retry-after': String(DEFAULTS.retryAfterSeconds) };
+    if (this.failure)
+      throw httpError('not_ready', 'the model failed to load; the operator can see why in the logs', retryAfter);
+    throw httpError('not_ready', 'the model is still loading', retryAfter);
+  }
+
+  private requireModel(name: string): Model {
+    const { model } = this.requireReady();
+    if (name !== model.name)
+      throw httpError('model_not_found', `no model named '${name}'; this API serves '${model.name}'`);
+    return model;
+  }
+
+  /** `GET /`: API name, model format, inputs and outputs. */
+  describe(): Record<string, unknown> {
+    const model = this.loaded?.model;
+    return {
+      name: this.apiName,
+      format: FORMAT,
+      ready: model !== undefined,
+      predictor: this.options.predictor ? 'custom' : 'default',
+      inputs: model?.inputs ?? [],
+      outputs: model?.outputs ?? [],
+    };
+  }
+
+  private modelMetadata(model: Model): Record<string, unknown> {
+    const strip = ({ name, datatype, shape }: Model['inputs'][number]) => ({ name, datatype, shape });
+    return {
+      name: model.name,
+      platform: 'onnxruntime_onnx',
+      inputs: model.inputs.map(strip),
+      outputs: model.outputs.map(strip),
+    };
+  }
+
+  private errorResponse(error: unknown, requestId: string, route: Route | undefined): InternalResponse {
+    if (isHttpError(error)) {
+      if (error.status >= 500)
+        this.log.error('request failed', { requestId, route: route?.kind, code: error.code, error });
+      return json(
+        error.status,
+        { error: { code: error.code, message: error.message, requestId } },
+        { ...error.headers },
+      );
+    }
+    this.log.error('predictor failed', { requestId, route: route?.kind, error: asError(error) });
+    return json(500, {
+      error: {
+        code: 'predictor_error',
+        message: `the predictor failed; the logs carry the details under request id ${requestId}`,
+        requestId,
+      },
+    });
+  }
+}
+
+function predictRequest(request: InternalRequest): PredictRequest {
+  let payload: { value: unknown } | undefined;
+  return {
+    get payload() {
+      payload ??= { value: decodePayload(request) };
+      return payload.value;
+    },
+    query: request.query,
+    headers: request.headers,
+    method: request.method,
+    path: request.path,
+    body: request.body,
+  };
+}
+
+function json(status: number, value: unknown, headers: Record<string, string> = {}): InternalResponse {
+  return {
+    status,
+    headers: { ...headers, 'content-type': 'application/json' },
+    body: Buffer.from(stringifyJson(value)),
+  };
+}
+
+function asError(error: unknown): Error {
+  return error instanceof Error ? error : new Error(`non-Error thrown: ${String(error)}`);
+}
+
+function round(timings: StartupTimings): Record<string, number> {
+  return Object.fromEntries(Object.entries(timings).map(([k, v]) => [k, Math.round(v * 10) / 10]));
+}

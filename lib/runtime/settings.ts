@@ -1,0 +1,78 @@
+/**
+ * Runtime settings from the deployed contract's environment variables, validated in one pass:
+ * every bad variable is reported together, each with what it should be.
+ */
+import { z } from 'zod';
+import { DEFAULTS, ENV } from '../contract.js';
+import type { Config } from '../predictor.js';
+import { LOG_LEVELS, type LogLevel } from './logger.js';
+import { StartupError } from './startup-error.js';
+
+export interface RuntimeSettings {
+  readonly apiName: string;
+  readonly modelUri: string;
+  readonly modelSha256?: string;
+  readonly config: Config;
+  readonly intraOpThreads?: number;
+  readonly executionProviders: readonly string[];
+  readonly maxBodyBytes: number;
+  readonly requestTimeoutMs: number;
+  readonly logLevel: LogLevel;
+}
+
+const positiveInt = z.coerce.number().int().positive();
+
+const configJson = z.string().transform((text, ctx): Config => {
+  try {
+    const value: unknown = JSON.parse(text);
+    if (typeof value === 'object' && value !== null && !Array.isArray(value)) return value as Config;
+    ctx.addIssue({ code: 'custom', message: 'must be a JSON object' });
+  } catch (error) {
+    ctx.addIssue({ code: 'custom', message: `is not valid JSON: ${(error as Error).message}` });
+  }
+  return z.NEVER;
+});
+
+const envSchema = z.object({
+  [ENV.apiName]: z
+    .string()
+    .regex(/^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$/, 'must be URL-safe: letters, digits, _ . -')
+    .default('model'),
+  [ENV.modelUri]: z.string().min(1, 'is required: s3://bucket/key or a path'),
+  [ENV.modelSha256]: z
+    .string()
+    .regex(/^[0-9a-fA-F]{64}$/, 'must be 64 hex digits')
+    .optional(),
+  [ENV.config]: configJson.optional(),
+  [ENV.intraOpThreads]: positiveInt.optional(),
+  [ENV.executionProviders]: z.string().optional(),
+  [ENV.maxBodyBytes]: positiveInt.optional(),
+  [ENV.requestTimeoutMs]: positiveInt.optional(),
+  [ENV.logLevel]: z.enum(LOG_LEVELS).optional(),
+  [ENV.modelFormat]: z.literal('onnx', 'must be onnx (the only format served so far)').optional(),
+});
+
+/** Reads and validates the runtime's settings; throws one StartupError listing every problem. */
+export function settingsFromEnv(env: NodeJS.ProcessEnv = process.env): RuntimeSettings {
+  const present = Object.fromEntries(Object.entries(env).filter(([, v]) => v !== undefined && v !== ''));
+  const parsed = envSchema.safeParse(present);
+  if (!parsed.success) {
+    const problems = parsed.error.issues.map((issue) => `${String(issue.path[0] ?? 'env')} ${issue.message}`);
+    throw new StartupError(`invalid runtime environment: ${problems.join('; ')}`, 'Fix the variables named');
+  }
+  const e = parsed.data;
+  return {
+    apiName: e[ENV.apiName],
+    modelUri: e[ENV.modelUri],
+    modelSha256: e[ENV.modelSha256]?.toLowerCase(),
+    config: e[ENV.config] ?? {},
+    intraOpThreads: e[ENV.intraOpThreads],
+    executionProviders: (e[ENV.executionProviders] ?? 'cpu')
+      .split(',')
+      .map((p) => p.trim())
+      .filter(Boolean),
+    maxBodyBytes: e[ENV.maxBodyBytes] ?? DEFAULTS.maxBodyBytes,
+    requestTimeoutMs: e[ENV.requestTimeoutMs] ?? DEFAULTS.requestTimeoutMs,
+    logLevel: e[ENV.logLevel] ?? 'INFO',
+  };
+}
