@@ -60,13 +60,14 @@ program
       logLevel: options['logLevel'] as LogLevel,
       embeddedS3: options['embeddedS3'] === true,
     });
-    process.stderr.write(`arclight: serving '${handle.runtime.apiName}' on ${handle.url}/ (ready)\n`);
     const stop = (signal: string): void => {
       process.stderr.write(`arclight: ${signal}, stopping\n`);
       void handle.close().then(() => process.exit(0));
     };
+    // Handlers first: whoever reads the line below may signal at once.
     process.once('SIGINT', stop);
     process.once('SIGTERM', stop);
+    process.stderr.write(`arclight: serving '${handle.runtime.apiName}' on ${handle.url}/ (ready)\n`);
   });
 
 program

@@ -1,9 +1,17 @@
 /** Shared test fixtures: real s3rver on loopback, real runtimes behind real sockets, the reference outputs. */
-import { readFileSync } from 'node:fs';
+import type { APIGatewayProxyEventV2 } from 'aws-lambda';
+import { spawn, type ChildProcessWithoutNullStreams } from 'node:child_process';
+import { randomUUID } from 'node:crypto';
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import type { Server } from 'node:http';
+import { createServer as createNetServer, type AddressInfo } from 'node:net';
+import { tmpdir } from 'node:os';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { startEmbeddedS3, type EmbeddedS3 } from '../lib/cli/embedded-s3.js';
 import type { Predictor } from '../lib/predictor.js';
 import { createHttpServer, listen, type HttpServerOptions } from '../lib/runtime/http-server.js';
+import type { LambdaHandler } from '../lib/runtime/lambda-adapter.js';
 import { createLogger, type LogLevel } from '../lib/runtime/logger.js';
 import { Runtime, type RuntimeOptions } from '../lib/runtime/runtime.js';
 
@@ -11,6 +19,8 @@ export const DIGITS_ONNX = 'models/digits.onnx';
 export const MOBILENET_ONNX = 'models/mobilenet_v3_small.onnx';
 export const DIGITS_PREDICTOR = 'functions/digits/predictor.ts';
 export const BUCKET = 'models';
+/** The repository root (the CLI's working directory in tests). */
+export const REPO_ROOT = dirname(dirname(fileURLToPath(import.meta.url)));
 
 export interface DigitsExpected {
   readonly images: number[][];
@@ -110,3 +120,215 @@ export function digitsInferBody(images: readonly (readonly number[])[]): string 
     inputs: [{ name: 'image', datatype: 'FP32', shape: [images.length, 1, 8, 8], data: images.flat() }],
   });
 }
+
+/** Writes model bytes (e.g. from test/onnx-model-writer.ts) to a fresh temp folder; returns the file's path. */
+export function writeTempModel(bytes: Uint8Array, name = 'model.onnx'): string {
+  const path = join(mkdtempSync(join(tmpdir(), 'arclight-model-')), name);
+  writeFileSync(path, bytes);
+  return path;
+}
+
+/** One request, said once and sent over any transport. */
+export interface Call {
+  /** @default POST when there is a body, else GET */
+  readonly method?: string;
+  /** Path and query string: `/v2/models/x/infer`, `/?case=ok`. */
+  readonly path: string;
+  /** A string body defaults to `content-type: application/json` unless a content-type is given. */
+  readonly headers?: Readonly<Record<string, string>>;
+  readonly body?: string | Buffer;
+}
+
+/** One response, whichever transport carried it. */
+export interface Reply {
+  readonly status: number;
+  /** Lower-cased names. */
+  readonly headers: Readonly<Record<string, string>>;
+  readonly body: Buffer;
+  readonly text: string;
+  json<T = unknown>(): T;
+}
+
+/** Sends a call and returns the reply: the node:http server through fetch, or the Lambda handler with an event. */
+export type Transport = (call: Call) => Promise<Reply>;
+
+function callHeaders(call: Call): Record<string, string> {
+  const headers: Record<string, string> = {};
+  for (const [name, value] of Object.entries(call.headers ?? {})) headers[name.toLowerCase()] = value;
+  if (typeof call.body === 'string' && headers['content-type'] === undefined) {
+    headers['content-type'] = 'application/json';
+  }
+  return headers;
+}
+
+function reply(status: number, headers: Record<string, string>, body: Buffer): Reply {
+  const text = body.toString('utf8');
+  return { status, headers, body, text, json: <T>() => JSON.parse(text) as T };
+}
+
+/** fetch against a running server (`startServer(...).url`), every request bounded by a timeout. */
+export function httpTransport(baseUrl: string, timeoutMs = 10_000): Transport {
+  return async (call) => {
+    const response = await fetch(baseUrl + call.path, {
+      method: call.method ?? (call.body === undefined ? 'GET' : 'POST'),
+      headers: callHeaders(call),
+      ...(call.body === undefined ? {} : { body: call.body }),
+      signal: AbortSignal.timeout(timeoutMs),
+    });
+    const headers: Record<string, string> = {};
+    response.headers.forEach((value, name) => (headers[name] = value));
+    return reply(response.status, headers, Buffer.from(await response.arrayBuffer()));
+  };
+}
+
+/** An API Gateway HTTP API (payload format 2.0) event for a call, as API Gateway sends it on the `$default` stage. */
+export function httpApiV2Event(call: Call, requestId: string = randomUUID()): APIGatewayProxyEventV2 {
+  const body = call.body === undefined ? undefined : Buffer.from(call.body);
+  const headers = callHeaders(call);
+  const contentType = headers['content-type'] ?? '';
+  const textual = contentType.includes('json') || contentType.startsWith('text/');
+  const method = call.method ?? (call.body === undefined ? 'GET' : 'POST');
+  const [rawPath = '/', rawQueryString = ''] = call.path.split('?', 2);
+  return {
+    version: '2.0',
+    routeKey: '$default',
+    rawPath,
+    rawQueryString,
+    headers,
+    requestContext: {
+      accountId: '123456789012',
+      apiId: 'api',
+      domainName: 'api.example.com',
+      domainPrefix: 'api',
+      http: { method, path: rawPath, protocol: 'HTTP/1.1', sourceIp: '127.0.0.1', userAgent: 'test' },
+      requestId,
+      routeKey: '$default',
+      stage: '$default',
+      time: new Date().toISOString(),
+      timeEpoch: Date.now(),
+    },
+    ...(body === undefined ? {} : { body: textual ? body.toString('utf8') : body.toString('base64') }),
+    isBase64Encoded: body !== undefined && !textual,
+  };
+}
+
+/** The real Lambda handler (`createLambdaHandler`) invoked with v2 events. */
+export function lambdaTransport(handler: LambdaHandler): Transport {
+  return async (call) => {
+    const result = await handler(httpApiV2Event(call), { awsRequestId: randomUUID() });
+    const headers: Record<string, string> = {};
+    for (const [name, value] of Object.entries(result.headers ?? {})) headers[name.toLowerCase()] = String(value);
+    return reply(result.statusCode, headers, Buffer.from(result.body, result.isBase64Encoded ? 'base64' : 'utf8'));
+  };
+}
+
+/** A loopback port nothing listens on (bound, then closed): connecting to it is refused. */
+export async function closedPort(): Promise<number> {
+  const server = createNetServer();
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(0, '127.0.0.1', resolve);
+  });
+  const { port } = server.address() as AddressInfo;
+  await new Promise<void>((resolve) => server.close(() => resolve()));
+  return port;
+}
+
+/** What a finished CLI child process said and how it ended. */
+export interface CliResult {
+  readonly code: number | null;
+  readonly signal: NodeJS.Signals | null;
+  readonly stdout: string;
+  readonly stderr: string;
+}
+
+export interface CliOptions {
+  /** Extra env for the child (on top of this process's env). */
+  readonly env?: Readonly<Record<string, string>>;
+  /** Killed with SIGKILL past this; the test then fails on the result. @default 30 s */
+  readonly timeoutMs?: number;
+}
+
+/** The CLI shim as a user runs it: `node bin/arclight.js ...`, from the repository root. */
+export function spawnCli(args: readonly string[], options: CliOptions = {}): ChildProcessWithoutNullStreams {
+  return spawn(process.execPath, ['bin/arclight.js', ...args], {
+    cwd: REPO_ROOT,
+    env: { ...process.env, ...options.env },
+    stdio: 'pipe',
+  });
+}
+
+/** Runs the CLI to its end and collects its output. */
+export function runCli(args: readonly string[], options: CliOptions = {}): Promise<CliResult> {
+  const child = spawnCli(args, options);
+  return collect(child, options.timeoutMs ?? 30_000);
+}
+
+/** Collects a child's output until it exits (SIGKILL past `timeoutMs`). */
+export function collect(child: ChildProcessWithoutNullStreams, timeoutMs = 30_000): Promise<CliResult> {
+  let stdout = '';
+  let stderr = '';
+  child.stdout.setEncoding('utf8').on('data', (chunk: string) => (stdout += chunk));
+  child.stderr.setEncoding('utf8').on('data', (chunk: string) => (stderr += chunk));
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => child.kill('SIGKILL'), timeoutMs);
+    child.once('error', (error) => {
+      clearTimeout(timer);
+      reject(error);
+    });
+    child.once('close', (code, signal) => {
+      clearTimeout(timer);
+      resolve({ code, signal, stdout, stderr });
+    });
+  });
+}
+
+/** Waits until the child's stderr matches `pattern` (rejects if it exits first or after `timeoutMs`). */
+export function waitForStderr(
+  child: ChildProcessWithoutNullStreams,
+  pattern: RegExp,
+  timeoutMs = 30_000,
+): Promise<RegExpExecArray> {
+  return new Promise((resolve, reject) => {
+    let seen = '';
+    const finish = (error?: Error, match?: RegExpExecArray): void => {
+      clearTimeout(timer);
+      child.stderr.off('data', onData);
+      child.off('exit', onExit);
+      if (error) reject(error);
+      else resolve(match!);
+    };
+    const onData = (chunk: Buffer | string): void => {
+      seen += chunk.toString();
+      const match = pattern.exec(seen);
+      if (match) finish(undefined, match);
+    };
+    const onExit = (code: number | null): void =>
+      finish(new Error(`the process exited (${code}) before printing ${pattern}; stderr:\n${seen}`));
+    const timer = setTimeout(
+      () => finish(new Error(`no ${pattern} on stderr within ${timeoutMs} ms; stderr:\n${seen}`)),
+      timeoutMs,
+    );
+    child.stderr.on('data', onData);
+    child.once('exit', onExit);
+  });
+}
+
+/** stderr without the AWS SDK's multi-line NodeVersionSupportWarning (printed under Node 20). */
+export function stderrLines(stderr: string): string[] {
+  const lines = stderr.split('\n').filter((line) => line.trim() !== '');
+  const out: string[] = [];
+  let inWarning = false;
+  for (const line of lines) {
+    if (/NodeVersionSupportWarning/.test(line)) inWarning = true;
+    else if (inWarning && /^\(Use `node --trace-warnings/.test(line)) {
+      inWarning = false;
+      continue;
+    }
+    if (!inWarning) out.push(line);
+  }
+  return out;
+}
+
+/** A line of a printed stack (`    at fn (file:line:col)`). */
+export const STACK_FRAME = /^\s+at\s/m;

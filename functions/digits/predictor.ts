@@ -19,7 +19,7 @@ interface Prediction {
 
 export default definePredictor({
   async predict({ payload }, { model }) {
-    if (typeof payload !== 'object' || payload === null || Array.isArray(payload)) {
+    if (typeof payload !== 'object' || payload === null || Array.isArray(payload) || payload instanceof Buffer) {
       throw badInput(`expected a JSON object; ${USAGE}`, payload);
     }
     const body = payload as Record<string, unknown>;
@@ -56,10 +56,18 @@ function toPixels(value: unknown, where: string, form?: 'nested' | 'flat'): numb
   if (pixels.length !== PIXELS) throw badInput(`${where} has ${pixels.length} pixels; an image has ${PIXELS} (8×8)`);
   pixels.forEach((p, i) => {
     if (typeof p !== 'number' || !Number.isFinite(p) || p < 0 || p > MAX_GREY) {
-      throw badInput(`${where} pixel ${i} is ${JSON.stringify(p)}; grey levels are numbers from 0 to ${MAX_GREY}`);
+      throw badInput(`${where} pixel ${i} is ${describe(p)}; grey levels are numbers from 0 to ${MAX_GREY}`);
     }
   });
   return pixels as number[];
+}
+
+/** A short, safe description of a bad pixel: JSON.stringify would overflow the stack on a deeply nested array. */
+function describe(value: unknown): string {
+  if (Array.isArray(value)) return 'an array';
+  if (typeof value === 'object' && value !== null) return 'an object';
+  const text = JSON.stringify(value);
+  return text.length > 40 ? `${text.slice(0, 39)}…` : text;
 }
 
 function flattenRows(rows: unknown[], where: string): unknown[] {

@@ -31,7 +31,7 @@ export async function predict(url: string, options: PredictOptions): Promise<Pre
   } catch (error) {
     const cause = (error as Error & { cause?: NodeJS.ErrnoException }).cause;
     throw new StartupError(
-      `cannot reach ${target.href}: ${cause?.code ?? (error as Error).message}`,
+      `cannot reach ${target.href}: ${cause?.code ?? cause?.message ?? (error as Error).message}`,
       'Is the API running? Check the URL',
       {
         cause: error,

@@ -66,6 +66,8 @@ export async function serve(options: ServeOptions): Promise<ServeHandle> {
     intraOpThreads: options.threads,
     requestTimeoutMs: options.timeoutMs,
     logger: createLogger(name, options.logLevel),
+    // The CLI reports a failed start itself, in one line (the stack with --verbose).
+    logStartupFailure: false,
   });
   const server = createHttpServer(runtime, { maxBodyBytes: options.maxBodyBytes });
   const close = async (): Promise<void> => {

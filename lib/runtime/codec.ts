@@ -50,7 +50,8 @@ function isPredictorResponse(value: unknown): value is PredictorResponse {
 /** Turns what a predictor returned into a response; what cannot be encoded is a predictor failure. */
 export function encodeResult(result: unknown): { status: number; headers: Record<string, string>; body: Buffer } {
   if (isPredictorResponse(result)) {
-    const encoded = encodeBody(result.body);
+    // `body` is optional in a full-control response (`{ status: 204 }`): no body then, not a failure.
+    const encoded = result.body === undefined ? { headers: {}, body: Buffer.alloc(0) } : encodeBody(result.body);
     return {
       status: result.status,
       headers: { ...encoded.headers, ...lowerCaseKeys(result.headers ?? {}) },

@@ -29,6 +29,9 @@ export function createHttpServer(runtime: Runtime, options: HttpServerOptions = 
     {
       requestTimeout: clientTimeoutMs,
       headersTimeout: Math.min(clientTimeoutMs, 10_000),
+      // Node checks both timeouts only this often (30 s by default), which would let a stalled client hold its
+      // connection for up to 30 s past clientTimeoutMs.
+      connectionsCheckingInterval: Math.max(10, Math.min(1000, Math.floor(clientTimeoutMs / 4))),
       keepAliveTimeout: options.keepAliveTimeoutMs ?? 5000,
     },
     (req, res) => {
@@ -89,6 +92,13 @@ function refuseTooLarge(req: IncomingMessage, res: ServerResponse, maxBodyBytes:
     error: { code: 'payload_too_large', message: `request body exceeds the limit of ${maxBodyBytes} bytes`, requestId },
   });
   res.shouldKeepAlive = false;
+  const socket = req.socket;
+  // Once a closing response is written, node destroys the socket (destroySoon). A client still uploading then gets
+  // a reset, and its TCP stack drops the 413 it has not read yet. Half-close instead: send FIN, keep reading (and
+  // dropping) the upload until the client closes its side or LINGER_MS pass.
+  socket.destroySoon = () => {
+    socket.end();
+  };
   res.writeHead(413, {
     'content-type': 'application/json',
     'content-length': Buffer.byteLength(body),
@@ -97,7 +107,6 @@ function refuseTooLarge(req: IncomingMessage, res: ServerResponse, maxBodyBytes:
   });
   res.end(body);
   req.on('data', () => undefined);
-  const socket = req.socket;
   const timer = setTimeout(() => socket.destroy(), LINGER_MS);
   timer.unref();
   socket.once('close', () => clearTimeout(timer));

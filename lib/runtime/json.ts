@@ -11,11 +11,16 @@ export function parseJsonBody(body: Buffer): unknown {
   }
 }
 
-/** JSON text of a value; BigInt becomes a string when exact as a number is impossible. */
+/**
+ * JSON text of a value; BigInt becomes a string when exact as a number is impossible, and a typed array (a tensor's
+ * data, such as `out.logits.data`) a JSON array rather than an object keyed by index.
+ */
 export function stringifyJson(value: unknown): string {
-  return JSON.stringify(value, (_key, v: unknown) =>
-    typeof v === 'bigint' ? (Number.isSafeInteger(Number(v)) ? Number(v) : v.toString()) : v,
-  );
+  return JSON.stringify(value, (_key, v: unknown) => {
+    if (typeof v === 'bigint') return Number.isSafeInteger(Number(v)) ? Number(v) : v.toString();
+    if (ArrayBuffer.isView(v) && !(v instanceof DataView)) return Array.from(v as unknown as ArrayLike<unknown>);
+    return v;
+  });
 }
 
 export function isJsonContentType(contentType: string): boolean {
@@ -26,4 +31,29 @@ export function isJsonContentType(contentType: string): boolean {
 /** The media type of a Content-Type header, lower-cased, without parameters. */
 export function mediaType(contentType: string): string {
   return contentType.split(';', 1)[0]!.trim().toLowerCase();
+}
+
+/**
+ * A request value as an error message shows it: JSON, at most `maxLength` characters and a few levels deep, so a
+ * hostile value (nested 100000 deep, megabytes long) can neither exhaust the stack nor swell the message.
+ */
+export function previewJson(value: unknown, maxLength = 64): string {
+  const text = preview(value, 3);
+  return text.length > maxLength ? `${text.slice(0, maxLength - 1)}…` : text;
+}
+
+function preview(value: unknown, depth: number): string {
+  if (Array.isArray(value)) {
+    if (depth === 0) return value.length === 0 ? '[]' : '[…]';
+    const items = value.slice(0, 8).map((item: unknown) => preview(item, depth - 1));
+    return `[${items.join(',')}${value.length > 8 ? ',…' : ''}]`;
+  }
+  if (typeof value === 'object' && value !== null) {
+    const entries = Object.entries(value);
+    if (depth === 0) return entries.length === 0 ? '{}' : '{…}';
+    const items = entries.slice(0, 8).map(([key, item]) => `${JSON.stringify(key)}:${preview(item, depth - 1)}`);
+    return `{${items.join(',')}${entries.length > 8 ? ',…' : ''}}`;
+  }
+  if (typeof value === 'string') return JSON.stringify(value.length > 64 ? `${value.slice(0, 64)}…` : value);
+  return typeof value === 'bigint' ? value.toString() : (JSON.stringify(value) ?? String(value));
 }

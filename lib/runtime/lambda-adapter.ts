@@ -34,7 +34,7 @@ export function createLambdaHandler(runtime: Runtime, options: LambdaHandlerOpti
       ({ request, requestId } = fromEvent(event, context));
     } catch (error) {
       if (!(error instanceof BadEvent)) throw error;
-      return errorResult(400, 'invalid_input', error.message, context?.awsRequestId ?? requestIdFrom(undefined));
+      return errorResult(400, 'invalid_input', error.message, gatewayRequestId(event, context));
     }
     if (request.body.length > maxBodyBytes) {
       return errorResult(
@@ -44,7 +44,7 @@ export function createLambdaHandler(runtime: Runtime, options: LambdaHandlerOpti
         requestId,
       );
     }
-    if (runtime.status !== 'ready') await runtime.start().catch(() => undefined);
+    await runtime.ensureStarted();
     const remaining = context?.getRemainingTimeInMillis?.();
     const response = await runtime.handle(request, {
       requestId,
@@ -63,6 +63,13 @@ function fromEvent(
   if (e['version'] === '2.0') return fromV2(event as APIGatewayProxyEventV2, context);
   if (typeof e['httpMethod'] === 'string') return fromV1(event as APIGatewayProxyEvent, context);
   throw new BadEvent('the event is not an API Gateway proxy event (payload format 1.0 or 2.0)');
+}
+
+/** API Gateway's request id when the event carries one (also for an event refused as malformed), else Lambda's. */
+function gatewayRequestId(event: unknown, context: Partial<Context> | undefined): string {
+  const requestContext = (event as { requestContext?: { requestId?: unknown } } | null)?.requestContext;
+  const id = typeof requestContext === 'object' && requestContext !== null ? requestContext.requestId : undefined;
+  return typeof id === 'string' && id !== '' ? id : (context?.awsRequestId ?? requestIdFrom(undefined));
 }
 
 function fromV2(event: APIGatewayProxyEventV2, context: Partial<Context> | undefined) {

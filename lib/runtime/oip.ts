@@ -6,7 +6,7 @@
 import { z } from 'zod';
 import type { Datatype, Tensor, TensorData, TensorInfo, TensorType } from '../predictor.js';
 import { invalidInput } from './http-errors.js';
-import { parseJsonBody, stringifyJson } from './json.js';
+import { parseJsonBody, previewJson, stringifyJson } from './json.js';
 import {
   DATATYPES,
   DATATYPE_OF,
@@ -185,7 +185,7 @@ function decodeInput(input: RawInput, info: TensorInfo, binary: BinaryCursor | u
 function checkShape(shape: readonly unknown[], info: TensorInfo, where: string): number[] {
   for (const [axis, dim] of shape.entries()) {
     if (typeof dim !== 'number' || !Number.isSafeInteger(dim) || dim < 0) {
-      throw invalidInput(`${where}: shape[${axis}] must be a non-negative integer, got ${stringifyJson(dim)}`);
+      throw invalidInput(`${where}: shape[${axis}] must be a non-negative integer, got ${previewJson(dim)}`);
     }
   }
   const dims = shape as number[];
@@ -298,9 +298,7 @@ function fillTyped(flat: readonly unknown[], datatype: Datatype, where: string):
   const type = TENSOR_TYPE_OF[datatype];
   const data = allocate(type, flat.length);
   const bad = (i: number, expected: string): never => {
-    throw invalidInput(
-      `${where}: data[${i}] is ${stringifyJson(flat[i]) ?? String(flat[i])}; ${datatype} needs ${expected}`,
-    );
+    throw invalidInput(`${where}: data[${i}] is ${previewJson(flat[i])}; ${datatype} needs ${expected}`);
   };
   switch (datatype) {
     case 'FP32':

@@ -43,6 +43,8 @@ export interface RuntimeOptions {
   readonly logger: Logger;
   /** Environment for the S3 client. @default process.env */
   readonly env?: NodeJS.ProcessEnv;
+  /** Log a failed start (with its cause's stack); off where the caller reports the failure itself (the CLI). @default true */
+  readonly logStartupFailure?: boolean;
 }
 
 export type RuntimeStatus = 'starting' | 'ready' | 'failed';
@@ -74,6 +76,7 @@ const FORMAT: ModelFormat = 'onnx';
 export class Runtime {
   private loaded: Loaded | undefined;
   private failure: StartupError | undefined;
+  private failedAt = 0;
   private starting: Promise<StartupTimings> | undefined;
   private readonly predictor: Predictor<unknown>;
   private readonly config: Config;
@@ -108,10 +111,23 @@ export class Runtime {
           ? error
           : new StartupError(`startup failed: ${(error as Error).message}`, undefined, { cause: error });
       this.starting = undefined;
-      this.log.error('startup failed', { error: this.failure, cause: this.failure.cause });
+      this.failedAt = performance.now();
+      if (this.options.logStartupFailure !== false) {
+        this.log.error('startup failed', { error: this.failure, cause: this.failure.cause });
+      }
       throw this.failure;
     });
     return this.starting;
+  }
+
+  /**
+   * Waits for the start under way, or retries a failed one once `retryAfterMs` have passed since it failed,
+   * so a transient failure (S3 throttling) heals without every request paying for a doomed retry. Never throws.
+   */
+  async ensureStarted(retryAfterMs = 5000): Promise<void> {
+    if (this.loaded) return;
+    if (this.failure && !this.starting && performance.now() - this.failedAt < retryAfterMs) return;
+    await this.start().catch(() => undefined);
   }
 
   private async load(): Promise<StartupTimings> {

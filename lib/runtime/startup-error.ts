@@ -12,6 +12,7 @@ export class StartupError extends Error {
 
   /** `message (hint)` on one line. */
   oneLine(): string {
-    return this.hint === undefined ? this.message : `${this.message}. ${this.hint}`;
+    if (this.hint === undefined) return this.message;
+    return `${this.message}${/[.!?]$/.test(this.message) ? '' : '.'} ${this.hint}`;
   }
 }

@@ -72,31 +72,30 @@ export const INTEGER_RANGE: Partial<Readonly<Record<Datatype, readonly [number, 
 export const INT64_MIN = -(2n ** 63n);
 export const INT64_MAX = 2n ** 63n - 1n;
 
-const f32 = new Float32Array(1);
-const u32 = new Uint32Array(f32.buffer);
+const f64 = new DataView(new ArrayBuffer(8));
 
-/** IEEE 754 half-precision bits of a number, rounded to nearest even. */
+/**
+ * IEEE 754 half-precision bits of a number, rounded to nearest even, straight from the double (going through float32
+ * first would round twice and miss the nearest half for values just past a halfway point).
+ */
 export function toFloat16Bits(value: number): number {
-  f32[0] = value;
-  const x = u32[0]!;
-  const sign = (x >>> 16) & 0x8000;
-  const exponent = (x >>> 23) & 0xff;
-  let mantissa = x & 0x7fffff;
-  if (exponent === 0xff) return sign | 0x7c00 | (mantissa ? 0x200 : 0);
-  const e = exponent - 127 + 15;
-  if (e >= 0x1f) return sign | 0x7c00;
-  if (e <= 0) {
-    if (e < -10) return sign;
-    mantissa |= 0x800000;
-    const shift = 14 - e;
-    const half = mantissa >>> shift;
-    const rest = mantissa & ((1 << shift) - 1);
-    const halfway = 1 << (shift - 1);
-    return sign | (rest > halfway || (rest === halfway && half & 1) ? half + 1 : half);
-  }
-  const half = (e << 10) | (mantissa >>> 13);
-  const rest = mantissa & 0x1fff;
-  return sign | (rest > 0x1000 || (rest === 0x1000 && half & 1) ? half + 1 : half);
+  f64.setFloat64(0, value);
+  const high = f64.getUint32(0);
+  const sign = (high >>> 16) & 0x8000;
+  const exponent = (high >>> 20) & 0x7ff;
+  if (exponent === 0x7ff) return sign | 0x7c00 | (Number.isNaN(value) ? 0x200 : 0);
+  // The half's exponent: the double's, but never below -14, where subnormals share the smallest normal's scale.
+  const e = Math.max(exponent - 1023, -14);
+  if (e > 15) return sign | 0x7c00;
+  // The magnitude in units of the half's last place: exact, as it only scales by a power of two. Normals land in
+  // [1024, 2048) (the implicit bit included), subnormals below 1024.
+  const units = Math.abs(value) * 2 ** (10 - e);
+  const whole = Math.floor(units);
+  const rest = units - whole;
+  const rounded = rest > 0.5 || (rest === 0.5 && whole % 2 === 1) ? whole + 1 : whole;
+  // Adding the rounded units to the exponent field lets a carry (2048 units, or 1024 from a subnormal) move up to
+  // the next exponent, and past 65504 to infinity (0x7c00), as IEEE rounding does.
+  return sign | (((e + 14) << 10) + rounded);
 }
 
 /** The number that IEEE 754 half-precision bits stand for. */
