@@ -13,7 +13,7 @@ export {
   type PredictContext,
   type PredictRequest,
   type PredictResult,
-  type Predictor,
+  type DefinedPredictor,
   type PredictorDefinition,
   type PredictorLogger,
   type PredictorResponse,
@@ -24,3 +24,4 @@ export {
   type TensorType,
 } from './predictor.js';
 export { DEFAULTS, ENV, ERROR_STATUS, ROUTES, type ErrorCode } from './contract.js';
+export * from './constructs/index.js';

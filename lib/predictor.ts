@@ -130,14 +130,14 @@ export interface PredictorDefinition<S = undefined, C extends Config = Config> {
 const PREDICTOR_BRAND = Symbol.for('arclight.predictor');
 
 /** A predictor as `definePredictor` returns it. */
-export type Predictor<S = undefined, C extends Config = Config> = PredictorDefinition<S, C> & {
+export type DefinedPredictor<S = undefined, C extends Config = Config> = PredictorDefinition<S, C> & {
   readonly [PREDICTOR_BRAND]: true;
 };
 
 /** Declares a predictor; the default export of a predictor module. */
 export function definePredictor<S = undefined, C extends Config = Config>(
   definition: PredictorDefinition<S, C>,
-): Predictor<S, C> {
+): DefinedPredictor<S, C> {
   if (typeof definition?.predict !== 'function') {
     throw new TypeError('definePredictor: `predict` must be a function');
   }
@@ -148,7 +148,7 @@ export function definePredictor<S = undefined, C extends Config = Config>(
 }
 
 /** Whether a value is a predictor (made by `definePredictor`, or shaped like one). */
-export function isPredictor(value: unknown): value is Predictor<unknown> {
+export function isPredictor(value: unknown): value is DefinedPredictor<unknown> {
   return typeof value === 'object' && value !== null && typeof (value as { predict?: unknown }).predict === 'function';
 }
 

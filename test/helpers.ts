@@ -9,7 +9,7 @@ import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { startEmbeddedS3, type EmbeddedS3 } from '../lib/cli/embedded-s3.js';
-import type { Predictor } from '../lib/predictor.js';
+import type { DefinedPredictor } from '../lib/predictor.js';
 import { createHttpServer, listen, type HttpServerOptions } from '../lib/runtime/http-server.js';
 import type { LambdaHandler } from '../lib/runtime/lambda-adapter.js';
 import { createLogger, type LogLevel } from '../lib/runtime/logger.js';
@@ -78,8 +78,9 @@ export async function startServer(runtime: Runtime, options: HttpServerOptions =
   };
 }
 
-export async function loadTestPredictor(path: string): Promise<Predictor<unknown>> {
-  return ((await import(new URL(`../${path}`, import.meta.url).href)) as { default: Predictor<unknown> }).default;
+export async function loadTestPredictor(path: string): Promise<DefinedPredictor<unknown>> {
+  return ((await import(new URL(`../${path}`, import.meta.url).href)) as { default: DefinedPredictor<unknown> })
+    .default;
 }
 
 /**

@@ -1,11 +1,11 @@
-import type { Predictor } from '../predictor.js';
+import type { DefinedPredictor } from '../predictor.js';
 import { createLogger } from './logger.js';
 import { Runtime } from './runtime.js';
 import { settingsFromEnv, type RuntimeSettings } from './settings.js';
 
 /** A runtime configured from the deployed contract's env vars, its start already under way. */
 export function bootFromEnv(
-  predictor?: Predictor<unknown>,
+  predictor?: DefinedPredictor<unknown>,
   env: NodeJS.ProcessEnv = process.env,
 ): { runtime: Runtime; settings: RuntimeSettings } {
   const settings = settingsFromEnv(env);

@@ -1,10 +1,12 @@
 /**
- * The Lambda entry when the runtime reads everything from the environment (the default predictor).
- * The model fetch starts at import, which on Lambda is the init phase, at full CPU.
+ * The Lambda entry the image bundles: the runtime configured from the deployed contract's env vars.
+ * The model fetch starts when this is called, at import of the bundle: on Lambda that is the init phase, at full CPU.
  */
-import { createLambdaHandler } from './lambda-adapter.js';
+import type { DefinedPredictor } from '../predictor.js';
 import { bootFromEnv } from './boot.js';
+import { createLambdaHandler, type LambdaHandler } from './lambda-adapter.js';
 
-const { runtime, settings } = bootFromEnv();
-
-export const handler = createLambdaHandler(runtime, { maxBodyBytes: settings.maxBodyBytes });
+export function lambdaHandlerFromEnv(predictor?: DefinedPredictor<unknown>): LambdaHandler {
+  const { runtime, settings } = bootFromEnv(predictor);
+  return createLambdaHandler(runtime, { maxBodyBytes: settings.maxBodyBytes });
+}

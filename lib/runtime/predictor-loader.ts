@@ -1,14 +1,14 @@
 import { access } from 'node:fs/promises';
 import { resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
-import { isPredictor, type Predictor } from '../predictor.js';
+import { isPredictor, type DefinedPredictor } from '../predictor.js';
 import { StartupError } from './startup-error.js';
 
 /**
  * Imports a predictor module (TypeScript loads without a build step under the CLI, which registers tsx)
  * and returns its default export.
  */
-export async function loadPredictor(entry: string): Promise<Predictor<unknown>> {
+export async function loadPredictor(entry: string): Promise<DefinedPredictor<unknown>> {
   const path = resolve(entry);
   try {
     await access(path);

@@ -9,7 +9,7 @@ import {
   type Model,
   type ModelFormat,
   type PredictRequest,
-  type Predictor,
+  type DefinedPredictor,
 } from '../predictor.js';
 import { decodePayload, encodeResult, type InternalRequest, type InternalResponse } from './codec.js';
 import { defaultPredictor, infer } from './default-predictor.js';
@@ -31,7 +31,7 @@ export interface RuntimeOptions {
   /** Refuse a model whose sha256 differs. @default no check */
   readonly modelSha256?: string;
   /** User code; the Open Inference Protocol predictor when absent. @default defaultPredictor */
-  readonly predictor?: Predictor<unknown>;
+  readonly predictor?: DefinedPredictor<unknown>;
   /** Handed to `init` and `predict`. @default {} */
   readonly config?: Config;
   /** onnxruntime intra-op threads. @default onnxruntime's choice */
@@ -78,13 +78,13 @@ export class Runtime {
   private failure: StartupError | undefined;
   private failedAt = 0;
   private starting: Promise<StartupTimings> | undefined;
-  private readonly predictor: Predictor<unknown>;
+  private readonly predictor: DefinedPredictor<unknown>;
   private readonly config: Config;
   private readonly requestTimeoutMs: number;
   readonly log: Logger;
 
   constructor(private readonly options: RuntimeOptions) {
-    this.predictor = options.predictor ?? (defaultPredictor as Predictor<unknown>);
+    this.predictor = options.predictor ?? (defaultPredictor as DefinedPredictor<unknown>);
     this.config = options.config ?? {};
     this.requestTimeoutMs = options.requestTimeoutMs ?? DEFAULTS.requestTimeoutMs;
     this.log = options.logger;

@@ -1,0 +1,32 @@
+/**
+ * The example CDK app: `npx cdk synth` (no AWS account needed), `npx cdk deploy` with one.
+ * cdk-nag's AwsSolutions pack checks everything it synthesizes.
+ */
+import { App, Stack, Validations } from 'aws-cdk-lib';
+import * as lambda from 'aws-cdk-lib/aws-lambda';
+import { AwsSolutionsChecks } from 'cdk-nag';
+import { Compute, ModelSource, Predictor, RealtimeApi } from '../lib/index.js';
+
+export function buildExampleApp(app: App = new App()): { app: App; stack: Stack } {
+  const stack = new Stack(app, 'ArclightExamples', {
+    description: 'Arclight examples: handwritten digits and MobileNetV3-small as HTTPS inference APIs',
+  });
+
+  new RealtimeApi(stack, 'digits', {
+    predictor: Predictor.fromEntry('functions/digits/predictor.ts'),
+    model: ModelSource.fromAsset('models/digits.onnx'),
+    compute: Compute.lambda({ architecture: lambda.Architecture.ARM_64, memorySize: 1769 }),
+  });
+
+  new RealtimeApi(stack, 'mobilenet', {
+    model: ModelSource.fromAsset('models/mobilenet_v3_small.onnx'),
+    compute: Compute.lambda({ architecture: lambda.Architecture.X86_64, memorySize: 3008 }),
+  });
+
+  Validations.of(app).addPlugins(new AwsSolutionsChecks(app));
+  return { app, stack };
+}
+
+if (import.meta.url === `file://${process.argv[1]}`) {
+  buildExampleApp().app.synth();
+}

@@ -1,0 +1,261 @@
+import { Annotations, CfnOutput, RemovalPolicy, Stack, Validations } from 'aws-cdk-lib';
+import { AccessLogFormat } from 'aws-cdk-lib/aws-apigateway';
+import * as apigwv2 from 'aws-cdk-lib/aws-apigatewayv2';
+import { HttpLambdaIntegration } from 'aws-cdk-lib/aws-apigatewayv2-integrations';
+import { Platform } from 'aws-cdk-lib/aws-ecr-assets';
+import * as iam from 'aws-cdk-lib/aws-iam';
+import * as lambda from 'aws-cdk-lib/aws-lambda';
+import * as logs from 'aws-cdk-lib/aws-logs';
+import { Construct } from 'constructs';
+import { DEFAULTS, ENV } from '../contract.js';
+import type { Config } from '../predictor.js';
+import { ApiAuth } from './api-auth.js';
+import { Compute, LAMBDA_LIMITS, estimatedColdStartSeconds, type LambdaCompute } from './compute.js';
+import { buildLambdaImageContext, type NodeArch } from './lambda-image-context.js';
+import type { ModelSource, ModelSourceConfig } from './model-source.js';
+import { Predictor } from './predictor.js';
+
+/** Stage throttling. */
+export interface ThrottleProps {
+  /** Steady-state requests per second. @default 100 */
+  readonly rateLimit?: number;
+  /** Burst of requests above the rate. @default 200 */
+  readonly burstLimit?: number;
+}
+
+/** Props of a RealtimeApi. */
+export interface RealtimeApiProps {
+  /** The model to serve. */
+  readonly model: ModelSource;
+  /** URL-safe name of the API: the OIP model name and the log service name. @default the construct id */
+  readonly apiName?: string;
+  /** The code behind `POST /`. @default Predictor.default(), the Open Inference Protocol */
+  readonly predictor?: Predictor;
+  /** Where it runs. @default Compute.lambda() */
+  readonly compute?: Compute;
+  /** JSON handed to the predictor's init() and predict() as `config`. @default {} */
+  readonly config?: Config;
+  /** Who may call it. @default ApiAuth.none(), with a synth warning */
+  readonly auth?: ApiAuth;
+  /** Stage throttling; always on. @default 100 requests/s, burst 200 */
+  readonly throttle?: ThrottleProps;
+  /** How long the function's and the API's logs are kept. @default logs.RetentionDays.ONE_MONTH */
+  readonly logRetention?: logs.RetentionDays;
+}
+
+/** The construct metadata `arclight dev` finds APIs by. */
+export const API_METADATA_KEY = 'arclight:api';
+
+/** What the metadata record holds. */
+export interface ApiMetadata {
+  readonly apiName: string;
+  readonly compute: 'lambda';
+  readonly architecture: NodeArch;
+}
+
+/** The routes of the HTTP contract, as API Gateway route keys. */
+const ROUTE_KEYS: readonly [apigwv2.HttpMethod, string][] = [
+  [apigwv2.HttpMethod.POST, '/'],
+  [apigwv2.HttpMethod.GET, '/'],
+  [apigwv2.HttpMethod.GET, '/v2'],
+  [apigwv2.HttpMethod.GET, '/v2/health/live'],
+  [apigwv2.HttpMethod.GET, '/v2/health/ready'],
+  [apigwv2.HttpMethod.GET, '/v2/models/{name}'],
+  [apigwv2.HttpMethod.GET, '/v2/models/{name}/ready'],
+  [apigwv2.HttpMethod.POST, '/v2/models/{name}/infer'],
+];
+
+/**
+ * A model (and optionally a predictor) served as an HTTPS API: an API Gateway HTTP API in front of a Lambda
+ * container function that pulls the model from S3 at cold start.
+ */
+export class RealtimeApi extends Construct {
+  /** The API's base URL (ends with `/`). */
+  readonly url: string;
+  readonly function: lambda.IFunction;
+  readonly api: apigwv2.HttpApi;
+  readonly apiName: string;
+  private readonly stage: apigwv2.HttpStage;
+
+  constructor(scope: Construct, id: string, props: RealtimeApiProps) {
+    super(scope, id);
+    this.apiName = props.apiName ?? id;
+    const compute = (props.compute ?? Compute.lambda()) as LambdaCompute;
+    const auth = props.auth ?? ApiAuth.none();
+    const predictor = (props.predictor ?? Predictor.default()).bind();
+    const logRetention = props.logRetention ?? logs.RetentionDays.ONE_MONTH;
+
+    const functionLogs = new logs.LogGroup(this, 'FunctionLogs', {
+      retention: logRetention,
+      removalPolicy: RemovalPolicy.DESTROY,
+    });
+    const role = new iam.Role(this, 'FunctionRole', {
+      assumedBy: new iam.ServicePrincipal('lambda.amazonaws.com'),
+      description: `Runs the ${this.apiName} Arclight API: writes its own logs, reads its own model object`,
+    });
+    functionLogs.grantWrite(role);
+    const model = props.model.bind(this, role);
+
+    const problems = [
+      ...validateApiName(this.apiName),
+      ...predictor.problems,
+      ...model.problems,
+      ...compute.problems(model.sizeBytes),
+      ...auth.problems(),
+      ...validateThrottle(props.throttle),
+      ...validateConfig(props.config),
+    ];
+    if (problems.length > 0) {
+      throw new Error(`RealtimeApi '${this.node.path}' has invalid props:\n  - ${problems.join('\n  - ')}`);
+    }
+    this.warnAbout(model, auth);
+
+    const arch: NodeArch = compute.architecture === lambda.Architecture.ARM_64 ? 'arm64' : 'x64';
+    const fn = new lambda.DockerImageFunction(this, 'Function', {
+      description: `Arclight API ${this.apiName}`,
+      code: lambda.DockerImageCode.fromImageAsset(buildLambdaImageContext({ predictorEntry: predictor.entry, arch }), {
+        platform: arch === 'arm64' ? Platform.LINUX_ARM64 : Platform.LINUX_AMD64,
+      }),
+      architecture: compute.architecture,
+      memorySize: compute.memorySize,
+      ephemeralStorageSize: compute.ephemeralStorageSize,
+      timeout: compute.timeout,
+      reservedConcurrentExecutions: compute.reservedConcurrency,
+      role,
+      logGroup: functionLogs,
+      environment: this.environment(model, props.config ?? {}, compute),
+    });
+    (fn.node.defaultChild as lambda.CfnFunction).addMetadata(API_METADATA_KEY, {
+      apiName: this.apiName,
+      compute: 'lambda',
+      architecture: arch,
+    } satisfies ApiMetadata);
+    const target: lambda.IFunction = compute.provisionedConcurrency
+      ? fn.addAlias('live', { provisionedConcurrentExecutions: compute.provisionedConcurrency })
+      : fn;
+    this.function = target;
+
+    this.api = new apigwv2.HttpApi(this, 'Api', {
+      apiName: this.apiName,
+      description: `Arclight API ${this.apiName}`,
+      createDefaultStage: false,
+    });
+    const integration = new HttpLambdaIntegration('Integration', target);
+    const authorizer = auth.bind();
+    for (const [method, path] of ROUTE_KEYS) {
+      this.api.addRoutes({ path, methods: [method], integration, ...(authorizer ? { authorizer } : {}) });
+    }
+    this.stage = this.createStage(props.throttle, logRetention);
+    this.url = this.stage.url;
+    new CfnOutput(this, 'Url', { value: this.url, description: `URL of the ${this.apiName} API` });
+    this.acknowledgeExplainedFindings(role, auth);
+  }
+
+  /** Allows `grantee` to call the API (meaningful with `ApiAuth.iam()`). */
+  grantInvoke(grantee: iam.IGrantable): iam.Grant {
+    return iam.Grant.addToPrincipal({
+      grantee,
+      actions: ['execute-api:Invoke'],
+      resourceArns: [
+        Stack.of(this).formatArn({
+          service: 'execute-api',
+          resource: this.api.apiId,
+          resourceName: `${this.stage.stageName}/*/*`,
+        }),
+      ],
+    });
+  }
+
+  private environment(model: ModelSourceConfig, config: Config, compute: LambdaCompute): Record<string, string> {
+    const timeoutMs = Math.max(1000, compute.timeout.toMilliseconds() - 1000);
+    return {
+      [ENV.apiName]: this.apiName,
+      [ENV.modelUri]: model.uri,
+      ...(model.sha256 ? { [ENV.modelSha256]: model.sha256 } : {}),
+      [ENV.modelFormat]: 'onnx',
+      [ENV.config]: JSON.stringify(config),
+      [ENV.executionProviders]: 'cpu',
+      [ENV.maxBodyBytes]: String(DEFAULTS.maxBodyBytes),
+      [ENV.requestTimeoutMs]: String(timeoutMs),
+    };
+  }
+
+  private createStage(throttle: ThrottleProps | undefined, retention: logs.RetentionDays): apigwv2.HttpStage {
+    const accessLogs = new logs.LogGroup(this, 'AccessLogs', { retention, removalPolicy: RemovalPolicy.DESTROY });
+    return new apigwv2.HttpStage(this, 'Stage', {
+      httpApi: this.api,
+      autoDeploy: true,
+      throttle: { rateLimit: throttle?.rateLimit ?? 100, burstLimit: throttle?.burstLimit ?? 200 },
+      accessLogSettings: {
+        destination: new apigwv2.LogGroupLogDestination(accessLogs),
+        format: AccessLogFormat.jsonWithStandardFields(),
+      },
+    });
+  }
+
+  private warnAbout(model: ModelSourceConfig, auth: ApiAuth): void {
+    if (auth.kind === 'none') {
+      Annotations.of(this).addWarningV2(
+        'arclight:openApi',
+        `RealtimeApi '${this.apiName}' accepts unauthenticated calls from anyone (throttled). Pass auth: ApiAuth.iam() or ApiAuth.jwt({...}) to restrict it.`,
+      );
+    }
+    if (model.sizeBytes !== undefined) {
+      const seconds = estimatedColdStartSeconds(model.sizeBytes);
+      if (seconds > LAMBDA_LIMITS.initWindowSeconds) {
+        Annotations.of(this).addWarningV2(
+          'arclight:slowColdStart',
+          `RealtimeApi '${this.apiName}': fetching and loading a ${(model.sizeBytes / 2 ** 20).toFixed(0)} MB model likely takes ~${seconds.toFixed(0)} s, past Lambda's ${LAMBDA_LIMITS.initWindowSeconds} s init window. Consider provisionedConcurrency, a smaller (quantized) model, or a container compute.`,
+        );
+      }
+    }
+    if (model.sha256 === undefined) {
+      Annotations.of(this).addWarningV2(
+        'arclight:noModelHash',
+        `RealtimeApi '${this.apiName}': the model has no sha256, so a corrupted or replaced object would be served. Pass { sha256 } to the model source.`,
+      );
+    }
+  }
+
+  /** cdk-nag findings that follow from the design, each acknowledged with its reason; everything else must pass. */
+  private acknowledgeExplainedFindings(role: iam.Role, auth: ApiAuth): void {
+    Validations.of(role).acknowledge({
+      id: 'AwsSolutions-IAM5',
+      reason:
+        "CloudWatch Logs stream ARNs under the function's own log group end in ':*'; no other wildcard is granted.",
+    });
+    if (auth.kind === 'none') {
+      Validations.of(this.api).acknowledge({
+        id: 'AwsSolutions-APIG4',
+        reason: 'The deployer chose ApiAuth.none(): a public, throttled inference API (synth warns).',
+      });
+    }
+  }
+}
+
+function validateApiName(name: string): string[] {
+  return /^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$/.test(name)
+    ? []
+    : [`apiName '${name}' is not URL-safe (letters, digits, _ . -, at most 128, starting with a letter or digit)`];
+}
+
+function validateThrottle(throttle: ThrottleProps | undefined): string[] {
+  const problems: string[] = [];
+  for (const [name, value] of Object.entries(throttle ?? {})) {
+    if (value !== undefined && (typeof value !== 'number' || !(value > 0)))
+      problems.push(`throttle.${name} must be a positive number, got ${String(value)}`);
+  }
+  return problems;
+}
+
+function validateConfig(config: Config | undefined): string[] {
+  if (config === undefined) return [];
+  try {
+    const size = JSON.stringify(config).length;
+    return size > 3500
+      ? [`config is ${size} bytes of JSON; Lambda's environment holds 4 KB in all, so keep it under 3500`]
+      : [];
+  } catch (error) {
+    return [`config cannot be encoded as JSON: ${(error as Error).message}`];
+  }
+}
