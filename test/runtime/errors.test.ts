@@ -549,7 +549,9 @@ describe('per-request timeout', () => {
 describe('logs', () => {
   let logged: TestServer;
   before(async () => {
-    const loggedRuntime = await startRuntime({ modelUri: DIGITS_ONNX, predictor: misbehaving, logLevel: 'INFO' });
+    const { result: loggedRuntime } = await captureLogs(() =>
+      startRuntime({ modelUri: DIGITS_ONNX, predictor: misbehaving, logLevel: 'INFO' }),
+    );
     logged = await startServer(loggedRuntime);
   });
   after(async () => {
