@@ -14,6 +14,8 @@ export interface InternalRequest {
   /** Lower-cased names. */
   readonly headers: Readonly<Record<string, string>>;
   readonly body: Buffer;
+  /** The body as text, when the transport delivered it as text (a Lambda event): JSON parses from it, no copy. */
+  readonly text?: string;
 }
 
 /** The transport-neutral response every adapter sends. */
@@ -27,8 +29,8 @@ export interface InternalResponse {
 export function decodePayload(request: InternalRequest): unknown {
   const contentType = request.headers['content-type'];
   if (contentType === undefined) return request.body.length === 0 ? undefined : request.body;
-  if (isJsonContentType(contentType)) return parseJsonBody(request.body);
-  if (mediaType(contentType).startsWith('text/')) return request.body.toString('utf8');
+  if (isJsonContentType(contentType)) return parseJsonBody(request.text ?? request.body);
+  if (mediaType(contentType).startsWith('text/')) return request.text ?? request.body.toString('utf8');
   return request.body;
 }
 

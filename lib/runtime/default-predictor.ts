@@ -10,13 +10,14 @@ import { ModelRunError } from './onnx-executor.js';
 
 interface InferInput {
   readonly body: Buffer;
+  readonly text?: string;
   readonly headers: Readonly<Record<string, string>>;
 }
 
 /** Validates an OIP request against the model, runs it and encodes the response. */
-export async function infer(model: Model, request: InferInput, signal?: AbortSignal): Promise<PredictorResponse> {
+export async function infer(model: Model, request: InferInput): Promise<PredictorResponse> {
   checkContentType(request.headers);
-  const decoded = decodeInferRequest(request.body, request.headers, model);
+  const decoded = decodeInferRequest(request.text ?? request.body, request.headers, model);
   let results;
   try {
     results = await model.run(decoded.feeds, decoded.outputNames);
@@ -24,7 +25,6 @@ export async function infer(model: Model, request: InferInput, signal?: AbortSig
     if (error instanceof ModelRunError) throw invalidInput(`the model cannot run on these inputs: ${error.message}`);
     throw error;
   }
-  signal?.throwIfAborted();
   const { body, headers } = encodeInferResponse(model.name, decoded.id, results, decoded.binaryOutputs);
   return { status: 200, headers, body };
 }
@@ -41,5 +41,5 @@ function checkContentType(headers: Readonly<Record<string, string>>): void {
 
 /** The predictor used when the deployer gives none. */
 export const defaultPredictor = definePredictor({
-  predict: (request, { model, signal }) => infer(model, request, signal),
+  predict: (request, context) => infer(context.model, request),
 });

@@ -1,10 +1,10 @@
 import { httpError } from './http-errors.js';
 
 /** Parses a JSON body; a syntax error (or nesting deep enough to exhaust the stack) is a 400. */
-export function parseJsonBody(body: Buffer): unknown {
+export function parseJsonBody(body: Buffer | string): unknown {
   if (body.length === 0) throw httpError('malformed_json', 'request body is empty; send a JSON document');
   try {
-    return JSON.parse(body.toString('utf8')) as unknown;
+    return JSON.parse(typeof body === 'string' ? body : body.toString('utf8')) as unknown;
   } catch (error) {
     const reason = error instanceof RangeError ? 'nested too deeply' : (error as Error).message;
     throw httpError('malformed_json', `request body is not valid JSON: ${reason}`);

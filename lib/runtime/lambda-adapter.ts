@@ -36,7 +36,7 @@ export function createLambdaHandler(runtime: Runtime, options: LambdaHandlerOpti
       if (!(error instanceof BadEvent)) throw error;
       return errorResult(400, 'invalid_input', error.message, gatewayRequestId(event, context));
     }
-    if (request.body.length > maxBodyBytes) {
+    if (bodyBytes(request) > maxBodyBytes) {
       return errorResult(
         413,
         'payload_too_large',
@@ -44,7 +44,7 @@ export function createLambdaHandler(runtime: Runtime, options: LambdaHandlerOpti
         requestId,
       );
     }
-    await runtime.ensureStarted();
+    if (runtime.status !== 'ready') await runtime.ensureStarted();
     const remaining = context?.getRemainingTimeInMillis?.();
     const response = await runtime.handle(request, {
       requestId,
@@ -83,7 +83,7 @@ function fromV2(event: APIGatewayProxyEventV2, context: Partial<Context> | undef
   const path = stripStage(event.rawPath, stage);
   const query = Object.fromEntries(new URLSearchParams(event.rawQueryString ?? ''));
   return {
-    request: { method, path, query, headers, body: decodeBody(event.body, event.isBase64Encoded) },
+    request: withBody({ method, path, query, headers }, event.body, event.isBase64Encoded),
     requestId: event.requestContext.requestId ?? context?.awsRequestId ?? requestIdFrom(undefined),
   };
 }
@@ -101,13 +101,11 @@ function fromV1(event: APIGatewayProxyEvent, context: Partial<Context> | undefin
     if (values?.length) query[name] = values[values.length - 1]!;
   }
   return {
-    request: {
-      method: event.httpMethod,
-      path: event.path,
-      query,
-      headers,
-      body: decodeBody(event.body, event.isBase64Encoded),
-    },
+    request: withBody(
+      { method: event.httpMethod, path: event.path, query, headers },
+      event.body,
+      event.isBase64Encoded,
+    ),
     requestId: event.requestContext?.requestId ?? context?.awsRequestId ?? requestIdFrom(undefined),
   };
 }
@@ -127,15 +125,45 @@ function lowerCaseHeaders(headers: Record<string, string | undefined> | null | u
   return out;
 }
 
-const BASE64 = /^[A-Za-z0-9+/]*={0,2}$/;
+const EMPTY = Buffer.alloc(0);
 
-function decodeBody(body: string | null | undefined, isBase64Encoded: boolean | undefined): Buffer {
-  if (body === null || body === undefined) return Buffer.alloc(0);
+/**
+ * The request with its body: base64 bodies decoded now; text bodies kept as the event's string, with the bytes made
+ * only if someone asks (JSON parses straight from the string, saving two copies of a multi-MB body).
+ */
+function withBody(
+  fields: Omit<InternalRequest, 'body' | 'text'>,
+  body: string | null | undefined,
+  isBase64Encoded: boolean | undefined,
+): InternalRequest {
+  if (body === null || body === undefined) return { ...fields, body: EMPTY };
   if (typeof body !== 'string') throw new BadEvent('event body must be a string');
-  if (!isBase64Encoded) return Buffer.from(body, 'utf8');
-  if (body.length % 4 !== 0 || !BASE64.test(body))
+  if (isBase64Encoded) return { ...fields, body: decodeBase64(body) };
+  let bytes: Buffer | undefined;
+  return {
+    ...fields,
+    text: body,
+    get body() {
+      return (bytes ??= Buffer.from(body, 'utf8'));
+    },
+  };
+}
+
+function bodyBytes(request: InternalRequest): number {
+  return request.text === undefined ? request.body.length : Buffer.byteLength(request.text, 'utf8');
+}
+
+/**
+ * Decodes base64, refusing what is not: Node's decoder skips characters outside the alphabet, so a body that
+ * decodes to fewer bytes than its length promises held some (a regex over a multi-MB body would cost milliseconds).
+ */
+function decodeBase64(text: string): Buffer {
+  const padding = text.endsWith('==') ? 2 : text.endsWith('=') ? 1 : 0;
+  const bytes = Buffer.from(text, 'base64');
+  if (text.length % 4 !== 0 || bytes.length !== (text.length / 4) * 3 - padding) {
     throw new BadEvent('event body is marked base64 but is not valid base64');
-  return Buffer.from(body, 'base64');
+  }
+  return bytes;
 }
 
 function toResult(response: InternalResponse): APIGatewayProxyResult {

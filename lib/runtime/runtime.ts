@@ -226,45 +226,64 @@ export class Runtime {
         return json(200, { name: route.model, ready: true });
       case 'infer': {
         const model = this.requireModel(route.model);
-        return this.withTimeout(timeoutMs, (signal) => infer(model, request, signal).then(encodeResult));
+        return this.withTimeout(timeoutMs, () => infer(model, request).then(encodeResult));
       }
-      case 'predict':
+      case 'predict': {
+        // Without user code, POST / is OIP inference: straight to it, with the transport's text body intact.
+        if (!this.options.predictor) {
+          const { model } = this.requireReady();
+          return this.withTimeout(timeoutMs, () => infer(model, request).then(encodeResult));
+        }
         return this.predict(request, requestId, timeoutMs);
+      }
     }
   }
 
   private predict(request: InternalRequest, requestId: string, timeoutMs: number): Promise<InternalResponse> {
     const { model, state } = this.requireReady();
-    return this.withTimeout(timeoutMs, async (signal) => {
+    const log = this.log;
+    const config = this.config;
+    return this.withTimeout(timeoutMs, async (deadline) => {
       const result = await this.predictor.predict(predictRequest(request), {
         model,
         state,
-        config: this.config,
+        config,
         requestId,
-        log: requestLogger(this.log, requestId),
-        signal,
+        // Both made on first use: most predictors never log per request or watch the deadline.
+        get log() {
+          return requestLogger(log, requestId);
+        },
+        get signal() {
+          return deadline.signal;
+        },
       });
       return encodeResult(result);
     });
   }
 
   /** Runs work against a deadline; past it the answer is 504 and the work is told to stop through its signal. */
-  private withTimeout<T>(timeoutMs: number, work: (signal: AbortSignal) => Promise<T>): Promise<T> {
-    const controller = new AbortController();
-    let timer: NodeJS.Timeout | undefined;
-    const deadline = new Promise<never>((_, reject) => {
-      timer = setTimeout(
+  private withTimeout<T>(timeoutMs: number, work: (deadline: Deadline) => Promise<T>): Promise<T> {
+    const deadline = new Deadline();
+    return new Promise<T>((resolve, reject) => {
+      const timer = setTimeout(
         () => {
           const error = httpError('predictor_timeout', `the request did not finish within ${timeoutMs} ms`);
-          controller.abort(error);
+          deadline.expire(error);
           reject(error);
         },
         Math.max(0, timeoutMs),
       );
+      const settle = (finish: () => void): void => {
+        clearTimeout(timer);
+        finish();
+      };
+      Promise.resolve()
+        .then(() => work(deadline))
+        .then(
+          (value) => settle(() => resolve(value)),
+          (error: unknown) => settle(() => reject(error)),
+        );
     });
-    const running = Promise.resolve().then(() => work(controller.signal));
-    running.catch(() => undefined);
-    return Promise.race([running, deadline]).finally(() => clearTimeout(timer));
   }
 
   private requireReady(): Loaded {
@@ -326,6 +345,27 @@ export class Runtime {
   }
 }
 
+/** A request's deadline; its AbortSignal is made only when someone asks for it. */
+class Deadline {
+  private controller: AbortController | undefined;
+  private reason: unknown;
+  private expired = false;
+
+  get signal(): AbortSignal {
+    if (!this.controller) {
+      this.controller = new AbortController();
+      if (this.expired) this.controller.abort(this.reason);
+    }
+    return this.controller.signal;
+  }
+
+  expire(reason: unknown): void {
+    this.expired = true;
+    this.reason = reason;
+    this.controller?.abort(reason);
+  }
+}
+
 function predictRequest(request: InternalRequest): PredictRequest {
   let payload: { value: unknown } | undefined;
   return {
@@ -337,7 +377,9 @@ function predictRequest(request: InternalRequest): PredictRequest {
     headers: request.headers,
     method: request.method,
     path: request.path,
-    body: request.body,
+    get body() {
+      return request.body;
+    },
   };
 }
 
