@@ -11,7 +11,11 @@ import { Agent, request as httpRequest } from 'node:http';
 import type { APIGatewayProxyEventV2, APIGatewayProxyResult } from 'aws-lambda';
 import ort from 'onnxruntime-node';
 import { createHttpServer, listen } from '../lib/runtime/http-server.js';
-import { createLambdaHandler } from '../lib/runtime/lambda-adapter.js';
+import { join, resolve } from 'node:path';
+import { pathToFileURL } from 'node:url';
+import { ENV } from '../lib/contract.js';
+import { BUNDLE_FILE, buildLambdaImageContext } from '../lib/constructs/lambda-image-context.js';
+import type { LambdaHandler } from '../lib/runtime/lambda-adapter.js';
 import { createLogger } from '../lib/runtime/logger.js';
 import { BINARY_HEADER } from '../lib/runtime/oip.js';
 import { Runtime } from '../lib/runtime/runtime.js';
@@ -94,6 +98,23 @@ function sessionOptions(threads: number): ort.InferenceSession.SessionOptions {
   };
 }
 
+/**
+ * The Lambda handler as `cdk synth` builds it: the esbuild bundle of the image's build context, configured by the
+ * deployed env contract (read at import, so set just before), with onnxruntime loaded from beside the bundle.
+ */
+async function importSynthesizedHandler(apiName: string, modelPath: string, threads: number): Promise<LambdaHandler> {
+  const dir = buildLambdaImageContext({ arch: process.arch === 'arm64' ? 'arm64' : 'x64' });
+  Object.assign(process.env, {
+    [ENV.apiName]: apiName,
+    [ENV.modelUri]: resolve(modelPath),
+    [ENV.intraOpThreads]: String(threads),
+    [ENV.logLevel]: 'INFO',
+  });
+  const bundle = pathToFileURL(join(dir, BUNDLE_FILE));
+  const { handler } = (await import(bundle.href)) as { handler: LambdaHandler };
+  return handler;
+}
+
 async function measureModel(plan: ModelPlan, threads: number, progress: (text: string) => void): Promise<ModelResult> {
   const model = MODELS[plan.model];
   const bytes = readFileSync(model.path);
@@ -112,7 +133,7 @@ async function measureModel(plan: ModelPlan, threads: number, progress: (text: s
     logger: createLogger(model.key, 'INFO'),
   });
   await runtime.start();
-  const handler = createLambdaHandler(runtime);
+  const handler = await importSynthesizedHandler(model.key, model.path, threads);
   const context = lambdaContext();
   const server = createHttpServer(runtime, { keepAliveTimeoutMs: 120_000 });
   const { port } = await listen(server, 0, '127.0.0.1');
@@ -153,13 +174,13 @@ async function measureModel(plan: ModelPlan, threads: number, progress: (text: s
     },
     {
       id: 'handler-json',
-      label: 'Arclight Lambda handler, OIP JSON',
+      label: 'Arclight Lambda handler (synth bundle), OIP JSON',
       call: () => invoke(jsonEvent),
       logits: async () => jsonLogits((await invoke(jsonEvent)).body),
     },
     {
       id: 'handler-binary',
-      label: 'Arclight Lambda handler, OIP binary (base64 event)',
+      label: 'Arclight Lambda handler (synth bundle), OIP binary',
       call: () => invoke(binaryEvent),
       logits: async () => {
         const result = await invoke(binaryEvent);
