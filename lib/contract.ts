@@ -64,3 +64,9 @@ export const DEFAULTS = {
 
 /** The header that carries the request id, both ways. */
 export const REQUEST_ID_HEADER = 'x-request-id';
+
+/**
+ * The CloudFormation metadata key a RealtimeApi puts on its function (`{ apiName, compute, architecture }`):
+ * `arclight dev` finds the APIs of a synthesized app by it.
+ */
+export const API_METADATA_KEY = 'arclight:api';

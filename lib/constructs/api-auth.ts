@@ -53,17 +53,14 @@ class IamAuth extends ApiAuth {
 
 class JwtAuth extends ApiAuth {
   readonly kind = 'jwt' as const;
-  private authorizer?: HttpJwtAuthorizer;
 
   constructor(private readonly options: JwtAuthOptions) {
     super();
   }
 
+  /** A new authorizer per call: one HttpJwtAuthorizer creates its resource in the first API it is bound to. */
   bind(): apigwv2.IHttpRouteAuthorizer {
-    this.authorizer ??= new HttpJwtAuthorizer('JwtAuthorizer', this.options.issuer, {
-      jwtAudience: [...this.options.audience],
-    });
-    return this.authorizer;
+    return new HttpJwtAuthorizer('JwtAuthorizer', this.options.issuer, { jwtAudience: [...this.options.audience] });
   }
 
   override problems(): string[] {

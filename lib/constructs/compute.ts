@@ -1,4 +1,4 @@
-import { Duration, Size } from 'aws-cdk-lib';
+import { Duration, Size, SizeRoundingBehavior } from 'aws-cdk-lib';
 import * as lambda from 'aws-cdk-lib/aws-lambda';
 
 /** Props of the Lambda compute. */
@@ -66,9 +66,9 @@ export class LambdaCompute extends Compute {
     if (!Number.isInteger(this.memorySize) || this.memorySize < minMemory || this.memorySize > maxMemory) {
       problems.push(`memorySize ${this.memorySize} MB is outside Lambda's ${minMemory}–${maxMemory} MB`);
     }
-    const ephemeralMb = this.ephemeralStorageSize.toMebibytes({ rounding: 1 /* NONE */ });
+    const ephemeralMb = this.ephemeralStorageSize.toMebibytes({ rounding: SizeRoundingBehavior.NONE });
     const [minEphemeral, maxEphemeral] = LAMBDA_LIMITS.ephemeralMb;
-    if (ephemeralMb < minEphemeral || ephemeralMb > maxEphemeral) {
+    if (!Number.isInteger(ephemeralMb) || ephemeralMb < minEphemeral || ephemeralMb > maxEphemeral) {
       problems.push(`ephemeralStorageSize ${ephemeralMb} MB is outside Lambda's ${minEphemeral}–${maxEphemeral} MB`);
     }
     const timeoutSeconds = this.timeout.toSeconds();

@@ -102,7 +102,12 @@ class BucketModelSource extends ModelSource {
     if (this.options.sha256 !== undefined && !/^[0-9a-fA-F]{64}$/.test(this.options.sha256)) {
       problems.push(`sha256 '${this.options.sha256}' is not 64 hex digits`);
     }
-    grantReadObject(grantee, bucket, this.key);
+    // IAM reads * and ? in a resource ARN as wildcards: such a key would grant every object it matches.
+    if (/[*?]/.test(this.key)) {
+      problems.push(`model key '${this.key}' holds an IAM wildcard (* or ?); name exactly one object`);
+    } else {
+      grantReadObject(grantee, bucket, this.key);
+    }
     return {
       bucket,
       key: this.key,

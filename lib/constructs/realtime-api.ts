@@ -1,3 +1,4 @@
+import { rmSync } from 'node:fs';
 import { Annotations, CfnOutput, RemovalPolicy, Stack, Validations } from 'aws-cdk-lib';
 import { AccessLogFormat } from 'aws-cdk-lib/aws-apigateway';
 import * as apigwv2 from 'aws-cdk-lib/aws-apigatewayv2';
@@ -6,8 +7,9 @@ import { Platform } from 'aws-cdk-lib/aws-ecr-assets';
 import * as iam from 'aws-cdk-lib/aws-iam';
 import * as lambda from 'aws-cdk-lib/aws-lambda';
 import * as logs from 'aws-cdk-lib/aws-logs';
+import { DISABLE_ASSET_STAGING_CONTEXT } from 'aws-cdk-lib/cx-api';
 import { Construct } from 'constructs';
-import { DEFAULTS, ENV } from '../contract.js';
+import { API_METADATA_KEY, DEFAULTS, ENV } from '../contract.js';
 import type { Config } from '../predictor.js';
 import { ApiAuth } from './api-auth.js';
 import { Compute, LAMBDA_LIMITS, estimatedColdStartSeconds, type LambdaCompute } from './compute.js';
@@ -43,8 +45,8 @@ export interface RealtimeApiProps {
   readonly logRetention?: logs.RetentionDays;
 }
 
-/** The construct metadata `arclight dev` finds APIs by. */
-export const API_METADATA_KEY = 'arclight:api';
+/** The construct metadata `arclight dev` finds APIs by (defined in the contract, which the CLI reads too). */
+export { API_METADATA_KEY };
 
 /** What the metadata record holds. */
 export interface ApiMetadata {
@@ -52,6 +54,24 @@ export interface ApiMetadata {
   readonly compute: 'lambda';
   readonly architecture: NodeArch;
 }
+
+/**
+ * Access log lines as JSON, from HTTP API variables only: REST's `AccessLogFormat.jsonWithStandardFields()` names
+ * `$context.resourcePath`, which HTTP APIs do not have (API Gateway refuses the stage at deploy).
+ */
+const HTTP_API_ACCESS_LOG_FORMAT = AccessLogFormat.custom(
+  JSON.stringify({
+    requestId: '$context.requestId',
+    ip: '$context.identity.sourceIp',
+    requestTime: '$context.requestTime',
+    httpMethod: '$context.httpMethod',
+    routeKey: '$context.routeKey',
+    path: '$context.path',
+    status: '$context.status',
+    protocol: '$context.protocol',
+    responseLength: '$context.responseLength',
+  }),
+);
 
 /** The routes of the HTTP contract, as API Gateway route keys. */
 const ROUTE_KEYS: readonly [apigwv2.HttpMethod, string][] = [
@@ -111,9 +131,10 @@ export class RealtimeApi extends Construct {
     this.warnAbout(model, auth);
 
     const arch: NodeArch = compute.architecture === lambda.Architecture.ARM_64 ? 'arm64' : 'x64';
+    const contextDir = buildLambdaImageContext({ predictorEntry: predictor.entry, arch });
     const fn = new lambda.DockerImageFunction(this, 'Function', {
       description: `Arclight API ${this.apiName}`,
-      code: lambda.DockerImageCode.fromImageAsset(buildLambdaImageContext({ predictorEntry: predictor.entry, arch }), {
+      code: lambda.DockerImageCode.fromImageAsset(contextDir, {
         platform: arch === 'arm64' ? Platform.LINUX_ARM64 : Platform.LINUX_AMD64,
       }),
       architecture: compute.architecture,
@@ -125,6 +146,9 @@ export class RealtimeApi extends Construct {
       logGroup: functionLogs,
       environment: this.environment(model, props.config ?? {}, compute),
     });
+    // The function's image asset was staged (copied into the cloud assembly) as it was created: drop the generated
+    // context from the temp dir (tens of MB each synth). With staging off, the assembly points at it, so it stays.
+    if (!this.node.tryGetContext(DISABLE_ASSET_STAGING_CONTEXT)) rmSync(contextDir, { recursive: true, force: true });
     (fn.node.defaultChild as lambda.CfnFunction).addMetadata(API_METADATA_KEY, {
       apiName: this.apiName,
       compute: 'lambda',
@@ -145,6 +169,14 @@ export class RealtimeApi extends Construct {
     for (const [method, path] of ROUTE_KEYS) {
       this.api.addRoutes({ path, methods: [method], integration, ...(authorizer ? { authorizer } : {}) });
     }
+    // Everything else reaches the function too, so unknown paths and wrong methods get the contract's JSON 404/405
+    // (with Allow) rather than API Gateway's bare {"message":"Not Found"}.
+    new apigwv2.HttpRoute(this, 'DefaultRoute', {
+      httpApi: this.api,
+      routeKey: apigwv2.HttpRouteKey.DEFAULT,
+      integration,
+      ...(authorizer ? { authorizer } : {}),
+    });
     this.stage = this.createStage(props.throttle, logRetention);
     this.url = this.stage.url;
     new CfnOutput(this, 'Url', { value: this.url, description: `URL of the ${this.apiName} API` });
@@ -188,7 +220,7 @@ export class RealtimeApi extends Construct {
       throttle: { rateLimit: throttle?.rateLimit ?? 100, burstLimit: throttle?.burstLimit ?? 200 },
       accessLogSettings: {
         destination: new apigwv2.LogGroupLogDestination(accessLogs),
-        format: AccessLogFormat.jsonWithStandardFields(),
+        format: HTTP_API_ACCESS_LOG_FORMAT,
       },
     });
   }
