@@ -2,6 +2,7 @@
  * The arclight CLI. Every command has --help; errors are one line (the stack with --verbose).
  */
 import { Command, InvalidArgumentError, Option } from 'commander';
+import { DEV_DEFAULTS, DevClosedError, DevServer } from '../lib/cli/dev.js';
 import { reportError } from '../lib/cli/fail.js';
 import { predict } from '../lib/cli/predict.js';
 import { serve, SERVE_DEFAULTS } from '../lib/cli/serve.js';
@@ -68,6 +69,42 @@ program
     process.once('SIGINT', stop);
     process.once('SIGTERM', stop);
     process.stderr.write(`arclight: serving '${handle.runtime.apiName}' on ${handle.url}/ (ready)\n`);
+  });
+
+program
+  .command('dev')
+  .description('run every Arclight API of the CDK app locally, from what synth builds: http://HOST:PORT/<apiName>/...')
+  .option('--app <command>', 'the CDK app command (default: "app" in cdk.json)')
+  .option('--assembly <dir>', 'serve an already synthesized cloud assembly (cdk.out) instead of synthesizing')
+  .option('--port <port>', 'port to listen on (0 picks a free one)', port, DEV_DEFAULTS.port)
+  .option('--host <host>', 'address to bind', DEV_DEFAULTS.host)
+  .action(async (options: Record<string, unknown>) => {
+    const server = new DevServer({
+      app: options['app'] as string | undefined,
+      assembly: options['assembly'] as string | undefined,
+      port: options['port'] as number,
+      host: options['host'] as string,
+      verbose: program.opts<{ verbose?: boolean }>().verbose === true,
+    });
+    let stopping = false;
+    const stop = (signal: string): void => {
+      if (stopping) return;
+      stopping = true;
+      process.stderr.write(`arclight: ${signal}, stopping\n`);
+      void server.close().then(() => process.exit(0));
+    };
+    // Handlers first: a signal during start-up must stop the API hosts already running too. `on`, not `once`: a
+    // terminal's Ctrl-C under `npm start` arrives twice (from the terminal and forwarded by npm), and a second
+    // signal must not cut the cleanup short.
+    process.on('SIGINT', stop);
+    process.on('SIGTERM', stop);
+    try {
+      await server.start();
+    } catch (error) {
+      if (stopping && error instanceof DevClosedError) return;
+      await server.close();
+      throw error;
+    }
   });
 
 program

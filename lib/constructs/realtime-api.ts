@@ -170,8 +170,9 @@ export class RealtimeApi extends Construct {
       this.api.addRoutes({ path, methods: [method], integration, ...(authorizer ? { authorizer } : {}) });
     }
     // Everything else reaches the function too, so unknown paths and wrong methods get the contract's JSON 404/405
-    // (with Allow) rather than API Gateway's bare {"message":"Not Found"}.
-    new apigwv2.HttpRoute(this, 'DefaultRoute', {
+    // (with Allow) rather than API Gateway's bare {"message":"Not Found"}. Under the API, as addRoutes puts the
+    // others, so that what is acknowledged for the API's routes (APIG4 with ApiAuth.none()) covers it too.
+    new apigwv2.HttpRoute(this.api, 'DefaultRoute', {
       httpApi: this.api,
       routeKey: apigwv2.HttpRouteKey.DEFAULT,
       integration,

@@ -1,0 +1,575 @@
+/**
+ * `arclight dev`: the whole CDK app, locally, from what synth built. It synthesizes the app (or reads a cloud
+ * assembly), puts the synthesized model assets into an embedded S3 at their synthesized bucket and key, and runs each
+ * API's bundle in its own local Lambda host (a child process with the function's env), behind one front server at
+ * `http://HOST:PORT/<apiName>/...`.
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { cpSync, existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { Agent, createServer, request, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { createRequire } from 'node:module';
+import { tmpdir } from 'node:os';
+import { dirname, join, relative } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { buildSync } from 'esbuild';
+import { DEFAULTS, REQUEST_ID_HEADER } from '../contract.js';
+import { requestIdFrom } from '../runtime/request-id.js';
+import { StartupError } from '../runtime/startup-error.js';
+import { LOCAL_PSEUDO_PARAMETERS, readAssembly, readCdkJson, synthesize, type AssemblyApi } from './assembly.js';
+import { startEmbeddedS3, type EmbeddedS3 } from './embedded-s3.js';
+import { UsageError } from './fail.js';
+import type { HostListening, LambdaHostSpec } from './lambda-host.js';
+
+export interface DevOptions {
+  /** The CDK app command. @default cdk.json's `app` */
+  readonly app?: string;
+  /** Serve this cloud assembly instead of synthesizing. */
+  readonly assembly?: string;
+  /** 0 picks a free port. */
+  readonly port: number;
+  readonly host: string;
+  /** Forward the app's synth output. */
+  readonly verbose?: boolean;
+  /** The CDK project directory. @default process.cwd() */
+  readonly cwd?: string;
+  /** Where status lines go. @default stderr, prefixed with `arclight: ` */
+  readonly log?: (line: string) => void;
+}
+
+export const DEV_DEFAULTS = { port: DEFAULTS.port, host: DEFAULTS.host } as const;
+
+/** One API as `arclight dev` serves it. */
+export interface DevApi {
+  readonly name: string;
+  readonly url: string;
+  /** As Lambda names it (`arm64`, `x86_64`). */
+  readonly architecture: string;
+  readonly stack: string;
+  readonly status: 'starting' | 'ready' | 'failed';
+}
+
+const require = createRequire(import.meta.url);
+const HOST_SCRIPT = join(dirname(fileURLToPath(import.meta.url)), 'lambda-host.ts');
+const HOP_BY_HOP = new Set([
+  'connection',
+  'keep-alive',
+  'transfer-encoding',
+  'upgrade',
+  'proxy-connection',
+  'te',
+  'trailer',
+]);
+
+/**
+ * The local Lambda host compiled to one plain ESM file in a temp dir: it runs on plain `node`, so the bundle it
+ * imports runs as on Lambda, untouched by a TypeScript loader (which would also lose the bundle's source map).
+ */
+function compileHost(): string {
+  const dir = mkdtempSync(join(tmpdir(), 'arclight-host-'));
+  const file = join(dir, 'lambda-host.mjs');
+  buildSync({
+    entryPoints: [HOST_SCRIPT],
+    outfile: file,
+    bundle: true,
+    platform: 'node',
+    target: 'node20',
+    format: 'esm',
+    logLevel: 'silent',
+  });
+  return file;
+}
+
+/** Thrown by start() when close() was called meanwhile. */
+export class DevClosedError extends Error {}
+
+/** A build context made runnable on this machine. */
+export interface RunnableContext {
+  /** Where to run the bundle from. */
+  readonly dir: string;
+  /** `platform/arch` of the natives added to a copy of the context; undefined when the context runs as it is. */
+  readonly addedNatives?: string;
+  /** A difference between the context's onnxruntime-node and the installed one, worth a warning. */
+  readonly versionMismatch?: string;
+  /** Removes the copy, if one was made. */
+  cleanup(): void;
+}
+
+/**
+ * The build context as it is when its onnxruntime-node has this machine's native files (or it has no
+ * onnxruntime-node); otherwise a temporary copy with this machine's natives, from the installed onnxruntime-node,
+ * added beside the ones synth put there (an arm64 function on an x64 laptop).
+ */
+export function runnableContext(
+  contextDir: string,
+  platform: string = process.platform,
+  arch: string = process.arch,
+): RunnableContext {
+  const natives = join('bin', 'napi-v6', platform, arch);
+  const ort = join(contextDir, 'node_modules', 'onnxruntime-node');
+  if (!existsSync(ort) || existsSync(join(ort, natives, 'onnxruntime_binding.node'))) {
+    return { dir: contextDir, cleanup: () => undefined };
+  }
+  const installed = dirname(require.resolve('onnxruntime-node/package.json'));
+  if (!existsSync(join(installed, natives, 'onnxruntime_binding.node'))) {
+    throw new StartupError(
+      `the installed onnxruntime-node has no native files for ${platform}/${arch}, and the build context ${contextDir} has none either`,
+      'Reinstall onnxruntime-node on this machine',
+    );
+  }
+  const version = (dir: string): string =>
+    (JSON.parse(readFileSync(join(dir, 'package.json'), 'utf8')) as { version?: string }).version ?? '?';
+  const built = version(ort);
+  const local = version(installed);
+  const dir = mkdtempSync(join(tmpdir(), 'arclight-dev-'));
+  try {
+    cpSync(contextDir, dir, { recursive: true });
+    cpSync(join(installed, natives), join(dir, 'node_modules', 'onnxruntime-node', natives), { recursive: true });
+  } catch (error) {
+    rmSync(dir, { recursive: true, force: true });
+    throw error;
+  }
+  return {
+    dir,
+    addedNatives: `${platform}/${arch}`,
+    ...(built === local
+      ? {}
+      : { versionMismatch: `the build context has onnxruntime-node ${built}, this machine ${local}` }),
+    cleanup: () => rmSync(dir, { recursive: true, force: true }),
+  };
+}
+
+/** One API's local Lambda host: spawned at start, and again on the next request if it died (a new cold start). */
+class ApiProcess {
+  status: DevApi['status'] = 'starting';
+  child: ChildProcess | undefined;
+  /** How many times the host was spawned. */
+  spawns = 0;
+  private port: Promise<number> | undefined;
+  private stopping = false;
+  private watching = false;
+
+  constructor(
+    readonly api: AssemblyApi,
+    private readonly hostScript: string,
+    private readonly runDir: string,
+    private readonly env: NodeJS.ProcessEnv,
+    private readonly log: (line: string) => void,
+  ) {}
+
+  /** The host's port, spawning the host first if it is not running. */
+  ensure(): Promise<number> {
+    this.port ??= this.spawn().catch((error: unknown) => {
+      this.port = undefined;
+      throw error;
+    });
+    return this.port;
+  }
+
+  private spawn(): Promise<number> {
+    const api = this.api;
+    const functionName = `${api.stackName}-${api.logicalId}`.slice(0, 64);
+    const spec: LambdaHostSpec = {
+      apiName: api.apiName,
+      bundle: join(this.runDir, api.handlerFile),
+      handlerExport: api.handlerExport,
+      timeoutSeconds: api.timeoutSeconds,
+      memorySize: api.memorySize,
+      functionName,
+      accountId: LOCAL_PSEUDO_PARAMETERS['AWS::AccountId']!,
+      region: LOCAL_PSEUDO_PARAMETERS['AWS::Region']!,
+    };
+    this.spawns += 1;
+    const child = spawn(process.execPath, ['--enable-source-maps', this.hostScript, JSON.stringify(spec)], {
+      cwd: this.runDir,
+      env: {
+        ...this.env,
+        AWS_LAMBDA_FUNCTION_NAME: functionName,
+        AWS_LAMBDA_FUNCTION_VERSION: '$LATEST',
+        AWS_LAMBDA_FUNCTION_MEMORY_SIZE: String(api.memorySize),
+        LAMBDA_TASK_ROOT: this.runDir,
+        // Lambda runs Node.js 22; the SDK's warning about an older Node.js is the parent's to give, once.
+        AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED: 'true',
+        ...api.environment,
+      },
+      stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
+    });
+    this.child = child;
+    return new Promise<number>((resolve, reject) => {
+      child.once('message', (message: HostListening) => {
+        if (message.initError !== undefined) {
+          this.status = 'failed';
+          this.log(`'${api.apiName}' failed to initialize: ${message.initError}`);
+        }
+        resolve(message.port);
+      });
+      child.once('error', reject);
+      child.once('exit', (code, signal) => {
+        this.child = undefined;
+        this.port = undefined;
+        reject(
+          new StartupError(`the local Lambda host of '${api.apiName}' exited (${signal ?? code}) before listening`),
+        );
+        if (!this.stopping) {
+          this.status = 'starting';
+          this.log(`'${api.apiName}' exited (${signal ?? `code ${code}`}); the next request starts it again`);
+        }
+      });
+    });
+  }
+
+  /** Follows a host started again by a request (after it exited) until it is ready or failed. */
+  watch(isClosed: () => boolean): void {
+    if (this.status === 'starting' && !this.watching) void this.waitReady(isClosed);
+  }
+
+  /** Resolves once the model is loaded: 'ready', or 'failed' with the reason logged. */
+  async waitReady(isClosed: () => boolean): Promise<DevApi['status']> {
+    this.watching = true;
+    try {
+      return await this.pollReady(isClosed);
+    } finally {
+      this.watching = false;
+    }
+  }
+
+  private async pollReady(isClosed: () => boolean): Promise<DevApi['status']> {
+    while (!isClosed()) {
+      if (this.spawns > 3) {
+        this.status = 'failed';
+        this.log(`'${this.api.apiName}' keeps exiting while it starts; see its log above`);
+        return this.status;
+      }
+      let port: number;
+      try {
+        port = await this.ensure();
+      } catch (error) {
+        this.status = 'failed';
+        this.log((error as Error).message);
+        return this.status;
+      }
+      if (this.status === 'failed') return this.status;
+      try {
+        // The handler waits for the cold start under way before it answers.
+        const response = await fetch(`http://127.0.0.1:${port}/v2/health/ready`, {
+          signal: AbortSignal.timeout(600_000),
+        });
+        if (response.status === 200) {
+          this.spawns = 0;
+          return (this.status = 'ready');
+        }
+        const body = (await response.json().catch(() => ({}))) as { error?: { message?: string } };
+        if (/fail/.test(body.error?.message ?? '')) {
+          this.status = 'failed';
+          this.log(`'${this.api.apiName}' failed to start: ${body.error?.message ?? `HTTP ${response.status}`}`);
+          return this.status;
+        }
+      } catch {
+        // The host is (re)starting; try again.
+      }
+      await new Promise((resolve) => setTimeout(resolve, 200));
+    }
+    return this.status;
+  }
+
+  /** SIGTERM, then SIGKILL after `graceMs`. */
+  stop(graceMs = 5000): Promise<void> {
+    this.stopping = true;
+    const child = this.child;
+    if (!child || child.exitCode !== null || child.signalCode !== null) return Promise.resolve();
+    return new Promise((resolve) => {
+      const timer = setTimeout(() => child.kill('SIGKILL'), graceMs);
+      child.once('exit', () => {
+        clearTimeout(timer);
+        resolve();
+      });
+      child.kill('SIGTERM');
+    });
+  }
+}
+
+/** The dev server: start() brings everything up, close() takes it all down (at any time). */
+export class DevServer {
+  private readonly log: (line: string) => void;
+  private readonly processes = new Map<string, ApiProcess>();
+  private readonly cleanups: (() => void)[] = [];
+  private readonly agent = new Agent({ keepAlive: true });
+  private server: Server | undefined;
+  private s3: EmbeddedS3 | undefined;
+  private closing: Promise<void> | undefined;
+  /** Stops a synth under way. */
+  private readonly abort = new AbortController();
+  /** Set once every API host is spawned. */
+  private started = false;
+  private baseUrl = '';
+
+  constructor(private readonly options: DevOptions) {
+    this.log = options.log ?? ((line) => process.stderr.write(`arclight: ${line}\n`));
+  }
+
+  /** `http://host:port`, once listening. */
+  get url(): string {
+    return this.baseUrl;
+  }
+
+  get apis(): DevApi[] {
+    return [...this.processes.values()].map((p) => ({
+      name: p.api.apiName,
+      url: `${this.baseUrl}/${p.api.apiName}`,
+      architecture: p.api.lambdaArchitecture,
+      stack: p.api.stackName,
+      status: p.status,
+    }));
+  }
+
+  /** The process ids of the local Lambda hosts. */
+  get pids(): number[] {
+    return [...this.processes.values()].flatMap((p) => (p.child?.pid === undefined ? [] : [p.child.pid]));
+  }
+
+  /** Synthesizes (unless given an assembly), starts S3, the front and every API; resolves when each is ready or failed. */
+  async start(): Promise<void> {
+    const cwd = this.options.cwd ?? process.cwd();
+    // Listen first: a port in use is reported before a synth's wait; until the APIs run, the front answers 503.
+    await this.listen();
+    this.checkOpen();
+    const assemblyDir = this.options.assembly ?? (await this.synthesize(cwd));
+    this.checkOpen();
+    const apis = readAssembly(assemblyDir);
+    if (apis.length === 0) {
+      throw new StartupError(
+        `the app has no Arclight API (no function in ${relative(cwd, assemblyDir) || '.'} carries RealtimeApi's arclight:api metadata)`,
+        'Add a RealtimeApi to a stack of the app',
+      );
+    }
+    checkNames(apis);
+    const env = await this.startS3(apis);
+    this.checkOpen();
+    const hostScript = compileHost();
+    this.cleanups.push(() => rmSync(dirname(hostScript), { recursive: true, force: true }));
+    for (const api of apis) {
+      const context = runnableContext(api.contextDir);
+      this.cleanups.push(context.cleanup);
+      if (context.addedNatives) {
+        this.log(
+          `'${api.apiName}' is built for linux/${api.architecture}: running it from a copy of its build context with this machine's onnxruntime-node natives (${context.addedNatives}) added`,
+        );
+      }
+      if (context.versionMismatch) this.log(`warning: '${api.apiName}': ${context.versionMismatch}`);
+      const processEnv = api.assets.length > 0 ? env.embedded : env.aws;
+      if (api.assets.length === 0) {
+        this.log(
+          `'${api.apiName}' loads ${api.environment['ARCLIGHT_MODEL_URI'] ?? 'its model'}, which is not an asset of the app: from AWS, with this shell's credentials`,
+        );
+      }
+      this.processes.set(api.apiName, new ApiProcess(api, hostScript, context.dir, processEnv, this.log));
+    }
+    this.started = true;
+    const statuses = await Promise.all([...this.processes.values()].map((p) => p.waitReady(() => !!this.closing)));
+    this.checkOpen();
+    const failed = statuses.filter((s) => s === 'failed').length;
+    const nameWidth = Math.max(...this.apis.map((api) => api.name.length));
+    const urlWidth = Math.max(...this.apis.map((api) => api.url.length));
+    const lines = this.apis.map(
+      (api) =>
+        `  ${api.name.padEnd(nameWidth)}  ${api.url.padEnd(urlWidth)}  ${api.architecture}${api.status === 'ready' ? '' : ` (${api.status})`}`,
+    );
+    this.log(
+      `serving ${apis.length} API${apis.length === 1 ? '' : 's'} on ${this.baseUrl}/ (${failed === 0 ? 'ready' : `${failed} failed to start; see the log above`})\n${lines.join('\n')}`,
+    );
+  }
+
+  private async synthesize(cwd: string): Promise<string> {
+    const cdkJson = readCdkJson(cwd);
+    const app = this.options.app ?? cdkJson.app;
+    if (!app) {
+      throw new UsageError(
+        `there is no cdk.json with an "app" in ${cwd}`,
+        'Run arclight dev in a CDK project, or pass --app "<command>" or --assembly <cdk.out>',
+      );
+    }
+    const outdir = cdkJson.output ?? 'cdk.out';
+    this.log(`synthesizing the app (${app}) into ${outdir}`);
+    const started = performance.now();
+    const dir = await synthesize(app, outdir, {
+      cwd,
+      verbose: this.options.verbose,
+      signal: this.abort.signal,
+    }).catch((error: unknown) => {
+      this.checkOpen();
+      throw error;
+    });
+    this.log(`synthesized in ${((performance.now() - started) / 1000).toFixed(1)} s`);
+    return dir;
+  }
+
+  /** The env for API hosts: one pointing the AWS SDK at the embedded S3, one left to the shell's AWS setup. */
+  private async startS3(
+    apis: readonly AssemblyApi[],
+  ): Promise<{ embedded: NodeJS.ProcessEnv; aws: NodeJS.ProcessEnv }> {
+    const region = LOCAL_PSEUDO_PARAMETERS['AWS::Region']!;
+    const aws = { AWS_REGION: region, AWS_DEFAULT_REGION: region, ...process.env };
+    const assets = new Map(apis.flatMap((api) => api.assets.map((asset) => [asset.uri, asset] as const)));
+    if (assets.size === 0) return { embedded: aws, aws };
+    const buckets = [...new Set([...assets.values()].map((asset) => asset.bucket))];
+    this.s3 = await startEmbeddedS3(buckets);
+    let bytes = 0;
+    for (const asset of assets.values()) {
+      const content = readFileSync(asset.path);
+      bytes += content.length;
+      await this.s3.put(asset.bucket, asset.key, content);
+    }
+    this.log(
+      `embedded S3 on ${this.s3.endpoint} holds ${assets.size} model asset${assets.size === 1 ? '' : 's'} (${(bytes / 2 ** 20).toFixed(1)} MB) at their synthesized bucket and key`,
+    );
+    // The shell's AWS identity and endpoint would point the SDK elsewhere than the embedded S3.
+    const shell = Object.fromEntries(
+      Object.entries(process.env).filter(
+        ([name]) => !['AWS_PROFILE', 'AWS_SESSION_TOKEN', 'AWS_ENDPOINT_URL'].includes(name),
+      ),
+    );
+    return { embedded: { ...shell, AWS_DEFAULT_REGION: region, ...this.s3.env }, aws };
+  }
+
+  private async listen(): Promise<void> {
+    const server = createServer((req, res) => this.route(req, res));
+    server.keepAliveTimeout = 5000;
+    this.server = server;
+    const { host, port } = this.options;
+    await new Promise<void>((resolve, reject) => {
+      server.once('error', (error: NodeJS.ErrnoException) => {
+        if (error.code === 'EADDRINUSE')
+          reject(new UsageError(`port ${port} on ${host} is in use`, 'Pass another --port'));
+        else reject(new StartupError(`cannot listen on ${host}:${port}: ${error.message}`));
+      });
+      server.listen(port, host, resolve);
+    });
+    const address = server.address() as AddressInfo;
+    const shown = address.address === '0.0.0.0' ? '127.0.0.1' : address.address === '::' ? '::1' : address.address;
+    this.baseUrl = `http://${address.family === 'IPv6' ? `[${shown}]` : shown}:${address.port}`;
+  }
+
+  private route(req: IncomingMessage, res: ServerResponse): void {
+    const url = req.url ?? '/';
+    const queryAt = url.indexOf('?');
+    const path = queryAt < 0 ? url : url.slice(0, queryAt);
+    const query = queryAt < 0 ? '' : url.slice(queryAt);
+    if (path === '/' || path === '') {
+      if (req.method !== 'GET' && req.method !== 'HEAD') {
+        return sendError(res, 405, 'method_not_allowed', `${req.method} / is not allowed; GET / lists the APIs`, {
+          allow: 'GET',
+        });
+      }
+      return sendJson(res, 200, { apis: this.apis });
+    }
+    if (!this.started) {
+      return sendError(res, 503, 'not_ready', 'arclight dev is starting: synthesizing the app and loading its APIs', {
+        'retry-after': String(DEFAULTS.retryAfterSeconds),
+      });
+    }
+    const match = /^\/([^/]+)(\/.*)?$/.exec(path);
+    const target = match ? this.processes.get(match[1]!) : undefined;
+    if (!match || !target) {
+      const names = [...this.processes.keys()].map((name) => `/${name}`).join(', ');
+      return sendError(res, 404, 'not_found', `no API at ${path}; this app serves ${names} (GET / lists them)`);
+    }
+    this.proxy(target, req, res, (match[2] ?? '/') + query);
+  }
+
+  private proxy(target: ApiProcess, req: IncomingMessage, res: ServerResponse, path: string): void {
+    const unavailable = (why: string): void => {
+      if (res.headersSent) return void res.destroy();
+      sendError(res, 503, 'not_ready', `the local Lambda host of '${target.api.apiName}' ${why}`, {
+        'retry-after': String(DEFAULTS.retryAfterSeconds),
+      });
+    };
+    target.ensure().then(
+      (port) => {
+        if (this.started) target.watch(() => !!this.closing);
+        const headers: Record<string, string | string[]> = {};
+        for (const [name, value] of Object.entries(req.headers)) {
+          if (value !== undefined && !HOP_BY_HOP.has(name)) headers[name] = value;
+        }
+        const forwardedFor = req.headers['x-forwarded-for'];
+        const client = req.socket.remoteAddress ?? '127.0.0.1';
+        headers['x-forwarded-for'] = forwardedFor ? `${String(forwardedFor)}, ${client}` : client;
+        headers['x-forwarded-proto'] = 'http';
+        headers['x-forwarded-port'] = String(req.socket.localPort ?? '');
+        const upstream = request(
+          { host: '127.0.0.1', port, method: req.method, path, headers, agent: this.agent },
+          (response) => {
+            const out: Record<string, string | string[]> = {};
+            for (const [name, value] of Object.entries(response.headers)) {
+              if (value !== undefined && !HOP_BY_HOP.has(name)) out[name] = value;
+            }
+            res.writeHead(response.statusCode ?? 502, out);
+            response.pipe(res);
+          },
+        );
+        upstream.on('error', (error) => unavailable(`is not answering (${error.message})`));
+        res.on('close', () => {
+          if (!res.writableFinished) upstream.destroy();
+        });
+        req.pipe(upstream);
+      },
+      (error: Error) => {
+        req.resume();
+        unavailable(`cannot start: ${error.message}`);
+      },
+    );
+  }
+
+  private checkOpen(): void {
+    if (this.closing) throw new DevClosedError('arclight dev was stopped');
+  }
+
+  /** Stops the front, every API host (SIGTERM), the embedded S3, and removes temporary copies. Idempotent. */
+  close(): Promise<void> {
+    this.closing ??= (async () => {
+      this.abort.abort();
+      const server = this.server;
+      if (server?.listening) {
+        const closed = new Promise<void>((resolve) => server.close(() => resolve()));
+        server.closeAllConnections();
+        await closed;
+      }
+      this.agent.destroy();
+      await Promise.all([...this.processes.values()].map((p) => p.stop()));
+      await this.s3?.close();
+      for (const cleanup of this.cleanups) cleanup();
+    })();
+    return this.closing;
+  }
+}
+
+function checkNames(apis: readonly AssemblyApi[]): void {
+  const seen = new Map<string, string>();
+  for (const api of apis) {
+    const other = seen.get(api.apiName);
+    if (other !== undefined) {
+      throw new UsageError(
+        `two APIs are named '${api.apiName}' (in ${other} and ${api.stackName}); arclight dev serves each at /<apiName>`,
+        'Give them distinct apiName props',
+      );
+    }
+    seen.set(api.apiName, api.stackName);
+  }
+}
+
+function sendJson(res: ServerResponse, status: number, value: unknown, headers: Record<string, string> = {}): void {
+  const body = JSON.stringify(value);
+  res.writeHead(status, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body), ...headers });
+  res.end(body);
+}
+
+/** An error in the HTTP contract's format: `{"error":{"code","message","requestId"}}`. */
+function sendError(
+  res: ServerResponse,
+  status: number,
+  code: string,
+  message: string,
+  headers: Record<string, string> = {},
+): void {
+  const requestId = requestIdFrom(undefined);
+  sendJson(res, status, { error: { code, message, requestId } }, { [REQUEST_ID_HEADER]: requestId, ...headers });
+}

@@ -1,0 +1,183 @@
+/**
+ * `arclight dev` as a user runs it: `node bin/arclight.js dev --assembly <synthesized example app> --port 0` in a
+ * child process, talked to over real sockets; SIGTERM stops it and every local Lambda host it started.
+ */
+import assert from 'node:assert/strict';
+import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, describe, test } from 'node:test';
+import { readCdkJson, synthesize } from '../../lib/cli/assembly.js';
+import {
+  REPO_ROOT,
+  STACK_FRAME,
+  collect,
+  httpTransport,
+  loadDigitsExpected,
+  runCli,
+  spawnCli,
+  stderrLines,
+  waitForStderr,
+  type CliResult,
+} from '../helpers.js';
+
+const expected = loadDigitsExpected();
+const READY = /arclight: serving (\d+) APIs on (http:\/\/127\.0\.0\.1:(\d+))\/ \(ready\)\n((?: {2}.*\n)+)/;
+let outdir: string;
+
+before(async () => {
+  outdir = mkdtempSync(join(tmpdir(), 'arclight-dev-test-'));
+  await synthesize(readCdkJson(REPO_ROOT).app!, outdir, { cwd: REPO_ROOT });
+});
+
+after(() => {
+  if (outdir) rmSync(outdir, { recursive: true, force: true });
+});
+
+/** The ids and command lines of the live processes whose parent is `pid` (from /proc). */
+function childrenOf(pid: number): { pid: number; command: string }[] {
+  return readdirSync('/proc')
+    .filter((name) => /^\d+$/.test(name))
+    .filter((name) => {
+      try {
+        // pid (comm) state ppid ...: comm may hold spaces, so count from the closing parenthesis.
+        const stat = readFileSync(`/proc/${name}/stat`, 'utf8');
+        return Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]) === pid;
+      } catch {
+        return false;
+      }
+    })
+    .map((name) => ({ pid: Number(name), command: readCommand(Number(name)) }));
+}
+
+function readCommand(pid: number): string {
+  try {
+    return readFileSync(`/proc/${pid}/cmdline`, 'utf8').replaceAll('\0', ' ');
+  } catch {
+    return '';
+  }
+}
+
+function isAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+function assertOneLineError(result: CliResult, pattern: RegExp): void {
+  assert.equal(result.code, 1, `exit code ${result.code}; stderr:\n${result.stderr}`);
+  const lines = stderrLines(result.stderr).filter((line) => !line.startsWith('arclight: synth'));
+  assert.equal(lines.length, 1, `one error line, got:\n${lines.join('\n')}`);
+  assert.match(lines[0]!, /^arclight: error: /);
+  assert.match(lines[0]!, pattern);
+  assert.doesNotMatch(result.stderr, STACK_FRAME);
+}
+
+describe('arclight dev --assembly <the synthesized example app> --port 0', () => {
+  test('serves both APIs on the port it prints, lists them at /, and SIGTERM stops it all with exit 0', async () => {
+    const child = spawnCli(['dev', '--assembly', outdir, '--port', '0']);
+    const exited = collect(child, 90_000);
+    const children: { pid: number; command: string }[] = [];
+    try {
+      const [, count, base, port, listing] = await waitForStderr(child, READY, 60_000);
+      assert.equal(count, '2');
+      assert.notEqual(Number(port), 0, 'the chosen port, not 0');
+      assert.match(listing!, new RegExp(`^ {2}digits +${base}/digits +arm64$`, 'm'));
+      assert.match(listing!, new RegExp(`^ {2}mobilenet +${base}/mobilenet +x86_64$`, 'm'));
+      children.push(...childrenOf(child.pid!));
+      const hosts = children.filter((c) => c.command.includes('lambda-host'));
+      assert.equal(hosts.length, 2, `one local Lambda host per API; children: ${JSON.stringify(children)}`);
+      const http = httpTransport(base!, 20_000);
+
+      const index = await http({ path: '/' });
+      assert.equal(index.status, 200);
+      assert.deepEqual(index.json(), {
+        apis: [
+          { name: 'digits', url: `${base}/digits`, architecture: 'arm64', stack: 'ArclightExamples', status: 'ready' },
+          {
+            name: 'mobilenet',
+            url: `${base}/mobilenet`,
+            architecture: 'x86_64',
+            stack: 'ArclightExamples',
+            status: 'ready',
+          },
+        ],
+      });
+
+      // digits: the predictor at POST /digits (and /digits/), grey levels 0–16.
+      for (const [path, i] of [
+        ['/digits', 0],
+        ['/digits/', 1],
+        ['/digits?explain=no', 2],
+      ] as const) {
+        const pixels = expected.images[i]!.map((v) => Math.round(v * 16));
+        const reply = await http({ path, body: JSON.stringify({ pixels }) });
+        assert.equal(reply.status, 200, reply.text);
+        const logits = expected.logits[i]!;
+        assert.equal(reply.json<{ digit: number }>().digit, logits.indexOf(Math.max(...logits)), `${path} image ${i}`);
+        assert.match(reply.headers['x-request-id'] ?? '', /^[0-9a-f-]{36}$/);
+      }
+      // A binary body crosses the host base64-encoded and reaches the predictor as bytes, which it refuses.
+      const binary = await http({
+        path: '/digits',
+        headers: { 'content-type': 'application/octet-stream' },
+        body: Buffer.from([0, 159, 146, 150]),
+      });
+      assert.equal(binary.status, 415, binary.text);
+
+      // mobilenet: the Open Inference Protocol under /mobilenet.
+      const metadata = await http({ path: '/mobilenet/v2/models/mobilenet' });
+      assert.equal(metadata.status, 200, metadata.text);
+      assert.deepEqual(metadata.json<{ outputs: unknown }>().outputs, [
+        { name: 'output', datatype: 'FP32', shape: [-1, 1000] },
+      ]);
+      const infer = await http({
+        path: '/mobilenet/v2/models/mobilenet/infer',
+        body: JSON.stringify({
+          inputs: [
+            { name: 'input', datatype: 'FP32', shape: [1, 3, 224, 224], data: new Array(3 * 224 * 224).fill(0.5) },
+          ],
+        }),
+      });
+      assert.equal(infer.status, 200, infer.text);
+      assert.deepEqual(infer.json<{ outputs: { shape: number[] }[] }>().outputs[0]!.shape, [1, 1000]);
+
+      // Errors in the HTTP contract's format: the front's own, and an API's.
+      const unknown = await http({ path: '/nope/v2/health/ready' });
+      assert.equal(unknown.status, 404);
+      const error = unknown.json<{ error: { code: string; message: string; requestId: string } }>().error;
+      assert.equal(error.code, 'not_found');
+      assert.match(error.message, /no API at \/nope\/v2\/health\/ready; this app serves \/digits, \/mobilenet/);
+      assert.equal(error.requestId, unknown.headers['x-request-id']);
+      const otherModel = await http({ path: '/digits/v2/models/mobilenet' });
+      assert.equal(otherModel.status, 404);
+      assert.equal(otherModel.json<{ error: { code: string } }>().error.code, 'model_not_found');
+    } finally {
+      child.kill('SIGTERM');
+    }
+    const result = await exited;
+    assert.equal(result.signal, null, result.stderr);
+    assert.equal(result.code, 0, result.stderr);
+    assert.match(result.stderr, /'digits' is built for linux\/arm64: running it from a copy of its build context/);
+    assert.match(result.stderr, /arclight: SIGTERM, stopping/);
+    // Every child (the two hosts, and esbuild's service process that compiled the host) ends with it.
+    const deadline = Date.now() + 5000;
+    while (children.some((c) => isAlive(c.pid)) && Date.now() < deadline) {
+      await new Promise((resolve) => setTimeout(resolve, 50));
+    }
+    for (const c of children) assert.equal(isAlive(c.pid), false, `${c.pid} (${c.command}) is gone`);
+  });
+
+  test('an app that fails to synthesize is one error line with its message, and exit 1', async () => {
+    const result = await runCli(['dev', '--app', `node -e "throw new Error('the app is broken')"`, '--port', '0']);
+    assertOneLineError(result, /the CDK app 'node -e .*' exited with code 1: Error: the app is broken/);
+  });
+
+  test('a directory that is no cloud assembly is one error line, and exit 1', async () => {
+    const result = await runCli(['dev', '--assembly', join(outdir, 'nope'), '--port', '0']);
+    assertOneLineError(result, /is not a cloud assembly \(no manifest\.json\)/);
+  });
+});
