@@ -1,4 +1,5 @@
 /** Shared test fixtures: real s3rver on loopback, real runtimes behind real sockets, the reference outputs. */
+import assert from 'node:assert/strict';
 import type { APIGatewayProxyEventV2 } from 'aws-lambda';
 import { spawn, type ChildProcessWithoutNullStreams } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
@@ -333,3 +334,35 @@ export function stderrLines(stderr: string): string[] {
 
 /** A line of a printed stack (`    at fn (file:line:col)`). */
 export const STACK_FRAME = /^\s+at\s/m;
+
+/** The digits model's outputs, and how close and how right the tests hold it to the reference. */
+export const DIGIT_CLASSES = 10;
+export const LOGITS_TOLERANCE = 1e-4;
+export const MIN_ACCURACY = 0.98;
+
+export function argmax(values: readonly number[]): number {
+  let best = 0;
+  for (let i = 1; i < values.length; i++) if (values[i]! > values[best]!) best = i;
+  return best;
+}
+
+export function assertLogitsClose(actual: readonly number[], reference: readonly number[], where: string): void {
+  assert.equal(actual.length, reference.length, `${where}: ${actual.length} logits, expected ${reference.length}`);
+  for (let i = 0; i < reference.length; i++) {
+    const diff = Math.abs(actual[i]! - reference[i]!);
+    assert.ok(
+      diff <= LOGITS_TOLERANCE,
+      `${where} logit ${i}: got ${actual[i]}, reference ${reference[i]} (|Δ| ${diff})`,
+    );
+  }
+}
+
+/** Grey levels 0..16 as the digits predictor takes them (the fixture holds them scaled to 0..1). */
+export function greyLevels(image: readonly number[]): number[] {
+  return image.map((p) => p * 16);
+}
+
+/** The share of digits found that match the labels. */
+export function accuracy(found: readonly number[], labels: readonly number[]): number {
+  return found.filter((d, i) => d === labels[i]).length / labels.length;
+}
