@@ -26,7 +26,7 @@ export function createLogger(serviceName: string, level: LogLevel = 'INFO'): Log
       level: level.toLowerCase(),
       base: { service: serviceName },
       messageKey: 'message',
-      timestamp: () => `,"timestamp":"${new Date().toISOString()}"`,
+      timestamp: isoTimestamp,
       formatters: { level: (label) => ({ level: label.toUpperCase() }) },
       serializers: { error: errorSerializer, cause: errorSerializer },
     },
@@ -38,6 +38,19 @@ export function createLogger(serviceName: string, level: LogLevel = 'INFO'): Log
     warn: (message, attributes) => base.warn(attributes ?? {}, message),
     error: (message, attributes) => base.error(attributes ?? {}, message),
   };
+}
+
+let lastMs = 0;
+let lastTimestamp = '';
+
+/** `,"timestamp":"<ISO 8601>"`, formatted once per millisecond however many lines share it. */
+function isoTimestamp(): string {
+  const now = Date.now();
+  if (now !== lastMs) {
+    lastMs = now;
+    lastTimestamp = `,"timestamp":"${new Date(now).toISOString()}"`;
+  }
+  return lastTimestamp;
 }
 
 /** A predictor's view of the logger: every record carries the request id. */
