@@ -21,12 +21,23 @@ const LOGGER_OVERRIDES = [
   'POWERTOOLS_LOGGER_LOG_EVENT',
 ];
 
-/** Runs `workerUrl` (a module that calls `serveWorker`) in a child process and resolves with what it returns. */
-export function runInChild<I, O>(workerUrl: URL, input: I, progress: (text: string) => void): Promise<O> {
-  const env = Object.fromEntries(Object.entries(process.env).filter(([name]) => !LOGGER_OVERRIDES.includes(name)));
+/**
+ * Runs `workerUrl` (a module that calls `serveWorker`, or plain JavaScript speaking its protocol) in a child process
+ * and resolves with what it returns. `plain`: no tsx loader (a JavaScript worker, timed as production runs it).
+ */
+export function runInChild<I, O>(
+  workerUrl: URL,
+  input: I,
+  progress: (text: string) => void,
+  options: { readonly plain?: boolean; readonly env?: Record<string, string> } = {},
+): Promise<O> {
+  const env = {
+    ...Object.fromEntries(Object.entries(process.env).filter(([name]) => !LOGGER_OVERRIDES.includes(name))),
+    ...options.env,
+  };
   const stdout = openSync(devNull, 'w');
   const child = fork(fileURLToPath(workerUrl), [JSON.stringify(input)], {
-    execArgv: ['--import', import.meta.resolve('tsx')],
+    execArgv: options.plain ? [] : ['--import', import.meta.resolve('tsx')],
     stdio: ['ignore', stdout, 'inherit', 'ipc'],
     env,
   });

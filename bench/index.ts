@@ -4,10 +4,12 @@
  * A scenario is one file under bench/ exporting a `Scenario`; add it to SCENARIOS below.
  */
 import { Command, InvalidArgumentError } from 'commander';
+import { coldstart } from './coldstart.js';
+import { DEFAULT_BANDWIDTH_MBPS, fetchScenario } from './fetch.js';
 import { overhead } from './overhead.js';
 import { renderChecks, renderTable, writeResults, type BenchOptions, type Scenario } from './report.js';
 
-const SCENARIOS: readonly Scenario[] = [overhead];
+const SCENARIOS: readonly Scenario[] = [fetchScenario, coldstart, overhead];
 
 function positiveInt(value: string): number {
   const n = Number(value);
@@ -41,13 +43,19 @@ const program = new Command()
   .argument('[scenarios...]', `scenarios to run: ${SCENARIOS.map((s) => s.name).join(', ')} (all when none is named)`)
   .option('--quick', 'a short run (about 15 s per scenario)', false)
   .option('--threads <n>', 'onnxruntime intra-op threads of every measured session', positiveInt, 1)
+  .option(
+    '--bandwidth <MBps>',
+    'fetch: cap of each connection through the throttling proxy, MB/s',
+    positiveInt,
+    DEFAULT_BANDWIDTH_MBPS,
+  )
   .option('--out <dir>', 'folder for <scenario>.json and .svg results', 'bench-results')
   .option('--strict', 'exit with status 1 when a target is missed', false)
   .option('--list', 'list the scenarios and exit', false)
   .action(
     async (
       names: string[],
-      flags: { quick: boolean; threads: number; out: string; strict: boolean; list: boolean },
+      flags: { quick: boolean; threads: number; bandwidth: number; out: string; strict: boolean; list: boolean },
     ) => {
       if (flags.list) {
         for (const s of SCENARIOS) console.log(`${s.name.padEnd(12)} ${s.description}`);
@@ -60,7 +68,12 @@ const program = new Command()
         );
       }
       const selected = names.length === 0 ? SCENARIOS : SCENARIOS.filter((s) => names.includes(s.name));
-      const options: BenchOptions = { quick: flags.quick, outDir: flags.out, threads: flags.threads };
+      const options: BenchOptions = {
+        quick: flags.quick,
+        outDir: flags.out,
+        threads: flags.threads,
+        bandwidthMBps: flags.bandwidth,
+      };
       let missed = 0;
       for (const scenario of selected) {
         const startedAt = new Date();

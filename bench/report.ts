@@ -14,6 +14,8 @@ export interface BenchOptions {
   readonly outDir: string;
   /** onnxruntime intra-op threads for every measured session. */
   readonly threads: number;
+  /** `fetch`: the cap of each connection through the throttling proxy, in MB/s. @default 40 */
+  readonly bandwidthMBps?: number;
 }
 
 export interface Table {
@@ -110,7 +112,7 @@ export async function writeResults(
     startedAt: startedAt.toISOString(),
     finishedAt: new Date().toISOString(),
     machine: describeMachine(),
-    options: { quick: options.quick, threads: options.threads },
+    options: { quick: options.quick, threads: options.threads, bandwidthMBps: options.bandwidthMBps },
     checks: report.checks,
     data: report.data,
   };

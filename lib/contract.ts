@@ -18,6 +18,14 @@ export const ENV = {
   requestTimeoutMs: 'ARCLIGHT_REQUEST_TIMEOUT_MS',
   predictorEntry: 'ARCLIGHT_PREDICTOR',
   logLevel: 'ARCLIGHT_LOG_LEVEL',
+  /** Models larger than this (MB) are fetched to a file under the temp dir instead of memory. */
+  modelMemoryBudgetMb: 'ARCLIGHT_MODEL_MEMORY_BUDGET_MB',
+  /** Byte-range part size (MiB) of the parallel S3 fetch. */
+  modelFetchPartMb: 'ARCLIGHT_MODEL_FETCH_PART_MB',
+  /** Parallel byte-range GETs of the S3 fetch. */
+  modelFetchConcurrency: 'ARCLIGHT_MODEL_FETCH_CONCURRENCY',
+  /** `on` | `off`: CloudWatch EMF metrics on stdout. Unset: on on Lambda, off elsewhere. */
+  metrics: 'ARCLIGHT_METRICS',
 } as const;
 
 /** Routes every backend serves (SageMaker adds `invocations` and `ping`). */

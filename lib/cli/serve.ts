@@ -15,6 +15,7 @@ import { Runtime } from '../runtime/runtime.js';
 import { StartupError } from '../runtime/startup-error.js';
 import { serveFileFromEmbeddedS3, type EmbeddedS3 } from './embedded-s3.js';
 import { UsageError } from './fail.js';
+import { createDownloadProgress } from './progress.js';
 
 export interface ServeOptions {
   readonly model: string;
@@ -57,6 +58,8 @@ export async function serve(options: ServeOptions): Promise<ServeHandle> {
     modelSha256 ??= embedded.sha256;
     Object.assign(process.env, s3.env);
   }
+  // A bar (or plain lines off a terminal) on stderr while a large model downloads from S3.
+  const progress = isS3Uri(modelUri) ? createDownloadProgress({ label: modelUri }) : undefined;
   const runtime = new Runtime({
     apiName: name,
     modelUri,
@@ -68,10 +71,12 @@ export async function serve(options: ServeOptions): Promise<ServeHandle> {
     logger: createLogger(name, options.logLevel),
     // The CLI reports a failed start itself, in one line (the stack with --verbose).
     logStartupFailure: false,
+    ...(progress ? { onProgress: progress.update } : {}),
   });
   const server = createHttpServer(runtime, { maxBodyBytes: options.maxBodyBytes });
   const close = async (): Promise<void> => {
     await closeServer(server);
+    runtime.telemetry.close();
     await s3?.close();
   };
   try {
@@ -80,7 +85,7 @@ export async function serve(options: ServeOptions): Promise<ServeHandle> {
         throw new UsageError(`port ${options.port} on ${options.host} is in use`, 'Pass another --port');
       throw new StartupError(`cannot listen on ${options.host}:${options.port}: ${error.message}`);
     });
-    await runtime.start();
+    await runtime.start().finally(() => progress?.done());
     const host = address.family === 'IPv6' ? `[${address.address}]` : address.address;
     return { url: `http://${host}:${address.port}`, runtime, server, close };
   } catch (error) {

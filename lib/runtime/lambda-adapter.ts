@@ -50,6 +50,8 @@ export function createLambdaHandler(runtime: Runtime, options: LambdaHandlerOpti
       requestId,
       ...(remaining === undefined ? {} : { timeoutMs: Math.max(0, remaining - margin) }),
     });
+    // Powertools' Lambda pattern: this invocation's metrics are written before the sandbox may freeze.
+    runtime.telemetry.afterInvocation();
     return toResult(response);
   };
 }

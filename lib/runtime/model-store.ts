@@ -1,19 +1,31 @@
 /**
- * The model store: a local path or `s3://bucket/key` → verified bytes in memory.
+ * The model store: a local path or `s3://bucket/key` → verified bytes in memory, or, for an S3 model above the
+ * memory budget, a verified file under the temp dir (see s3-fetch.ts for the parallel fetch).
  * S3 is reached through the standard AWS SDK chain; AWS_ENDPOINT_URL_S3 / AWS_ENDPOINT_URL point it at any
  * S3-compatible server (path-style addressing then).
  */
 import { createHash } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
-import { GetObjectCommand, S3Client, S3ServiceException } from '@aws-sdk/client-s3';
+import { S3Client, S3ServiceException, type S3ClientConfig } from '@aws-sdk/client-s3';
+import { checkSha256, normalizeSha256 } from './model-integrity.js';
+import { fetchOptionsFromEnv, fetchS3Object, type FetchStats, type S3FetchOptions } from './s3-fetch.js';
 import { StartupError } from './startup-error.js';
+
+export type { FetchStats } from './s3-fetch.js';
 
 /** A model's bytes and where they came from. */
 export interface ModelBytes {
+  /** The model in memory; empty when the model was too large for memory and lies in `path` instead. */
   readonly bytes: Uint8Array;
+  /** Set when the model went to a verified file (above the memory budget): open it from there. */
+  readonly path?: string;
+  /** The model's size in bytes (whether in memory or in `path`). */
+  readonly size: number;
   readonly sha256: string;
   /** The URI or path the bytes were read from. */
   readonly source: string;
+  /** How the S3 fetch went (S3 models only), for telemetry. */
+  readonly stats?: FetchStats;
 }
 
 export interface S3Location {
@@ -24,8 +36,12 @@ export interface S3Location {
 export interface LoadModelOptions {
   /** When set, bytes whose sha256 differs are refused. */
   readonly expectedSha256?: string;
-  /** Environment to read endpoint overrides from. @default process.env */
+  /** Environment to read endpoint overrides and fetch settings from. @default process.env */
   readonly env?: NodeJS.ProcessEnv;
+  /** Tuning of the S3 fetch (part size, concurrency, timeouts, memory budget); overrides the environment. */
+  readonly fetch?: Omit<S3FetchOptions, 'expectedSha256' | 'onProgress'>;
+  /** Called as an S3 model's bytes arrive (bytes so far, total), for a progress bar. @default none */
+  readonly onProgress?: (received: number, total: number) => void;
 }
 
 const S3_URI = /^s3:\/\/([a-z0-9][a-z0-9.-]{1,61}[a-z0-9])\/(.+)$/;
@@ -45,21 +61,22 @@ export function parseS3Uri(uri: string): S3Location {
 
 /** Reads a model from a local path or S3 and verifies its sha256 when one is expected. */
 export async function loadModelBytes(uri: string, options: LoadModelOptions = {}): Promise<ModelBytes> {
-  const expected = options.expectedSha256?.toLowerCase();
-  if (expected !== undefined && !/^[0-9a-f]{64}$/.test(expected)) {
-    throw new StartupError(`expected sha256 '${options.expectedSha256}' is not 64 hex digits`);
+  const expected = normalizeSha256(options.expectedSha256);
+  if (isS3Uri(uri)) {
+    const location = parseS3Uri(uri);
+    const env = options.env ?? process.env;
+    // The fetch checks the sha256 itself, before a spilled file gets its final name.
+    return readS3Object(location, env, {
+      ...fetchOptionsFromEnv(env),
+      ...options.fetch,
+      expectedSha256: expected,
+      ...(options.onProgress ? { onProgress: options.onProgress } : {}),
+    });
   }
-  const { bytes, sha256 } = isS3Uri(uri)
-    ? await readS3Object(parseS3Uri(uri), options.env ?? process.env)
-    : await readLocalFile(uri);
+  const { bytes, sha256 } = await readLocalFile(uri);
   if (bytes.length === 0) throw new StartupError(`model ${uri} is empty (0 bytes)`, 'Upload the model file again');
-  if (expected !== undefined && sha256 !== expected) {
-    throw new StartupError(
-      `model ${uri} failed its integrity check: expected sha256 ${expected}, got ${sha256}`,
-      'The object was changed or corrupted after deployment; redeploy, or upload the model that was deployed',
-    );
-  }
-  return { bytes, sha256, source: uri };
+  checkSha256(uri, expected, sha256);
+  return { bytes, size: bytes.length, sha256, source: uri };
 }
 
 async function readLocalFile(path: string): Promise<{ bytes: Uint8Array; sha256: string }> {
@@ -82,8 +99,8 @@ async function readLocalFile(path: string): Promise<{ bytes: Uint8Array; sha256:
   }
 }
 
-/** An S3 client from the standard chain, honouring the endpoint override variables. */
-export function createS3Client(env: NodeJS.ProcessEnv = process.env): S3Client {
+/** An S3 client from the standard chain, honouring the endpoint override variables; `overrides` win. */
+export function createS3Client(env: NodeJS.ProcessEnv = process.env, overrides: S3ClientConfig = {}): S3Client {
   const endpoint = env['AWS_ENDPOINT_URL_S3'] ?? env['AWS_ENDPOINT_URL'];
   const accessKeyId = env['AWS_ACCESS_KEY_ID'];
   const secretAccessKey = env['AWS_SECRET_ACCESS_KEY'];
@@ -95,33 +112,28 @@ export function createS3Client(env: NodeJS.ProcessEnv = process.env): S3Client {
     ...(accessKeyId && secretAccessKey
       ? { credentials: { accessKeyId, secretAccessKey, sessionToken: env['AWS_SESSION_TOKEN'] } }
       : {}),
+    ...overrides,
   });
 }
 
 async function readS3Object(
   location: S3Location,
   env: NodeJS.ProcessEnv,
-): Promise<{ bytes: Uint8Array; sha256: string }> {
+  options: S3FetchOptions,
+): Promise<ModelBytes> {
   const uri = `s3://${location.bucket}/${location.key}`;
-  const client = createS3Client(env);
+  // Retries are the fetch's own, per part (and counted); the SDK's would multiply them.
+  const client = createS3Client(env, { maxAttempts: 1 });
   try {
-    const response = await client.send(new GetObjectCommand({ Bucket: location.bucket, Key: location.key }));
-    if (!response.Body) throw new StartupError(`S3 returned no body for ${uri}`);
-    const hash = createHash('sha256');
-    const chunks: Uint8Array[] = [];
-    let length = 0;
-    for await (const chunk of response.Body as AsyncIterable<Uint8Array>) {
-      hash.update(chunk);
-      chunks.push(chunk);
-      length += chunk.length;
-    }
-    if (response.ContentLength !== undefined && length !== response.ContentLength) {
-      throw new StartupError(
-        `download of ${uri} was cut short: got ${length} of ${response.ContentLength} bytes`,
-        'Retry',
-      );
-    }
-    return { bytes: Buffer.concat(chunks, length), sha256: hash.digest('hex') };
+    const fetched = await fetchS3Object(client, location, options);
+    return {
+      bytes: fetched.bytes ?? new Uint8Array(0),
+      ...(fetched.path === undefined ? {} : { path: fetched.path }),
+      size: fetched.size,
+      sha256: fetched.sha256,
+      source: uri,
+      stats: fetched.stats,
+    };
   } catch (error) {
     throw describeS3Failure(error, uri, env);
   } finally {
@@ -149,6 +161,7 @@ function describeS3Failure(error: unknown, uri: string, env: NodeJS.ProcessEnv):
           options,
         );
       case 'AccessDenied':
+      case 'Forbidden':
         return new StartupError(
           `access denied reading ${uri}`,
           'Grant s3:GetObject on exactly this object to the role in use',

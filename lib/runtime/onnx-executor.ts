@@ -1,16 +1,38 @@
 /**
  * The ONNX executor: owns one onnxruntime-node session, made from bytes in memory, and its metadata.
+ * onnxruntime-node is imported on first use, not at module load: a cold start begins the model fetch first and
+ * loads the native runtime while the bytes arrive (`importOnnxRuntime`), so neither waits for the other.
  */
-import ort from 'onnxruntime-node';
+import type ort from 'onnxruntime-node';
 import type { Datatype, Tensor, TensorInfo } from '../predictor.js';
 import { StartupError } from './startup-error.js';
-import { DATATYPE_OF, isTensorType } from './tensor-types.js';
+import { DATATYPE_OF, TENSOR_TYPE_OF, allocate, isTensorType } from './tensor-types.js';
 
 export interface OnnxExecutorOptions {
   /** Threads onnxruntime uses inside one operator. @default onnxruntime's own choice (one per core) */
   readonly intraOpThreads?: number;
   /** Execution providers in order of preference. @default ['cpu'] */
   readonly executionProviders?: readonly string[];
+}
+
+type Ort = typeof ort;
+
+/** The module once imported: `toOrtTensor` needs it synchronously on the hot path. */
+let loadedOrt: Ort | undefined;
+let importing: Promise<{ readonly ort: Ort; readonly importMs: number }> | undefined;
+
+/**
+ * Imports onnxruntime-node once; resolves with the module and how long this process spent importing it
+ * (the same figure on every call). Call it early to overlap the import with other work.
+ */
+export function importOnnxRuntime(): Promise<{ readonly ort: Ort; readonly importMs: number }> {
+  importing ??= (async () => {
+    const started = performance.now();
+    const module = (await import('onnxruntime-node')) as Ort & { default?: Ort };
+    loadedOrt = module.default ?? module;
+    return { ort: loadedOrt, importMs: performance.now() - started };
+  })();
+  return importing;
 }
 
 /** Raised when the model cannot run on a request's tensors. */
@@ -25,17 +47,29 @@ export class OnnxExecutor {
     readonly outputs: readonly TensorInfo[],
   ) {}
 
-  /** Creates a session from the model's bytes; a file that is not ONNX is refused with a clear error. */
-  static async load(bytes: Uint8Array, source: string, options: OnnxExecutorOptions = {}): Promise<OnnxExecutor> {
+  /**
+   * Creates a session from the model's bytes, or from the path of a model file (a model too large for memory);
+   * a file that is not ONNX is refused with a clear error.
+   */
+  static async load(
+    model: Uint8Array | string,
+    source: string,
+    options: OnnxExecutorOptions = {},
+  ): Promise<OnnxExecutor> {
+    const { ort } = await importOnnxRuntime();
     let session: ort.InferenceSession;
+    const sessionOptions: ort.InferenceSession.SessionOptions = {
+      executionProviders: [...(options.executionProviders ?? ['cpu'])],
+      graphOptimizationLevel: 'all',
+      executionMode: 'sequential',
+      interOpNumThreads: 1,
+      ...(options.intraOpThreads === undefined ? {} : { intraOpNumThreads: options.intraOpThreads }),
+    };
     try {
-      session = await ort.InferenceSession.create(bytes, {
-        executionProviders: [...(options.executionProviders ?? ['cpu'])],
-        graphOptimizationLevel: 'all',
-        executionMode: 'sequential',
-        interOpNumThreads: 1,
-        ...(options.intraOpThreads === undefined ? {} : { intraOpNumThreads: options.intraOpThreads }),
-      });
+      session =
+        typeof model === 'string'
+          ? await ort.InferenceSession.create(model, sessionOptions)
+          : await ort.InferenceSession.create(model, sessionOptions);
     } catch (error) {
       throw new StartupError(
         `model ${source} is not a valid ONNX model: ${firstLine(error)}`,
@@ -64,6 +98,33 @@ export class OnnxExecutor {
     }
   }
 
+  /**
+   * One run on zero-filled inputs (dynamic dimensions as 1), so the first request does not pay for onnxruntime's
+   * first-run allocations. Resolves with its duration, or undefined when the model refuses such inputs.
+   */
+  async warmUp(): Promise<number | undefined> {
+    const feeds: Record<string, Tensor> = {};
+    for (const input of this.inputs) {
+      const dims = input.shape.map((d) => (d < 0 ? 1 : d));
+      const type = TENSOR_TYPE_OF[input.datatype];
+      feeds[input.name] = {
+        type,
+        data: allocate(
+          type,
+          dims.reduce((a, b) => a * b, 1),
+        ),
+        dims,
+      } as Tensor;
+    }
+    const started = performance.now();
+    try {
+      await this.run(feeds);
+    } catch {
+      return undefined;
+    }
+    return performance.now() - started;
+  }
+
   async release(): Promise<void> {
     await this.session.release();
   }
@@ -71,8 +132,9 @@ export class OnnxExecutor {
 
 /** Wraps typed data in an onnxruntime tensor (no copy). */
 export function toOrtTensor(tensor: Tensor): ort.Tensor {
-  if (tensor instanceof ort.Tensor) return tensor;
-  return new ort.Tensor(tensor.type, tensor.data as never, tensor.dims);
+  if (!loadedOrt) throw new Error('onnxruntime-node is not loaded yet: await importOnnxRuntime() first');
+  if (tensor instanceof loadedOrt.Tensor) return tensor;
+  return new loadedOrt.Tensor(tensor.type, tensor.data as never, tensor.dims);
 }
 
 function describeValue(meta: ort.InferenceSession.ValueMetadata, role: string, source: string): TensorInfo {

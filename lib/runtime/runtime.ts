@@ -18,10 +18,11 @@ import { stringifyJson } from './json.js';
 import { requestLogger, type Logger } from './logger.js';
 import { createModel } from './model.js';
 import { loadModelBytes } from './model-store.js';
-import { OnnxExecutor } from './onnx-executor.js';
+import { OnnxExecutor, importOnnxRuntime } from './onnx-executor.js';
 import { matchRoute, type Route } from './routes.js';
 import { requestIdFrom } from './request-id.js';
 import { StartupError } from './startup-error.js';
+import { Telemetry, metricsModeFromEnv } from './telemetry.js';
 
 export interface RuntimeOptions {
   /** The API's name: the OIP model name and the log service name. */
@@ -45,6 +46,12 @@ export interface RuntimeOptions {
   readonly env?: NodeJS.ProcessEnv;
   /** Log a failed start (with its cause's stack); off where the caller reports the failure itself (the CLI). @default true */
   readonly logStartupFailure?: boolean;
+  /** CloudWatch EMF metrics. @default from `env`: on on Lambda, ARCLIGHT_METRICS=on|off elsewhere */
+  readonly telemetry?: Telemetry;
+  /** Download progress of the model (S3 only), for a progress bar. @default none */
+  readonly onProgress?: (received: number, total: number) => void;
+  /** One run on zero inputs before ready, so the first request is not the slow one. @default true */
+  readonly warmUp?: boolean;
 }
 
 export type RuntimeStatus = 'starting' | 'ready' | 'failed';
@@ -59,11 +66,26 @@ export interface HandleOptions {
 
 /** Cold-start phases in milliseconds. */
 export interface StartupTimings {
+  /** Importing onnxruntime-node; it runs while the model downloads. */
+  readonly importMs: number;
+  /** What the import still took after the bytes had arrived (0 when the fetch hid it entirely). */
+  readonly importWaitMs: number;
+  /** Fetch and verification (the sha256 is computed as the bytes arrive). */
   readonly fetchMs: number;
-  readonly sessionMs: number;
-  readonly initMs: number;
-  readonly totalMs: number;
   readonly modelBytes: number;
+  /** Fetch throughput in MB/s (10^6 bytes). */
+  readonly mbPerS: number;
+  /** Byte-range parts and retries of the fetch, when the model store reports them. */
+  readonly parts?: number;
+  readonly retries?: number;
+  readonly sessionMs: number;
+  /** The warm-up run on zero inputs; absent when warm-up is off or the model refused such inputs. */
+  readonly firstRunMs?: number;
+  readonly initMs: number;
+  /** From the start of the load to ready. */
+  readonly totalMs: number;
+  /** From the process's start to ready. */
+  readonly processMs: number;
 }
 
 interface Loaded {
@@ -82,12 +104,20 @@ export class Runtime {
   private readonly config: Config;
   private readonly requestTimeoutMs: number;
   readonly log: Logger;
+  readonly telemetry: Telemetry;
 
   constructor(private readonly options: RuntimeOptions) {
     this.predictor = options.predictor ?? (defaultPredictor as DefinedPredictor<unknown>);
     this.config = options.config ?? {};
     this.requestTimeoutMs = options.requestTimeoutMs ?? DEFAULTS.requestTimeoutMs;
     this.log = options.logger;
+    this.telemetry =
+      options.telemetry ??
+      new Telemetry({
+        apiName: options.apiName,
+        mode: metricsModeFromEnv(options.env ?? process.env),
+        logger: options.logger,
+      });
   }
 
   get status(): RuntimeStatus {
@@ -132,29 +162,55 @@ export class Runtime {
 
   private async load(): Promise<StartupTimings> {
     const t0 = performance.now();
-    const { bytes, sha256 } = await loadModelBytes(this.options.modelUri, {
+    // The fetch goes out first, then onnxruntime-node loads while the bytes arrive.
+    const fetching = loadModelBytes(this.options.modelUri, {
       expectedSha256: this.options.modelSha256,
       env: this.options.env,
+      ...(this.options.onProgress ? { onProgress: this.options.onProgress } : {}),
     });
+    const importing = importOnnxRuntime();
+    // Whichever fails, the other's rejection must not go unhandled.
+    importing.catch(() => undefined);
+    const fetched = await fetching;
     const t1 = performance.now();
-    const executor = await OnnxExecutor.load(bytes, this.options.modelUri, {
+    const { importMs } = await importing.catch((error: unknown) => {
+      throw new StartupError(
+        `onnxruntime-node cannot be loaded: ${(error as Error)?.message ?? String(error)}`,
+        'Reinstall onnxruntime-node for this platform',
+        { cause: error },
+      );
+    });
+    const t2 = performance.now();
+    const executor = await OnnxExecutor.load(fetched.path ?? fetched.bytes, this.options.modelUri, {
       intraOpThreads: this.options.intraOpThreads,
       executionProviders: this.options.executionProviders,
     });
-    const t2 = performance.now();
+    const t3 = performance.now();
+    const firstRunMs = this.options.warmUp === false ? undefined : await executor.warmUp();
+    const t4 = performance.now();
     const model = createModel(this.options.apiName, FORMAT, executor);
     const state = await this.initPredictor(model);
-    const t3 = performance.now();
+    const t5 = performance.now();
     this.loaded = { model, state };
     this.failure = undefined;
-    const timings = {
-      fetchMs: t1 - t0,
-      sessionMs: t2 - t1,
-      initMs: t3 - t2,
-      totalMs: t3 - t0,
-      modelBytes: bytes.length,
+    const stats = fetched.stats;
+    const fetchMs = t1 - t0;
+    const modelBytes = fetched.size;
+    const timings: StartupTimings = {
+      importMs,
+      importWaitMs: t2 - t1,
+      fetchMs,
+      modelBytes,
+      mbPerS: fetchMs > 0 ? modelBytes / 1e6 / (fetchMs / 1000) : 0,
+      ...(stats ? { parts: stats.parts, retries: stats.retries } : {}),
+      sessionMs: t3 - t2,
+      ...(firstRunMs === undefined ? {} : { firstRunMs }),
+      initMs: t5 - t4,
+      totalMs: t5 - t0,
+      processMs: t5,
     };
-    this.log.info('model ready', { model: this.options.modelUri, sha256, ...round(timings) });
+    this.log.info('model ready', { model: this.options.modelUri, sha256: fetched.sha256, ...round(timings) });
+    this.telemetry.coldStart(timings);
     return timings;
   }
 
@@ -191,14 +247,16 @@ export class Runtime {
       response = this.errorResponse(error, requestId, route);
     }
     response.headers[REQUEST_ID_HEADER] = requestId;
+    const latencyMs = performance.now() - started;
     this.log.info('request', {
       requestId,
       method: request.method,
       route: route?.kind ?? 'none',
       path: request.path,
       status: response.status,
-      latencyMs: Math.round((performance.now() - started) * 1000) / 1000,
+      latencyMs: Math.round(latencyMs * 1000) / 1000,
     });
+    this.telemetry.request(latencyMs, response.status);
     return response;
   }
 
@@ -395,6 +453,6 @@ function asError(error: unknown): Error {
   return error instanceof Error ? error : new Error(`non-Error thrown: ${String(error)}`);
 }
 
-function round(timings: StartupTimings): Record<string, number> {
+function round(timings: object): Record<string, number> {
   return Object.fromEntries(Object.entries(timings).map(([k, v]) => [k, Math.round(v * 10) / 10]));
 }

@@ -49,6 +49,7 @@ const envSchema = z.object({
   [ENV.maxBodyBytes]: positiveInt.optional(),
   [ENV.requestTimeoutMs]: positiveInt.optional(),
   [ENV.logLevel]: z.enum(LOG_LEVELS).optional(),
+  [ENV.metrics]: z.enum(['on', 'off'], 'must be on or off').optional(),
   [ENV.modelFormat]: z.literal('onnx', 'must be onnx (the only format served so far)').optional(),
 });
 

@@ -4,7 +4,7 @@
  */
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
-import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { access, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
@@ -14,7 +14,15 @@ import { loadModelBytes, parseS3Uri } from '../../lib/runtime/model-store.js';
 import { loadPredictor } from '../../lib/runtime/predictor-loader.js';
 import { Runtime } from '../../lib/runtime/runtime.js';
 import { StartupError } from '../../lib/runtime/startup-error.js';
-import { BUCKET, DIGITS_ONNX, closedPort, startS3WithModels, startServer } from '../helpers.js';
+import {
+  BUCKET,
+  DIGITS_ONNX,
+  closedPort,
+  digitsInferBody,
+  loadDigitsExpected,
+  startS3WithModels,
+  startServer,
+} from '../helpers.js';
 
 type S3 = Awaited<ReturnType<typeof startS3WithModels>>;
 
@@ -149,12 +157,80 @@ describe('loadModelBytes from S3 (s3rver)', () => {
     assert.equal(loaded.sha256, digitsSha256);
   });
 
+  test('the result carries the size and the fetch stats for telemetry', async () => {
+    const loaded = await loadModelBytes(s3.mobilenet.uri, { env: { ...s3.env, ARCLIGHT_MODEL_FETCH_PART_MB: '1' } });
+    assert.equal(loaded.sha256, s3.mobilenet.sha256);
+    assert.equal(loaded.size, loaded.bytes.length);
+    assert.equal(loaded.path, undefined);
+    const stats = loaded.stats!;
+    assert.equal(stats.bytes, loaded.size);
+    assert.equal(stats.partSize, 1024 * 1024);
+    assert.equal(stats.parts, Math.ceil(loaded.size / (1024 * 1024)));
+    assert.equal(stats.retries, 0);
+    assert.equal(stats.restarts, 0);
+    assert.equal(stats.spilled, false);
+    assert.ok(stats.ms > 0);
+  });
+
+  test('progress is reported as the bytes arrive, up to the total', async () => {
+    const seen: [number, number][] = [];
+    await loadModelBytes(s3.digits.uri, { env: s3.env, onProgress: (received, total) => seen.push([received, total]) });
+    assert.deepEqual(seen.at(-1), [digitsBytes.length, digitsBytes.length]);
+    assert.ok(
+      seen.every(([received], i) => i === 0 || received >= seen[i - 1]![0]),
+      'monotonic',
+    );
+  });
+
+  test('fetch settings from the environment that are not numbers are refused', async () => {
+    for (const name of [
+      'ARCLIGHT_MODEL_MEMORY_BUDGET_MB',
+      'ARCLIGHT_MODEL_FETCH_PART_MB',
+      'ARCLIGHT_MODEL_FETCH_CONCURRENCY',
+    ]) {
+      await startupError(loadModelBytes(s3.digits.uri, { env: { ...s3.env, [name]: 'lots' } }), new RegExp(name));
+    }
+  });
+
   test('malformed s3 URIs are refused with the expected form', async () => {
     for (const uri of ['s3://', 's3://bucket-only', 's3://bucket-only/', 's3://Bad_Bucket/key', 's3:///key']) {
       const error = await startupError(loadModelBytes(uri, { env: s3.env }), /is not a valid S3 URI/);
       assert.match(error.oneLine(), /s3:\/\/bucket\/key/, uri);
     }
     assert.deepEqual(parseS3Uri('s3://my.models-1/a/b/c.onnx'), { bucket: 'my.models-1', key: 'a/b/c.onnx' });
+  });
+});
+
+describe('Runtime.start on an S3 model above the memory budget', () => {
+  test('the model goes to a verified file under the temp dir and the session opens from it', async () => {
+    const path = join(tmpdir(), `arclight-model-${s3.digits.sha256}.onnx`);
+    const runtime = new Runtime({
+      apiName: 'digits',
+      modelUri: s3.digits.uri,
+      modelSha256: s3.digits.sha256,
+      env: { ...s3.env, ARCLIGHT_MODEL_MEMORY_BUDGET_MB: '0' },
+      logger: createLogger('digits', 'SILENT'),
+    });
+    const server = await startServer(runtime);
+    try {
+      const timings = await runtime.start();
+      assert.equal(timings.modelBytes, digitsBytes.length);
+      await access(path);
+      assert.ok((await readFile(path)).equals(digitsBytes));
+      const expected = loadDigitsExpected();
+      const response = await fetch(`${server.url}/v2/models/digits/infer`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: digitsInferBody(expected.images.slice(0, 2)),
+      });
+      assert.equal(response.status, 200);
+      const body = (await response.json()) as { outputs: { data: number[] }[] };
+      const logits = body.outputs[0]!.data;
+      assert.ok(Math.abs(logits[0]! - expected.logits[0]![0]!) < 1e-4, 'the model served is the model fetched');
+    } finally {
+      await server.close();
+      await rm(path, { force: true });
+    }
   });
 });
 

@@ -1,0 +1,212 @@
+/**
+ * The `fetch` scenario's measuring side: one fresh process per measurement (bench/fetch.ts forks it), so every
+ * variant pays its own imports and starts from a cold heap. Nothing heavy is imported before the clock starts.
+ *
+ * - `arclight`: loadModelBytes (parallel ranged GETs) while onnxruntime-node imports, then OnnxExecutor.load, first run.
+ * - `naive`: what a user writes by hand: onnxruntime-node and the S3 client imported, one GetObject read into a
+ *   Buffer, InferenceSession.create, first run.
+ * - `local`: the bytes already in memory (read from disk before the clock): session create and first run alone,
+ *   the measured part of the floor.
+ * - `transfer`: the bytes alone, moved as fast as this machine moves them through the proxy: ranged GETs of the same
+ *   part size and concurrency, each body read and dropped (no buffer, no hash). The floor's transfer, measured.
+ */
+import { readFile } from 'node:fs/promises';
+import type Ort from 'onnxruntime-node';
+import { serveWorker } from './child.js';
+
+export type FetchVariant = 'arclight' | 'naive' | 'local' | 'transfer';
+
+export interface FetchWorkerInput {
+  readonly variant: FetchVariant;
+  readonly uri: string;
+  /** Local copy of the model (the `local` variant). */
+  readonly path: string;
+  /** S3 endpoint and credentials (through the throttling proxy). */
+  readonly env: Record<string, string>;
+  readonly threads: number;
+  /** The object's size, and the part size and concurrency of the `transfer` variant. */
+  readonly size: number;
+  readonly partSize: number;
+  readonly concurrency: number;
+}
+
+export interface FetchWorkerResult {
+  readonly variant: FetchVariant;
+  /** Clock start → first prediction answered. */
+  readonly firstPredictionMs: number;
+  readonly importMs?: number;
+  readonly fetchMs?: number;
+  readonly sessionMs: number;
+  readonly firstRunMs: number;
+  readonly modelBytes: number;
+  /** RSS before the fetch began, and its peak while the fetch ran (sampled every 5 ms). */
+  readonly rssBeforeFetch?: number;
+  readonly peakRssDuringFetch?: number;
+  /** What the model store reported about the fetch, when it reports anything. */
+  readonly fetchStats?: unknown;
+}
+
+function sessionOptions(threads: number) {
+  return {
+    executionProviders: ['cpu'],
+    graphOptimizationLevel: 'all',
+    executionMode: 'sequential',
+    interOpNumThreads: 1,
+    intraOpNumThreads: threads,
+  } as const;
+}
+
+/** Samples RSS until stopped; resolves with the peak. */
+function sampleRss(): { stop: () => number } {
+  let peak = process.memoryUsage.rss();
+  const timer = setInterval(() => {
+    peak = Math.max(peak, process.memoryUsage.rss());
+  }, 5);
+  return {
+    stop: () => {
+      clearInterval(timer);
+      return Math.max(peak, process.memoryUsage.rss());
+    },
+  };
+}
+
+async function arclight(input: FetchWorkerInput): Promise<FetchWorkerResult> {
+  Object.assign(process.env, input.env);
+  const t0 = performance.now();
+  const { loadModelBytes } = await import('../lib/runtime/model-store.js');
+  const { OnnxExecutor, importOnnxRuntime } = await import('../lib/runtime/onnx-executor.js');
+  const rssBeforeFetch = process.memoryUsage.rss();
+  const rss = sampleRss();
+  const fetching = loadModelBytes(input.uri, { env: process.env });
+  const importing = importOnnxRuntime();
+  const fetched = await fetching;
+  const t1 = performance.now();
+  const peakRssDuringFetch = rss.stop();
+  const { importMs } = await importing;
+  const t2 = performance.now();
+  const executor = await OnnxExecutor.load(fetched.path ?? fetched.bytes, input.uri, {
+    intraOpThreads: input.threads,
+    executionProviders: ['cpu'],
+  });
+  const t3 = performance.now();
+  const index = { type: 'int64' as const, data: BigInt64Array.from([7n]), dims: [1] };
+  await executor.run({ index });
+  const t4 = performance.now();
+  return {
+    variant: 'arclight',
+    firstPredictionMs: t4 - t0,
+    importMs,
+    fetchMs: t1 - t0,
+    sessionMs: t3 - t2,
+    firstRunMs: t4 - t3,
+    modelBytes: fetched.size,
+    rssBeforeFetch,
+    peakRssDuringFetch,
+    fetchStats: fetched.stats,
+  };
+}
+
+async function naive(input: FetchWorkerInput): Promise<FetchWorkerResult> {
+  const t0 = performance.now();
+  // A hand-written handler's static imports, in the order users write them.
+  const ortModule = (await import('onnxruntime-node')) as typeof Ort & { default?: typeof Ort };
+  const ort = ortModule.default ?? ortModule;
+  const { S3Client, GetObjectCommand } = await import('@aws-sdk/client-s3');
+  const tImported = performance.now();
+  const [bucket, ...keyParts] = input.uri.slice('s3://'.length).split('/');
+  const key = keyParts.join('/');
+  const client = new S3Client({
+    region: input.env['AWS_REGION'],
+    endpoint: input.env['AWS_ENDPOINT_URL_S3'],
+    forcePathStyle: true,
+    credentials: {
+      accessKeyId: input.env['AWS_ACCESS_KEY_ID']!,
+      secretAccessKey: input.env['AWS_SECRET_ACCESS_KEY']!,
+    },
+  });
+  const rssBeforeFetch = process.memoryUsage.rss();
+  const rss = sampleRss();
+  const response = await client.send(new GetObjectCommand({ Bucket: bucket, Key: key }));
+  const bytes = Buffer.from(await response.Body!.transformToByteArray());
+  const t1 = performance.now();
+  const peakRssDuringFetch = rss.stop();
+  const session = await ort.InferenceSession.create(bytes, sessionOptions(input.threads));
+  const t2 = performance.now();
+  await session.run({ index: new ort.Tensor('int64', BigInt64Array.from([7n]), [1]) });
+  const t3 = performance.now();
+  client.destroy();
+  return {
+    variant: 'naive',
+    firstPredictionMs: t3 - t0,
+    importMs: tImported - t0,
+    fetchMs: t1 - tImported,
+    sessionMs: t2 - t1,
+    firstRunMs: t3 - t2,
+    modelBytes: bytes.length,
+    rssBeforeFetch,
+    peakRssDuringFetch,
+  };
+}
+
+async function local(input: FetchWorkerInput): Promise<FetchWorkerResult> {
+  const ortModule = (await import('onnxruntime-node')) as typeof Ort & { default?: typeof Ort };
+  const ort = ortModule.default ?? ortModule;
+  const bytes = await readFile(input.path);
+  const t0 = performance.now();
+  const session = await ort.InferenceSession.create(bytes, sessionOptions(input.threads));
+  const t1 = performance.now();
+  await session.run({ index: new ort.Tensor('int64', BigInt64Array.from([7n]), [1]) });
+  const t2 = performance.now();
+  return {
+    variant: 'local',
+    firstPredictionMs: t2 - t0,
+    sessionMs: t1 - t0,
+    firstRunMs: t2 - t1,
+    modelBytes: bytes.length,
+  };
+}
+
+async function transfer(input: FetchWorkerInput): Promise<FetchWorkerResult> {
+  const { S3Client, GetObjectCommand } = await import('@aws-sdk/client-s3');
+  const [bucket, ...keyParts] = input.uri.slice('s3://'.length).split('/');
+  const client = new S3Client({
+    region: input.env['AWS_REGION'],
+    endpoint: input.env['AWS_ENDPOINT_URL_S3'],
+    forcePathStyle: true,
+    credentials: {
+      accessKeyId: input.env['AWS_ACCESS_KEY_ID']!,
+      secretAccessKey: input.env['AWS_SECRET_ACCESS_KEY']!,
+    },
+  });
+  let next = 0;
+  const t0 = performance.now();
+  const worker = async (): Promise<void> => {
+    while (next < input.size) {
+      const start = next;
+      next += input.partSize;
+      const end = Math.min(input.size, start + input.partSize) - 1;
+      const response = await client.send(
+        new GetObjectCommand({ Bucket: bucket, Key: keyParts.join('/'), Range: `bytes=${start}-${end}` }),
+      );
+      for await (const chunk of response.Body as AsyncIterable<Uint8Array>) void chunk;
+    }
+  };
+  await Promise.all(Array.from({ length: input.concurrency }, worker));
+  const ms = performance.now() - t0;
+  client.destroy();
+  return {
+    variant: 'transfer',
+    firstPredictionMs: ms,
+    fetchMs: ms,
+    sessionMs: 0,
+    firstRunMs: 0,
+    modelBytes: input.size,
+  };
+}
+
+serveWorker<FetchWorkerInput, FetchWorkerResult>(async (input) => {
+  if (input.variant === 'transfer') return transfer(input);
+  if (input.variant === 'arclight') return arclight(input);
+  if (input.variant === 'naive') return naive(input);
+  return local(input);
+});

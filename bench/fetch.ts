@@ -1,0 +1,251 @@
+/**
+ * Scenario `fetch`: a 256 MiB ONNX model in s3rver behind a proxy that caps every connection (as S3 does, about
+ * 40 MB/s each), loaded the Arclight way (parallel ranged GETs overlapped with the onnxruntime import, then the
+ * session) and the naive way (one GetObject into a Buffer, then the session). Each measurement is a fresh child
+ * process; the variants alternate, round after round.
+ * Targets: time to first prediction ≥ 4× faster than naive and ≤ 1.25× the floor (bytes ÷ aggregate bandwidth +
+ * session create + first run, measured); peak RSS during the fetch ≤ model size + 64 MiB.
+ */
+import { readFile, stat } from 'node:fs/promises';
+import { loadavg } from 'node:os';
+import { startEmbeddedS3 } from '../lib/cli/embedded-s3.js';
+import { bigModel } from './big-model.js';
+import { runInChild } from './child.js';
+import type { FetchVariant, FetchWorkerInput, FetchWorkerResult } from './fetch-worker.js';
+import type { BenchOptions, Check, Scenario, ScenarioReport, Table } from './report.js';
+import { formatMs, formatRatio, median } from './stats.js';
+import { barChart } from './svg.js';
+import { startThrottleProxy } from './throttle-proxy.js';
+
+const BUCKET = 'bench-models';
+const RSS_HEADROOM = 64 * 2 ** 20;
+const LABELS: Record<FetchVariant, string> = {
+  arclight: 'Arclight: ranged parallel fetch ∥ ort import → session → run',
+  naive: 'naive: one GetObject → Buffer → session → run',
+  local: 'bytes already in memory: session → run',
+  transfer: 'the transfer alone: ranged GETs, bodies dropped',
+};
+/** The model store's defaults (8 MiB parts, 8 at a time), for the `transfer` variant when the store reports none. */
+const PART_SIZE = 8 * 2 ** 20;
+const CONCURRENCY = 8;
+
+export const DEFAULT_BANDWIDTH_MBPS = 40;
+
+interface Run extends FetchWorkerResult {
+  readonly round: number;
+  /** Connections the proxy saw open during this run. */
+  readonly connections: number;
+}
+
+export const fetchScenario: Scenario = {
+  name: 'fetch',
+  description:
+    '256 MiB model through a per-connection bandwidth cap: Arclight vs one GetObject (time to first prediction)',
+  async run(options: BenchOptions, progress): Promise<ScenarioReport> {
+    const bandwidthMBps = options.bandwidthMBps ?? DEFAULT_BANDWIDTH_MBPS;
+    const rounds = options.quick ? 1 : 3;
+    progress('generating the 256 MiB model (once, cached)');
+    const path = await bigModel(options.outDir);
+    progress('starting s3rver and uploading the model');
+    const s3 = await startEmbeddedS3([BUCKET]);
+    const runs: Run[] = [];
+    const loadBefore = loadavg()[0]!;
+    try {
+      const { uri } = await s3.put(BUCKET, 'gather-256mib.onnx', await readFile(path));
+      const port = Number(new URL(s3.endpoint).port);
+      const proxy = await startThrottleProxy({ host: '127.0.0.1', port }, bandwidthMBps * 1e6);
+      try {
+        const env = { ...s3.env, AWS_ENDPOINT_URL_S3: proxy.endpoint };
+        const order: FetchVariant[] = ['arclight', 'naive', 'local', 'transfer'];
+        const size = (await stat(path)).size;
+        for (let round = 0; round < rounds; round++) {
+          const rotated = [...order.slice(round % order.length), ...order.slice(0, round % order.length)];
+          for (const variant of rotated) {
+            progress(`round ${round + 1}/${rounds}: ${variant}`);
+            const before = proxy.connections();
+            // The transfer moves the bytes exactly as the store did: its part size and concurrency.
+            const stats = runs.find((r) => r.variant === 'arclight')?.fetchStats as
+              { partSize?: number; concurrency?: number } | undefined;
+            const input: FetchWorkerInput = {
+              variant,
+              uri,
+              path,
+              env,
+              threads: options.threads,
+              size,
+              partSize: stats?.partSize ?? PART_SIZE,
+              concurrency: stats?.concurrency ?? CONCURRENCY,
+            };
+            const result = await runInChild<FetchWorkerInput, FetchWorkerResult>(
+              new URL('./fetch-worker.ts', import.meta.url),
+              input,
+              progress,
+            );
+            runs.push({ ...result, round, connections: proxy.connections() - before });
+          }
+        }
+      } finally {
+        await proxy.close();
+      }
+    } finally {
+      await s3.close();
+    }
+    return report(runs, bandwidthMBps, rounds, loadBefore, loadavg()[0]!);
+  },
+};
+
+function med(runs: readonly Run[], variant: FetchVariant, pick: (run: Run) => number | undefined): number {
+  const values = runs
+    .filter((r) => r.variant === variant)
+    .map(pick)
+    .filter((v): v is number => v !== undefined);
+  return values.length === 0 ? Number.NaN : median(values);
+}
+
+function report(
+  runs: readonly Run[],
+  bandwidthMBps: number,
+  rounds: number,
+  loadBefore: number,
+  loadAfter: number,
+): ScenarioReport {
+  const bytes = runs[0]!.modelBytes;
+  const ttfp = (v: FetchVariant): number => med(runs, v, (r) => r.firstPredictionMs);
+  const connections = med(runs, 'arclight', (r) => r.connections);
+  const aggregateBps = bandwidthMBps * 1e6 * Math.max(1, connections);
+  const transferFloorMs = (bytes / aggregateBps) * 1000;
+  const localMs = ttfp('local');
+  const floorMs = transferFloorMs + localMs;
+  const measuredTransferMs = med(runs, 'transfer', (r) => r.fetchMs);
+  const measuredFloorMs = measuredTransferMs + localMs;
+  const ofMeasuredFloor = ttfp('arclight') / measuredFloorMs;
+  const arclightMs = ttfp('arclight');
+  const naiveMs = ttfp('naive');
+  const speedup = naiveMs / arclightMs;
+  const ofFloor = arclightMs / floorMs;
+  const rssLimit = bytes + RSS_HEADROOM;
+  const arclightRss = med(runs, 'arclight', (r) => r.peakRssDuringFetch);
+  const naiveRss = med(runs, 'naive', (r) => r.peakRssDuringFetch);
+  const mb = (n: number): string => (Number.isFinite(n) ? `${(n / 2 ** 20).toFixed(0)} MiB` : '–');
+  const ms = (n: number | undefined): string => (n === undefined || !Number.isFinite(n) ? '–' : formatMs(n));
+
+  const rows = (['naive', 'arclight', 'local', 'transfer'] as const).map((v) => [
+    LABELS[v],
+    ms(ttfp(v)),
+    v === 'local' || v === 'transfer' ? '' : ms(med(runs, v, (r) => r.importMs)),
+    v === 'local' ? '' : ms(med(runs, v, (r) => r.fetchMs)),
+    v === 'transfer' ? '' : ms(med(runs, v, (r) => r.sessionMs)),
+    v === 'transfer' ? '' : ms(med(runs, v, (r) => r.firstRunMs)),
+    v === 'local' || v === 'transfer' ? '' : mb(med(runs, v, (r) => r.peakRssDuringFetch)),
+    v === 'local' ? '' : String(med(runs, v, (r) => r.connections)),
+    formatRatio(ttfp(v) / arclightMs),
+  ]);
+  rows.push([
+    `floor: ${(bytes / 1e6).toFixed(0)} MB ÷ (${connections} × ${bandwidthMBps} MB/s) + session + run`,
+    ms(floorMs),
+    '',
+    ms(transferFloorMs),
+    ms(med(runs, 'local', (r) => r.sessionMs)),
+    ms(med(runs, 'local', (r) => r.firstRunMs)),
+    '',
+    '',
+    formatRatio(floorMs / arclightMs),
+  ]);
+  rows.push([
+    'floor on this machine: the transfer alone (measured) + session + run',
+    ms(measuredFloorMs),
+    '',
+    ms(measuredTransferMs),
+    ms(med(runs, 'local', (r) => r.sessionMs)),
+    ms(med(runs, 'local', (r) => r.firstRunMs)),
+    '',
+    '',
+    formatRatio(measuredFloorMs / arclightMs),
+  ]);
+  const table: Table = {
+    title: `fetch · ${(bytes / 2 ** 20).toFixed(0)} MiB ONNX model (Gather over a 65536×1024 float table) from s3rver, ${bandwidthMBps} MB/s per connection`,
+    notes: [
+      `Medians of ${rounds} round(s); each measurement a fresh child process (imports included), variants alternating.`,
+      'Arclight: loadModelBytes (the model store as deployed) while onnxruntime-node imports, then OnnxExecutor.load and one run.',
+      'import: Arclight\'s overlaps the fetch (its "fetch" column starts at the clock, imports of the store included); naive imports first, then fetches.',
+      `Floor: the transfer at the aggregate cap of the connections Arclight opened (${connections}), plus session create and first run measured from bytes in memory.`,
+      'Floor on this machine: the same ranged GETs with their bodies dropped, through the same proxy and s3rver (which share the CPUs with the measured process), instead of the nominal cap.',
+      `Peak RSS sampled every 5 ms while the fetch ran; target ≤ model + 64 MiB = ${mb(rssLimit)}. 1-min load average ${loadBefore.toFixed(2)} before, ${loadAfter.toFixed(2)} after (a shared, noisy machine).`,
+    ],
+    columns: [
+      'variant',
+      'first prediction',
+      'import',
+      'fetch',
+      'session',
+      'first run',
+      'peak RSS (fetch)',
+      'conns',
+      '÷ Arclight',
+    ],
+    rows,
+  };
+  const checks: Check[] = [
+    {
+      status: speedup >= 4 ? 'PASS' : 'FAIL',
+      text: `time to first prediction: Arclight ${formatMs(arclightMs)} vs naive ${formatMs(naiveMs)} = ${speedup.toFixed(2)}× faster (target ≥ 4×)`,
+    },
+    {
+      status: ofFloor <= 1.25 ? 'PASS' : 'FAIL',
+      text: `Arclight vs floor: ${formatMs(arclightMs)} vs ${formatMs(floorMs)} = ${formatRatio(ofFloor)} (target ≤ 1.250×)`,
+    },
+    {
+      status: 'INFO',
+      text: `Arclight vs the floor measured on this machine (transfer alone ${formatMs(measuredTransferMs)} + session + run): ${formatRatio(ofMeasuredFloor)}`,
+    },
+    {
+      status: arclightRss <= rssLimit ? 'PASS' : 'FAIL',
+      text: `peak RSS during the fetch: Arclight ${mb(arclightRss)} (target ≤ ${mb(rssLimit)}); naive ${mb(naiveRss)}`,
+    },
+  ];
+  const growth = med(runs, 'arclight', (r) =>
+    r.peakRssDuringFetch === undefined || r.rssBeforeFetch === undefined
+      ? undefined
+      : r.peakRssDuringFetch - r.rssBeforeFetch,
+  );
+  checks.push({
+    status: 'INFO',
+    text: `Arclight's RSS before the fetch (node, the tsx loader, the S3 client): ${mb(med(runs, 'arclight', (r) => r.rssBeforeFetch))}; growth during the fetch (onnxruntime-node's import included): ${mb(growth)} = model + ${mb(growth - bytes)}`,
+  });
+  const stats = runs.find((r) => r.variant === 'arclight')?.fetchStats;
+  if (stats !== undefined) checks.push({ status: 'INFO', text: `model store fetch stats: ${JSON.stringify(stats)}` });
+  const data = {
+    bandwidthMBpsPerConnection: bandwidthMBps,
+    modelBytes: bytes,
+    rounds,
+    connections,
+    floor: { transferMs: transferFloorMs, sessionAndRunMs: localMs, totalMs: floorMs },
+    measuredFloor: { transferMs: measuredTransferMs, sessionAndRunMs: localMs, totalMs: measuredFloorMs },
+    medians: { arclightMs, naiveMs, localMs, speedup, ofFloor, arclightPeakRss: arclightRss, naivePeakRss: naiveRss },
+    rssLimit,
+    loadAverage1m: { before: loadBefore, after: loadAfter },
+    runs,
+  };
+  const svg = barChart(
+    [
+      {
+        title: 'time to first prediction (median; tick: slowest round)',
+        bars: [
+          ...(['naive', 'arclight'] as const).map((v) => ({
+            label: v === 'naive' ? 'naive (one GetObject)' : 'Arclight',
+            value: ttfp(v),
+            whisker: Math.max(...runs.filter((r) => r.variant === v).map((r) => r.firstPredictionMs)),
+          })),
+          { label: 'floor (nominal cap)', value: floorMs, baseline: true },
+          { label: 'floor (transfer measured here)', value: measuredFloorMs },
+        ],
+      },
+    ],
+    {
+      title: `Cold fetch of a ${(bytes / 2 ** 20).toFixed(0)} MiB model at ${bandwidthMBps} MB/s per connection`,
+      subtitle: `s3rver behind a per-connection token bucket; ${rounds} round(s), fresh process each`,
+      format: formatMs,
+    },
+  );
+  return { tables: [table], checks, data, svg };
+}
