@@ -13,6 +13,7 @@
 import { readFile } from 'node:fs/promises';
 import type Ort from 'onnxruntime-node';
 import { serveWorker } from './child.js';
+import { onnxSessionOptions } from '../lib/runtime/onnx-executor.js';
 
 export type FetchVariant = 'arclight' | 'naive' | 'local' | 'transfer';
 
@@ -44,16 +45,6 @@ export interface FetchWorkerResult {
   readonly peakRssDuringFetch?: number;
   /** What the model store reported about the fetch, when it reports anything. */
   readonly fetchStats?: unknown;
-}
-
-function sessionOptions(threads: number) {
-  return {
-    executionProviders: ['cpu'],
-    graphOptimizationLevel: 'all',
-    executionMode: 'sequential',
-    interOpNumThreads: 1,
-    intraOpNumThreads: threads,
-  } as const;
 }
 
 /** Samples RSS until stopped; resolves with the peak. */
@@ -130,7 +121,7 @@ async function naive(input: FetchWorkerInput): Promise<FetchWorkerResult> {
   const bytes = Buffer.from(await response.Body!.transformToByteArray());
   const t1 = performance.now();
   const peakRssDuringFetch = rss.stop();
-  const session = await ort.InferenceSession.create(bytes, sessionOptions(input.threads));
+  const session = await ort.InferenceSession.create(bytes, onnxSessionOptions({ intraOpThreads: input.threads }));
   const t2 = performance.now();
   await session.run({ index: new ort.Tensor('int64', BigInt64Array.from([7n]), [1]) });
   const t3 = performance.now();
@@ -153,7 +144,7 @@ async function local(input: FetchWorkerInput): Promise<FetchWorkerResult> {
   const ort = ortModule.default ?? ortModule;
   const bytes = await readFile(input.path);
   const t0 = performance.now();
-  const session = await ort.InferenceSession.create(bytes, sessionOptions(input.threads));
+  const session = await ort.InferenceSession.create(bytes, onnxSessionOptions({ intraOpThreads: input.threads }));
   const t1 = performance.now();
   await session.run({ index: new ort.Tensor('int64', BigInt64Array.from([7n]), [1]) });
   const t2 = performance.now();

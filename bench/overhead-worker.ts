@@ -10,6 +10,7 @@ import { readFileSync } from 'node:fs';
 import { Agent, request as httpRequest } from 'node:http';
 import type { APIGatewayProxyEventV2, APIGatewayProxyResult } from 'aws-lambda';
 import ort from 'onnxruntime-node';
+import { onnxSessionOptions } from '../lib/runtime/onnx-executor.js';
 import { createHttpServer, listen } from '../lib/runtime/http-server.js';
 import { join, resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
@@ -87,17 +88,6 @@ interface Variant {
 
 const MODELS: Record<ModelPlan['model'], BenchModel> = { digits: DIGITS, mobilenet: MOBILENET };
 
-/** The session options OnnxExecutor.load uses (lib/runtime/onnx-executor.ts); keep the two in step. */
-function sessionOptions(threads: number): ort.InferenceSession.SessionOptions {
-  return {
-    executionProviders: ['cpu'],
-    graphOptimizationLevel: 'all',
-    executionMode: 'sequential',
-    interOpNumThreads: 1,
-    intraOpNumThreads: threads,
-  };
-}
-
 /**
  * The Lambda handler as `cdk synth` builds it: the esbuild bundle of the image's build context, configured by the
  * deployed env contract (read at import, so set just before), with onnxruntime loaded from beside the bundle.
@@ -121,7 +111,7 @@ async function measureModel(plan: ModelPlan, threads: number, progress: (text: s
   const input = inputFor(model);
 
   // Raw: onnxruntime-node on a prebuilt tensor, a session made from the same bytes with the same options.
-  const session = await ort.InferenceSession.create(bytes, sessionOptions(threads));
+  const session = await ort.InferenceSession.create(bytes, onnxSessionOptions({ intraOpThreads: threads }));
   const outputName = session.outputNames[0]!;
   const feeds = { [model.inputName]: new ort.Tensor('float32', input, [...model.shape]) };
 

@@ -8,6 +8,17 @@ import type { Datatype, Tensor, TensorInfo } from '../predictor.js';
 import { StartupError } from './startup-error.js';
 import { DATATYPE_OF, TENSOR_TYPE_OF, allocate, isTensorType } from './tensor-types.js';
 
+/** The session options every executor uses (benchmarks build their raw baselines from the same). */
+export function onnxSessionOptions(options: OnnxExecutorOptions = {}): ort.InferenceSession.SessionOptions {
+  return {
+    executionProviders: [...(options.executionProviders ?? ['cpu'])],
+    graphOptimizationLevel: 'all',
+    executionMode: 'sequential',
+    interOpNumThreads: 1,
+    ...(options.intraOpThreads === undefined ? {} : { intraOpNumThreads: options.intraOpThreads }),
+  };
+}
+
 export interface OnnxExecutorOptions {
   /** Threads onnxruntime uses inside one operator. @default onnxruntime's own choice (one per core) */
   readonly intraOpThreads?: number;
@@ -58,13 +69,7 @@ export class OnnxExecutor {
   ): Promise<OnnxExecutor> {
     const { ort } = await importOnnxRuntime();
     let session: ort.InferenceSession;
-    const sessionOptions: ort.InferenceSession.SessionOptions = {
-      executionProviders: [...(options.executionProviders ?? ['cpu'])],
-      graphOptimizationLevel: 'all',
-      executionMode: 'sequential',
-      interOpNumThreads: 1,
-      ...(options.intraOpThreads === undefined ? {} : { intraOpNumThreads: options.intraOpThreads }),
-    };
+    const sessionOptions = onnxSessionOptions(options);
     try {
       session =
         typeof model === 'string'
