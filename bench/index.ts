@@ -5,11 +5,12 @@
  */
 import { Command, InvalidArgumentError } from 'commander';
 import { coldstart } from './coldstart.js';
+import { container } from './container.js';
 import { DEFAULT_BANDWIDTH_MBPS, fetchScenario } from './fetch.js';
 import { overhead } from './overhead.js';
 import { renderChecks, renderTable, writeResults, type BenchOptions, type Scenario } from './report.js';
 
-const SCENARIOS: readonly Scenario[] = [fetchScenario, coldstart, overhead];
+const SCENARIOS: readonly Scenario[] = [fetchScenario, coldstart, overhead, container];
 
 function positiveInt(value: string): number {
   const n = Number(value);

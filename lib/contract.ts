@@ -14,6 +14,12 @@ export const ENV = {
   intraOpThreads: 'ARCLIGHT_INTRA_OP_THREADS',
   maxBatchSize: 'ARCLIGHT_MAX_BATCH_SIZE',
   maxBatchDelayMs: 'ARCLIGHT_MAX_BATCH_DELAY_MS',
+  /** Container server: inference requests waiting beyond those running; past it 503 `overloaded`. */
+  maxQueueLength: 'ARCLIGHT_MAX_QUEUE_LENGTH',
+  /** Container server: executor worker threads, each holding one session. */
+  workers: 'ARCLIGHT_WORKERS',
+  /** Container server: the port SageMaker tells the container to listen on. */
+  sageMakerPort: 'SAGEMAKER_BIND_TO_PORT',
   maxBodyBytes: 'ARCLIGHT_MAX_BODY_BYTES',
   requestTimeoutMs: 'ARCLIGHT_REQUEST_TIMEOUT_MS',
   predictorEntry: 'ARCLIGHT_PREDICTOR',
@@ -68,6 +74,14 @@ export const DEFAULTS = {
   host: '127.0.0.1',
   /** Seconds a client is told to wait after a 503. */
   retryAfterSeconds: 1,
+  /** Container server: largest dynamic batch (1: batching off). */
+  maxBatchSize: 1,
+  /** Container server: longest a request waits for batch-mates. */
+  maxBatchDelayMs: 2,
+  /** Container server: inference requests queued beyond those running. */
+  maxQueueLength: 64,
+  /** Container server: the port (SageMaker's and ECS's convention). */
+  containerPort: 8080,
 } as const;
 
 /** The header that carries the request id, both ways. */

@@ -10,6 +10,8 @@ export {
   type LogAttributes,
   type Model,
   type ModelFormat,
+  type PredictBatchContext,
+  type PredictBatchResult,
   type PredictContext,
   type PredictRequest,
   type PredictResult,

@@ -121,10 +121,34 @@ export interface PredictorResponse {
  */
 export type PredictResult = JsonValue | Uint8Array | PredictorResponse | object;
 
+/** What `predictBatch` receives beside the requests. */
+export interface PredictBatchContext<S, C extends Config = Config> {
+  readonly model: Model;
+  readonly state: S;
+  readonly config: C;
+  /** One per request, in order. */
+  readonly requestIds: readonly string[];
+  readonly log: PredictorLogger;
+}
+
+/**
+ * One result per request of a batch, in order: a result, or an Error (an `HttpError` for its status) that fails
+ * that request alone. Throwing fails the whole batch.
+ */
+export type PredictBatchResult = readonly (PredictResult | Error)[];
+
 /** A predictor: optional `init` once per cold start, `predict` per request. */
 export interface PredictorDefinition<S = undefined, C extends Config = Config> {
   init?(context: InitContext<C>): S | Promise<S>;
   predict(request: PredictRequest, context: PredictContext<S, C>): PredictResult | Promise<PredictResult>;
+  /**
+   * Optional: answers several requests at once. Container servers with dynamic batching on
+   * (`maxBatchSize` > 1) call it with up to `maxBatchSize` requests; elsewhere `predict` serves every request.
+   */
+  predictBatch?(
+    requests: readonly PredictRequest[],
+    context: PredictBatchContext<S, C>,
+  ): PredictBatchResult | Promise<PredictBatchResult>;
 }
 
 const PREDICTOR_BRAND = Symbol.for('arclight.predictor');
@@ -143,6 +167,9 @@ export function definePredictor<S = undefined, C extends Config = Config>(
   }
   if (definition.init !== undefined && typeof definition.init !== 'function') {
     throw new TypeError('definePredictor: `init` must be a function when given');
+  }
+  if (definition.predictBatch !== undefined && typeof definition.predictBatch !== 'function') {
+    throw new TypeError('definePredictor: `predictBatch` must be a function when given');
   }
   return Object.freeze({ ...definition, [PREDICTOR_BRAND]: true as const });
 }

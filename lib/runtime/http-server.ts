@@ -17,6 +17,11 @@ export interface HttpServerOptions {
   readonly clientTimeoutMs?: number;
   /** How long an idle keep-alive connection stays open. @default 5 s */
   readonly keepAliveTimeoutMs?: number;
+  /**
+   * Load shedding before the body is read: when it returns true for a POST (every POST route is inference), the
+   * answer is 503 `overloaded` with Retry-After at once, and the upload is dropped, never buffered. @default never
+   */
+  readonly overloaded?: () => boolean;
 }
 
 /** How long a refused upload may keep sending before its socket is closed (so the client reads our 413, not a reset). */
@@ -35,6 +40,12 @@ export function createHttpServer(runtime: Runtime, options: HttpServerOptions = 
       keepAliveTimeout: options.keepAliveTimeoutMs ?? 5000,
     },
     (req, res) => {
+      if (req.method === 'POST' && options.overloaded?.()) {
+        refuse(req, res, 503, 'overloaded', 'the server is at capacity; retry shortly', {
+          'retry-after': String(DEFAULTS.retryAfterSeconds),
+        });
+        return;
+      }
       void serve(runtime, req, res, maxBodyBytes);
     },
   );
@@ -87,10 +98,20 @@ function readBody(req: IncomingMessage, maxBodyBytes: number): Promise<Buffer | 
 
 /** 413 with `connection: close`; the rest of the upload is read and dropped briefly so the client sees the answer. */
 function refuseTooLarge(req: IncomingMessage, res: ServerResponse, maxBodyBytes: number): void {
+  refuse(req, res, 413, 'payload_too_large', `request body exceeds the limit of ${maxBodyBytes} bytes`);
+}
+
+/** An error answer without reading the body, with `connection: close`; the upload is dropped, never buffered. */
+function refuse(
+  req: IncomingMessage,
+  res: ServerResponse,
+  status: number,
+  code: string,
+  message: string,
+  headers: Record<string, string> = {},
+): void {
   const requestId = requestIdFrom(req.headers[REQUEST_ID_HEADER] as string | undefined);
-  const body = stringifyJson({
-    error: { code: 'payload_too_large', message: `request body exceeds the limit of ${maxBodyBytes} bytes`, requestId },
-  });
+  const body = stringifyJson({ error: { code, message, requestId } });
   res.shouldKeepAlive = false;
   const socket = req.socket;
   // Once a closing response is written, node destroys the socket (destroySoon). A client still uploading then gets
@@ -99,7 +120,8 @@ function refuseTooLarge(req: IncomingMessage, res: ServerResponse, maxBodyBytes:
   socket.destroySoon = () => {
     socket.end();
   };
-  res.writeHead(413, {
+  res.writeHead(status, {
+    ...headers,
     'content-type': 'application/json',
     'content-length': Buffer.byteLength(body),
     connection: 'close',

@@ -1,9 +1,9 @@
 import type { Model, ModelFormat, Tensor, TensorDataByType, TensorType } from '../predictor.js';
-import type { OnnxExecutor } from './onnx-executor.js';
+import type { Executor } from './executor.js';
 import { allocate, isTensorType, toFloat16Bits } from './tensor-types.js';
 
 /** The `model` predictors see: metadata, a tensor factory and `run`, over one executor. */
-export function createModel(name: string, format: ModelFormat, executor: OnnxExecutor): Model {
+export function createModel(name: string, format: ModelFormat, executor: Executor): Model {
   return {
     name,
     format,

@@ -11,11 +11,13 @@ import {
   type PredictRequest,
   type DefinedPredictor,
 } from '../predictor.js';
+import { Batcher, BatchingExecutor, type BatchingOptions, type Settled } from './batcher.js';
 import { decodePayload, encodeResult, type InternalRequest, type InternalResponse } from './codec.js';
 import { defaultPredictor, infer } from './default-predictor.js';
 import { httpError } from './http-errors.js';
 import { stringifyJson } from './json.js';
 import { requestLogger, type Logger } from './logger.js';
+import type { Executor, ExecutorFactory } from './executor.js';
 import { createModel } from './model.js';
 import { loadModelBytes } from './model-store.js';
 import { OnnxExecutor, importOnnxRuntime } from './onnx-executor.js';
@@ -52,6 +54,15 @@ export interface RuntimeOptions {
   readonly onProgress?: (received: number, total: number) => void;
   /** One run on zero inputs before ready, so the first request is not the slow one. @default true */
   readonly warmUp?: boolean;
+  /** Makes the executor (the container server's worker pool). @default an in-process OnnxExecutor */
+  readonly createExecutor?: ExecutorFactory;
+  /**
+   * Dynamic batching (container server): the default predictor's `model.run` calls, or a custom predictor's
+   * `predictBatch`, gathered up to `maxBatchSize` or `maxBatchDelayMs`. @default off
+   */
+  readonly batching?: BatchingOptions;
+  /** Inference requests accepted at once (running and queued); past it 503 `overloaded`. @default unbounded */
+  readonly maxPending?: number;
 }
 
 export type RuntimeStatus = 'starting' | 'ready' | 'failed';
@@ -91,6 +102,14 @@ export interface StartupTimings {
 interface Loaded {
   readonly model: Model;
   readonly state: unknown;
+  readonly executor: Executor;
+  /** A custom predictor's `predictBatch`, behind the batcher. */
+  readonly batcher?: Batcher<BatchItem, unknown>;
+}
+
+interface BatchItem {
+  readonly request: PredictRequest;
+  readonly requestId: string;
 }
 
 const FORMAT: ModelFormat = 'onnx';
@@ -100,6 +119,8 @@ export class Runtime {
   private failure: StartupError | undefined;
   private failedAt = 0;
   private starting: Promise<StartupTimings> | undefined;
+  private pending = 0;
+  private readonly idleWaiters: (() => void)[] = [];
   private readonly predictor: DefinedPredictor<unknown>;
   private readonly config: Config;
   private readonly requestTimeoutMs: number;
@@ -168,7 +189,8 @@ export class Runtime {
       env: this.options.env,
       ...(this.options.onProgress ? { onProgress: this.options.onProgress } : {}),
     });
-    const importing = importOnnxRuntime();
+    // The worker pool imports onnxruntime in its threads; the main thread needs it only for in-process sessions.
+    const importing = this.options.createExecutor ? Promise.resolve({ importMs: 0 }) : importOnnxRuntime();
     // Whichever fails, the other's rejection must not go unhandled.
     importing.catch(() => undefined);
     const fetched = await fetching;
@@ -181,17 +203,40 @@ export class Runtime {
       );
     });
     const t2 = performance.now();
-    const executor = await OnnxExecutor.load(fetched.path ?? fetched.bytes, this.options.modelUri, {
+    const create: ExecutorFactory = this.options.createExecutor ?? OnnxExecutor.load.bind(OnnxExecutor);
+    const executor = await create(fetched.path ?? fetched.bytes, this.options.modelUri, {
       intraOpThreads: this.options.intraOpThreads,
       executionProviders: this.options.executionProviders,
     });
     const t3 = performance.now();
-    const firstRunMs = this.options.warmUp === false ? undefined : await executor.warmUp();
+    const firstRunMs = this.options.warmUp === false ? undefined : await executor.warmUp?.();
     const t4 = performance.now();
-    const model = createModel(this.options.apiName, FORMAT, executor);
-    const state = await this.initPredictor(model);
+    const batching = this.options.batching;
+    const batchingOn = batching !== undefined && batching.maxBatchSize > 1;
+    // The default predictor's runs batch along the first axis (and move their fresh tensors to the worker when alone);
+    // a custom predictor's only through predictBatch.
+    const model = createModel(
+      this.options.apiName,
+      FORMAT,
+      batching !== undefined && !this.options.predictor ? new BatchingExecutor(executor, batching) : executor,
+    );
+    let state: unknown;
+    try {
+      state = await this.initPredictor(model);
+    } catch (error) {
+      await executor.release?.().catch(() => undefined);
+      throw error;
+    }
     const t5 = performance.now();
-    this.loaded = { model, state };
+    const predictBatch = this.predictor.predictBatch;
+    this.loaded = {
+      model,
+      state,
+      executor,
+      ...(batchingOn && predictBatch
+        ? { batcher: this.requestBatcher(batching, model, state, predictBatch.bind(this.predictor)) }
+        : {}),
+    };
     this.failure = undefined;
     const stats = fetched.stats;
     const fetchMs = t1 - t0;
@@ -284,21 +329,94 @@ export class Runtime {
         return json(200, { name: route.model, ready: true });
       case 'infer': {
         const model = this.requireModel(route.model);
-        return this.withTimeout(timeoutMs, () => infer(model, request).then(encodeResult));
+        return this.admit(() => this.withTimeout(timeoutMs, () => infer(model, request).then(encodeResult)));
       }
       case 'predict': {
         // Without user code, POST / is OIP inference: straight to it, with the transport's text body intact.
         if (!this.options.predictor) {
           const { model } = this.requireReady();
-          return this.withTimeout(timeoutMs, () => infer(model, request).then(encodeResult));
+          return this.admit(() => this.withTimeout(timeoutMs, () => infer(model, request).then(encodeResult)));
         }
-        return this.predict(request, requestId, timeoutMs);
+        this.requireReady();
+        return this.admit(() => this.predict(request, requestId, timeoutMs));
       }
     }
   }
 
+  /** Inference requests accepted and not yet answered. */
+  get inFlight(): number {
+    return this.pending;
+  }
+
+  /** Resolves once no inference request is in flight (a draining server waits on it). */
+  drained(): Promise<void> {
+    if (this.pending === 0) return Promise.resolve();
+    return new Promise((resolve) => this.idleWaiters.push(resolve));
+  }
+
+  /** Releases the executor (the worker threads); call after `drained()`. */
+  async close(): Promise<void> {
+    await this.loaded?.executor.release?.();
+  }
+
+  /** Admission control: past `maxPending` requests in flight, 503 `overloaded` with Retry-After, never a queue without end. */
+  private async admit(work: () => Promise<InternalResponse>): Promise<InternalResponse> {
+    const limit = this.options.maxPending;
+    if (limit !== undefined && this.pending >= limit) {
+      this.telemetry.event('Overloaded');
+      throw httpError('overloaded', `the server is at capacity (${limit} requests in flight); retry shortly`, {
+        'retry-after': String(DEFAULTS.retryAfterSeconds),
+      });
+    }
+    this.pending++;
+    try {
+      return await work();
+    } finally {
+      if (--this.pending === 0) for (const wake of this.idleWaiters.splice(0)) wake();
+    }
+  }
+
+  /** A custom predictor's `predictBatch` behind a batcher: each request's payload is decoded (and refused) alone first. */
+  private requestBatcher(
+    options: BatchingOptions,
+    model: Model,
+    state: unknown,
+    predictBatch: NonNullable<DefinedPredictor<unknown>['predictBatch']>,
+  ): Batcher<BatchItem, unknown> {
+    return new Batcher<BatchItem, unknown>(options, {
+      run: async (items) => {
+        const results = await predictBatch(
+          items.map((i) => i.request),
+          {
+            model,
+            state,
+            config: this.config,
+            requestIds: items.map((i) => i.requestId),
+            log: requestLogger(this.log, items.map((i) => i.requestId).join(',')),
+          },
+        );
+        if (!Array.isArray(results) || results.length !== items.length) {
+          throw new Error(
+            `predictBatch returned ${Array.isArray(results) ? `${results.length} results` : 'no array'} for ${items.length} requests`,
+          );
+        }
+        return results.map((r): Settled<unknown> =>
+          r instanceof Error ? { ok: false, error: r } : { ok: true, value: r },
+        );
+      },
+    });
+  }
+
   private predict(request: InternalRequest, requestId: string, timeoutMs: number): Promise<InternalResponse> {
-    const { model, state } = this.requireReady();
+    const { model, state, batcher } = this.requireReady();
+    if (batcher) {
+      const decoded = predictRequest(request);
+      return this.withTimeout(timeoutMs, async () => {
+        // A payload that cannot be decoded fails here, alone, before it could join a batch.
+        void decoded.payload;
+        return encodeResult(await batcher.submit({ request: decoded, requestId }));
+      });
+    }
     const log = this.log;
     const config = this.config;
     return this.withTimeout(timeoutMs, async (deadline) => {

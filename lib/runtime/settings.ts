@@ -18,9 +18,18 @@ export interface RuntimeSettings {
   readonly maxBodyBytes: number;
   readonly requestTimeoutMs: number;
   readonly logLevel: LogLevel;
+  /** Container server: largest dynamic batch (1: off). */
+  readonly maxBatchSize: number;
+  /** Container server: longest a request waits for batch-mates, ms. */
+  readonly maxBatchDelayMs: number;
+  /** Container server: inference requests queued beyond those running. */
+  readonly maxQueueLength: number;
+  /** Container server: executor worker threads. @default chosen from the cores */
+  readonly workers?: number;
 }
 
 const positiveInt = z.coerce.number().int().positive();
+const nonNegativeInt = z.coerce.number().int().nonnegative();
 
 const configJson = z.string().transform((text, ctx): Config => {
   try {
@@ -47,6 +56,10 @@ const envSchema = z.object({
   [ENV.intraOpThreads]: positiveInt.optional(),
   [ENV.executionProviders]: z.string().optional(),
   [ENV.maxBodyBytes]: positiveInt.optional(),
+  [ENV.maxBatchSize]: positiveInt.optional(),
+  [ENV.maxBatchDelayMs]: nonNegativeInt.optional(),
+  [ENV.maxQueueLength]: nonNegativeInt.optional(),
+  [ENV.workers]: positiveInt.optional(),
   [ENV.requestTimeoutMs]: positiveInt.optional(),
   [ENV.logLevel]: z.enum(LOG_LEVELS).optional(),
   [ENV.metrics]: z.enum(['on', 'off'], 'must be on or off').optional(),
@@ -75,5 +88,9 @@ export function settingsFromEnv(env: NodeJS.ProcessEnv = process.env): RuntimeSe
     maxBodyBytes: e[ENV.maxBodyBytes] ?? DEFAULTS.maxBodyBytes,
     requestTimeoutMs: e[ENV.requestTimeoutMs] ?? DEFAULTS.requestTimeoutMs,
     logLevel: e[ENV.logLevel] ?? 'INFO',
+    maxBatchSize: e[ENV.maxBatchSize] ?? DEFAULTS.maxBatchSize,
+    maxBatchDelayMs: e[ENV.maxBatchDelayMs] ?? DEFAULTS.maxBatchDelayMs,
+    maxQueueLength: e[ENV.maxQueueLength] ?? DEFAULTS.maxQueueLength,
+    ...(e[ENV.workers] === undefined ? {} : { workers: e[ENV.workers] }),
   };
 }

@@ -121,6 +121,14 @@ export class Telemetry {
     m.publishStoredMetrics();
   }
 
+  /** An event worth an alarm (e.g. `ExecutionProviderFallback`), counted and written at once. */
+  event(name: string): void {
+    const m = this.metrics;
+    if (!m) return;
+    m.addMetric(name, MetricUnit.Count, 1);
+    m.publishStoredMetrics();
+  }
+
   /** One answered request (the hot path: appends only). */
   request(latencyMs: number, status: number, batchSize = 1): void {
     if (!this.enabled) return;

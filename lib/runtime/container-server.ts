@@ -1,0 +1,152 @@
+/**
+ * The container server (SageMaker, ECS, and `arclight dev` for container-backed APIs): one node:http process on port
+ * 8080 (or SAGEMAKER_BIND_TO_PORT) serving DESIGN's routes plus SageMaker's `GET /ping` and `POST /invocations`.
+ * Inference runs in a pool of worker threads behind a dynamic batcher and a bounded queue, so health routes answer
+ * at once however busy the workers are. `shutdown()` stops accepting, drains in-flight requests, then ends the workers.
+ */
+import type { Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { DEFAULTS, ENV } from '../contract.js';
+import type { DefinedPredictor } from '../predictor.js';
+import { createHttpServer, listen } from './http-server.js';
+import { createLogger, type Logger } from './logger.js';
+import { Runtime } from './runtime.js';
+import { settingsFromEnv, type RuntimeSettings } from './settings.js';
+import { Telemetry, metricsModeFromEnv } from './telemetry.js';
+import { WorkerPool, defaultWorkerCount } from './worker-pool.js';
+
+export interface ContainerServerOptions {
+  readonly settings: RuntimeSettings;
+  readonly predictor?: DefinedPredictor<unknown>;
+  /** @default SAGEMAKER_BIND_TO_PORT, else 8080 */
+  readonly port?: number;
+  /** @default 0.0.0.0 (every interface: the container's port is mapped from outside) */
+  readonly host?: string;
+  readonly env?: NodeJS.ProcessEnv;
+  readonly logger?: Logger;
+  /** Longest a shutdown waits for in-flight requests. @default the request timeout plus 2 s */
+  readonly drainTimeoutMs?: number;
+}
+
+export interface ContainerServer {
+  readonly runtime: Runtime;
+  readonly server: Server;
+  readonly address: AddressInfo;
+  /** Resolves when the model is loaded (rejects if it failed: the server keeps answering /ping with 503). */
+  readonly ready: Promise<void>;
+  /** The worker pool, once the model is loaded. */
+  readonly pool: () => WorkerPool | undefined;
+  /** Stops accepting, waits for in-flight requests, ends the workers. */
+  shutdown(): Promise<void>;
+}
+
+/** The port: an explicit one, else SAGEMAKER_BIND_TO_PORT, else 8080. */
+export function containerPort(env: NodeJS.ProcessEnv = process.env): number {
+  const raw = env[ENV.sageMakerPort];
+  const port = Number(raw);
+  return raw !== undefined && raw !== '' && Number.isInteger(port) && port >= 0 && port < 65536
+    ? port
+    : DEFAULTS.containerPort;
+}
+
+export async function startContainerServer(options: ContainerServerOptions): Promise<ContainerServer> {
+  const env = options.env ?? process.env;
+  const settings = options.settings;
+  const log = options.logger ?? createLogger(settings.apiName, settings.logLevel);
+  const telemetry = new Telemetry({ apiName: settings.apiName, mode: metricsModeFromEnv(env), logger: log });
+  const workers = settings.workers ?? defaultWorkerCount();
+  let pool: WorkerPool | undefined;
+  const runtime = new Runtime({
+    apiName: settings.apiName,
+    modelUri: settings.modelUri,
+    ...(settings.modelSha256 === undefined ? {} : { modelSha256: settings.modelSha256 }),
+    config: settings.config,
+    ...(options.predictor ? { predictor: options.predictor } : {}),
+    ...(settings.intraOpThreads === undefined ? {} : { intraOpThreads: settings.intraOpThreads }),
+    executionProviders: settings.executionProviders,
+    requestTimeoutMs: settings.requestTimeoutMs,
+    logger: log,
+    env,
+    telemetry,
+    batching: { maxBatchSize: settings.maxBatchSize, maxBatchDelayMs: settings.maxBatchDelayMs },
+    // Running (a batch per worker) plus the queue: beyond that, 503 rather than memory without bound.
+    maxPending: workers * settings.maxBatchSize + settings.maxQueueLength,
+    createExecutor: async (model, source, executorOptions) => {
+      pool = await WorkerPool.start(model, source, {
+        workers,
+        ...(executorOptions.intraOpThreads === undefined ? {} : { intraOpThreads: executorOptions.intraOpThreads }),
+        ...(executorOptions.executionProviders ? { executionProviders: executorOptions.executionProviders } : {}),
+        logger: log,
+        onFallback: (reason) => {
+          log.warn('EXECUTION PROVIDER FALLBACK: serving on CPU, not on the GPU; inference will be much slower', {
+            requested: settings.executionProviders,
+            using: ['cpu'],
+            reason,
+          });
+          telemetry.event('ExecutionProviderFallback');
+        },
+      });
+      return pool;
+    },
+  });
+  const maxPending = workers * settings.maxBatchSize + settings.maxQueueLength;
+  // Requests past the bound are refused before their bodies are read: memory stays bounded however many arrive.
+  const server = createHttpServer(runtime, {
+    maxBodyBytes: settings.maxBodyBytes,
+    overloaded: () => runtime.inFlight >= maxPending,
+  });
+  const address = await listen(server, options.port ?? containerPort(env), options.host ?? '0.0.0.0');
+  log.info('container server listening', {
+    port: address.port,
+    workers,
+    maxBatchSize: settings.maxBatchSize,
+    maxBatchDelayMs: settings.maxBatchDelayMs,
+    maxQueueLength: settings.maxQueueLength,
+    executionProviders: settings.executionProviders,
+  });
+  const ready = runtime.start().then(() => undefined);
+  ready.catch(() => undefined);
+
+  let shuttingDown: Promise<void> | undefined;
+  const drainTimeoutMs = options.drainTimeoutMs ?? settings.requestTimeoutMs + 2000;
+  const shutdown = (): Promise<void> =>
+    (shuttingDown ??= (async () => {
+      log.info('shutting down: no new connections, draining in-flight requests', { inFlight: runtime.inFlight });
+      const closed = new Promise<void>((resolve) => server.close(() => resolve()));
+      // Keep-alive connections go as soon as they are idle (their in-flight response sent).
+      const sweeper = setInterval(() => server.closeIdleConnections(), 20);
+      const timeout = new Promise<'timeout'>((resolve) => setTimeout(() => resolve('timeout'), drainTimeoutMs).unref());
+      const outcome = await Promise.race([
+        Promise.all([runtime.drained(), closed]).then(() => 'drained' as const),
+        timeout,
+      ]);
+      clearInterval(sweeper);
+      if (outcome === 'timeout') {
+        log.warn('drain timed out; closing remaining connections', { inFlight: runtime.inFlight });
+        server.closeAllConnections();
+      }
+      await runtime.close().catch(() => undefined);
+      telemetry.close();
+      log.info('shut down', { outcome });
+    })());
+  return { runtime, server, address, ready, pool: () => pool, shutdown };
+}
+
+/** The entry a Dockerfile runs: settings from the deployed contract's env vars; SIGTERM drains and exits 0. */
+export async function runContainerServer(
+  predictor?: DefinedPredictor<unknown>,
+  env: NodeJS.ProcessEnv = process.env,
+): Promise<ContainerServer> {
+  const settings = settingsFromEnv(env);
+  const container = await startContainerServer({ settings, ...(predictor ? { predictor } : {}), env });
+  const stop = (signal: string): void => {
+    container.runtime.log.info('signal received', { signal });
+    container.shutdown().then(
+      () => process.exit(0),
+      () => process.exit(1),
+    );
+  };
+  process.once('SIGTERM', () => stop('SIGTERM'));
+  process.once('SIGINT', () => stop('SIGINT'));
+  return container;
+}
