@@ -9,7 +9,8 @@ import { Compute, ModelSource, Predictor, RealtimeApi } from '../lib/index.js';
 
 export function buildExampleApp(app: App = new App()): { app: App; stack: Stack } {
   const stack = new Stack(app, 'ArclightExamples', {
-    description: 'Arclight examples: handwritten digits and MobileNetV3-small as HTTPS inference APIs',
+    description:
+      'Arclight examples: handwritten digits and MobileNetV3-small as HTTPS inference APIs, on Lambda, SageMaker (GPU) and ECS (GPU)',
   });
 
   new RealtimeApi(stack, 'digits', {
@@ -21,6 +22,19 @@ export function buildExampleApp(app: App = new App()): { app: App; stack: Stack 
   new RealtimeApi(stack, 'mobilenet', {
     model: ModelSource.fromAsset('models/mobilenet_v3_small.onnx'),
     compute: Compute.lambda({ architecture: lambda.Architecture.X86_64, memorySize: 3008 }),
+  });
+
+  // The same MobileNet on a GPU SageMaker endpoint (CUDA image, autoscaled on invocations per instance).
+  new RealtimeApi(stack, 'mobilenet-gpu', {
+    model: ModelSource.fromAsset('models/mobilenet_v3_small.onnx'),
+    compute: Compute.sageMaker({ instanceType: 'ml.g5.xlarge' }),
+  });
+
+  // The digits predictor, unchanged, on an ECS service on g5.xlarge GPU instances behind an internal ALB.
+  new RealtimeApi(stack, 'digits-ecs', {
+    predictor: Predictor.fromEntry('functions/digits/predictor.ts'),
+    model: ModelSource.fromAsset('models/digits.onnx'),
+    compute: Compute.ecs({ instanceType: 'g5.xlarge' }),
   });
 
   Validations.of(app).addPlugins(new AwsSolutionsChecks(app));

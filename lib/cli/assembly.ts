@@ -241,6 +241,36 @@ export function readAssembly(
   return apis;
 }
 
+/** An Arclight API of the assembly on a container compute (SageMaker, ECS), which `arclight dev` does not run. */
+export interface ContainerApi {
+  readonly apiName: string;
+  readonly compute: ApiMetadata['compute'];
+  readonly stackName: string;
+}
+
+/** The APIs of a synthesized app whose `arclight:api` metadata sits on a container resource rather than a function. */
+export function containerApisOf(dir: string): ContainerApi[] {
+  const root = resolve(dir);
+  const manifestFile = join(root, 'manifest.json');
+  if (!existsSync(manifestFile)) return [];
+  const found: ContainerApi[] = [];
+  for (const [id, artifact] of Object.entries(readJson<Manifest>(manifestFile).artifacts ?? {})) {
+    if (artifact.type === 'cdk:cloud-assembly') {
+      const nested = artifact.properties?.['directoryName'];
+      if (typeof nested === 'string') found.push(...containerApisOf(join(root, nested)));
+    } else if (artifact.type === 'aws:cloudformation:stack') {
+      const stackName = String(artifact.properties?.['stackName'] ?? artifact.displayName ?? id);
+      const template = readJson<Template>(join(root, String(artifact.properties?.['templateFile'])));
+      for (const resource of Object.values(template.Resources ?? {})) {
+        const metadata = resource.Metadata?.[API_METADATA_KEY] as ApiMetadata | undefined;
+        if (metadata === undefined || resource.Type === 'AWS::Lambda::Function') continue;
+        found.push({ apiName: metadata.apiName, compute: metadata.compute, stackName });
+      }
+    }
+  }
+  return found;
+}
+
 function readAssetManifest(
   root: string,
   file: string,

@@ -16,7 +16,14 @@ import { buildSync } from 'esbuild';
 import { DEFAULTS, REQUEST_ID_HEADER } from '../contract.js';
 import { requestIdFrom } from '../runtime/request-id.js';
 import { StartupError } from '../runtime/startup-error.js';
-import { LOCAL_PSEUDO_PARAMETERS, readAssembly, readCdkJson, synthesize, type AssemblyApi } from './assembly.js';
+import {
+  LOCAL_PSEUDO_PARAMETERS,
+  containerApisOf,
+  readAssembly,
+  readCdkJson,
+  synthesize,
+  type AssemblyApi,
+} from './assembly.js';
 import { startEmbeddedS3, type EmbeddedS3 } from './embedded-s3.js';
 import { UsageError } from './fail.js';
 import type { HostListening, LambdaHostSpec } from './lambda-host.js';
@@ -336,6 +343,11 @@ export class DevServer {
     const assemblyDir = this.options.assembly ?? (await this.synthesize(cwd));
     this.checkOpen();
     const apis = readAssembly(assemblyDir);
+    for (const skipped of containerApisOf(assemblyDir)) {
+      this.log(
+        `skipping '${skipped.apiName}' (${skipped.stackName}): it runs on ${skipped.compute}, and arclight dev serves the Lambda-backed APIs only; run its container locally with \`arclight serve\``,
+      );
+    }
     if (apis.length === 0) {
       throw new StartupError(
         `the app has no Arclight API (no function in ${relative(cwd, assemblyDir) || '.'} carries RealtimeApi's arclight:api metadata)`,

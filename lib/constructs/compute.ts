@@ -1,4 +1,5 @@
 import { Duration, Size, SizeRoundingBehavior } from 'aws-cdk-lib';
+import type * as ec2 from 'aws-cdk-lib/aws-ec2';
 import * as lambda from 'aws-cdk-lib/aws-lambda';
 
 /** Props of the Lambda compute. */
@@ -35,8 +36,24 @@ export abstract class Compute {
     return new LambdaCompute(props);
   }
 
+  /**
+   * A SageMaker real-time endpoint on GPU (or CPU) instances, behind an API Gateway REST API. Requests are limited
+   * by SageMaker to 6 MB and 60 s, and by API Gateway to 29 s.
+   */
+  static sageMaker(props: SageMakerComputeProps): SageMakerCompute {
+    return new SageMakerCompute(props);
+  }
+
+  /** An ECS service on GPU (or CPU) EC2 instances behind an internal ALB, reached through an HTTP API's VPC link. */
+  static ecs(props: EcsComputeProps): EcsCompute {
+    return new EcsCompute(props);
+  }
+
   /** Which backend this is. */
-  abstract readonly kind: 'lambda';
+  abstract readonly kind: 'lambda' | 'sagemaker' | 'ecs';
+
+  /** Every problem with the props, given the model's size when known. */
+  abstract problems(modelBytes: number | undefined): string[];
 }
 
 /** The Lambda compute, with every prop resolved to its default. */
@@ -60,7 +77,7 @@ export class LambdaCompute extends Compute {
   }
 
   /** Every problem with these props, given the model's size when known. */
-  problems(modelBytes: number | undefined): string[] {
+  override problems(modelBytes: number | undefined): string[] {
     const problems: string[] = [];
     const [minMemory, maxMemory] = LAMBDA_LIMITS.memoryMb;
     if (!Number.isInteger(this.memorySize) || this.memorySize < minMemory || this.memorySize > maxMemory) {
@@ -122,4 +139,237 @@ export function requiredMemoryMb(modelBytes: number): number {
 export function estimatedColdStartSeconds(modelBytes: number): number {
   const mb = modelBytes / 2 ** 20;
   return 0.5 + mb / 75 + mb / 300;
+}
+
+/** Props of the SageMaker compute. */
+export interface SageMakerComputeProps {
+  /** The endpoint's instance type, e.g. `ml.g5.xlarge` (GPU) or `ml.c7i.xlarge` (CPU). */
+  readonly instanceType: string;
+  /** Instances the endpoint starts with. @default minInstances */
+  readonly initialInstanceCount?: number;
+  /** The fewest instances autoscaling keeps. @default 1 */
+  readonly minInstances?: number;
+  /** The most instances autoscaling adds. @default the larger of minInstances and 2 */
+  readonly maxInstances?: number;
+  /** Target of the autoscaling policy: invocations per instance per minute. @default 600 */
+  readonly targetInvocationsPerInstance?: number;
+  /** How long SageMaker waits for `/ping` to answer 200 (model fetch + session) before failing the deployment. @default Duration.minutes(10) */
+  readonly containerStartupHealthCheckTimeout?: Duration;
+  /**
+   * EBS storage attached to each instance, in GB. Instance types with local NVMe storage (ml.g5, ml.g4dn, ml.p4d...)
+   * refuse it. @default SageMaker's default for the instance type
+   */
+  readonly volumeSize?: number;
+}
+
+/** SageMaker's limits, and the API Gateway ones in front of it. */
+export const SAGEMAKER_LIMITS = {
+  /** InvokeEndpoint's request payload limit. */
+  maxPayloadBytes: 6 * 1024 * 1024,
+  /** InvokeEndpoint gives up on the container after 60 s; the REST API in front gives up at 29 s. */
+  invocationSeconds: 60,
+  apiGatewaySeconds: 29,
+  startupHealthCheckSeconds: [60, 3600],
+  volumeGb: [1, 512],
+} as const;
+
+/** Instance families that carry GPUs (SageMaker's ml.* and EC2's). */
+const GPU_FAMILY = /^(g3s?|g4dn|g4ad|g5|g5g|g6|g6e|gr6|p2|p3|p3dn|p4d|p4de|p5|p5e|p5en)$/;
+/** Families with local NVMe instance storage, which SageMaker refuses VolumeSizeInGB (and a KMS key) for. */
+const INSTANCE_STORAGE_FAMILY = /^(g4dn|g5|g6|g6e|p3dn|p4d|p4de|p5|p5e|p5en|[a-z]\d+[a-z]*d[a-z]*)$/;
+/** Families that need AWS Neuron, which onnxruntime-node has no execution provider for. */
+const NEURON_FAMILY = /^(inf1|inf2|trn1|trn1n|trn2)$/;
+
+/** The family of an instance type (`ml.g5.xlarge` → `g5`, `g5.xlarge` → `g5`). */
+export function instanceFamily(instanceType: string): string {
+  const parts = instanceType.replace(/^ml\./, '').split('.');
+  return parts[0] ?? '';
+}
+
+/** Whether an instance type has GPUs. */
+export function isGpuInstance(instanceType: string): boolean {
+  return GPU_FAMILY.test(instanceFamily(instanceType));
+}
+
+/** The SageMaker compute, with every prop resolved to its default. */
+export class SageMakerCompute extends Compute {
+  readonly kind = 'sagemaker' as const;
+  readonly instanceType: string;
+  readonly initialInstanceCount: number;
+  readonly minInstances: number;
+  readonly maxInstances: number;
+  readonly targetInvocationsPerInstance: number;
+  readonly containerStartupHealthCheckTimeout: Duration;
+  readonly volumeSize?: number;
+  /** Whether the instance type has GPUs: the CUDA image, else the CPU one. */
+  readonly gpu: boolean;
+
+  constructor(props: SageMakerComputeProps) {
+    super();
+    this.instanceType = props.instanceType;
+    this.minInstances = props.minInstances ?? 1;
+    this.maxInstances = props.maxInstances ?? Math.max(this.minInstances, 2);
+    this.initialInstanceCount = props.initialInstanceCount ?? this.minInstances;
+    this.targetInvocationsPerInstance = props.targetInvocationsPerInstance ?? 600;
+    this.containerStartupHealthCheckTimeout = props.containerStartupHealthCheckTimeout ?? Duration.minutes(10);
+    this.volumeSize = props.volumeSize;
+    this.gpu = isGpuInstance(props.instanceType);
+  }
+
+  override problems(modelBytes: number | undefined): string[] {
+    const problems: string[] = [];
+    const family = instanceFamily(this.instanceType);
+    if (!/^ml\.[a-z0-9-]+\.[a-z0-9-]+$/.test(this.instanceType)) {
+      problems.push(
+        `instanceType '${this.instanceType}' is not a SageMaker instance type (ml.<family>.<size>, e.g. ml.g5.xlarge)`,
+      );
+    } else if (NEURON_FAMILY.test(family)) {
+      problems.push(
+        `instanceType '${this.instanceType}' needs AWS Neuron, which onnxruntime has no execution provider for; use a GPU (ml.g5...) or CPU type`,
+      );
+    }
+    problems.push(...countProblems({ minInstances: this.minInstances, maxInstances: this.maxInstances }, 1));
+    if (!Number.isInteger(this.initialInstanceCount) || this.initialInstanceCount < 1) {
+      problems.push(`initialInstanceCount must be an integer of at least 1, got ${this.initialInstanceCount}`);
+    } else if (this.initialInstanceCount < this.minInstances || this.initialInstanceCount > this.maxInstances) {
+      problems.push(
+        `initialInstanceCount ${this.initialInstanceCount} is outside minInstances–maxInstances (${this.minInstances}–${this.maxInstances})`,
+      );
+    }
+    if (!(this.targetInvocationsPerInstance > 0) || !Number.isFinite(this.targetInvocationsPerInstance)) {
+      problems.push(
+        `targetInvocationsPerInstance must be a positive number (per minute), got ${this.targetInvocationsPerInstance}`,
+      );
+    }
+    const startup = this.containerStartupHealthCheckTimeout.toSeconds();
+    const [minStartup, maxStartup] = SAGEMAKER_LIMITS.startupHealthCheckSeconds;
+    if (startup < minStartup || startup > maxStartup) {
+      problems.push(
+        `containerStartupHealthCheckTimeout ${startup} s is outside SageMaker's ${minStartup}–${maxStartup} s`,
+      );
+    }
+    if (this.volumeSize !== undefined) {
+      const [minVolume, maxVolume] = SAGEMAKER_LIMITS.volumeGb;
+      if (!Number.isInteger(this.volumeSize) || this.volumeSize < minVolume || this.volumeSize > maxVolume) {
+        problems.push(`volumeSize ${this.volumeSize} GB is outside SageMaker's ${minVolume}–${maxVolume} GB`);
+      } else if (INSTANCE_STORAGE_FAMILY.test(family)) {
+        problems.push(
+          `volumeSize cannot be set for ${this.instanceType}: it has local NVMe instance storage, and SageMaker refuses VolumeSizeInGB for such types`,
+        );
+      } else if (modelBytes !== undefined && modelBytes / 2 ** 30 > this.volumeSize) {
+        problems.push(
+          `the model (${(modelBytes / 2 ** 30).toFixed(1)} GB) does not fit in volumeSize (${this.volumeSize} GB)`,
+        );
+      }
+    }
+    return problems;
+  }
+}
+
+/** Props of the ECS compute. */
+export interface EcsComputeProps {
+  /** The EC2 instance type of the capacity, e.g. `g5.xlarge`. */
+  readonly instanceType: string;
+  /** GPUs each task reserves; 0 runs the CPU image. @default 1 on GPU instance types, else 0 */
+  readonly gpuCount?: number;
+  /** The fewest tasks the service runs. @default 1 */
+  readonly minTasks?: number;
+  /** The most tasks autoscaling adds. @default the larger of minTasks and 2 */
+  readonly maxTasks?: number;
+  /** Target of the autoscaling policy: ALB requests per task per minute. @default 600 */
+  readonly targetRequestsPerTask?: number;
+  /** The VPC to run in (private subnets with egress for the tasks and instances). @default a new VPC, 2 AZs, one NAT gateway, flow logs */
+  readonly vpc?: ec2.IVpc;
+}
+
+/** GPUs per instance of the common GPU types (the rest are not checked). */
+const GPUS_PER_INSTANCE: Record<string, number> = {
+  'g4dn.xlarge': 1,
+  'g4dn.2xlarge': 1,
+  'g4dn.4xlarge': 1,
+  'g4dn.8xlarge': 1,
+  'g4dn.12xlarge': 4,
+  'g5.xlarge': 1,
+  'g5.2xlarge': 1,
+  'g5.4xlarge': 1,
+  'g5.8xlarge': 1,
+  'g5.12xlarge': 4,
+  'g5.24xlarge': 4,
+  'g5.48xlarge': 8,
+  'g6.xlarge': 1,
+  'g6.2xlarge': 1,
+  'g6.4xlarge': 1,
+  'g6.12xlarge': 4,
+  'g6.48xlarge': 8,
+  'p3.2xlarge': 1,
+  'p3.8xlarge': 4,
+  'p3.16xlarge': 8,
+  'p4d.24xlarge': 8,
+  'p5.48xlarge': 8,
+};
+
+/** The ECS compute, with every prop resolved to its default. */
+export class EcsCompute extends Compute {
+  readonly kind = 'ecs' as const;
+  readonly instanceType: string;
+  readonly gpuCount: number;
+  readonly minTasks: number;
+  readonly maxTasks: number;
+  readonly targetRequestsPerTask: number;
+  readonly vpc?: ec2.IVpc;
+
+  constructor(props: EcsComputeProps) {
+    super();
+    this.instanceType = props.instanceType;
+    this.gpuCount = props.gpuCount ?? (isGpuInstance(props.instanceType) ? 1 : 0);
+    this.minTasks = props.minTasks ?? 1;
+    this.maxTasks = props.maxTasks ?? Math.max(this.minTasks, 2);
+    this.targetRequestsPerTask = props.targetRequestsPerTask ?? 600;
+    this.vpc = props.vpc;
+  }
+
+  /** Whether tasks reserve GPUs (and run the CUDA image). */
+  get gpu(): boolean {
+    return this.gpuCount > 0;
+  }
+
+  override problems(): string[] {
+    const problems: string[] = [];
+    const valid = /^[a-z][a-z0-9-]*\.[a-z0-9-]+$/.test(this.instanceType);
+    if (!valid) {
+      problems.push(
+        `instanceType '${this.instanceType}' is not an EC2 instance type (<family>.<size>, e.g. g5.xlarge)`,
+      );
+    } else if (NEURON_FAMILY.test(instanceFamily(this.instanceType))) {
+      problems.push(
+        `instanceType '${this.instanceType}' needs AWS Neuron, which onnxruntime has no execution provider for`,
+      );
+    }
+    if (!Number.isInteger(this.gpuCount) || this.gpuCount < 0) {
+      problems.push(`gpuCount must be a non-negative integer, got ${this.gpuCount}`);
+    } else if (this.gpuCount > 0 && valid && !isGpuInstance(this.instanceType)) {
+      problems.push(`gpuCount ${this.gpuCount} needs a GPU instance type; ${this.instanceType} has no GPU`);
+    } else if (this.gpuCount > (GPUS_PER_INSTANCE[this.instanceType] ?? Infinity)) {
+      problems.push(
+        `gpuCount ${this.gpuCount} is more than the ${GPUS_PER_INSTANCE[this.instanceType]} GPU(s) of ${this.instanceType}`,
+      );
+    }
+    problems.push(...countProblems({ minTasks: this.minTasks, maxTasks: this.maxTasks }, 1));
+    if (!(this.targetRequestsPerTask > 0) || !Number.isFinite(this.targetRequestsPerTask)) {
+      problems.push(`targetRequestsPerTask must be a positive number (per minute), got ${this.targetRequestsPerTask}`);
+    }
+    return problems;
+  }
+}
+
+/** A min/max pair: integers, min at least `floor`, max at least min. */
+function countProblems(pair: Record<string, number>, floor: number): string[] {
+  const [[minName, min], [maxName, max]] = Object.entries(pair) as [[string, number], [string, number]];
+  const problems: string[] = [];
+  if (!Number.isInteger(min) || min < floor)
+    problems.push(`${minName} must be an integer of at least ${floor}, got ${min}`);
+  if (!Number.isInteger(max) || max < floor)
+    problems.push(`${maxName} must be an integer of at least ${floor}, got ${max}`);
+  else if (Number.isInteger(min) && max < min) problems.push(`${maxName} ${max} is less than ${minName} ${min}`);
+  return problems;
 }

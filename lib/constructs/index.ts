@@ -1,11 +1,21 @@
 export { ApiAuth, type JwtAuthOptions } from './api-auth.js';
-export { Compute, LambdaCompute, type LambdaComputeProps } from './compute.js';
+export {
+  Compute,
+  EcsCompute,
+  LambdaCompute,
+  SAGEMAKER_LIMITS,
+  SageMakerCompute,
+  type EcsComputeProps,
+  type LambdaComputeProps,
+  type SageMakerComputeProps,
+} from './compute.js';
 export { ModelSource, type ExistingModelOptions, type ModelSourceConfig } from './model-source.js';
 export { Predictor, type PredictorConfig } from './predictor.js';
 export {
   RealtimeApi,
   API_METADATA_KEY,
   type ApiMetadata,
+  type BatchingProps,
   type RealtimeApiProps,
   type ThrottleProps,
 } from './realtime-api.js';

@@ -1,6 +1,6 @@
 import { rmSync } from 'node:fs';
 import { Annotations, CfnOutput, RemovalPolicy, Stack, Validations } from 'aws-cdk-lib';
-import { AccessLogFormat } from 'aws-cdk-lib/aws-apigateway';
+import type * as apigw from 'aws-cdk-lib/aws-apigateway';
 import * as apigwv2 from 'aws-cdk-lib/aws-apigatewayv2';
 import { HttpLambdaIntegration } from 'aws-cdk-lib/aws-apigatewayv2-integrations';
 import { Platform } from 'aws-cdk-lib/aws-ecr-assets';
@@ -12,18 +12,29 @@ import { Construct } from 'constructs';
 import { API_METADATA_KEY, DEFAULTS, ENV } from '../contract.js';
 import type { Config } from '../predictor.js';
 import { ApiAuth } from './api-auth.js';
-import { Compute, LAMBDA_LIMITS, estimatedColdStartSeconds, type LambdaCompute } from './compute.js';
+import {
+  addHttpRoutes,
+  createHttpStage,
+  validateBatching,
+  type BackendContext,
+  type BatchingProps,
+  type ThrottleProps,
+} from './backend-common.js';
+import {
+  Compute,
+  LAMBDA_LIMITS,
+  estimatedColdStartSeconds,
+  type EcsCompute,
+  type LambdaCompute,
+  type SageMakerCompute,
+} from './compute.js';
+import { buildEcsBackend } from './ecs-backend.js';
 import { buildLambdaImageContext, type NodeArch } from './lambda-image-context.js';
 import type { ModelSource, ModelSourceConfig } from './model-source.js';
-import { Predictor } from './predictor.js';
+import { Predictor, type PredictorConfig } from './predictor.js';
+import { buildSageMakerBackend } from './sagemaker-backend.js';
 
-/** Stage throttling. */
-export interface ThrottleProps {
-  /** Steady-state requests per second. @default 100 */
-  readonly rateLimit?: number;
-  /** Burst of requests above the rate. @default 200 */
-  readonly burstLimit?: number;
-}
+export type { BatchingProps, ThrottleProps };
 
 /** Props of a RealtimeApi. */
 export interface RealtimeApiProps {
@@ -43,6 +54,8 @@ export interface RealtimeApiProps {
   readonly throttle?: ThrottleProps;
   /** How long the function's and the API's logs are kept. @default logs.RetentionDays.ONE_MONTH */
   readonly logRetention?: logs.RetentionDays;
+  /** Dynamic batching in the container server (SageMaker and ECS computes only). @default the server's defaults */
+  readonly batching?: BatchingProps;
 }
 
 /** The construct metadata `arclight dev` finds APIs by (defined in the contract, which the CLI reads too). */
@@ -51,59 +64,66 @@ export { API_METADATA_KEY };
 /** What the metadata record holds. */
 export interface ApiMetadata {
   readonly apiName: string;
-  readonly compute: 'lambda';
+  readonly compute: 'lambda' | 'sagemaker' | 'ecs';
   readonly architecture: NodeArch;
+  /** Container computes: whether the image is the CUDA one. */
+  readonly gpu?: boolean;
 }
 
 /**
- * Access log lines as JSON, from HTTP API variables only: REST's `AccessLogFormat.jsonWithStandardFields()` names
- * `$context.resourcePath`, which HTTP APIs do not have (API Gateway refuses the stage at deploy).
- */
-const HTTP_API_ACCESS_LOG_FORMAT = AccessLogFormat.custom(
-  JSON.stringify({
-    requestId: '$context.requestId',
-    ip: '$context.identity.sourceIp',
-    requestTime: '$context.requestTime',
-    httpMethod: '$context.httpMethod',
-    routeKey: '$context.routeKey',
-    path: '$context.path',
-    status: '$context.status',
-    protocol: '$context.protocol',
-    responseLength: '$context.responseLength',
-  }),
-);
-
-/** The routes of the HTTP contract, as API Gateway route keys. */
-const ROUTE_KEYS: readonly [apigwv2.HttpMethod, string][] = [
-  [apigwv2.HttpMethod.POST, '/'],
-  [apigwv2.HttpMethod.GET, '/'],
-  [apigwv2.HttpMethod.GET, '/v2'],
-  [apigwv2.HttpMethod.GET, '/v2/health/live'],
-  [apigwv2.HttpMethod.GET, '/v2/health/ready'],
-  [apigwv2.HttpMethod.GET, '/v2/models/{name}'],
-  [apigwv2.HttpMethod.GET, '/v2/models/{name}/ready'],
-  [apigwv2.HttpMethod.POST, '/v2/models/{name}/infer'],
-];
-
-/**
- * A model (and optionally a predictor) served as an HTTPS API: an API Gateway HTTP API in front of a Lambda
- * container function that pulls the model from S3 at cold start.
+ * A model (and optionally a predictor) served as an HTTPS API: by default an API Gateway HTTP API in front of a
+ * Lambda container function that pulls the model from S3 at cold start; with `Compute.sageMaker` a REST API in
+ * front of a SageMaker endpoint, with `Compute.ecs` an HTTP API and VPC link in front of an ECS service's ALB.
  */
 export class RealtimeApi extends Construct {
   /** The API's base URL (ends with `/`). */
   readonly url: string;
-  readonly function: lambda.IFunction;
-  readonly api: apigwv2.HttpApi;
+  /** The HTTP API (Lambda and ECS computes) or the REST API (SageMaker). */
+  readonly api: apigwv2.HttpApi | apigw.RestApi;
   readonly apiName: string;
-  private readonly stage: apigwv2.HttpStage;
+  /** Which compute serves it. */
+  readonly computeKind: Compute['kind'];
+  private readonly stageName: string;
+  private readonly lambdaFunction?: lambda.IFunction;
 
   constructor(scope: Construct, id: string, props: RealtimeApiProps) {
     super(scope, id);
     this.apiName = props.apiName ?? id;
-    const compute = (props.compute ?? Compute.lambda()) as LambdaCompute;
+    const anyCompute = props.compute ?? Compute.lambda();
+    this.computeKind = anyCompute.kind;
     const auth = props.auth ?? ApiAuth.none();
     const predictor = (props.predictor ?? Predictor.default()).bind();
     const logRetention = props.logRetention ?? logs.RetentionDays.ONE_MONTH;
+    if (anyCompute.kind !== 'lambda') {
+      const context: BackendContext = {
+        apiName: this.apiName,
+        model: props.model,
+        predictor,
+        auth,
+        config: props.config ?? {},
+        throttle: props.throttle,
+        batching: props.batching,
+        logRetention,
+        validate: (model, problems) => {
+          this.validate(props, predictor, model, auth, [
+            ...anyCompute.problems(model.sizeBytes),
+            ...validateBatching(props.batching),
+            ...problems,
+          ]);
+          this.warnAbout(model, auth, false);
+        },
+      };
+      const backend =
+        anyCompute.kind === 'sagemaker'
+          ? buildSageMakerBackend(this, context, anyCompute as SageMakerCompute)
+          : buildEcsBackend(this, context, anyCompute as EcsCompute);
+      this.api = backend.api;
+      this.url = backend.url;
+      this.stageName = backend.stageName;
+      new CfnOutput(this, 'Url', { value: this.url, description: `URL of the ${this.apiName} API` });
+      return;
+    }
+    const compute = anyCompute as LambdaCompute;
 
     const functionLogs = new logs.LogGroup(this, 'FunctionLogs', {
       retention: logRetention,
@@ -116,19 +136,13 @@ export class RealtimeApi extends Construct {
     functionLogs.grantWrite(role);
     const model = props.model.bind(this, role);
 
-    const problems = [
-      ...validateApiName(this.apiName),
-      ...predictor.problems,
-      ...model.problems,
+    this.validate(props, predictor, model, auth, [
       ...compute.problems(model.sizeBytes),
-      ...auth.problems(),
-      ...validateThrottle(props.throttle),
-      ...validateConfig(props.config),
-    ];
-    if (problems.length > 0) {
-      throw new Error(`RealtimeApi '${this.node.path}' has invalid props:\n  - ${problems.join('\n  - ')}`);
-    }
-    this.warnAbout(model, auth);
+      ...(props.batching
+        ? ['batching applies to the container computes (SageMaker, ECS); Lambda serves one request at a time']
+        : []),
+    ]);
+    this.warnAbout(model, auth, true);
 
     const arch: NodeArch = compute.architecture === lambda.Architecture.ARM_64 ? 'arm64' : 'x64';
     const contextDir = buildLambdaImageContext({ predictorEntry: predictor.entry, arch });
@@ -157,31 +171,50 @@ export class RealtimeApi extends Construct {
     const target: lambda.IFunction = compute.provisionedConcurrency
       ? fn.addAlias('live', { provisionedConcurrentExecutions: compute.provisionedConcurrency })
       : fn;
-    this.function = target;
+    this.lambdaFunction = target;
 
-    this.api = new apigwv2.HttpApi(this, 'Api', {
+    const httpApi = new apigwv2.HttpApi(this, 'Api', {
       apiName: this.apiName,
       description: `Arclight API ${this.apiName}`,
       createDefaultStage: false,
     });
-    const integration = new HttpLambdaIntegration('Integration', target);
-    const authorizer = auth.bind();
-    for (const [method, path] of ROUTE_KEYS) {
-      this.api.addRoutes({ path, methods: [method], integration, ...(authorizer ? { authorizer } : {}) });
-    }
-    // Everything else reaches the function too, so unknown paths and wrong methods get the contract's JSON 404/405
-    // (with Allow) rather than API Gateway's bare {"message":"Not Found"}. Under the API, as addRoutes puts the
-    // others, so that what is acknowledged for the API's routes (APIG4 with ApiAuth.none()) covers it too.
-    new apigwv2.HttpRoute(this.api, 'DefaultRoute', {
-      httpApi: this.api,
-      routeKey: apigwv2.HttpRouteKey.DEFAULT,
-      integration,
-      ...(authorizer ? { authorizer } : {}),
-    });
-    this.stage = this.createStage(props.throttle, logRetention);
-    this.url = this.stage.url;
+    this.api = httpApi;
+    addHttpRoutes(httpApi, new HttpLambdaIntegration('Integration', target), auth.bind());
+    const stage = createHttpStage(this, httpApi, props.throttle, logRetention);
+    this.stageName = stage.stageName;
+    this.url = stage.url;
     new CfnOutput(this, 'Url', { value: this.url, description: `URL of the ${this.apiName} API` });
-    this.acknowledgeExplainedFindings(role, auth);
+    this.acknowledgeExplainedFindings(role, auth, httpApi);
+  }
+
+  /** The Lambda function (or its provisioned-concurrency alias); only Lambda-backed APIs have one. */
+  get function(): lambda.IFunction {
+    if (!this.lambdaFunction) {
+      throw new Error(`RealtimeApi '${this.apiName}' runs on ${this.computeKind}, not on a Lambda function`);
+    }
+    return this.lambdaFunction;
+  }
+
+  /** Throws one error listing every problem: the common ones and the compute's `extra`. */
+  private validate(
+    props: RealtimeApiProps,
+    predictor: PredictorConfig,
+    model: ModelSourceConfig,
+    auth: ApiAuth,
+    extra: string[],
+  ): void {
+    const problems = [
+      ...validateApiName(this.apiName),
+      ...predictor.problems,
+      ...model.problems,
+      ...extra,
+      ...auth.problems(),
+      ...validateThrottle(props.throttle),
+      ...validateConfig(props.config),
+    ];
+    if (problems.length > 0) {
+      throw new Error(`RealtimeApi '${this.node.path}' has invalid props:\n  - ${problems.join('\n  - ')}`);
+    }
   }
 
   /** Allows `grantee` to call the API (meaningful with `ApiAuth.iam()`). */
@@ -192,8 +225,8 @@ export class RealtimeApi extends Construct {
       resourceArns: [
         Stack.of(this).formatArn({
           service: 'execute-api',
-          resource: this.api.apiId,
-          resourceName: `${this.stage.stageName}/*/*`,
+          resource: 'restApiId' in this.api ? this.api.restApiId : this.api.apiId,
+          resourceName: `${this.stageName}/*/*`,
         }),
       ],
     });
@@ -213,27 +246,14 @@ export class RealtimeApi extends Construct {
     };
   }
 
-  private createStage(throttle: ThrottleProps | undefined, retention: logs.RetentionDays): apigwv2.HttpStage {
-    const accessLogs = new logs.LogGroup(this, 'AccessLogs', { retention, removalPolicy: RemovalPolicy.DESTROY });
-    return new apigwv2.HttpStage(this, 'Stage', {
-      httpApi: this.api,
-      autoDeploy: true,
-      throttle: { rateLimit: throttle?.rateLimit ?? 100, burstLimit: throttle?.burstLimit ?? 200 },
-      accessLogSettings: {
-        destination: new apigwv2.LogGroupLogDestination(accessLogs),
-        format: HTTP_API_ACCESS_LOG_FORMAT,
-      },
-    });
-  }
-
-  private warnAbout(model: ModelSourceConfig, auth: ApiAuth): void {
+  private warnAbout(model: ModelSourceConfig, auth: ApiAuth, lambdaColdStart: boolean): void {
     if (auth.kind === 'none') {
       Annotations.of(this).addWarningV2(
         'arclight:openApi',
         `RealtimeApi '${this.apiName}' accepts unauthenticated calls from anyone (throttled). Pass auth: ApiAuth.iam() or ApiAuth.jwt({...}) to restrict it.`,
       );
     }
-    if (model.sizeBytes !== undefined) {
+    if (lambdaColdStart && model.sizeBytes !== undefined) {
       const seconds = estimatedColdStartSeconds(model.sizeBytes);
       if (seconds > LAMBDA_LIMITS.initWindowSeconds) {
         Annotations.of(this).addWarningV2(
@@ -251,14 +271,14 @@ export class RealtimeApi extends Construct {
   }
 
   /** cdk-nag findings that follow from the design, each acknowledged with its reason; everything else must pass. */
-  private acknowledgeExplainedFindings(role: iam.Role, auth: ApiAuth): void {
+  private acknowledgeExplainedFindings(role: iam.Role, auth: ApiAuth, httpApi: apigwv2.HttpApi): void {
     Validations.of(role).acknowledge({
       id: 'AwsSolutions-IAM5',
       reason:
         "CloudWatch Logs stream ARNs under the function's own log group end in ':*'; no other wildcard is granted.",
     });
     if (auth.kind === 'none') {
-      Validations.of(this.api).acknowledge({
+      Validations.of(httpApi).acknowledge({
         id: 'AwsSolutions-APIG4',
         reason: 'The deployer chose ApiAuth.none(): a public, throttled inference API (synth warns).',
       });

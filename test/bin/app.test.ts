@@ -1,11 +1,12 @@
 /**
  * The example CDK app (bin/app.ts) synthesized as `cdk synth` would: stack ArclightExamples with the digits API
- * (digits predictor, arm64, 1769 MB) and the mobilenet API (OIP default predictor, x86_64, 3008 MB), and cdk-nag's
+ * (digits predictor, arm64, 1769 MB) and the mobilenet API (OIP default predictor, x86_64, 3008 MB) on Lambda,
+ * mobilenet-gpu on a SageMaker ml.g5.xlarge endpoint and digits-ecs on ECS g5.xlarge (both the CUDA image), and cdk-nag's
  * AwsSolutions pack passing with only reasoned acknowledgements. The same app plus one non-compliant bucket fails
  * synth naming the rule, so the check is live.
  */
 import assert from 'node:assert/strict';
-import { readFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { before, describe, test } from 'node:test';
 import { Stack, Validations, type App } from 'aws-cdk-lib';
@@ -13,6 +14,7 @@ import { Template } from 'aws-cdk-lib/assertions';
 import * as s3 from 'aws-cdk-lib/aws-s3';
 import type { IConstruct } from 'constructs';
 import { buildExampleApp } from '../../bin/app.js';
+import { containerApisOf, readAssembly } from '../../lib/cli/assembly.js';
 import { ENV } from '../../lib/contract.js';
 import { API_METADATA_KEY, ApiAuth, ModelSource, RealtimeApi } from '../../lib/index.js';
 import { flatten, resourcesOf, sha256, tempApp, useScratchTmpdir } from '../cdk-helpers.js';
@@ -60,7 +62,7 @@ function acknowledgements(root: IConstruct): Map<string, string[]> {
 }
 
 describe('the example app', () => {
-  test('synthesizes stack ArclightExamples with the digits and mobilenet APIs', (t) => {
+  test('synthesizes stack ArclightExamples with the digits and mobilenet APIs on Lambda', (t) => {
     t.diagnostic(`buildExampleApp + synth: ${synthMs.toFixed(0)} ms`);
     assert.equal(stack.stackName, 'ArclightExamples');
     assert.deepEqual(
@@ -97,15 +99,86 @@ describe('the example app', () => {
         { apiName: 'mobilenet', compute: 'lambda', architecture: 'x64' },
       ],
     );
-    assert.equal(resourcesOf(template, 'AWS::ApiGatewayV2::Api').length, 2);
-    assert.equal(Object.keys(template.toJSON()['Outputs'] as object).filter((k) => /Url/.test(k)).length, 2);
+    assert.equal(resourcesOf(template, 'AWS::ApiGatewayV2::Api').length, 3, 'digits, mobilenet, digits-ecs');
+    assert.equal(resourcesOf(template, 'AWS::ApiGateway::RestApi').length, 1, 'mobilenet-gpu');
+    assert.deepEqual(
+      Object.keys(template.toJSON()['Outputs'] as object)
+        .filter((k) => /Url/.test(k))
+        .map((k) => k.replace(/Url.*$/, ''))
+        .sort(),
+      ['digits', 'digitsecs', 'mobilenet', 'mobilenetgpu'],
+    );
+  });
+
+  test('mobilenet-gpu: a SageMaker ml.g5.xlarge endpoint serving MobileNet with CUDA first', () => {
+    const [, model] = resourcesOf(template, 'AWS::SageMaker::Model', 'mobilenetgpu')[0]!;
+    const env = (model['PrimaryContainer'] as { Environment: Record<string, unknown> }).Environment;
+    assert.equal(env[ENV.apiName], 'mobilenet-gpu');
+    assert.equal(env[ENV.modelSha256], sha256(MOBILENET_ONNX));
+    assert.equal(env[ENV.executionProviders], 'cuda,cpu');
+    const [, config] = resourcesOf(template, 'AWS::SageMaker::EndpointConfig', 'mobilenetgpu')[0]!;
+    assert.equal((config['ProductionVariants'] as { InstanceType: string }[])[0]!.InstanceType, 'ml.g5.xlarge');
+    assert.equal(resourcesOf(template, 'AWS::SageMaker::Endpoint', 'mobilenetgpu').length, 1);
+    const metadata = Object.values(template.findResources('AWS::SageMaker::Model')).map(
+      (r) => (r as { Metadata: Record<string, unknown> }).Metadata[API_METADATA_KEY],
+    );
+    assert.deepEqual(metadata, [{ apiName: 'mobilenet-gpu', compute: 'sagemaker', architecture: 'x64', gpu: true }]);
+  });
+
+  test('digits-ecs: the digits predictor on ECS g5.xlarge, one GPU per task', () => {
+    const [, launchTemplate] = resourcesOf(template, 'AWS::EC2::LaunchTemplate', 'digitsecs')[0]!;
+    assert.equal((launchTemplate['LaunchTemplateData'] as { InstanceType: string }).InstanceType, 'g5.xlarge');
+    const [, taskDefinition] = resourcesOf(template, 'AWS::ECS::TaskDefinition', 'digitsecs')[0]!;
+    const container = (taskDefinition['ContainerDefinitions'] as Record<string, unknown>[])[0]!;
+    assert.deepEqual(container['ResourceRequirements'], [{ Type: 'GPU', Value: '1' }]);
+    const env = Object.fromEntries(
+      (container['Environment'] as { Name: string; Value: unknown }[]).map((p) => [p.Name, flatten(p.Value)]),
+    );
+    assert.equal(env[ENV.apiName], 'digits-ecs');
+    assert.equal(env[ENV.modelSha256], sha256(DIGITS_ONNX));
+    const metadata = Object.values(template.findResources('AWS::ECS::TaskDefinition')).map(
+      (r) => (r as { Metadata: Record<string, unknown> }).Metadata[API_METADATA_KEY],
+    );
+    assert.deepEqual(metadata, [{ apiName: 'digits-ecs', compute: 'ecs', architecture: 'x64', gpu: true }]);
+  });
+
+  test('arclight dev runs the Lambda-backed APIs and knows the container ones (which it skips, saying so)', () => {
+    assert.deepEqual(
+      readAssembly(app.outdir)
+        .map((api) => api.apiName)
+        .sort(),
+      ['digits', 'mobilenet'],
+    );
+    assert.deepEqual(
+      containerApisOf(app.outdir).sort((a, b) => a.apiName.localeCompare(b.apiName)),
+      [
+        { apiName: 'digits-ecs', compute: 'ecs', stackName: 'ArclightExamples' },
+        { apiName: 'mobilenet-gpu', compute: 'sagemaker', stackName: 'ArclightExamples' },
+      ],
+    );
   });
 
   test('builds one image per API: digits with its predictor for arm64, mobilenet with the default for amd64', () => {
     const manifest = JSON.parse(readFileSync(join(app.outdir, 'ArclightExamples.assets.json'), 'utf8')) as {
       dockerImages: Record<string, { source: { directory: string; platform: string } }>;
     };
-    const platforms = Object.values(manifest.dockerImages)
+    const images = Object.values(manifest.dockerImages);
+    const isLambda = (image: (typeof images)[number]) =>
+      existsSync(join(app.outdir, image.source.directory, 'index.mjs.map'));
+    // The container images: the CUDA one for both GPU APIs, digits-ecs with its predictor bundled beside the server.
+    const containers = images
+      .filter((image) => !isLambda(image))
+      .map((image) => {
+        const dir = join(app.outdir, image.source.directory);
+        const dockerfile = readFileSync(join(dir, 'Dockerfile'), 'utf8');
+        assert.match(dockerfile, /FROM nvidia\/cuda:12[^\n]*cudnn-runtime/);
+        assert.match(dockerfile, /ONNXRUNTIME_NODE_INSTALL=cuda12/);
+        return `${image.source.platform} ${existsSync(join(dir, 'predictor.mjs'))}`;
+      })
+      .sort();
+    assert.deepEqual(containers, ['linux/amd64 false', 'linux/amd64 true']);
+    const platforms = images
+      .filter(isLambda)
       .map((image) => {
         const map = JSON.parse(readFileSync(join(app.outdir, image.source.directory, 'index.mjs.map'), 'utf8')) as {
           sources: string[];
@@ -129,9 +202,29 @@ describe('the example app', () => {
 
   test('acknowledges only the findings the design explains, each with its reason', () => {
     const acks = acknowledgements(app);
-    assert.deepEqual([...acks.keys()].sort(), ['Annotation::AwsSolutions-APIG4', 'Annotation::AwsSolutions-IAM5']);
-    for (const [id, reasons] of acks) {
-      assert.equal(reasons.length, 2, `${id}: once per API`);
+    // Ours: the AwsSolutions ones (aws-cdk-lib acknowledges CloudFormation-Validate findings of its own, e.g. on flow logs).
+    const ours = [...acks].filter(([id]) => id.startsWith('Annotation::AwsSolutions-'));
+    const counts = Object.fromEntries(
+      ours.map(([id, reasons]) => [id.replace(/^Annotation::AwsSolutions-/, ''), reasons.length]),
+    );
+    assert.deepEqual(counts, {
+      // Every API is public in the example (ApiAuth.none()): one per API.
+      APIG4: 4,
+      // The Lambda functions' roles (log stream ARNs).
+      IAM5: 2,
+      // ecr:GetAuthorizationToken (SageMaker execution role, ECS execution role) and the ECS agent's calls (instance role).
+      'IAM5[Resource::*]': 3,
+      'IAM5[Action::ecs:Submit*]': 1,
+      // mobilenet-gpu's REST API: WAF, execution logging, Cognito.
+      APIG3: 1,
+      APIG6: 1,
+      COG4: 1,
+      // digits-ecs: capacity provider notifications, env vars of the contract, the internal ALB's access logs.
+      AS3: 1,
+      ECS2: 1,
+      ELB2: 1,
+    });
+    for (const [id, reasons] of ours) {
       for (const reason of reasons) assert.ok(reason.length >= 40, `${id} has a real reason: '${reason}'`);
     }
   });

@@ -1,0 +1,159 @@
+/**
+ * What the RealtimeApi backends share: the HTTP API's routes, stage and access log format, and the environment of
+ * the container server (the same contract as the Lambda function's).
+ */
+import { Duration, RemovalPolicy } from 'aws-cdk-lib';
+import { AccessLogFormat } from 'aws-cdk-lib/aws-apigateway';
+import * as apigwv2 from 'aws-cdk-lib/aws-apigatewayv2';
+import * as logs from 'aws-cdk-lib/aws-logs';
+import type { Construct } from 'constructs';
+import { DEFAULTS, ENV } from '../contract.js';
+import type { Config } from '../predictor.js';
+import type { ApiAuth } from './api-auth.js';
+import type { ModelSource, ModelSourceConfig } from './model-source.js';
+import type { PredictorConfig } from './predictor.js';
+
+/** Stage throttling. */
+export interface ThrottleProps {
+  /** Steady-state requests per second. @default 100 */
+  readonly rateLimit?: number;
+  /** Burst of requests above the rate. @default 200 */
+  readonly burstLimit?: number;
+}
+
+/** Dynamic batching in the container server (SageMaker and ECS computes; Lambda serves one request at a time). */
+export interface BatchingProps {
+  /** The most requests run as one batch. @default the container server's default */
+  readonly maxBatchSize?: number;
+  /** How long the first request of a batch waits for others. @default the container server's default */
+  readonly maxBatchDelay?: Duration;
+}
+
+/** What a container backend gets from the RealtimeApi. */
+export interface BackendContext {
+  readonly apiName: string;
+  readonly model: ModelSource;
+  readonly predictor: PredictorConfig;
+  readonly auth: ApiAuth;
+  readonly config: Config;
+  readonly throttle?: ThrottleProps;
+  readonly batching?: BatchingProps;
+  readonly logRetention: logs.RetentionDays;
+  /** Throws one error listing `problems` together with every problem common to all computes; warns as well. */
+  readonly validate: (model: ModelSourceConfig, problems: string[]) => void;
+}
+
+/**
+ * Access log lines as JSON, from HTTP API variables only: REST's `AccessLogFormat.jsonWithStandardFields()` names
+ * `$context.resourcePath`, which HTTP APIs do not have (API Gateway refuses the stage at deploy).
+ */
+export const HTTP_API_ACCESS_LOG_FORMAT = AccessLogFormat.custom(
+  JSON.stringify({
+    requestId: '$context.requestId',
+    ip: '$context.identity.sourceIp',
+    requestTime: '$context.requestTime',
+    httpMethod: '$context.httpMethod',
+    routeKey: '$context.routeKey',
+    path: '$context.path',
+    status: '$context.status',
+    protocol: '$context.protocol',
+    responseLength: '$context.responseLength',
+  }),
+);
+
+/** The routes of the HTTP contract, as API Gateway route keys. */
+export const ROUTE_KEYS: readonly [apigwv2.HttpMethod, string][] = [
+  [apigwv2.HttpMethod.POST, '/'],
+  [apigwv2.HttpMethod.GET, '/'],
+  [apigwv2.HttpMethod.GET, '/v2'],
+  [apigwv2.HttpMethod.GET, '/v2/health/live'],
+  [apigwv2.HttpMethod.GET, '/v2/health/ready'],
+  [apigwv2.HttpMethod.GET, '/v2/models/{name}'],
+  [apigwv2.HttpMethod.GET, '/v2/models/{name}/ready'],
+  [apigwv2.HttpMethod.POST, '/v2/models/{name}/infer'],
+];
+
+/**
+ * The contract's routes on an HTTP API, plus `$default` so unknown paths and wrong methods get the contract's JSON
+ * 404/405 (with Allow) rather than API Gateway's bare {"message":"Not Found"}. Under the API, as addRoutes puts the
+ * others, so that what is acknowledged for the API's routes covers it too.
+ */
+export function addHttpRoutes(
+  api: apigwv2.HttpApi,
+  integration: apigwv2.HttpRouteIntegration,
+  authorizer: apigwv2.IHttpRouteAuthorizer | undefined,
+): void {
+  for (const [method, path] of ROUTE_KEYS) {
+    api.addRoutes({ path, methods: [method], integration, ...(authorizer ? { authorizer } : {}) });
+  }
+  new apigwv2.HttpRoute(api, 'DefaultRoute', {
+    httpApi: api,
+    routeKey: apigwv2.HttpRouteKey.DEFAULT,
+    integration,
+    ...(authorizer ? { authorizer } : {}),
+  });
+}
+
+/** The HTTP API's stage: throttled, with JSON access logs. */
+export function createHttpStage(
+  scope: Construct,
+  httpApi: apigwv2.HttpApi,
+  throttle: ThrottleProps | undefined,
+  retention: logs.RetentionDays,
+): apigwv2.HttpStage {
+  const accessLogs = new logs.LogGroup(scope, 'AccessLogs', { retention, removalPolicy: RemovalPolicy.DESTROY });
+  return new apigwv2.HttpStage(scope, 'Stage', {
+    httpApi,
+    autoDeploy: true,
+    throttle: { rateLimit: throttle?.rateLimit ?? 100, burstLimit: throttle?.burstLimit ?? 200 },
+    accessLogSettings: {
+      destination: new apigwv2.LogGroupLogDestination(accessLogs),
+      format: HTTP_API_ACCESS_LOG_FORMAT,
+    },
+  });
+}
+
+/** The container server's environment: the Lambda function's contract, plus execution providers and batching. */
+export function containerEnvironment(
+  context: BackendContext,
+  model: ModelSourceConfig,
+  options: { gpu: boolean; maxBodyBytes: number; requestTimeoutMs: number },
+): Record<string, string> {
+  const batching = context.batching ?? {};
+  return {
+    [ENV.apiName]: context.apiName,
+    [ENV.modelUri]: model.uri,
+    ...(model.sha256 ? { [ENV.modelSha256]: model.sha256 } : {}),
+    [ENV.modelFormat]: 'onnx',
+    [ENV.config]: JSON.stringify(context.config),
+    [ENV.executionProviders]: options.gpu ? 'cuda,cpu' : 'cpu',
+    [ENV.maxBodyBytes]: String(options.maxBodyBytes),
+    [ENV.requestTimeoutMs]: String(options.requestTimeoutMs),
+    ...(batching.maxBatchSize !== undefined ? { [ENV.maxBatchSize]: String(batching.maxBatchSize) } : {}),
+    ...(batching.maxBatchDelay !== undefined
+      ? { [ENV.maxBatchDelayMs]: String(batching.maxBatchDelay.toMilliseconds()) }
+      : {}),
+  };
+}
+
+/** Problems with the batching props. */
+export function validateBatching(batching: BatchingProps | undefined): string[] {
+  const problems: string[] = [];
+  if (batching?.maxBatchSize !== undefined) {
+    const size = batching.maxBatchSize;
+    if (!Number.isInteger(size) || size < 1 || size > 1024)
+      problems.push(`batching.maxBatchSize must be an integer from 1 to 1024, got ${size}`);
+  }
+  if (batching?.maxBatchDelay !== undefined) {
+    const ms = batching.maxBatchDelay.toMilliseconds();
+    if (ms > 1000)
+      problems.push(`batching.maxBatchDelay ${ms} ms is above 1000 ms: every request would wait that long`);
+  }
+  return problems;
+}
+
+/** The request deadline the server keeps: a second inside API Gateway's 29 s, whatever the compute allows. */
+export const CONTAINER_REQUEST_TIMEOUT_MS = DEFAULTS.requestTimeoutMs;
+
+/** How long a task or instance may take to become healthy: the model fetch and session creation. */
+export const STARTUP_GRACE = Duration.minutes(5);

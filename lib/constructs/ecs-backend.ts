@@ -1,0 +1,269 @@
+/**
+ * The ECS backend of a RealtimeApi: a VPC (unless given), a cluster with Container Insights, an Auto Scaling group on
+ * the ECS-optimized GPU AMI as its capacity provider, an EC2 task definition reserving GPUs, a service with a
+ * deployment circuit breaker behind an internal ALB, autoscaling on ALB requests per target, and an HTTP API that
+ * reaches the ALB's listener through a VPC link.
+ */
+import { rmSync } from 'node:fs';
+import { Duration, RemovalPolicy, Validations } from 'aws-cdk-lib';
+import * as apigwv2 from 'aws-cdk-lib/aws-apigatewayv2';
+import { HttpAlbIntegration } from 'aws-cdk-lib/aws-apigatewayv2-integrations';
+import * as autoscaling from 'aws-cdk-lib/aws-autoscaling';
+import * as ec2 from 'aws-cdk-lib/aws-ec2';
+import { Platform } from 'aws-cdk-lib/aws-ecr-assets';
+import * as ecs from 'aws-cdk-lib/aws-ecs';
+import * as elbv2 from 'aws-cdk-lib/aws-elasticloadbalancingv2';
+import * as iam from 'aws-cdk-lib/aws-iam';
+import * as logs from 'aws-cdk-lib/aws-logs';
+import { DISABLE_ASSET_STAGING_CONTEXT } from 'aws-cdk-lib/cx-api';
+import type { Construct } from 'constructs';
+import { API_METADATA_KEY, DEFAULTS, ROUTES } from '../contract.js';
+import {
+  CONTAINER_REQUEST_TIMEOUT_MS,
+  STARTUP_GRACE,
+  addHttpRoutes,
+  containerEnvironment,
+  createHttpStage,
+  type BackendContext,
+} from './backend-common.js';
+import type { EcsCompute } from './compute.js';
+import { buildContainerImageContext } from './container-image-context.js';
+import type { ApiMetadata } from './realtime-api.js';
+
+/** The container's name in the task definition. */
+export const CONTAINER_NAME = 'server';
+/** API Gateway's payload limit for HTTP APIs (10 MB). */
+const HTTP_API_MAX_PAYLOAD_BYTES = 10 * 1024 * 1024;
+
+export interface EcsBackend {
+  readonly api: apigwv2.HttpApi;
+  readonly url: string;
+  readonly stageName: string;
+  readonly service: ecs.Ec2Service;
+}
+
+/** Builds the ECS service and its HTTP API under `scope` (the RealtimeApi). */
+export function buildEcsBackend(scope: Construct, context: BackendContext, compute: EcsCompute): EcsBackend {
+  const taskRole = new iam.Role(scope, 'TaskRole', {
+    assumedBy: new iam.ServicePrincipal('ecs-tasks.amazonaws.com'),
+    description: `Runs the ${context.apiName} Arclight API on ECS: reads its model object`,
+  });
+  const model = context.model.bind(scope, taskRole);
+  context.validate(model, []);
+
+  const vpc = compute.vpc ?? createVpc(scope, context);
+  const cluster = new ecs.Cluster(scope, 'Cluster', { vpc, containerInsightsV2: ecs.ContainerInsights.ENABLED });
+
+  const instanceRole = new iam.Role(scope, 'InstanceRole', {
+    assumedBy: new iam.ServicePrincipal('ec2.amazonaws.com'),
+    description: `ECS container instances of the ${context.apiName} Arclight API`,
+  });
+  const instanceSecurityGroup = new ec2.SecurityGroup(scope, 'InstanceSecurityGroup', {
+    vpc,
+    description: `ECS container instances of the ${context.apiName} Arclight API`,
+  });
+  const userData = ec2.UserData.forLinux();
+  const launchTemplate = new ec2.LaunchTemplate(scope, 'LaunchTemplate', {
+    instanceType: new ec2.InstanceType(compute.instanceType),
+    machineImage: ecs.EcsOptimizedImage.amazonLinux2(
+      compute.gpu ? ecs.AmiHardwareType.GPU : ecs.AmiHardwareType.STANDARD,
+    ),
+    userData,
+    role: instanceRole,
+    securityGroup: instanceSecurityGroup,
+    requireImdsv2: true,
+    detailedMonitoring: true,
+    blockDevices: [
+      // The GPU AMI's root volume holds the CUDA image (several GB): room for two versions during a deployment.
+      {
+        deviceName: '/dev/xvda',
+        volume: ec2.BlockDeviceVolume.ebs(100, { encrypted: true, volumeType: ec2.EbsDeviceVolumeType.GP3 }),
+      },
+    ],
+  });
+  const group = new autoscaling.AutoScalingGroup(scope, 'Capacity', {
+    vpc,
+    vpcSubnets: { subnetType: ec2.SubnetType.PRIVATE_WITH_EGRESS },
+    launchTemplate,
+    minCapacity: 0,
+    maxCapacity: compute.maxTasks,
+    cooldown: Duration.minutes(5),
+  });
+  const capacityProvider = new ecs.AsgCapacityProvider(scope, 'CapacityProvider', {
+    autoScalingGroup: group,
+    // ECS protects instances running tasks from scale-in, and drains them itself before termination.
+    enableManagedTerminationProtection: true,
+    enableManagedDraining: true,
+    machineImageType: ecs.MachineImageType.AMAZON_LINUX_2,
+  });
+  cluster.addAsgCapacityProvider(capacityProvider);
+  if (compute.gpu) userData.addCommands('echo ECS_ENABLE_GPU_SUPPORT=true >> /etc/ecs/ecs.config');
+
+  const contextDir = buildContainerImageContext({ predictorEntry: context.predictor.entry, gpu: compute.gpu });
+  const image = ecs.ContainerImage.fromAsset(contextDir, { platform: Platform.LINUX_AMD64 });
+  const taskDefinition = new ecs.Ec2TaskDefinition(scope, 'TaskDefinition', {
+    networkMode: ecs.NetworkMode.AWS_VPC,
+    taskRole,
+  });
+  const containerLogs = new logs.LogGroup(scope, 'ContainerLogs', {
+    retention: context.logRetention,
+    removalPolicy: RemovalPolicy.DESTROY,
+  });
+  taskDefinition.addContainer(CONTAINER_NAME, {
+    image,
+    memoryReservationMiB: 2048,
+    ...(compute.gpu ? { gpuCount: compute.gpuCount } : {}),
+    portMappings: [{ containerPort: DEFAULTS.port }],
+    environment: containerEnvironment(context, model, {
+      gpu: compute.gpu,
+      maxBodyBytes: HTTP_API_MAX_PAYLOAD_BYTES,
+      requestTimeoutMs: CONTAINER_REQUEST_TIMEOUT_MS,
+    }),
+    logging: ecs.LogDrivers.awsLogs({ streamPrefix: context.apiName, logGroup: containerLogs }),
+    // The server stops accepting on SIGTERM and drains in-flight requests before exiting.
+    stopTimeout: Duration.seconds(30),
+  });
+  // The image asset is staged as the container is added: the generated context can go (unless staging is off).
+  if (!scope.node.tryGetContext(DISABLE_ASSET_STAGING_CONTEXT)) rmSync(contextDir, { recursive: true, force: true });
+  (taskDefinition.node.defaultChild as ecs.CfnTaskDefinition).addMetadata(API_METADATA_KEY, {
+    apiName: context.apiName,
+    compute: 'ecs',
+    architecture: 'x64',
+    gpu: compute.gpu,
+  } satisfies ApiMetadata);
+
+  const service = new ecs.Ec2Service(scope, 'Service', {
+    cluster,
+    taskDefinition,
+    desiredCount: compute.minTasks,
+    circuitBreaker: { enable: true, rollback: true },
+    capacityProviderStrategies: [{ capacityProvider: capacityProvider.capacityProviderName, weight: 1 }],
+    healthCheckGracePeriod: STARTUP_GRACE,
+    minHealthyPercent: 100,
+    maxHealthyPercent: 200,
+    vpcSubnets: { subnets: vpc.privateSubnets },
+  });
+
+  const loadBalancer = new elbv2.ApplicationLoadBalancer(scope, 'LoadBalancer', {
+    vpc,
+    internetFacing: false,
+    vpcSubnets: { subnets: vpc.privateSubnets },
+    dropInvalidHeaderFields: true,
+  });
+  const listener = loadBalancer.addListener('Listener', { port: 80, open: false });
+  const targetGroup = listener.addTargets('Service', {
+    port: DEFAULTS.port,
+    protocol: elbv2.ApplicationProtocol.HTTP,
+    targets: [service],
+    deregistrationDelay: Duration.seconds(30),
+    healthCheck: {
+      path: ROUTES.ready,
+      healthyHttpCodes: '200',
+      interval: Duration.seconds(10),
+      timeout: Duration.seconds(5),
+      healthyThresholdCount: 2,
+      unhealthyThresholdCount: 3,
+    },
+  });
+
+  const scaling = service.autoScaleTaskCount({ minCapacity: compute.minTasks, maxCapacity: compute.maxTasks });
+  scaling.scaleOnRequestCount('RequestsPerTask', {
+    requestsPerTarget: compute.targetRequestsPerTask,
+    targetGroup,
+  });
+
+  const vpcLinkSecurityGroup = new ec2.SecurityGroup(scope, 'VpcLinkSecurityGroup', {
+    vpc,
+    description: `VPC link of the ${context.apiName} Arclight API to its internal ALB`,
+  });
+  loadBalancer.connections.allowFrom(vpcLinkSecurityGroup, ec2.Port.tcp(80), 'the API Gateway VPC link');
+  const vpcLink = new apigwv2.VpcLink(scope, 'VpcLink', {
+    vpc,
+    subnets: { subnets: vpc.privateSubnets },
+    securityGroups: [vpcLinkSecurityGroup],
+  });
+
+  const api = new apigwv2.HttpApi(scope, 'Api', {
+    apiName: context.apiName,
+    description: `Arclight API ${context.apiName} (ECS)`,
+    createDefaultStage: false,
+  });
+  addHttpRoutes(api, new HttpAlbIntegration('Integration', listener, { vpcLink }), context.auth.bind());
+  const stage = createHttpStage(scope, api, context.throttle, context.logRetention);
+
+  acknowledge(scope, context, api, taskDefinition, instanceRole, group);
+  return { api, url: stage.url, stageName: stage.stageName, service };
+}
+
+function createVpc(scope: Construct, context: BackendContext): ec2.Vpc {
+  const vpc = new ec2.Vpc(scope, 'Vpc', {
+    maxAzs: 2,
+    natGateways: 1,
+    subnetConfiguration: [
+      { name: 'public', subnetType: ec2.SubnetType.PUBLIC, cidrMask: 24 },
+      { name: 'private', subnetType: ec2.SubnetType.PRIVATE_WITH_EGRESS, cidrMask: 22 },
+    ],
+  });
+  const flowLogs = new logs.LogGroup(scope, 'FlowLogs', {
+    retention: context.logRetention,
+    removalPolicy: RemovalPolicy.DESTROY,
+  });
+  const flowLogRole = new iam.Role(scope, 'FlowLogRole', {
+    assumedBy: new iam.ServicePrincipal('vpc-flow-logs.amazonaws.com'),
+    description: `Writes the flow logs of the ${context.apiName} Arclight API's VPC`,
+  });
+  vpc.addFlowLog('FlowLog', {
+    destination: ec2.FlowLogDestination.toCloudWatchLogs(flowLogs, flowLogRole),
+    trafficType: ec2.FlowLogTrafficType.ALL,
+  });
+  return vpc;
+}
+
+/** cdk-nag findings that follow from the design, each acknowledged with its reason. */
+function acknowledge(
+  scope: Construct,
+  context: BackendContext,
+  api: apigwv2.HttpApi,
+  taskDefinition: ecs.Ec2TaskDefinition,
+  instanceRole: iam.Role,
+  group: autoscaling.AutoScalingGroup,
+): void {
+  if (taskDefinition.executionRole) {
+    Validations.of(taskDefinition.executionRole).acknowledge({
+      id: 'AwsSolutions-IAM5[Resource::*]',
+      reason:
+        "ecr:GetAuthorizationToken has no resource-level permissions (it takes '*'); the image pull is scoped to its repository and logs to the task's own log group.",
+    });
+  }
+  Validations.of(instanceRole).acknowledge({
+    id: 'AwsSolutions-IAM5[Resource::*]',
+    reason:
+      "The ECS agent's calls that have no resource-level permissions (ecs:DiscoverPollEndpoint, ecr:GetAuthorizationToken, as CDK's cluster grants them) take '*'; cluster-scoped ones name the cluster.",
+  });
+  Validations.of(instanceRole).acknowledge({
+    id: 'AwsSolutions-IAM5[Action::ecs:Submit*]',
+    reason:
+      "ecs:Submit* (the agent's SubmitContainerStateChange, SubmitTaskStateChange, SubmitAttachmentStateChanges) as CDK's cluster grants it, scoped to this cluster's ARN.",
+  });
+  Validations.of(taskDefinition).acknowledge({
+    id: 'AwsSolutions-ECS2',
+    reason:
+      "The variables are the deployed contract (model URI and sha256, API name, limits, batching knobs): no secrets, and the task definition's revision records them.",
+  });
+  Validations.of(group).acknowledge({
+    id: 'AwsSolutions-AS3',
+    reason:
+      'The group is an ECS capacity provider: ECS managed scaling drives it, and service events, Container Insights and the ALB report capacity problems.',
+  });
+  Validations.of(scope).acknowledge({
+    id: 'AwsSolutions-ELB2',
+    reason:
+      "The ALB is internal and reached only through the API's VPC link; the API stage's JSON access logs record every request.",
+  });
+  if (context.auth.kind === 'none') {
+    Validations.of(api).acknowledge({
+      id: 'AwsSolutions-APIG4',
+      reason: 'The deployer chose ApiAuth.none(): a public, throttled inference API (synth warns).',
+    });
+  }
+}

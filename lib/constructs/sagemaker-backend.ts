@@ -1,0 +1,247 @@
+/**
+ * The SageMaker backend of a RealtimeApi: the container image, a SageMaker model whose container pulls the model from
+ * S3 at start, an endpoint config and endpoint, target-tracking autoscaling on invocations per instance, and an API
+ * Gateway REST API whose AWS integration calls the SageMaker runtime's InvokeEndpoint with its own role.
+ */
+import { rmSync } from 'node:fs';
+import { Annotations, Names, RemovalPolicy, Stack, Validations } from 'aws-cdk-lib';
+import * as apigw from 'aws-cdk-lib/aws-apigateway';
+import * as appscaling from 'aws-cdk-lib/aws-applicationautoscaling';
+import { DockerImageAsset, Platform } from 'aws-cdk-lib/aws-ecr-assets';
+import * as iam from 'aws-cdk-lib/aws-iam';
+import * as logs from 'aws-cdk-lib/aws-logs';
+import * as sagemaker from 'aws-cdk-lib/aws-sagemaker';
+import { DISABLE_ASSET_STAGING_CONTEXT } from 'aws-cdk-lib/cx-api';
+import type { Construct } from 'constructs';
+import { API_METADATA_KEY } from '../contract.js';
+import { CONTAINER_REQUEST_TIMEOUT_MS, containerEnvironment, type BackendContext } from './backend-common.js';
+import { SAGEMAKER_LIMITS, type SageMakerCompute } from './compute.js';
+import { buildContainerImageContext } from './container-image-context.js';
+import type { ApiMetadata } from './realtime-api.js';
+
+/** The endpoint's one production variant. */
+export const VARIANT_NAME = 'AllTraffic';
+
+export interface SageMakerBackend {
+  readonly api: apigw.RestApi;
+  readonly url: string;
+  readonly stageName: string;
+  readonly endpoint: sagemaker.CfnEndpoint;
+}
+
+/** Builds the SageMaker endpoint and its REST API under `scope` (the RealtimeApi). */
+export function buildSageMakerBackend(
+  scope: Construct,
+  context: BackendContext,
+  compute: SageMakerCompute,
+): SageMakerBackend {
+  const stack = Stack.of(scope);
+  // A name we choose, so that the endpoint's log group and the ARNs the roles are scoped to are known at synth.
+  // SageMaker puts names in ARNs lowercased.
+  const endpointName = Names.uniqueResourceName(scope, { maxLength: 63, separator: '-' })
+    .toLowerCase()
+    .replace(/[^a-z0-9-]/g, '-');
+  const endpointArn = stack.formatArn({ service: 'sagemaker', resource: 'endpoint', resourceName: endpointName });
+
+  const role = new iam.Role(scope, 'ExecutionRole', {
+    assumedBy: new iam.ServicePrincipal('sagemaker.amazonaws.com'),
+    description: `Runs the ${context.apiName} Arclight API on SageMaker: pulls its image, writes its logs, reads its model object`,
+  });
+  const endpointLogs = new logs.LogGroup(scope, 'EndpointLogs', {
+    logGroupName: `/aws/sagemaker/Endpoints/${endpointName}`,
+    retention: context.logRetention,
+    removalPolicy: RemovalPolicy.DESTROY,
+  });
+  endpointLogs.grantWrite(role);
+  const model = context.model.bind(scope, role);
+
+  const problems: string[] = [];
+  if (context.auth.kind === 'jwt') {
+    problems.push(
+      'ApiAuth.jwt() needs an HTTP API; Compute.sageMaker sits behind a REST API: use ApiAuth.iam() or ApiAuth.none()',
+    );
+  }
+  context.validate(model, problems);
+  Annotations.of(scope).addInfoV2(
+    'arclight:sageMakerLimits',
+    `RealtimeApi '${context.apiName}': requests are limited to ${SAGEMAKER_LIMITS.maxPayloadBytes / 2 ** 20} MB (SageMaker's InvokeEndpoint) and ${SAGEMAKER_LIMITS.apiGatewaySeconds} s (API Gateway; SageMaker itself allows ${SAGEMAKER_LIMITS.invocationSeconds} s).`,
+  );
+
+  const contextDir = buildContainerImageContext({ predictorEntry: context.predictor.entry, gpu: compute.gpu });
+  const image = new DockerImageAsset(scope, 'Image', { directory: contextDir, platform: Platform.LINUX_AMD64 });
+  if (!scope.node.tryGetContext(DISABLE_ASSET_STAGING_CONTEXT)) rmSync(contextDir, { recursive: true, force: true });
+  image.repository.grantPull(role);
+
+  const cfnModel = new sagemaker.CfnModel(scope, 'Model', {
+    executionRoleArn: role.roleArn,
+    primaryContainer: {
+      image: image.imageUri,
+      mode: 'SingleModel',
+      environment: containerEnvironment(context, model, {
+        gpu: compute.gpu,
+        maxBodyBytes: SAGEMAKER_LIMITS.maxPayloadBytes,
+        requestTimeoutMs: CONTAINER_REQUEST_TIMEOUT_MS,
+      }),
+    },
+  });
+  // SageMaker checks the role's permissions (ECR pull) as it creates the model: wait for its policy.
+  cfnModel.node.addDependency(role);
+  cfnModel.addMetadata(API_METADATA_KEY, {
+    apiName: context.apiName,
+    compute: 'sagemaker',
+    architecture: 'x64',
+    gpu: compute.gpu,
+  } satisfies ApiMetadata);
+
+  const config = new sagemaker.CfnEndpointConfig(scope, 'EndpointConfig', {
+    productionVariants: [
+      {
+        variantName: VARIANT_NAME,
+        modelName: cfnModel.attrModelName,
+        instanceType: compute.instanceType,
+        initialInstanceCount: compute.initialInstanceCount,
+        initialVariantWeight: 1,
+        containerStartupHealthCheckTimeoutInSeconds: compute.containerStartupHealthCheckTimeout.toSeconds(),
+        ...(compute.volumeSize !== undefined ? { volumeSizeInGb: compute.volumeSize } : {}),
+      },
+    ],
+  });
+  const endpoint = new sagemaker.CfnEndpoint(scope, 'Endpoint', {
+    endpointName,
+    endpointConfigName: config.attrEndpointConfigName,
+  });
+  endpoint.node.addDependency(endpointLogs);
+
+  const scaling = new appscaling.ScalableTarget(scope, 'Scaling', {
+    serviceNamespace: appscaling.ServiceNamespace.SAGEMAKER,
+    resourceId: `endpoint/${endpoint.attrEndpointName}/variant/${VARIANT_NAME}`,
+    scalableDimension: 'sagemaker:variant:DesiredInstanceCount',
+    minCapacity: compute.minInstances,
+    maxCapacity: compute.maxInstances,
+    // Application Auto Scaling's service-linked role for SageMaker endpoints (created on first use), as ECS services use theirs.
+    role: iam.Role.fromRoleArn(
+      scope,
+      'ScalingRole',
+      stack.formatArn({
+        service: 'iam',
+        region: '',
+        resource: 'role',
+        resourceName:
+          'aws-service-role/sagemaker.application-autoscaling.amazonaws.com/AWSServiceRoleForApplicationAutoScaling_SageMakerEndpoint',
+      }),
+    ),
+  });
+  scaling.scaleToTrackMetric('InvocationsPerInstance', {
+    predefinedMetric: appscaling.PredefinedMetric.SAGEMAKER_VARIANT_INVOCATIONS_PER_INSTANCE,
+    targetValue: compute.targetInvocationsPerInstance,
+  });
+
+  const api = createRestApi(scope, context, endpointName, endpointArn);
+  acknowledge(context, role, api);
+  return { api, url: api.url, stageName: api.deploymentStage.stageName, endpoint };
+}
+
+function createRestApi(
+  scope: Construct,
+  context: BackendContext,
+  endpointName: string,
+  endpointArn: string,
+): apigw.RestApi {
+  const accessLogs = new logs.LogGroup(scope, 'AccessLogs', {
+    retention: context.logRetention,
+    removalPolicy: RemovalPolicy.DESTROY,
+  });
+  const api = new apigw.RestApi(scope, 'Api', {
+    restApiName: context.apiName,
+    description: `Arclight API ${context.apiName} (SageMaker endpoint ${endpointName})`,
+    endpointTypes: [apigw.EndpointType.REGIONAL],
+    // Execution logs need an account-wide CloudWatch role, which a library must not set; access logs are on.
+    cloudWatchRole: false,
+    binaryMediaTypes: ['application/octet-stream', 'image/*'],
+    deployOptions: {
+      stageName: 'api',
+      throttlingRateLimit: context.throttle?.rateLimit ?? 100,
+      throttlingBurstLimit: context.throttle?.burstLimit ?? 200,
+      accessLogDestination: new apigw.LogGroupLogDestination(accessLogs),
+      accessLogFormat: apigw.AccessLogFormat.jsonWithStandardFields(),
+    },
+  });
+  const invokeRole = new iam.Role(scope, 'InvokeRole', {
+    assumedBy: new iam.ServicePrincipal('apigateway.amazonaws.com'),
+    description: `Lets the ${context.apiName} REST API call InvokeEndpoint on its SageMaker endpoint, and nothing else`,
+  });
+  invokeRole.addToPolicy(new iam.PolicyStatement({ actions: ['sagemaker:InvokeEndpoint'], resources: [endpointArn] }));
+
+  const integration = new apigw.AwsIntegration({
+    service: 'runtime.sagemaker',
+    path: `endpoints/${endpointName}/invocations`,
+    integrationHttpMethod: 'POST',
+    options: {
+      credentialsRole: invokeRole,
+      passthroughBehavior: apigw.PassthroughBehavior.WHEN_NO_TEMPLATES,
+      contentHandling: apigw.ContentHandling.CONVERT_TO_BINARY,
+      requestParameters: {
+        'integration.request.header.Content-Type': 'method.request.header.Content-Type',
+        'integration.request.header.Accept': 'method.request.header.Accept',
+        'integration.request.header.X-Amzn-SageMaker-Custom-Attributes': 'method.request.header.x-request-id',
+      },
+      integrationResponses: [
+        { statusCode: '200' },
+        // InvokeEndpoint's throttling, its validation errors and the container's own 4xx/5xx (ModelError, 424).
+        { selectionPattern: '429', statusCode: '429' },
+        { selectionPattern: '4\\d{2}', statusCode: '400' },
+        { selectionPattern: '5\\d{2}', statusCode: '502' },
+      ],
+    },
+  });
+  const validator = new apigw.RequestValidator(scope, 'RequestValidator', {
+    restApi: api,
+    // No body model is attached (predictors define their own inputs), so bodies pass; headers are checked.
+    validateRequestParameters: true,
+    validateRequestBody: true,
+  });
+  const authorizationType = context.auth.kind === 'iam' ? apigw.AuthorizationType.IAM : apigw.AuthorizationType.NONE;
+  api.root.addMethod('POST', integration, {
+    authorizationType,
+    requestValidator: validator,
+    requestParameters: {
+      'method.request.header.Content-Type': false,
+      'method.request.header.Accept': false,
+      'method.request.header.x-request-id': false,
+    },
+    methodResponses: ['200', '400', '429', '502'].map((statusCode) => ({ statusCode })),
+  });
+  return api;
+}
+
+/** cdk-nag findings that follow from the design, each acknowledged with its reason. */
+function acknowledge(context: BackendContext, role: iam.Role, api: apigw.RestApi): void {
+  Validations.of(role).acknowledge({
+    id: 'AwsSolutions-IAM5[Resource::*]',
+    reason:
+      "ecr:GetAuthorizationToken has no resource-level permissions (it takes '*'); the image pull is scoped to its repository, logs to the endpoint's own log group, S3 to the model object.",
+  });
+  Validations.of(api).acknowledge({
+    id: 'AwsSolutions-APIG6',
+    reason:
+      'Execution logging needs the account-wide API Gateway CloudWatch role, which a library construct must not replace; the stage writes JSON access logs of every request.',
+  });
+  Validations.of(api).acknowledge({
+    id: 'AwsSolutions-APIG3',
+    reason:
+      'A WAF web ACL is a per-account security policy with its own monthly cost; the stage is throttled, and RealtimeApi.api can be associated with a web ACL by the deployer.',
+  });
+  if (context.auth.kind === 'none') {
+    Validations.of(api).acknowledge({
+      id: 'AwsSolutions-APIG4',
+      reason: 'The deployer chose ApiAuth.none(): a public, throttled inference API (synth warns).',
+    });
+  }
+  Validations.of(api).acknowledge({
+    id: 'AwsSolutions-COG4',
+    reason:
+      context.auth.kind === 'iam'
+        ? 'Callers sign requests with SigV4 (ApiAuth.iam()); a Cognito user pool would be a second identity system.'
+        : 'The deployer chose ApiAuth.none(): a public, throttled inference API (synth warns); no user pool applies.',
+  });
+}

@@ -1,0 +1,229 @@
+/**
+ * RealtimeApi on Compute.ecs, from its synthesized template: a VPC with flow logs (or the one given), a cluster with
+ * Container Insights, an Auto Scaling group on the ECS-optimized GPU AMI (an SSM parameter, no lookup) as capacity
+ * provider, an EC2 task definition reserving GPUs with the env contract, a service with a rolling-back circuit breaker
+ * behind an internal ALB health-checking readiness, autoscaling on ALB requests per target, and an HTTP API reaching
+ * the ALB listener through a VPC link. IAM: the task role reads exactly the model object. Then the props' problems.
+ */
+import assert from 'node:assert/strict';
+import { before, describe, test } from 'node:test';
+import { Stack } from 'aws-cdk-lib';
+import { Template } from 'aws-cdk-lib/assertions';
+import * as ec2 from 'aws-cdk-lib/aws-ec2';
+import { ENV } from '../../lib/contract.js';
+import { Compute } from '../../lib/constructs/compute.js';
+import { API_METADATA_KEY, ModelSource, Predictor, RealtimeApi } from '../../lib/index.js';
+import {
+  assertNoBroadS3Grant,
+  flatten,
+  objectArnOf,
+  onlyResource,
+  policyStatements,
+  resourcesOf,
+  sha256,
+  tempApp,
+  thrownProblems,
+  useScratchTmpdir,
+} from '../cdk-helpers.js';
+import { DIGITS_ONNX, DIGITS_PREDICTOR } from '../helpers.js';
+
+useScratchTmpdir();
+
+let stack: Stack;
+let template: Template;
+
+before(() => {
+  stack = new Stack(tempApp(), 'S');
+  new RealtimeApi(stack, 'ecs', {
+    model: ModelSource.fromAsset(DIGITS_ONNX),
+    predictor: Predictor.fromEntry(DIGITS_PREDICTOR),
+    compute: Compute.ecs({ instanceType: 'g5.xlarge', minTasks: 2, maxTasks: 5 }),
+  });
+  template = Template.fromStack(stack);
+});
+
+function container(t: Template = template): Record<string, unknown> {
+  const [, taskDefinition] = onlyResource(t, 'AWS::ECS::TaskDefinition');
+  const definitions = taskDefinition['ContainerDefinitions'] as Record<string, unknown>[];
+  assert.equal(definitions.length, 1);
+  return definitions[0]!;
+}
+
+function env(t: Template = template): Record<string, string> {
+  const pairs = container(t)['Environment'] as { Name: string; Value: unknown }[];
+  return Object.fromEntries(pairs.map((p) => [p.Name, flatten(p.Value)]));
+}
+
+describe('capacity', () => {
+  test('a VPC with flow logs, a cluster with Container Insights', () => {
+    onlyResource(template, 'AWS::EC2::VPC');
+    const [, flowLog] = onlyResource(template, 'AWS::EC2::FlowLog');
+    assert.equal(flowLog['TrafficType'], 'ALL');
+    const [, cluster] = onlyResource(template, 'AWS::ECS::Cluster');
+    assert.deepEqual(cluster['ClusterSettings'], [{ Name: 'containerInsights', Value: 'enabled' }]);
+  });
+
+  test('an Auto Scaling group on the ECS-optimized GPU AMI (SSM parameter) as the cluster’s capacity provider', () => {
+    const [, launchTemplate] = onlyResource(template, 'AWS::EC2::LaunchTemplate');
+    const data = launchTemplate['LaunchTemplateData'] as Record<string, unknown>;
+    assert.equal(data['InstanceType'], 'g5.xlarge');
+    const imageParameter = (data['ImageId'] as { Ref: string }).Ref;
+    const parameters = template.toJSON()['Parameters'] as Record<string, { Default: string }>;
+    assert.equal(
+      parameters[imageParameter]!.Default,
+      '/aws/service/ecs/optimized-ami/amazon-linux-2/gpu/recommended/image_id',
+    );
+    assert.deepEqual(data['MetadataOptions'], { HttpTokens: 'required' });
+    const userData = JSON.stringify(data['UserData']);
+    assert.match(userData, /ECS_ENABLE_GPU_SUPPORT=true/);
+    const [, provider] = onlyResource(template, 'AWS::ECS::CapacityProvider');
+    const asgProvider = provider['AutoScalingGroupProvider'] as Record<string, unknown>;
+    assert.equal((asgProvider['ManagedScaling'] as Record<string, unknown>)['Status'], 'ENABLED');
+    assert.equal(asgProvider['ManagedTerminationProtection'], 'ENABLED');
+    const [, group] = onlyResource(template, 'AWS::AutoScaling::AutoScalingGroup');
+    assert.equal(group['MaxSize'], '5');
+    assert.equal(group['NewInstancesProtectedFromScaleIn'], true);
+  });
+});
+
+describe('the task and the service', () => {
+  test('an EC2 task definition reserving one GPU, port 8080, logs, the env contract with CUDA first', () => {
+    const [, taskDefinition] = onlyResource(template, 'AWS::ECS::TaskDefinition');
+    assert.deepEqual(taskDefinition['RequiresCompatibilities'], ['EC2']);
+    assert.equal(taskDefinition['NetworkMode'], 'awsvpc');
+    const c = container();
+    assert.deepEqual(c['ResourceRequirements'], [{ Type: 'GPU', Value: '1' }]);
+    assert.deepEqual(c['PortMappings'], [{ ContainerPort: 8080, Protocol: 'tcp' }]);
+    assert.equal((c['LogConfiguration'] as Record<string, unknown>)['LogDriver'], 'awslogs');
+    const e = env();
+    assert.equal(e[ENV.apiName], 'ecs');
+    assert.match(e[ENV.modelUri]!, /^s3:\/\/cdk-hnb659fds-assets-.*\.onnx$/);
+    assert.equal(e[ENV.modelSha256], sha256(DIGITS_ONNX));
+    assert.equal(e[ENV.executionProviders], 'cuda,cpu');
+    assert.equal(e[ENV.requestTimeoutMs], '28000');
+    const metadata = (
+      Object.values(template.findResources('AWS::ECS::TaskDefinition'))[0] as {
+        Metadata: Record<string, unknown>;
+      }
+    ).Metadata[API_METADATA_KEY];
+    assert.deepEqual(metadata, { apiName: 'ecs', compute: 'ecs', architecture: 'x64', gpu: true });
+  });
+
+  test('the service: capacity provider, circuit breaker with rollback, behind the ALB with a grace period', () => {
+    const [, service] = onlyResource(template, 'AWS::ECS::Service');
+    assert.equal(service['DesiredCount'], 2);
+    const deployment = service['DeploymentConfiguration'] as Record<string, unknown>;
+    assert.deepEqual(deployment['DeploymentCircuitBreaker'], { Enable: true, Rollback: true });
+    assert.equal(service['HealthCheckGracePeriodSeconds'], 300);
+    assert.equal((service['CapacityProviderStrategy'] as unknown[]).length, 1);
+    assert.equal((service['LoadBalancers'] as { ContainerPort: number }[])[0]!.ContainerPort, 8080);
+  });
+
+  test('an internal ALB health-checking /v2/health/ready; autoscaling on ALB requests per target', () => {
+    const [, alb] = onlyResource(template, 'AWS::ElasticLoadBalancingV2::LoadBalancer');
+    assert.equal(alb['Scheme'], 'internal');
+    const [, targetGroup] = onlyResource(template, 'AWS::ElasticLoadBalancingV2::TargetGroup');
+    assert.equal(targetGroup['HealthCheckPath'], '/v2/health/ready');
+    assert.equal(targetGroup['TargetType'], 'ip');
+    const [, target] = onlyResource(template, 'AWS::ApplicationAutoScaling::ScalableTarget');
+    assert.equal(target['MinCapacity'], 2);
+    assert.equal(target['MaxCapacity'], 5);
+    const [, policy] = onlyResource(template, 'AWS::ApplicationAutoScaling::ScalingPolicy');
+    const config = policy['TargetTrackingScalingPolicyConfiguration'] as Record<string, unknown>;
+    const metric = config['PredefinedMetricSpecification'] as Record<string, unknown>;
+    assert.equal(metric['PredefinedMetricType'], 'ALBRequestCountPerTarget');
+    assert.equal(config['TargetValue'], 600);
+  });
+
+  test('the ALB accepts only the VPC link’s security group', () => {
+    const ingress = resourcesOf(template, 'AWS::EC2::SecurityGroupIngress').filter(([id]) =>
+      id.startsWith('ecsLoadBalancerSecurityGroup'),
+    );
+    assert.equal(ingress.length, 1);
+    assert.match(flatten(ingress[0]![1]['SourceSecurityGroupId']), /ecsVpcLinkSecurityGroup/);
+    const [, albGroup] = onlyResource(template, 'AWS::EC2::SecurityGroup', 'ecsLoadBalancerSecurityGroup');
+    assert.equal(albGroup['SecurityGroupIngress'], undefined, 'no 0.0.0.0/0 rule');
+  });
+});
+
+describe('the HTTP API', () => {
+  test('every route goes through the VPC link to the ALB listener; the stage is throttled', () => {
+    const [, integration] = onlyResource(template, 'AWS::ApiGatewayV2::Integration');
+    assert.equal(integration['IntegrationType'], 'HTTP_PROXY');
+    assert.equal(integration['ConnectionType'], 'VPC_LINK');
+    assert.match(flatten(integration['ConnectionId']), /^\{Ref:ecsVpcLink\w+\}$/);
+    assert.match(flatten(integration['IntegrationUri']), /^\{Ref:ecsLoadBalancerListener\w+\}$/);
+    const routes = resourcesOf(template, 'AWS::ApiGatewayV2::Route').map(([, r]) => r['RouteKey']);
+    assert.equal(routes.length, 9);
+    assert.ok(routes.includes('$default') && routes.includes('POST /v2/models/{name}/infer'));
+    const [, stage] = onlyResource(template, 'AWS::ApiGatewayV2::Stage');
+    assert.deepEqual(stage['DefaultRouteSettings'], { ThrottlingBurstLimit: 200, ThrottlingRateLimit: 100 });
+  });
+});
+
+describe('IAM', () => {
+  test('the task role reads exactly the model object; no S3 grant is broader', () => {
+    assertNoBroadS3Grant(template);
+    const s3 = policyStatements(template).filter((s) => s.actions.some((a) => a.startsWith('s3:')));
+    assert.equal(s3.length, 1);
+    assert.ok(s3[0]!.holder.startsWith('ecsTaskRole'));
+    assert.deepEqual(s3[0]!.actions, ['s3:GetObject']);
+    const e = env();
+    assert.deepEqual(s3[0]!.resources, [objectArnOf(e[ENV.modelUri]!)]);
+    const [, taskRole] = onlyResource(template, 'AWS::IAM::Role', 'ecsTaskRole');
+    assert.equal(taskRole['ManagedPolicyArns'], undefined);
+  });
+});
+
+describe('Compute.ecs props', () => {
+  test('defaults; a given VPC is used as is; gpuCount 0 runs the CPU image on the standard AMI', () => {
+    const compute = Compute.ecs({ instanceType: 'g5.xlarge' });
+    assert.equal(compute.kind, 'ecs');
+    assert.equal(compute.gpuCount, 1);
+    assert.equal(compute.minTasks, 1);
+    assert.equal(compute.maxTasks, 2);
+    assert.equal(Compute.ecs({ instanceType: 'c7i.large' }).gpuCount, 0);
+
+    const other = new Stack(tempApp(), 'T');
+    const vpc = new ec2.Vpc(other, 'Mine', { natGateways: 1 });
+    new RealtimeApi(other, 'cpu', {
+      model: ModelSource.fromS3Uri('s3://my-models/m.onnx'),
+      compute: Compute.ecs({ instanceType: 'c7i.xlarge', vpc }),
+    });
+    const t = Template.fromStack(other);
+    assert.equal(resourcesOf(t, 'AWS::EC2::VPC').length, 1, 'no VPC besides the given one');
+    assert.equal(container(t)['ResourceRequirements'], undefined);
+    assert.equal(env(t)[ENV.executionProviders], 'cpu');
+    const parameters = t.toJSON()['Parameters'] as Record<string, { Default: string }>;
+    assert.ok(
+      Object.values(parameters).some(
+        (p) => p.Default === '/aws/service/ecs/optimized-ami/amazon-linux-2/recommended/image_id',
+      ),
+    );
+  });
+
+  test('every problem is reported in one error', () => {
+    const problems = thrownProblems(
+      () =>
+        new RealtimeApi(new Stack(tempApp(), 'S'), 'bad', {
+          model: ModelSource.fromS3Uri('s3://my-models/m.onnx'),
+          compute: Compute.ecs({ instanceType: 'ml.g5.xlarge', gpuCount: -1, minTasks: 0, maxTasks: 1.5 }),
+        }),
+    );
+    assert.deepEqual(problems, [
+      "instanceType 'ml.g5.xlarge' is not an EC2 instance type (<family>.<size>, e.g. g5.xlarge)",
+      'gpuCount must be a non-negative integer, got -1',
+      'minTasks must be an integer of at least 1, got 0',
+      'maxTasks must be an integer of at least 1, got 1.5',
+    ]);
+    assert.deepEqual(Compute.ecs({ instanceType: 'g5.xlarge', gpuCount: 4 }).problems(), [
+      'gpuCount 4 is more than the 1 GPU(s) of g5.xlarge',
+    ]);
+    assert.deepEqual(Compute.ecs({ instanceType: 'c7i.large', gpuCount: 1 }).problems(), [
+      'gpuCount 1 needs a GPU instance type; c7i.large has no GPU',
+    ]);
+    assert.deepEqual(Compute.ecs({ instanceType: 'g5.xlarge', minTasks: 3, maxTasks: 2 }).problems(), [
+      'maxTasks 2 is less than minTasks 3',
+    ]);
+  });
+});
