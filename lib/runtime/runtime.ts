@@ -502,7 +502,8 @@ export class Runtime {
 
   private errorResponse(error: unknown, requestId: string, route: Route | undefined): InternalResponse {
     if (isHttpError(error)) {
-      if (error.status >= 500)
+      // 503 (loading, overloaded) is an expected state that the request line already records: no error record for it.
+      if (error.status >= 500 && error.status !== 503)
         this.log.error('request failed', { requestId, route: route?.kind, code: error.code, error });
       return json(
         error.status,
