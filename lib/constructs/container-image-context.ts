@@ -8,10 +8,10 @@
 import { existsSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { tmpdir } from 'node:os';
-import { dirname, join, relative, resolve, sep } from 'node:path';
+import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { buildSync } from 'esbuild';
 import { DEFAULTS, ENV } from '../contract.js';
+import { bundleForNode } from './node-bundle.js';
 
 export interface ContainerImageContextOptions {
   /** Absolute path of the user's predictor module; the default (Open Inference Protocol) predictor when absent. */
@@ -40,7 +40,6 @@ export const CONTAINER_ENTRY = join(here, '..', 'runtime', 'container-main.ts');
 export const WORKER_ENTRY = join(here, '..', 'runtime', 'onnx-worker.ts');
 export const WORKER_FILE = 'onnx-worker.mjs';
 /** Predictors import 'arclight' for the predictor API; in the image that is predictor.ts alone, not the CDK side. */
-const PREDICTOR_API = join(here, '..', 'predictor.ts');
 const require = createRequire(import.meta.url);
 
 /** The onnxruntime-node version the image installs: the one this package depends on, so local and deployed agree. */
@@ -69,31 +68,7 @@ export function buildContainerImageContext(options: ContainerImageContextOptions
 }
 
 function bundle(dir: string, entry: string, outName: string): void {
-  buildSync({
-    entryPoints: [entry],
-    outfile: join(dir, outName),
-    bundle: true,
-    platform: 'node',
-    target: 'node22',
-    format: 'esm',
-    minify: true,
-    sourcemap: true,
-    sourcesContent: false,
-    legalComments: 'none',
-    logLevel: 'silent',
-    // Installed by the image build (with the CUDA provider on GPU images): it loads its binaries relative to itself.
-    external: ['onnxruntime-node'],
-    alias: { arclight: PREDICTOR_API },
-    // Some bundled CommonJS dependencies call require() on Node built-ins.
-    banner: {
-      js: "import { createRequire as __arclightRequire } from 'node:module'; const require = __arclightRequire(import.meta.url);",
-    },
-  });
-  // Map sources relative to the app's directory, so the image hash does not depend on where the checkout lies.
-  const mapFile = join(dir, `${outName}.map`);
-  const map = JSON.parse(readFileSync(mapFile, 'utf8')) as { sources: string[] };
-  map.sources = map.sources.map((source) => relative(process.cwd(), resolve(dir, source)).split(sep).join('/'));
-  writeFileSync(mapFile, JSON.stringify(map));
+  bundleForNode(dir, outName, { file: entry });
 }
 
 function appFiles(withPredictor: boolean): string {

@@ -3,12 +3,12 @@
  * into one ESM file, onnxruntime-node with only the target platform's native files, and a Dockerfile on the
  * AWS Lambda Node.js 22 base image. No Docker is needed to synthesize; `cdk deploy` builds the image.
  */
-import { cpSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { cpSync, mkdirSync, mkdtempSync, readdirSync, writeFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { tmpdir } from 'node:os';
-import { dirname, join, relative, resolve, sep } from 'node:path';
+import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { buildSync } from 'esbuild';
+import { bundleForNode } from './node-bundle.js';
 
 /** The CPU architectures Lambda offers, as Node.js names them. */
 export type NodeArch = 'arm64' | 'x64';
@@ -29,8 +29,6 @@ export function nativeDir(arch: NodeArch): string {
 
 const here = dirname(fileURLToPath(import.meta.url));
 const RUNTIME_ENTRY = join(here, '..', 'runtime', 'lambda.ts');
-/** Predictors import 'arclight' for the predictor API; in the image that is predictor.ts alone, not the CDK side. */
-const PREDICTOR_API = join(here, '..', 'predictor.ts');
 const require = createRequire(import.meta.url);
 
 /** Writes the build context into a fresh directory and returns its path. */
@@ -46,39 +44,14 @@ function bundleRuntime(dir: string, predictorEntry: string | undefined): void {
   const imports = predictorEntry
     ? `import predictor from ${JSON.stringify(predictorEntry)};\nexport const handler = lambdaHandlerFromEnv(predictor);`
     : 'export const handler = lambdaHandlerFromEnv();';
-  buildSync({
-    stdin: {
+  bundleForNode(dir, BUNDLE_FILE, {
+    source: {
       contents: `import { lambdaHandlerFromEnv } from ${JSON.stringify(RUNTIME_ENTRY)};\n${imports}\n`,
       resolveDir: here,
       sourcefile: 'arclight-lambda-entry.ts',
       loader: 'ts',
     },
-    outfile: join(dir, BUNDLE_FILE),
-    bundle: true,
-    platform: 'node',
-    target: 'node22',
-    format: 'esm',
-    minify: true,
-    sourcemap: true,
-    sourcesContent: false,
-    legalComments: 'none',
-    logLevel: 'silent',
-    // The native addon and its JS stay a package beside the bundle: it loads its binary relative to itself.
-    external: ['onnxruntime-node'],
-    alias: { arclight: PREDICTOR_API },
-    // Some bundled CommonJS dependencies call require() on Node built-ins.
-    banner: {
-      js: "import { createRequire as __arclightRequire } from 'node:module'; const require = __arclightRequire(import.meta.url);",
-    },
   });
-  // esbuild writes the map's sources relative to this temp dir, which neither the cloud assembly nor the image has
-  // (a stack read /var/task/../../<checkout>/lib/...): make them relative to the app's directory, so that stacks
-  // name lib/..., functions/... beside the bundle wherever it runs, and the image hash no longer depends on where
-  // the checkout lies.
-  const mapFile = join(dir, `${BUNDLE_FILE}.map`);
-  const map = JSON.parse(readFileSync(mapFile, 'utf8')) as { sources: string[] };
-  map.sources = map.sources.map((source) => relative(process.cwd(), resolve(dir, source)).split(sep).join('/'));
-  writeFileSync(mapFile, JSON.stringify(map));
 }
 
 /** onnxruntime-node's JS, its common package, and the native files of one platform only (not all ~300 MB). */

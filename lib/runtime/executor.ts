@@ -3,6 +3,7 @@
  * `WorkerPool` (the container server) both fit it, so `createModel` wraps either.
  */
 import type { Tensor, TensorInfo } from '../predictor.js';
+import { TENSOR_TYPE_OF, allocate } from './tensor-types.js';
 
 export interface Executor {
   readonly inputs: readonly TensorInfo[];
@@ -20,3 +21,21 @@ export type ExecutorFactory = (
   source: string,
   options: { readonly intraOpThreads?: number; readonly executionProviders?: readonly string[] },
 ) => Promise<Executor>;
+
+/** Zero-filled tensors for every input (dynamic dimensions as 1): the warm-up run's feeds. */
+export function zeroFeeds(inputs: readonly TensorInfo[]): Record<string, Tensor> {
+  const feeds: Record<string, Tensor> = {};
+  for (const input of inputs) {
+    const dims = input.shape.map((d) => (d < 0 ? 1 : d));
+    const type = TENSOR_TYPE_OF[input.datatype];
+    feeds[input.name] = {
+      type,
+      data: allocate(
+        type,
+        dims.reduce((a, b) => a * b, 1),
+      ),
+      dims,
+    } as Tensor;
+  }
+  return feeds;
+}

@@ -6,7 +6,8 @@
 import type ort from 'onnxruntime-node';
 import type { Datatype, Tensor, TensorInfo } from '../predictor.js';
 import { StartupError } from './startup-error.js';
-import { DATATYPE_OF, TENSOR_TYPE_OF, allocate, isTensorType } from './tensor-types.js';
+import { DATATYPE_OF, isTensorType } from './tensor-types.js';
+import { zeroFeeds } from './executor.js';
 
 /** The session options every executor uses (benchmarks build their raw baselines from the same). */
 export function onnxSessionOptions(options: OnnxExecutorOptions = {}): ort.InferenceSession.SessionOptions {
@@ -108,19 +109,7 @@ export class OnnxExecutor {
    * first-run allocations. Resolves with its duration, or undefined when the model refuses such inputs.
    */
   async warmUp(): Promise<number | undefined> {
-    const feeds: Record<string, Tensor> = {};
-    for (const input of this.inputs) {
-      const dims = input.shape.map((d) => (d < 0 ? 1 : d));
-      const type = TENSOR_TYPE_OF[input.datatype];
-      feeds[input.name] = {
-        type,
-        data: allocate(
-          type,
-          dims.reduce((a, b) => a * b, 1),
-        ),
-        dims,
-      } as Tensor;
-    }
+    const feeds = zeroFeeds(this.inputs);
     const started = performance.now();
     try {
       await this.run(feeds);

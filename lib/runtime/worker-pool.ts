@@ -9,12 +9,11 @@ import { availableParallelism } from 'node:os';
 import { fileURLToPath } from 'node:url';
 import { Worker } from 'node:worker_threads';
 import type { Tensor, TensorInfo } from '../predictor.js';
-import type { Executor } from './executor.js';
+import { zeroFeeds, type Executor } from './executor.js';
 import { httpError } from './http-errors.js';
 import type { Logger } from './logger.js';
 import { ModelRunError } from './onnx-executor.js';
 import { StartupError } from './startup-error.js';
-import { TENSOR_TYPE_OF, allocate } from './tensor-types.js';
 
 /** What each worker starts from. */
 export interface WorkerInit {
@@ -311,19 +310,7 @@ export class WorkerPool implements Executor {
   /** One run on zero inputs (dynamic dimensions as 1), like `OnnxExecutor.warmUp`. */
   async warmUp(): Promise<number | undefined> {
     if (this.firstRunMs !== undefined) return this.firstRunMs;
-    const feeds: Record<string, Tensor> = {};
-    for (const input of this.inputs) {
-      const dims = input.shape.map((d) => (d < 0 ? 1 : d));
-      const type = TENSOR_TYPE_OF[input.datatype];
-      feeds[input.name] = {
-        type,
-        data: allocate(
-          type,
-          dims.reduce((a, b) => a * b, 1),
-        ),
-        dims,
-      } as Tensor;
-    }
+    const feeds = zeroFeeds(this.inputs);
     const started = performance.now();
     try {
       await this.runTransferring(feeds);
