@@ -2,7 +2,7 @@
  * What the RealtimeApi backends share: the HTTP API's routes, stage and access log format, and the environment of
  * the container server (the same contract as the Lambda function's).
  */
-import { Duration, RemovalPolicy } from 'aws-cdk-lib';
+import { Duration, RemovalPolicy, Validations } from 'aws-cdk-lib';
 import { AccessLogFormat } from 'aws-cdk-lib/aws-apigateway';
 import * as apigwv2 from 'aws-cdk-lib/aws-apigatewayv2';
 import * as logs from 'aws-cdk-lib/aws-logs';
@@ -157,3 +157,12 @@ export const CONTAINER_REQUEST_TIMEOUT_MS = DEFAULTS.requestTimeoutMs;
 
 /** How long a task or instance may take to become healthy: the model fetch and session creation. */
 export const STARTUP_GRACE = Duration.minutes(5);
+
+/** With `ApiAuth.none()`, cdk-nag's missing-authorizer finding is the deployer's choice: acknowledged with that reason. */
+export function acknowledgeOpenApi(api: Construct, auth: ApiAuth): void {
+  if (auth.kind !== 'none') return;
+  Validations.of(api).acknowledge({
+    id: 'AwsSolutions-APIG4',
+    reason: 'The deployer chose ApiAuth.none(): a public, throttled inference API (synth warns).',
+  });
+}

@@ -25,6 +25,7 @@ import {
   containerEnvironment,
   createHttpStage,
   type BackendContext,
+  acknowledgeOpenApi,
 } from './backend-common.js';
 import type { EcsCompute } from './compute.js';
 import { buildContainerImageContext } from './container-image-context.js';
@@ -260,10 +261,5 @@ function acknowledge(
     reason:
       "The ALB is internal and reached only through the API's VPC link; the API stage's JSON access logs record every request.",
   });
-  if (context.auth.kind === 'none') {
-    Validations.of(api).acknowledge({
-      id: 'AwsSolutions-APIG4',
-      reason: 'The deployer chose ApiAuth.none(): a public, throttled inference API (synth warns).',
-    });
-  }
+  acknowledgeOpenApi(api, context.auth);
 }

@@ -19,6 +19,7 @@ import {
   type BackendContext,
   type BatchingProps,
   type ThrottleProps,
+  acknowledgeOpenApi,
 } from './backend-common.js';
 import {
   Compute,
@@ -277,12 +278,7 @@ export class RealtimeApi extends Construct {
       reason:
         "CloudWatch Logs stream ARNs under the function's own log group end in ':*'; no other wildcard is granted.",
     });
-    if (auth.kind === 'none') {
-      Validations.of(httpApi).acknowledge({
-        id: 'AwsSolutions-APIG4',
-        reason: 'The deployer chose ApiAuth.none(): a public, throttled inference API (synth warns).',
-      });
-    }
+    acknowledgeOpenApi(httpApi, auth);
   }
 }
 

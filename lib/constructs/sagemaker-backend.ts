@@ -14,7 +14,12 @@ import * as sagemaker from 'aws-cdk-lib/aws-sagemaker';
 import { DISABLE_ASSET_STAGING_CONTEXT } from 'aws-cdk-lib/cx-api';
 import type { Construct } from 'constructs';
 import { API_METADATA_KEY } from '../contract.js';
-import { CONTAINER_REQUEST_TIMEOUT_MS, containerEnvironment, type BackendContext } from './backend-common.js';
+import {
+  CONTAINER_REQUEST_TIMEOUT_MS,
+  containerEnvironment,
+  type BackendContext,
+  acknowledgeOpenApi,
+} from './backend-common.js';
 import { SAGEMAKER_LIMITS, type SageMakerCompute } from './compute.js';
 import { buildContainerImageContext } from './container-image-context.js';
 import type { ApiMetadata } from './realtime-api.js';
@@ -231,12 +236,7 @@ function acknowledge(context: BackendContext, role: iam.Role, api: apigw.RestApi
     reason:
       'A WAF web ACL is a per-account security policy with its own monthly cost; the stage is throttled, and RealtimeApi.api can be associated with a web ACL by the deployer.',
   });
-  if (context.auth.kind === 'none') {
-    Validations.of(api).acknowledge({
-      id: 'AwsSolutions-APIG4',
-      reason: 'The deployer chose ApiAuth.none(): a public, throttled inference API (synth warns).',
-    });
-  }
+  acknowledgeOpenApi(api, context.auth);
   Validations.of(api).acknowledge({
     id: 'AwsSolutions-COG4',
     reason:
