@@ -357,6 +357,21 @@ export function assertLogitsClose(actual: readonly number[], reference: readonly
   }
 }
 
+/** A batch's flat logits, image by image, against the reference logits from `offset` on. */
+export function assertBatchLogits(
+  flat: readonly number[],
+  count: number,
+  reference: readonly (readonly number[])[],
+  offset = 0,
+  label = 'image',
+): void {
+  assert.equal(flat.length, count * DIGIT_CLASSES, `${count} images give ${count * DIGIT_CLASSES} logits`);
+  for (let i = 0; i < count; i++) {
+    const at = i * DIGIT_CLASSES;
+    assertLogitsClose(flat.slice(at, at + DIGIT_CLASSES), reference[offset + i]!, `${label} ${offset + i}`);
+  }
+}
+
 /** Grey levels 0..16 as the digits predictor takes them (the fixture holds them scaled to 0..1). */
 export function greyLevels(image: readonly number[]): number[] {
   return image.map((p) => p * 16);
