@@ -190,12 +190,12 @@ export class BatchingExecutor implements Executor {
   }
 
   private async runBatch(calls: readonly RunCall[]): Promise<Settled<Record<string, Tensor>>[]> {
-    if (calls.length === 1) return [await settle(this.target.run(calls[0]!.feeds, calls[0]!.outputNames))];
+    const run = this.target.runTransferring ?? this.target.run;
+    if (calls.length === 1) return [await settle(run.call(this.target, calls[0]!.feeds, calls[0]!.outputNames))];
     const rows = calls.map((call) => firstDim(call.feeds));
     const total = rows.reduce((a, b) => a + b, 0);
     const feeds: Record<string, Tensor> = {};
     for (const name of Object.keys(calls[0]!.feeds)) feeds[name] = concat(calls.map((c) => c.feeds[name]!));
-    const run = this.target.runTransferring ?? this.target.run;
     let outputs: Record<string, Tensor> | undefined;
     try {
       outputs = await run.call(this.target, feeds, calls[0]!.outputNames);

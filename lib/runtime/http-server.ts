@@ -6,6 +6,8 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse } 
 import type { AddressInfo } from 'node:net';
 import { DEFAULTS, REQUEST_ID_HEADER } from '../contract.js';
 import type { InternalRequest, InternalResponse } from './codec.js';
+import { BINARY_HEADER } from './oip.js';
+import { markOwned } from './owned-buffers.js';
 import { stringifyJson } from './json.js';
 import { requestIdFrom } from './request-id.js';
 import type { Runtime } from './runtime.js';
@@ -74,10 +76,16 @@ async function serve(runtime: Runtime, req: IncomingMessage, res: ServerResponse
   }
 }
 
-/** Reads the whole body, or undefined as soon as it passes the limit. */
+/**
+ * Reads the whole body, or undefined as soon as it passes the limit. The body lands in memory of its own (never
+ * Node's shared pool), placed so that an OIP binary part starts 8-byte aligned: tensors decode as views into it, and
+ * the worker pool moves it to a worker instead of copying.
+ */
 function readBody(req: IncomingMessage, maxBodyBytes: number): Promise<Buffer | undefined> {
   const declared = Number(req.headers['content-length']);
   if (Number.isFinite(declared) && declared > maxBodyBytes) return Promise.resolve(undefined);
+  const binaryAt = Number(req.headers[BINARY_HEADER]);
+  const pad = Number.isSafeInteger(binaryAt) && binaryAt >= 0 ? (8 - (binaryAt % 8)) % 8 : 0;
   return new Promise((resolve, reject) => {
     const chunks: Buffer[] = [];
     let length = 0;
@@ -91,9 +99,18 @@ function readBody(req: IncomingMessage, maxBodyBytes: number): Promise<Buffer | 
       chunks.push(chunk);
     };
     req.on('data', onData);
-    req.once('end', () => resolve(Buffer.concat(chunks, length)));
+    req.once('end', () => resolve(ownedCopy(chunks, length, pad)));
     req.once('error', reject);
   });
+}
+
+function ownedCopy(chunks: readonly Buffer[], length: number, pad: number): Buffer {
+  const memory = new ArrayBuffer(pad + length);
+  markOwned(memory);
+  const body = Buffer.from(memory, pad, length);
+  let offset = 0;
+  for (const chunk of chunks) offset += chunk.copy(body, offset);
+  return body;
 }
 
 /** 413 with `connection: close`; the rest of the upload is read and dropped briefly so the client sees the answer. */

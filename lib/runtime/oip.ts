@@ -18,6 +18,7 @@ import {
   bytesPerElement,
   fromFloat16Bits,
   isDatatype,
+  tensorDataFromBytes,
   toFloat16Bits,
 } from './tensor-types.js';
 
@@ -224,7 +225,7 @@ function fromBinary(cursor: BinaryCursor, size: unknown, type: TensorType, count
     throw invalidInput(`${where}: binary_data_size must be a non-negative integer`);
   }
   if (type === 'bool' && size === count) {
-    return copyBytes(cursor.take(size, where), type, count);
+    return tensorDataFromBytes(cursor.take(size, where), type, count);
   }
   const expected = count * bytesPerElement(type);
   if (size !== expected) {
@@ -232,18 +233,8 @@ function fromBinary(cursor: BinaryCursor, size: unknown, type: TensorType, count
       `${where}: binary_data_size is ${size} bytes; the shape needs ${expected} (${count} × ${bytesPerElement(type)})`,
     );
   }
-  return copyBytes(cursor.take(size, where), type, count);
-}
-
-/** Copies little-endian bytes into a fresh, aligned typed array. */
-function copyBytes(bytes: Buffer, type: TensorType, count: number): TensorData {
-  const data = allocate(type, count);
-  new Uint8Array(data.buffer, data.byteOffset, data.byteLength).set(bytes);
-  if (type === 'bool') {
-    const flags = data as Uint8Array;
-    for (let i = 0; i < flags.length; i++) flags[i] = flags[i] ? 1 : 0;
-  }
-  return data;
+  // A view into the body when aligned (the HTTP adapter aligns the binary part): no copy of the tensor.
+  return tensorDataFromBytes(cursor.take(size, where), type, count);
 }
 
 function fromJson(

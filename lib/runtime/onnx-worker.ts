@@ -3,6 +3,8 @@
  * the pool's jobs one at a time. onnxruntime-node's `run` blocks the thread it runs on; here that is this thread,
  * never the server's. Tensors come and go as transferable typed arrays.
  */
+import { readlinkSync } from 'node:fs';
+import { setPriority } from 'node:os';
 import { parentPort, workerData } from 'node:worker_threads';
 import type { Tensor } from '../predictor.js';
 import { ModelRunError, OnnxExecutor } from './onnx-executor.js';
@@ -12,6 +14,23 @@ import type { WorkerInit, WorkerJob, WorkerMessage, WorkerReply } from './worker
 const port = parentPort;
 if (!port) throw new Error('onnx-worker must run in a worker thread');
 const init = workerData as WorkerInit;
+
+/** How much lower than the server's thread inference runs (nice +10): see yieldToServerThread. */
+const WORKER_NICENESS = 10;
+
+/**
+ * Inference yields the CPU to the server's thread: when the workers saturate every core, health checks (SageMaker
+ * kills a container whose /ping is late) and request intake still run at once. Linux keeps niceness per thread and
+ * onnxruntime's intra-op threads, created with the session, inherit it. Elsewhere, or if refused, a no-op.
+ */
+function yieldToServerThread(): void {
+  try {
+    const threadId = Number(readlinkSync('/proc/thread-self').split('/').pop());
+    if (Number.isSafeInteger(threadId) && threadId > 0) setPriority(threadId, WORKER_NICENESS);
+  } catch {
+    // Not Linux, or not permitted: inference runs at the server's priority.
+  }
+}
 
 /** Loads the session with the providers asked for; falls back to CPU when `cpu` is listed and another fails. */
 async function load(): Promise<{ executor: OnnxExecutor; providers: readonly string[]; fallback?: string }> {
@@ -56,6 +75,7 @@ function post(reply: WorkerReply, transfer: ArrayBuffer[] = []): void {
   port!.postMessage(reply, transfer);
 }
 
+yieldToServerThread();
 try {
   const { executor, providers, fallback } = await load();
   const firstRunMs = init.warmUp ? await executor.warmUp() : undefined;

@@ -38,6 +38,7 @@ export function isTensorType(value: unknown): value is TensorType {
 
 interface TypedArrayConstructor {
   new (length: number): TensorData;
+  new (buffer: ArrayBufferLike, byteOffset: number, length: number): TensorData;
   readonly BYTES_PER_ELEMENT: number;
 }
 
@@ -55,6 +56,24 @@ const ARRAY_OF: Readonly<Record<TensorType, TypedArrayConstructor>> = {
 
 export function allocate(type: TensorType, length: number): TensorData {
   return new ARRAY_OF[type](length);
+}
+
+/**
+ * The elements in `bytes` (little-endian, as sent) as a typed array: a view sharing its memory when the offset is
+ * aligned for the type, else an aligned copy. Booleans are always copied, to normalise them to 0/1.
+ */
+export function tensorDataFromBytes(bytes: Uint8Array, type: TensorType, length: number): TensorData {
+  const constructor = ARRAY_OF[type];
+  if (type !== 'bool' && bytes.byteOffset % constructor.BYTES_PER_ELEMENT === 0) {
+    return new constructor(bytes.buffer, bytes.byteOffset, length);
+  }
+  const data = new constructor(length);
+  new Uint8Array(data.buffer, data.byteOffset, data.byteLength).set(bytes.subarray(0, data.byteLength));
+  if (type === 'bool') {
+    const flags = data as Uint8Array;
+    for (let i = 0; i < flags.length; i++) flags[i] = flags[i] ? 1 : 0;
+  }
+  return data;
 }
 
 export function bytesPerElement(type: TensorType): number {

@@ -13,6 +13,7 @@ import { zeroFeeds, type Executor } from './executor.js';
 import { httpError } from './http-errors.js';
 import type { Logger } from './logger.js';
 import { ModelRunError } from './onnx-executor.js';
+import { isOwned } from './owned-buffers.js';
 import { StartupError } from './startup-error.js';
 
 /** What each worker starts from. */
@@ -190,7 +191,10 @@ export class WorkerPool implements Executor {
     return this.submit(plain(feeds), outputNames, []);
   }
 
-  /** Runs the model on feeds this caller owns: their buffers move to the worker (no copy) and are unusable here after. */
+  /**
+   * Runs the model on feeds this caller owns: their buffers move to the worker (no copy) and are unusable here after.
+   * A buffer moves when the tensor fills it, or when it is a request body of its own (views into it included).
+   */
   runTransferring(
     feeds: Readonly<Record<string, Tensor>>,
     outputNames?: readonly string[],
@@ -198,13 +202,10 @@ export class WorkerPool implements Executor {
     const transfer: ArrayBuffer[] = [];
     for (const tensor of Object.values(feeds)) {
       const { buffer, byteOffset, byteLength } = tensor.data;
-      if (
-        buffer instanceof ArrayBuffer &&
-        byteOffset === 0 &&
-        byteLength === buffer.byteLength &&
-        !transfer.includes(buffer)
-      )
+      const fills = byteOffset === 0 && byteLength === buffer.byteLength;
+      if (buffer instanceof ArrayBuffer && (fills || isOwned(buffer)) && !transfer.includes(buffer)) {
         transfer.push(buffer);
+      }
     }
     return this.submit(plain(feeds), outputNames, transfer);
   }

@@ -1,10 +1,11 @@
 /** The worker-thread executor pool: same face as OnnxExecutor, sessions off the main thread, crash recovery, EPs. */
 import assert from 'node:assert/strict';
-import { readFileSync } from 'node:fs';
+import { readFileSync, readdirSync } from 'node:fs';
 import { after, before, describe, test } from 'node:test';
 import { isHttpError, type Tensor } from '../../lib/predictor.js';
 import { createModel } from '../../lib/runtime/model.js';
 import { ModelRunError, OnnxExecutor } from '../../lib/runtime/onnx-executor.js';
+import { markOwned } from '../../lib/runtime/owned-buffers.js';
 import { StartupError } from '../../lib/runtime/startup-error.js';
 import { WorkerPool, defaultIntraOpThreads, defaultWorkerCount } from '../../lib/runtime/worker-pool.js';
 import { DIGITS_ONNX, MOBILENET_ONNX, assertLogitsClose, loadDigitsExpected } from '../helpers.js';
@@ -58,6 +59,35 @@ describe('WorkerPool on digits', () => {
     assert.equal(moved['image']!.data.length, 0, 'the buffer went to the worker');
     assertLogitsClose(Array.from(out['logits']!.data as Float32Array), expected.logits[0]!, 'transferred');
   });
+
+  test('runTransferring moves a request body of its own with views into it, never a buffer it does not own', async () => {
+    const image = Float32Array.from(expected.images[0]!);
+    const body = new ArrayBuffer(16 + image.byteLength);
+    markOwned(body);
+    const view = new Float32Array(body, 16, image.length);
+    view.set(image);
+    const out = await pool.runTransferring({ image: { type: 'float32', data: view, dims: [1, 1, 8, 8] } });
+    assert.equal(body.byteLength, 0, 'the owned body went to the worker');
+    assertLogitsClose(Array.from(out['logits']!.data as Float32Array), expected.logits[0]!, 'owned view');
+
+    const shared = new ArrayBuffer(16 + image.byteLength);
+    const foreign = new Float32Array(shared, 16, image.length);
+    foreign.set(image);
+    await pool.runTransferring({ image: { type: 'float32', data: foreign, dims: [1, 1, 8, 8] } });
+    assert.equal(shared.byteLength, 16 + image.byteLength, 'a buffer not marked owned is copied, not moved');
+  });
+
+  test(
+    'worker threads run below the server thread (nice +10), so health checks stay prompt',
+    { skip: process.platform !== 'linux' },
+    () => {
+      const niceOf = (task: string): number =>
+        Number(readFileSync(`/proc/self/task/${task}/stat`, 'utf8').split(') ')[1]!.split(' ')[16]);
+      const tasks = readdirSync('/proc/self/task');
+      assert.equal(niceOf(String(process.pid)), 0, 'the main thread keeps its priority');
+      assert.ok(tasks.filter((t) => niceOf(t) === 10).length >= 2, 'each of the 2 workers runs at nice 10');
+    },
+  );
 
   test('jobs spread over the workers and queue when all are busy', async () => {
     const runs = Array.from({ length: 6 }, (_, i) => pool.run(digitsFeeds([expected.images[i]!])));
