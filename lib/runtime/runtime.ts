@@ -15,7 +15,7 @@ import { Batcher, BatchingExecutor, type BatchingOptions, type Settled } from '.
 import { decodePayload, encodeResult, type InternalRequest, type InternalResponse } from './codec.js';
 import { defaultPredictor, infer } from './default-predictor.js';
 import { httpError } from './http-errors.js';
-import { stringifyJson } from './json.js';
+import { clipText, stringifyJson } from './json.js';
 import { requestLogger, type Logger } from './logger.js';
 import type { Executor, ExecutorFactory } from './executor.js';
 import { createModel } from './model.js';
@@ -473,7 +473,7 @@ export class Runtime {
   private requireModel(name: string): Model {
     const { model } = this.requireReady();
     if (name !== model.name)
-      throw httpError('model_not_found', `no model named '${name}'; this API serves '${model.name}'`);
+      throw httpError('model_not_found', `no model named '${clipText(name)}'; this API serves '${model.name}'`);
     return model;
   }
 
