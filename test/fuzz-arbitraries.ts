@@ -21,9 +21,14 @@ export function fuzzRuns(short: number): number {
 /** The digits model's one valid OIP request, and the digits predictor's: what must succeed after every hostile one. */
 export const VALID_INFER: Call = {
   path: INFER,
+  headers: { 'content-type': 'application/json' },
   body: JSON.stringify({ inputs: [{ name: 'image', datatype: 'FP32', shape: [1, 1, 8, 8], data: VALID_IMAGE }] }),
 };
-export const VALID_PREDICT: Call = { path: '/', body: JSON.stringify({ pixels: VALID_IMAGE.map((p) => p * 16) }) };
+export const VALID_PREDICT: Call = {
+  path: '/',
+  headers: { 'content-type': 'application/json' },
+  body: JSON.stringify({ pixels: VALID_IMAGE.map((p) => p * 16) }),
+};
 
 /** Bodies too big to shrink or print: built once, referred to by name. */
 const ENORMOUS: Readonly<Record<string, string>> = {
