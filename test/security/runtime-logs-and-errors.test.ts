@@ -130,7 +130,7 @@ describe('client-supplied request ids cannot inject into log lines', () => {
   }
 
   test('through x-request-id over HTTP (what a header can carry) and in a Lambda event (anything)', async () => {
-    const [[, http], [, , handler]] = await transportsAt('INFO');
+    const [[, http, handler]] = (await transportsAt('INFO')) as [[string, Transport, LambdaHandler]];
     for (const hostile of HOSTILE) {
       if (!/[\r\n\u2028]/.test(hostile)) {
         const { result: reply, lines } = await captureLogs(() =>
@@ -150,7 +150,7 @@ describe('client-supplied request ids cannot inject into log lines', () => {
   });
 
   test('a valid request with a safe client id keeps it, end to end', async () => {
-    const [[, http]] = await transportsAt('INFO');
+    const [[, http]] = (await transportsAt('INFO')) as [[string, Transport, LambdaHandler]];
     const body = digitsInferBody([loadDigitsExpected().images[0]!]);
     const { result: reply, lines } = await captureLogs(() =>
       http({ path: '/v2/models/digits/infer', body, headers: { 'x-request-id': 'client-123.abc:def' } }),
