@@ -7,6 +7,7 @@ import { reportError } from '../lib/cli/fail.js';
 import { predict } from '../lib/cli/predict.js';
 import { serve, SERVE_DEFAULTS } from '../lib/cli/serve.js';
 import { LOG_LEVELS, type LogLevel } from '../lib/runtime/logger.js';
+import { guardProcess } from '../lib/runtime/process-guard.js';
 
 function positiveInt(value: string): number {
   const n = Number(value);
@@ -66,6 +67,7 @@ program
       void handle.close().then(() => process.exit(0));
     };
     // Handlers first: whoever reads the line below may signal at once.
+    guardProcess(handle.runtime.log);
     process.once('SIGINT', stop);
     process.once('SIGTERM', stop);
     process.stderr.write(`arclight: serving '${handle.runtime.apiName}' on ${handle.url}/ (ready)\n`);

@@ -2,9 +2,10 @@
  * The codec between bytes and predictors: request payloads by content type, and predictor results
  * (JSON, text, bytes or a full-control response) back to status, headers and body.
  */
+import { validateHeaderName, validateHeaderValue } from 'node:http';
 import type { PredictorResponse } from '../predictor.js';
 import { httpError } from './http-errors.js';
-import { isJsonContentType, mediaType, parseJsonBody, stringifyJson } from './json.js';
+import { isJsonContentType, mediaType, parseJsonBody, previewJson, stringifyJson } from './json.js';
 
 /** The transport-neutral request every adapter produces. */
 export interface InternalRequest {
@@ -92,8 +93,21 @@ function encodeBody(body: unknown): { headers: Record<string, string>; body: Buf
   return { headers: { 'content-type': 'application/json' }, body: Buffer.from(json) };
 }
 
+/**
+ * A full-control response's headers, lower-cased and checked: a name or value HTTP cannot carry (a newline, a
+ * space in a name) would make node:http drop the connection unanswered, and API Gateway fail the invocation.
+ */
 function lowerCaseKeys(headers: Readonly<Record<string, string>>): Record<string, string> {
   const out: Record<string, string> = {};
-  for (const [name, value] of Object.entries(headers)) out[name.toLowerCase()] = String(value);
+  for (const [name, value] of Object.entries(headers)) {
+    const text = String(value);
+    try {
+      validateHeaderName(name);
+      validateHeaderValue(name, text);
+    } catch {
+      throw httpError('predictor_error', `the predictor returned a header HTTP cannot carry: ${previewJson(name)}`);
+    }
+    out[name.toLowerCase()] = text;
+  }
   return out;
 }

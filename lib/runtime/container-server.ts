@@ -10,6 +10,7 @@ import { DEFAULTS, ENV } from '../contract.js';
 import type { DefinedPredictor } from '../predictor.js';
 import { createHttpServer, listen } from './http-server.js';
 import { createLogger, type Logger } from './logger.js';
+import { guardProcess } from './process-guard.js';
 import { Runtime } from './runtime.js';
 import { settingsFromEnv, type RuntimeSettings } from './settings.js';
 import { Telemetry, metricsModeFromEnv } from './telemetry.js';
@@ -139,6 +140,7 @@ export async function runContainerServer(
 ): Promise<ContainerServer> {
   const settings = settingsFromEnv(env);
   const container = await startContainerServer({ settings, ...(predictor ? { predictor } : {}), env });
+  guardProcess(container.runtime.log);
   const stop = (signal: string): void => {
     container.runtime.log.info('signal received', { signal });
     container.shutdown().then(

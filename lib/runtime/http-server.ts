@@ -66,9 +66,11 @@ export function createHttpServer(runtime: Runtime, options: HttpServerOptions = 
 
 async function serve(runtime: Runtime, req: IncomingMessage, res: ServerResponse, maxBodyBytes: number): Promise<void> {
   try {
+    const url = requestUrl(req.url);
+    if (url === undefined) return refuse(req, res, 400, 'invalid_input', 'the request target is not a valid path');
     const body = await readBody(req, maxBodyBytes);
     if (body === undefined) return refuseTooLarge(req, res, maxBodyBytes);
-    const response = await runtime.handle(toInternal(req, body));
+    const response = await runtime.handle(toInternal(req, url, body));
     send(res, response);
   } catch (error) {
     runtime.log.warn('connection failed', { error: error as Error });
@@ -151,8 +153,20 @@ function refuse(
   socket.once('close', () => clearTimeout(timer));
 }
 
-function toInternal(req: IncomingMessage, body: Buffer): InternalRequest {
-  const url = new URL(req.url ?? '/', 'http://localhost');
+/**
+ * The request target as a URL. An origin-form target is read as a path even when it starts with `//` (which URL
+ * would take for a host, so `//v2/...` routed elsewhere and `//` threw); an absolute-form one as it is; else undefined.
+ */
+function requestUrl(target: string | undefined): URL | undefined {
+  const raw = target ?? '/';
+  try {
+    return raw.startsWith('/') ? new URL(`http://localhost${raw}`) : new URL(raw, 'http://localhost');
+  } catch {
+    return undefined;
+  }
+}
+
+function toInternal(req: IncomingMessage, url: URL, body: Buffer): InternalRequest {
   const headers: Record<string, string> = {};
   for (const [name, value] of Object.entries(req.headers)) {
     if (value !== undefined) headers[name] = Array.isArray(value) ? value.join(', ') : value;

@@ -33,6 +33,11 @@ export function mediaType(contentType: string): string {
   return contentType.split(';', 1)[0]!.trim().toLowerCase();
 }
 
+/** A client-supplied string (a name, a path) as an error message quotes it: at most `maxLength` characters. */
+export function clipText(text: string, maxLength = 64): string {
+  return text.length > maxLength ? `${text.slice(0, maxLength - 1)}…` : text;
+}
+
 /**
  * A request value as an error message shows it: JSON, at most `maxLength` characters and a few levels deep, so a
  * hostile value (nested 100000 deep, megabytes long) can neither exhaust the stack nor swell the message.

@@ -67,11 +67,20 @@ function fromEvent(
   throw new BadEvent('the event is not an API Gateway proxy event (payload format 1.0 or 2.0)');
 }
 
-/** API Gateway's request id when the event carries one (also for an event refused as malformed), else Lambda's. */
+/** What API Gateway's ids look like (`abcDEF12345=`, a UUID): printable, short, no quotes or spaces to break a log. */
+const GATEWAY_ID = /^[A-Za-z0-9._:=+/-]{1,128}$/;
+
+/**
+ * API Gateway's request id when the event carries one (also for an event refused as malformed), else Lambda's. An id
+ * that is not a short printable string (a hand-made or corrupted event) is not echoed or logged.
+ */
 function gatewayRequestId(event: unknown, context: Partial<Context> | undefined): string {
   const requestContext = (event as { requestContext?: { requestId?: unknown } } | null)?.requestContext;
   const id = typeof requestContext === 'object' && requestContext !== null ? requestContext.requestId : undefined;
-  return typeof id === 'string' && id !== '' ? id : (context?.awsRequestId ?? requestIdFrom(undefined));
+  if (typeof id === 'string' && GATEWAY_ID.test(id)) return id;
+  return typeof context?.awsRequestId === 'string' && GATEWAY_ID.test(context.awsRequestId)
+    ? context.awsRequestId
+    : requestIdFrom(undefined);
 }
 
 function fromV2(event: APIGatewayProxyEventV2, context: Partial<Context> | undefined) {
@@ -80,27 +89,33 @@ function fromV2(event: APIGatewayProxyEventV2, context: Partial<Context> | undef
     throw new BadEvent('payload 2.0 event lacks requestContext.http.method or rawPath');
   }
   const headers = lowerCaseHeaders(event.headers);
-  if (event.cookies?.length) headers['cookie'] = event.cookies.join('; ');
-  const stage = event.requestContext.stage;
+  const cookies = strings(event.cookies);
+  if (cookies.length) headers['cookie'] = cookies.join('; ');
+  const stage = typeof event.requestContext.stage === 'string' ? event.requestContext.stage : undefined;
   const path = stripStage(event.rawPath, stage);
-  const query = Object.fromEntries(new URLSearchParams(event.rawQueryString ?? ''));
+  const query = Object.fromEntries(
+    new URLSearchParams(typeof event.rawQueryString === 'string' ? event.rawQueryString : ''),
+  );
   return {
     request: withBody({ method, path, query, headers }, event.body, event.isBase64Encoded),
-    requestId: event.requestContext.requestId ?? context?.awsRequestId ?? requestIdFrom(undefined),
+    requestId: gatewayRequestId(event, context),
   };
 }
 
 function fromV1(event: APIGatewayProxyEvent, context: Partial<Context> | undefined) {
   if (typeof event.path !== 'string') throw new BadEvent('payload 1.0 event lacks path');
+  if (typeof event.httpMethod !== 'string') throw new BadEvent('payload 1.0 event lacks httpMethod');
   const headers = lowerCaseHeaders(event.headers);
-  for (const [name, values] of Object.entries(event.multiValueHeaders ?? {})) {
-    if (values?.length) headers[name.toLowerCase()] = values.join(', ');
+  for (const [name, values] of entriesOf(event.multiValueHeaders)) {
+    const texts = strings(values);
+    if (texts.length) headers[name.toLowerCase()] = texts.join(', ');
   }
   const query: Record<string, string> = {};
-  for (const [name, value] of Object.entries(event.queryStringParameters ?? {}))
-    if (value !== undefined) query[name] = value;
-  for (const [name, values] of Object.entries(event.multiValueQueryStringParameters ?? {})) {
-    if (values?.length) query[name] = values[values.length - 1]!;
+  for (const [name, value] of entriesOf(event.queryStringParameters))
+    if (typeof value === 'string') query[name] = value;
+  for (const [name, values] of entriesOf(event.multiValueQueryStringParameters)) {
+    const texts = strings(values);
+    if (texts.length) query[name] = texts[texts.length - 1]!;
   }
   return {
     request: withBody(
@@ -108,7 +123,7 @@ function fromV1(event: APIGatewayProxyEvent, context: Partial<Context> | undefin
       event.body,
       event.isBase64Encoded,
     ),
-    requestId: event.requestContext?.requestId ?? context?.awsRequestId ?? requestIdFrom(undefined),
+    requestId: gatewayRequestId(event, context),
   };
 }
 
@@ -118,6 +133,16 @@ function stripStage(path: string, stage: string | undefined): string {
   const prefix = `/${stage}`;
   if (path === prefix) return '/';
   return path.startsWith(`${prefix}/`) ? path.slice(prefix.length) : path;
+}
+
+/** A map's entries when the event holds an object there; API Gateway always does, a hand-made event may not. */
+function entriesOf(value: unknown): [string, unknown][] {
+  return typeof value === 'object' && value !== null ? Object.entries(value) : [];
+}
+
+/** The strings of what should be a list of them (cookies, multi-value headers); anything else holds none. */
+function strings(value: unknown): string[] {
+  return Array.isArray(value) ? value.filter((item): item is string => typeof item === 'string') : [];
 }
 
 function lowerCaseHeaders(headers: Record<string, string | undefined> | null | undefined): Record<string, string> {
@@ -158,11 +183,17 @@ function bodyBytes(request: InternalRequest): number {
 /**
  * Decodes base64, refusing what is not: Node's decoder skips characters outside the alphabet, so a body that
  * decodes to fewer bytes than its length promises held some (a regex over a multi-MB body would cost milliseconds).
+ * It also reads a non-ASCII character by its low byte, which may spell a letter of the alphabet: an ASCII-only check
+ * (native, a third of the decode's cost) refuses those.
  */
 function decodeBase64(text: string): Buffer {
   const padding = text.endsWith('==') ? 2 : text.endsWith('=') ? 1 : 0;
   const bytes = Buffer.from(text, 'base64');
-  if (text.length % 4 !== 0 || bytes.length !== (text.length / 4) * 3 - padding) {
+  if (
+    text.length % 4 !== 0 ||
+    bytes.length !== (text.length / 4) * 3 - padding ||
+    Buffer.byteLength(text, 'utf8') !== text.length
+  ) {
     throw new BadEvent('event body is marked base64 but is not valid base64');
   }
   return bytes;

@@ -64,3 +64,16 @@ export function requestLogger(logger: Logger, requestId: string): PredictorLogge
     error: (message, ...extra) => logger.error(message, tagged(extra)),
   };
 }
+
+/**
+ * A thrown value as an Error the logger can record. A predictor may throw anything, including a value that cannot be
+ * turned into a string (`Object.create(null)`, a throwing `toString`); that must not break the error path itself.
+ */
+export function asError(value: unknown): Error {
+  if (value instanceof Error) return value;
+  try {
+    return new Error(`non-Error thrown: ${String(value)}`);
+  } catch {
+    return new Error('non-Error thrown (it cannot be turned into a string)');
+  }
+}

@@ -6,7 +6,7 @@
 import { z } from 'zod';
 import type { Datatype, Tensor, TensorData, TensorInfo, TensorType } from '../predictor.js';
 import { invalidInput } from './http-errors.js';
-import { parseJsonBody, previewJson } from './json.js';
+import { clipText, parseJsonBody, previewJson } from './json.js';
 import {
   DATATYPES,
   DATATYPE_OF,
@@ -139,7 +139,7 @@ function decodeInputs(
   for (const input of raw) {
     const info = byName.get(input.name);
     if (info === undefined) {
-      throw invalidInput(`unknown input '${input.name}'; the model takes ${listInputs(expected)}`);
+      throw invalidInput(`unknown input '${clipText(input.name)}'; the model takes ${listInputs(expected)}`);
     }
     if (Object.hasOwn(feeds, input.name)) throw invalidInput(`input '${input.name}' is given more than once`);
     feeds[input.name] = decodeInput(input, info, binary);
@@ -374,7 +374,9 @@ function checkOutputNames(names: readonly string[] | undefined, outputs: readonl
   const seen = new Set<string>();
   for (const name of names) {
     if (!known.has(name)) {
-      throw invalidInput(`unknown output '${name}'; the model gives ${outputs.map((o) => `'${o.name}'`).join(', ')}`);
+      throw invalidInput(
+        `unknown output '${clipText(name)}'; the model gives ${outputs.map((o) => `'${o.name}'`).join(', ')}`,
+      );
     }
     if (seen.has(name)) throw invalidInput(`output '${name}' is asked for more than once`);
     seen.add(name);

@@ -1,5 +1,6 @@
 import { ROUTES } from '../contract.js';
 import { httpError } from './http-errors.js';
+import { clipText } from './json.js';
 
 /** What a request asks for, once its method and path are matched. */
 export type Route =
@@ -53,7 +54,11 @@ export function matchRoute(method: string, rawPath: string): Route {
     const handler = rule.methods[method.toUpperCase()];
     if (handler) return handler(match);
     const allow = Object.keys(rule.methods).join(', ');
-    throw httpError('method_not_allowed', `${method} is not allowed on ${path}; use ${allow}`, { allow });
+    throw httpError(
+      'method_not_allowed',
+      `${clipText(method, 16)} is not allowed on ${clipText(path, 128)}; use ${allow}`,
+      { allow },
+    );
   }
-  throw httpError('not_found', `no route for ${path}`);
+  throw httpError('not_found', `no route for ${clipText(path, 128)}`);
 }

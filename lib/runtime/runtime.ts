@@ -6,6 +6,7 @@ import { DEFAULTS, REQUEST_ID_HEADER } from '../contract.js';
 import {
   isHttpError,
   type Config,
+  type HttpError,
   type Model,
   type ModelFormat,
   type PredictRequest,
@@ -15,8 +16,8 @@ import { Batcher, BatchingExecutor, type BatchingOptions, type Settled } from '.
 import { decodePayload, encodeResult, type InternalRequest, type InternalResponse } from './codec.js';
 import { defaultPredictor, infer } from './default-predictor.js';
 import { httpError } from './http-errors.js';
-import { stringifyJson } from './json.js';
-import { requestLogger, type Logger } from './logger.js';
+import { clipText, stringifyJson } from './json.js';
+import { asError, requestLogger, type Logger } from './logger.js';
 import type { Executor, ExecutorFactory } from './executor.js';
 import { createModel } from './model.js';
 import { loadModelBytes } from './model-store.js';
@@ -270,7 +271,7 @@ export class Runtime {
       });
     } catch (error) {
       throw new StartupError(
-        `the predictor's init() failed: ${(error as Error)?.message ?? String(error)}`,
+        `the predictor's init() failed: ${asError(error).message}`,
         'Fix init() in the predictor',
         {
           cause: error,
@@ -473,7 +474,7 @@ export class Runtime {
   private requireModel(name: string): Model {
     const { model } = this.requireReady();
     if (name !== model.name)
-      throw httpError('model_not_found', `no model named '${name}'; this API serves '${model.name}'`);
+      throw httpError('model_not_found', `no model named '${clipText(name)}'; this API serves '${model.name}'`);
     return model;
   }
 
@@ -501,7 +502,7 @@ export class Runtime {
   }
 
   private errorResponse(error: unknown, requestId: string, route: Route | undefined): InternalResponse {
-    if (isHttpError(error)) {
+    if (isHttpErrorSafely(error)) {
       // 503 (loading, overloaded) is an expected state that the request line already records: no error record for it.
       if (error.status >= 500 && error.status !== 503)
         this.log.error('request failed', { requestId, route: route?.kind, code: error.code, error });
@@ -568,8 +569,13 @@ function json(status: number, value: unknown, headers: Record<string, string> = 
   };
 }
 
-function asError(error: unknown): Error {
-  return error instanceof Error ? error : new Error(`non-Error thrown: ${String(error)}`);
+/** Whether a thrown value is an HttpError; a value that throws when looked at (a hostile Proxy) is not. */
+function isHttpErrorSafely(error: unknown): error is HttpError {
+  try {
+    return isHttpError(error);
+  } catch {
+    return false;
+  }
 }
 
 function round(timings: object): Record<string, number> {

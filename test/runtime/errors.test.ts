@@ -447,6 +447,24 @@ describe('413 over a raw socket: the client reads the answer and the connection 
   });
 });
 
+describe('request targets that URL would read as a host (found by fuzzing)', () => {
+  for (const [target, status, code] of [
+    ['//', 200, undefined],
+    ['//v2/health/live', 404, 'not_found'],
+    ['//?x=1', 200, undefined],
+    ['http://[', 400, 'invalid_input'],
+  ] as const) {
+    test(`'${target}' is answered (${status}), not dropped`, async () => {
+      const socket = await openSocket(server.url);
+      socket.write(`GET ${target} HTTP/1.1\r\nhost: test\r\nconnection: close\r\n\r\n`);
+      const exchange = await readUntilClosed(socket, 10_000);
+      if (code === undefined) assert.equal(exchange.status, status, exchange.head);
+      else assertRawError(exchange, status, code);
+      await assertServesValid(httpTransport(server.url));
+    });
+  }
+});
+
 describe('slow and stalled clients', () => {
   const CLIENT_TIMEOUT_MS = 400;
   let slow: TestServer;

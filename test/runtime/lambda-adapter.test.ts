@@ -396,6 +396,52 @@ describe('request ids, bad events and deadlines', () => {
     }
   });
 
+  test('a base64 body with non-ASCII characters (whose low bytes spell base64) is refused, not decoded', async () => {
+    // Node's decoder reads U+A865 U+2466 as 'e' 'f': four UTF-16 units that would decode to three bytes of garbage.
+    const event = httpApiEvent('POST', '/v2/models/digits/infer', { body: '{}', requestId: 'non-ascii-b64' });
+    Object.assign(event, { body: '\ua865\u2466\ua865\u2466', isBase64Encoded: true });
+    const result = await oipHandler(event, lambdaContext());
+    assert.equal(result.statusCode, 400, result.body);
+    assert.match(jsonOf<ErrorBody>(result).error.message, /not valid base64/);
+  });
+
+  test('event fields of the wrong type (found by fuzzing) are a 400 or ignored, never a failed invocation', async () => {
+    const cases: [string, (event: Record<string, unknown>) => void, number][] = [
+      ['cookies not a list', (e) => (e['cookies'] = '/1'), 200],
+      ['rawQueryString a list', (e) => (e['rawQueryString'] = ['a', 1]), 200],
+      ['stage an object', (e) => ((e['requestContext'] as Record<string, unknown>)['stage'] = { a: 1 }), 200],
+    ];
+    for (const [name, change, status] of cases) {
+      const event = httpApiEvent('GET', '/v2/health/live') as unknown as Record<string, unknown>;
+      change(event);
+      const result = await oipHandler(event, lambdaContext());
+      assert.equal(result.statusCode, status, `${name}: ${result.body}`);
+    }
+    const rest = restApiEvent('GET', '/v2/health/live') as unknown as Record<string, unknown>;
+    Object.assign(rest, {
+      multiValueHeaders: { accept: 'text/html', 'x-a': [1, 'b'] },
+      queryStringParameters: { a: 1 },
+      multiValueQueryStringParameters: { b: 'not a list' },
+    });
+    assert.equal((await oipHandler(rest, lambdaContext())).statusCode, 200);
+    const noMethod = restApiEvent('GET', '/v2/health/live') as unknown as Record<string, unknown>;
+    noMethod['httpMethod'] = undefined;
+    noMethod['version'] = '1.0';
+    assert.equal((await oipHandler(noMethod, lambdaContext())).statusCode, 400);
+  });
+
+  test('a requestContext.requestId that is not a short printable string is not echoed; the Lambda id is', async () => {
+    for (const id of [42, { a: 1 }, '', 'a"}{"level":"ERROR', 'x'.repeat(129), 'line\nbreak']) {
+      const event = httpApiEvent('POST', '/v2/models/other/infer', { body: '{}' });
+      (event.requestContext as unknown as Record<string, unknown>)['requestId'] = id;
+      const context = lambdaContext();
+      const result = await oipHandler(event, context);
+      assert.equal(result.statusCode, 404, result.body);
+      assert.equal(jsonOf<ErrorBody>(result).error.requestId, context.awsRequestId, JSON.stringify(id));
+      assert.equal(result.headers?.['x-request-id'], context.awsRequestId);
+    }
+  });
+
   test('an event that is not from API Gateway is a 400 carrying the Lambda request id', async () => {
     const s3Notification = {
       Records: [

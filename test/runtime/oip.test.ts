@@ -166,6 +166,17 @@ const REFUSALS: readonly RefusalCase[] = [
     message: [/unknown input 'nope'/, /the model takes 'flag' \(BOOL \[2\]\), 'u8' \(UINT8 \[-1,-1\]\)/],
   },
   {
+    // Found by fuzzing: the name was echoed whole, a megabyte of error message.
+    name: 'unknown input with a 100k-character name: the message quotes 64 characters of it',
+    body: json({ inputs: [...(request().inputs as object[]), { name: 'n'.repeat(100_000), ...VALID.i8 }] }),
+    message: [/unknown input 'n{63}…'; the model takes/],
+  },
+  {
+    name: 'unknown output with a 100k-character name: clipped too',
+    body: json({ ...request(), outputs: [{ name: 'o'.repeat(100_000) }] }),
+    message: [/unknown output 'o{63}…'; the model gives/],
+  },
+  {
     name: 'missing input',
     body: json(request({ f64: null, f16: null })),
     message: [/^missing input 'f16' \(FP16 \[-1\]\), 'f64' \(FP64 \[2,2\]\)$/],
