@@ -45,6 +45,16 @@ export const ROUTES = {
   ping: '/ping',
 } as const;
 
+/**
+ * SageMaker's REST API front: InvokeEndpoint only ever reaches the container's `POST /invocations`, so each route's
+ * integration names the route it stands for in the custom-attributes header, which InvokeEndpoint hands to the
+ * container untouched: `X-Amzn-SageMaker-Custom-Attributes: arclight-route=GET /v2/health/ready`.
+ */
+export const SAGEMAKER_ROUTE = {
+  header: 'X-Amzn-SageMaker-Custom-Attributes',
+  attribute: 'arclight-route',
+} as const;
+
 /** Error codes carried in `{"error":{"code": ...}}`, each with the status it is sent with. */
 export const ERROR_STATUS = {
   invalid_input: 400,
