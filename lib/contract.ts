@@ -20,6 +20,8 @@ export const ENV = {
   workers: 'ARCLIGHT_WORKERS',
   /** Container server: the port SageMaker tells the container to listen on. */
   sageMakerPort: 'SAGEMAKER_BIND_TO_PORT',
+  /** Container server: the address to listen on (every interface by default; `arclight dev` keeps it on loopback). */
+  bindHost: 'ARCLIGHT_BIND_HOST',
   maxBodyBytes: 'ARCLIGHT_MAX_BODY_BYTES',
   requestTimeoutMs: 'ARCLIGHT_REQUEST_TIMEOUT_MS',
   predictorEntry: 'ARCLIGHT_PREDICTOR',

@@ -22,7 +22,7 @@ export interface ContainerServerOptions {
   readonly predictor?: DefinedPredictor<unknown>;
   /** @default SAGEMAKER_BIND_TO_PORT, else 8080 */
   readonly port?: number;
-  /** @default 0.0.0.0 (every interface: the container's port is mapped from outside) */
+  /** @default ARCLIGHT_BIND_HOST, else 0.0.0.0 (every interface: the container's port is mapped from outside) */
   readonly host?: string;
   readonly env?: NodeJS.ProcessEnv;
   readonly logger?: Logger;
@@ -98,7 +98,7 @@ export async function startContainerServer(options: ContainerServerOptions): Pro
     overloaded: () => runtime.inFlight >= maxPending,
   });
   routeInvocations(server, log);
-  const address = await listen(server, options.port ?? containerPort(env), options.host ?? '0.0.0.0');
+  const address = await listen(server, options.port ?? containerPort(env), options.host ?? (env[ENV.bindHost] || '0.0.0.0'));
   log.info('container server listening', {
     port: address.port,
     workers,
