@@ -477,7 +477,7 @@ export class DevServer {
     this.cleanups.push(context.cleanup);
     const deployed = api.environment[ENV.executionProviders] ?? api.imageEnvironment[ENV.executionProviders] ?? 'cpu';
     this.log(
-      `'${api.apiName}' runs on ${api.compute}: its container server (node ${api.serverFile}, as its image starts it) runs from a copy of its build context with this machine's onnxruntime-node, on CPU (${ENV.executionProviders}=cpu; deployed: ${deployed}), as there is no GPU here${api.gpu ? '; a large model may take a while to be ready' : ''}`,
+      `'${api.apiName}' runs on ${api.compute}: its container server (node ${api.serverFile}, as its image starts it) runs from a copy of its build context with this machine's onnxruntime-node, on CPU (${ENV.executionProviders}=cpu; deployed: ${deployed}), as there is no GPU here`,
     );
     const info = {
       name: api.apiName,
