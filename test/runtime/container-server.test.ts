@@ -156,6 +156,7 @@ describe('container server: digits from S3, default predictor, batching on, cuda
       ARCLIGHT_INTRA_OP_THREADS: '1',
       ARCLIGHT_MAX_BATCH_SIZE: '8',
       ARCLIGHT_MAX_BATCH_DELAY_MS: '10',
+      ARCLIGHT_BIND_HOST: '127.0.0.1',
     });
     await waitReady(container.url);
   });
@@ -169,6 +170,18 @@ describe('container server: digits from S3, default predictor, batching on, cuda
     assert.ok(fallback, 'a WARN line announces the fallback');
     assert.deepEqual(fallback['using'], ['cpu']);
     assert.match(String(fallback['reason']), /cuda/i);
+  });
+
+  test('ARCLIGHT_BIND_HOST=127.0.0.1 listens on loopback only (as arclight dev runs it)', () => {
+    const port = Number(new URL(container.url).port);
+    // /proc/net/tcp: local address as hex IP:port; state 0A is LISTEN.
+    const listening = readFileSync('/proc/net/tcp', 'utf8')
+      .split('\n')
+      .slice(1)
+      .map((line) => line.trim().split(/\s+/))
+      .filter((fields) => fields[3] === '0A' && parseInt(fields[1]!.split(':')[1]!, 16) === port)
+      .map((fields) => fields[1]!.split(':')[0]);
+    assert.deepEqual(listening, ['0100007F']);
   });
 
   test('POST /invocations runs the model (SageMaker route)', async () => {
