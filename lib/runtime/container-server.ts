@@ -98,7 +98,11 @@ export async function startContainerServer(options: ContainerServerOptions): Pro
     overloaded: () => runtime.inFlight >= maxPending,
   });
   routeInvocations(server, log);
-  const address = await listen(server, options.port ?? containerPort(env), options.host ?? (env[ENV.bindHost] || '0.0.0.0'));
+  const address = await listen(
+    server,
+    options.port ?? containerPort(env),
+    options.host ?? (env[ENV.bindHost] || '0.0.0.0'),
+  );
   log.info('container server listening', {
     port: address.port,
     workers,
