@@ -20,6 +20,8 @@ export const ENV = {
   workers: 'ARCLIGHT_WORKERS',
   /** Container server: the port SageMaker tells the container to listen on. */
   sageMakerPort: 'SAGEMAKER_BIND_TO_PORT',
+  /** Container server: the address to listen on (every interface by default; `arclight dev` keeps it on loopback). */
+  bindHost: 'ARCLIGHT_BIND_HOST',
   maxBodyBytes: 'ARCLIGHT_MAX_BODY_BYTES',
   requestTimeoutMs: 'ARCLIGHT_REQUEST_TIMEOUT_MS',
   predictorEntry: 'ARCLIGHT_PREDICTOR',
@@ -43,6 +45,16 @@ export const ROUTES = {
   modelPrefix: '/v2/models/',
   invocations: '/invocations',
   ping: '/ping',
+} as const;
+
+/**
+ * SageMaker's REST API front: InvokeEndpoint only ever reaches the container's `POST /invocations`, so each route's
+ * integration names the route it stands for in the custom-attributes header, which InvokeEndpoint hands to the
+ * container untouched: `X-Amzn-SageMaker-Custom-Attributes: arclight-route=GET /v2/health/ready`.
+ */
+export const SAGEMAKER_ROUTE = {
+  header: 'X-Amzn-SageMaker-Custom-Attributes',
+  attribute: 'arclight-route',
 } as const;
 
 /** Error codes carried in `{"error":{"code": ...}}`, each with the status it is sent with. */

@@ -6,7 +6,7 @@
  */
 import { spawn } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync, statSync } from 'node:fs';
-import { isAbsolute, join, resolve } from 'node:path';
+import { isAbsolute, join, posix, resolve } from 'node:path';
 import type { ApiMetadata } from '../constructs/realtime-api.js';
 import { API_METADATA_KEY } from '../contract.js';
 import { StartupError } from '../runtime/startup-error.js';
@@ -204,11 +204,35 @@ interface DockerAsset {
   readonly references: readonly string[];
 }
 
-/** Every Arclight API in the cloud assembly at `dir` (nested assemblies of Stages included). */
+/** Every Lambda-backed Arclight API in the cloud assembly at `dir` (nested assemblies of Stages included). */
 export function readAssembly(
   dir: string,
   pseudo: Readonly<Record<string, string>> = LOCAL_PSEUDO_PARAMETERS,
 ): AssemblyApi[] {
+  return readStacks(dir, pseudo, apisOfStack);
+}
+
+/** Every container-backed (SageMaker, ECS) Arclight API in the cloud assembly at `dir`. */
+export function readContainerApis(
+  dir: string,
+  pseudo: Readonly<Record<string, string>> = LOCAL_PSEUDO_PARAMETERS,
+): AssemblyContainerApi[] {
+  return readStacks(dir, pseudo, containerApisOfStack);
+}
+
+/** What a stack's APIs are read from beside its template: the assets of its assembly. */
+interface StackAssets {
+  readonly pseudo: Readonly<Record<string, string>>;
+  readonly files: readonly FileAsset[];
+  readonly images: readonly DockerAsset[];
+}
+
+/** `ofStack` applied to every stack of the assembly at `dir`, nested assemblies included. */
+function readStacks<T>(
+  dir: string,
+  pseudo: Readonly<Record<string, string>>,
+  ofStack: (template: Template, stackName: string, assets: StackAssets) => T[],
+): T[] {
   const root = resolve(dir);
   const manifestFile = join(root, 'manifest.json');
   if (!existsSync(manifestFile)) {
@@ -227,48 +251,43 @@ export function readAssembly(
     files.push(...assets.files);
     images.push(...assets.images);
   }
-  const apis: AssemblyApi[] = [];
+  const found: T[] = [];
   for (const [id, artifact] of artifacts) {
     if (artifact.type === 'cdk:cloud-assembly') {
       const nested = artifact.properties?.['directoryName'];
-      if (typeof nested === 'string') apis.push(...readAssembly(join(root, nested), pseudo));
+      if (typeof nested === 'string') found.push(...readStacks(join(root, nested), pseudo, ofStack));
     } else if (artifact.type === 'aws:cloudformation:stack') {
       const stackName = String(artifact.properties?.['stackName'] ?? artifact.displayName ?? id);
       const template = readJson<Template>(join(root, String(artifact.properties?.['templateFile'])));
-      apis.push(...apisOfStack(template, stackName, { pseudo, files, images }));
-    }
-  }
-  return apis;
-}
-
-/** An Arclight API of the assembly on a container compute (SageMaker, ECS), which `arclight dev` does not run. */
-export interface ContainerApi {
-  readonly apiName: string;
-  readonly compute: ApiMetadata['compute'];
-  readonly stackName: string;
-}
-
-/** The APIs of a synthesized app whose `arclight:api` metadata sits on a container resource rather than a function. */
-export function containerApisOf(dir: string): ContainerApi[] {
-  const root = resolve(dir);
-  const manifestFile = join(root, 'manifest.json');
-  if (!existsSync(manifestFile)) return [];
-  const found: ContainerApi[] = [];
-  for (const [id, artifact] of Object.entries(readJson<Manifest>(manifestFile).artifacts ?? {})) {
-    if (artifact.type === 'cdk:cloud-assembly') {
-      const nested = artifact.properties?.['directoryName'];
-      if (typeof nested === 'string') found.push(...containerApisOf(join(root, nested)));
-    } else if (artifact.type === 'aws:cloudformation:stack') {
-      const stackName = String(artifact.properties?.['stackName'] ?? artifact.displayName ?? id);
-      const template = readJson<Template>(join(root, String(artifact.properties?.['templateFile'])));
-      for (const resource of Object.values(template.Resources ?? {})) {
-        const metadata = resource.Metadata?.[API_METADATA_KEY] as ApiMetadata | undefined;
-        if (metadata === undefined || resource.Type === 'AWS::Lambda::Function') continue;
-        found.push({ apiName: metadata.apiName, compute: metadata.compute, stackName });
-      }
+      found.push(...ofStack(template, stackName, { pseudo, files, images }));
     }
   }
   return found;
+}
+
+/** One Arclight API on a container compute (SageMaker, ECS), ready to be run locally as its image would run it. */
+export interface AssemblyContainerApi {
+  readonly apiName: string;
+  readonly compute: Exclude<ApiMetadata['compute'], 'lambda'>;
+  /** Whether the image is the CUDA one. */
+  readonly gpu: boolean;
+  /** As Lambda names it: `x86_64` or `arm64`. */
+  readonly lambdaArchitecture: string;
+  readonly stackName: string;
+  /** The SageMaker model's or the ECS task definition's logical id. */
+  readonly logicalId: string;
+  /** Absolute path of the image's Docker build context in the assembly. */
+  readonly contextDir: string;
+  /** The file the image's ENTRYPOINT runs with node, relative to the context (`server.mjs`). */
+  readonly serverFile: string;
+  /** Where the image puts the context's files (its WORKDIR): env values under it name files of the context. */
+  readonly imageDir: string;
+  /** The ENV of the Dockerfile's final stage, as written. */
+  readonly imageEnvironment: Readonly<Record<string, string>>;
+  /** The container's environment from the template (SageMaker's PrimaryContainer, ECS's container definition). */
+  readonly environment: Readonly<Record<string, string>>;
+  /** The file assets the environment points at (the model). */
+  readonly assets: readonly FileAsset[];
 }
 
 function readAssetManifest(
@@ -308,11 +327,7 @@ function readAssetManifest(
   return { files, images };
 }
 
-function apisOfStack(
-  template: Template,
-  stackName: string,
-  assets: { pseudo: Readonly<Record<string, string>>; files: readonly FileAsset[]; images: readonly DockerAsset[] },
-): AssemblyApi[] {
+function apisOfStack(template: Template, stackName: string, assets: StackAssets): AssemblyApi[] {
   const pseudo = { ...assets.pseudo, 'AWS::StackName': stackName };
   const parameters = template.Parameters ?? {};
   const apis: AssemblyApi[] = [];
@@ -329,29 +344,10 @@ function apisOfStack(
       (properties['Code'] as { ImageUri?: unknown } | undefined)?.ImageUri,
       where('Code.ImageUri'),
     );
-    const image = assets.images.find((candidate) => candidate.references.some((ref) => imageUri.endsWith(`/${ref}`)));
-    if (!image) {
-      throw new AssemblyError(
-        `the image ${imageUri} of API '${metadata.apiName}' (${stackName}) is not a Docker image asset of this assembly`,
-        'arclight dev runs the build contexts that synth generates; synthesize the app again',
-      );
-    }
-    if (!existsSync(image.directory)) {
-      throw new AssemblyError(
-        `the build context ${image.directory} of API '${metadata.apiName}' is missing`,
-        'Synthesize the app again',
-      );
-    }
+    const image = imageAsset(imageUri, assets.images, metadata.apiName, stackName);
     const variables =
       (properties['Environment'] as { Variables?: Record<string, unknown> } | undefined)?.Variables ?? {};
-    const environment: Record<string, string> = {};
-    for (const [name, value] of Object.entries(variables)) {
-      environment[name] = resolveString(value, where(`environment variable ${name}`));
-    }
-    const values = Object.values(environment);
-    const referenced = assets.files.filter((file) =>
-      values.some((value) => value.includes(`${file.bucket}/${file.key}`)),
-    );
+    const environment = resolveEnvironment(Object.entries(variables), where);
     const { file, exportName } = handlerOf(image);
     apis.push({
       apiName: metadata.apiName,
@@ -368,10 +364,172 @@ function apisOfStack(
       environment,
       timeoutSeconds: Number(resolveString(properties['Timeout'] ?? 3, where('Timeout'))),
       memorySize: Number(resolveString(properties['MemorySize'] ?? 128, where('MemorySize'))),
-      assets: unique(referenced),
+      assets: assetsReferenced(environment, assets.files),
     });
   }
   return apis;
+}
+
+/** The container of a SageMaker model or an ECS task definition: its image and environment, as the template has them. */
+function containerOf(resource: Resource): { image: unknown; environment: [string, unknown][] }[] {
+  const properties = resource.Properties ?? {};
+  if (resource.Type === 'AWS::SageMaker::Model') {
+    const container = properties['PrimaryContainer'] as { Image?: unknown; Environment?: Record<string, unknown> };
+    return [{ image: container?.Image, environment: Object.entries(container?.Environment ?? {}) }];
+  }
+  if (resource.Type === 'AWS::ECS::TaskDefinition') {
+    const definitions = (properties['ContainerDefinitions'] ?? []) as {
+      Image?: unknown;
+      Environment?: { Name?: string; Value?: unknown }[];
+    }[];
+    return definitions.map((definition) => ({
+      image: definition.Image,
+      environment: (definition.Environment ?? []).map((variable) => [String(variable.Name), variable.Value]),
+    }));
+  }
+  return [];
+}
+
+function containerApisOfStack(template: Template, stackName: string, assets: StackAssets): AssemblyContainerApi[] {
+  const pseudo = { ...assets.pseudo, 'AWS::StackName': stackName };
+  const parameters = template.Parameters ?? {};
+  const apis: AssemblyContainerApi[] = [];
+  for (const [logicalId, resource] of Object.entries(template.Resources ?? {})) {
+    const metadata = resource.Metadata?.[API_METADATA_KEY] as ApiMetadata | undefined;
+    if (metadata === undefined || metadata.compute === 'lambda') continue;
+    const where = (what: string): Scope => ({
+      pseudo,
+      parameters,
+      where: `${what} of the container of API '${metadata.apiName}' (${stackName}/${logicalId})`,
+    });
+    // The container whose image synth built (an ECS task could have sidecars from elsewhere).
+    const container = containerOf(resource).find((candidate) =>
+      assets.images.some((image) => matchesImage(resolveString(candidate.image, where('Image')), image)),
+    );
+    if (!container) {
+      throw new AssemblyError(
+        `no container of API '${metadata.apiName}' (${stackName}/${logicalId}) runs a Docker image asset of this assembly`,
+        'arclight dev runs the build contexts that synth generates; synthesize the app again',
+      );
+    }
+    const image = imageAsset(
+      resolveString(container.image, where('Image')),
+      assets.images,
+      metadata.apiName,
+      stackName,
+    );
+    const environment = resolveEnvironment(container.environment, where);
+    const { serverFile, imageDir, imageEnvironment } = entrypointOf(image);
+    apis.push({
+      apiName: metadata.apiName,
+      compute: metadata.compute,
+      gpu: metadata.gpu ?? false,
+      lambdaArchitecture: metadata.architecture === 'x64' ? 'x86_64' : metadata.architecture,
+      stackName,
+      logicalId,
+      contextDir: image.directory,
+      serverFile,
+      imageDir,
+      imageEnvironment,
+      environment,
+      assets: assetsReferenced(environment, assets.files),
+    });
+  }
+  return apis;
+}
+
+function matchesImage(imageUri: string, image: DockerAsset): boolean {
+  return image.references.some((ref) => imageUri.endsWith(`/${ref}`));
+}
+
+/** The Docker image asset an image URI of the template names, its build context present. */
+function imageAsset(imageUri: string, images: readonly DockerAsset[], apiName: string, stackName: string): DockerAsset {
+  const image = images.find((candidate) => matchesImage(imageUri, candidate));
+  if (!image) {
+    throw new AssemblyError(
+      `the image ${imageUri} of API '${apiName}' (${stackName}) is not a Docker image asset of this assembly`,
+      'arclight dev runs the build contexts that synth generates; synthesize the app again',
+    );
+  }
+  if (!existsSync(image.directory)) {
+    throw new AssemblyError(
+      `the build context ${image.directory} of API '${apiName}' is missing`,
+      'Synthesize the app again',
+    );
+  }
+  return image;
+}
+
+function resolveEnvironment(
+  variables: readonly (readonly [string, unknown])[],
+  where: (what: string) => Scope,
+): Record<string, string> {
+  const environment: Record<string, string> = {};
+  for (const [name, value] of variables) {
+    environment[name] = resolveString(value, where(`environment variable ${name}`));
+  }
+  return environment;
+}
+
+/** The file assets whose bucket and key an environment value names (the model). */
+function assetsReferenced(environment: Readonly<Record<string, string>>, files: readonly FileAsset[]): FileAsset[] {
+  const values = Object.values(environment);
+  return unique(files.filter((file) => values.some((value) => value.includes(`${file.bucket}/${file.key}`))));
+}
+
+/** A Dockerfile's instructions, continuation lines joined and comments dropped, from its final stage (last FROM). */
+function finalStage(dockerfile: string): { instruction: string; args: string }[] {
+  const text = existsSync(dockerfile) ? readFileSync(dockerfile, 'utf8') : '';
+  const lines = text
+    .replace(/\\\r?\n/g, ' ')
+    .split(/\r?\n/)
+    .map((line) => line.trim())
+    .filter((line) => line !== '' && !line.startsWith('#'))
+    .map((line) => {
+      const match = /^(\S+)\s*(.*)$/.exec(line)!;
+      return { instruction: match[1]!.toUpperCase(), args: match[2]!.trim() };
+    });
+  const from = lines.findLastIndex((line) => line.instruction === 'FROM');
+  return lines.slice(from + 1);
+}
+
+/**
+ * What the image runs: the ENTRYPOINT (exec form, `["node", "/opt/arclight/server.mjs"]`) as a file of the build
+ * context, the WORKDIR the context is copied to, and the ENV the image sets.
+ */
+function entrypointOf(image: DockerAsset): {
+  serverFile: string;
+  imageDir: string;
+  imageEnvironment: Record<string, string>;
+} {
+  const dockerfile = join(image.directory, image.dockerFile);
+  const stage = finalStage(dockerfile);
+  const imageDir = stage.findLast((line) => line.instruction === 'WORKDIR')?.args ?? '/';
+  const imageEnvironment: Record<string, string> = {};
+  for (const line of stage.filter((l) => l.instruction === 'ENV')) {
+    for (const [, name, value] of line.args.matchAll(/([A-Za-z_][A-Za-z0-9_]*)=("(?:[^"\\]|\\.)*"|\S*)/g)) {
+      imageEnvironment[name!] = value!.startsWith('"') ? (JSON.parse(value!) as string) : value!;
+    }
+  }
+  const entrypoint = stage.findLast((line) => line.instruction === 'ENTRYPOINT')?.args;
+  let command: unknown;
+  try {
+    command = entrypoint === undefined ? undefined : JSON.parse(entrypoint);
+  } catch {
+    command = undefined;
+  }
+  const args = Array.isArray(command) ? command.filter((arg): arg is string => typeof arg === 'string') : [];
+  const script =
+    args[0] !== undefined && /(^|\/)node$/.test(args[0]) ? args.slice(1).find((a) => !a.startsWith('-')) : undefined;
+  const relativePath =
+    script === undefined ? undefined : posix.isAbsolute(script) ? posix.relative(imageDir, script) : script;
+  if (relativePath === undefined || relativePath.startsWith('..') || !existsSync(join(image.directory, relativePath))) {
+    throw new AssemblyError(
+      `the Dockerfile of ${image.directory} does not start a file of its build context with node (ENTRYPOINT ${entrypoint ?? 'missing'})`,
+      'Synthesize the app again',
+    );
+  }
+  return { serverFile: relativePath, imageDir, imageEnvironment };
 }
 
 /** The module file and export the Dockerfile's `CMD ["file.export"]` names, as the Lambda Node.js runtime finds them. */

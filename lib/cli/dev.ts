@@ -1,7 +1,8 @@
 /**
  * `arclight dev`: the whole CDK app, locally, from what synth built. It synthesizes the app (or reads a cloud
  * assembly), puts the synthesized model assets into an embedded S3 at their synthesized bucket and key, and runs each
- * API's bundle in its own local Lambda host (a child process with the function's env), behind one front server at
+ * API in a child process with its deployed environment: a Lambda-backed API's bundle in a local Lambda host, a
+ * SageMaker or ECS API's container server as its image starts it (on CPU), all behind one front server at
  * `http://HOST:PORT/<apiName>/...`.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
@@ -13,17 +14,20 @@ import { tmpdir } from 'node:os';
 import { dirname, join, relative } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { buildSync } from 'esbuild';
-import { DEFAULTS, REQUEST_ID_HEADER } from '../contract.js';
+import { DEFAULTS, ENV, REQUEST_ID_HEADER, ROUTES } from '../contract.js';
 import { requestIdFrom } from '../runtime/request-id.js';
 import { StartupError } from '../runtime/startup-error.js';
 import {
   LOCAL_PSEUDO_PARAMETERS,
-  containerApisOf,
   readAssembly,
   readCdkJson,
+  readContainerApis,
   synthesize,
   type AssemblyApi,
+  type AssemblyContainerApi,
+  type FileAsset,
 } from './assembly.js';
+import { containerProcessEnv, freeLoopbackPort, runnableContainerContext } from './dev-container.js';
 import { startEmbeddedS3, type EmbeddedS3 } from './embedded-s3.js';
 import { UsageError } from './fail.js';
 import type { HostListening, LambdaHostSpec } from './lambda-host.js';
@@ -50,6 +54,8 @@ export const DEV_DEFAULTS = { port: DEFAULTS.port, host: DEFAULTS.host } as cons
 export interface DevApi {
   readonly name: string;
   readonly url: string;
+  /** Where it is deployed; locally a local Lambda host, or the container server on CPU. */
+  readonly compute: 'lambda' | 'sagemaker' | 'ecs';
   /** As Lambda names it (`arm64`, `x86_64`). */
   readonly architecture: string;
   readonly stack: string;
@@ -85,6 +91,12 @@ function compileHost(): string {
     logLevel: 'silent',
   });
   return file;
+}
+
+/** The environments of API children: the embedded S3 for model assets, else the shell's AWS setup. */
+interface ApiEnvironments {
+  readonly embedded: NodeJS.ProcessEnv;
+  readonly aws: NodeJS.ProcessEnv;
 }
 
 /** Thrown by start() when close() was called meanwhile. */
@@ -146,25 +158,46 @@ export function runnableContext(
   };
 }
 
-/** One API's local Lambda host: spawned at start, and again on the next request if it died (a new cold start). */
+/** A child process that serves one API, once started; `listening` resolves with its port once it accepts requests. */
+interface Launched {
+  readonly child: ChildProcess;
+  readonly listening: Promise<{ port: number; initError?: string }>;
+}
+
+/** How one API's child process is started: a local Lambda host, or the container server its image runs. */
+interface Launcher {
+  /** What the child is, for messages. */
+  readonly kind: 'local Lambda host' | 'container server';
+  /** The route polled until the API is ready (the Lambda handler waits for its cold start before it answers). */
+  readonly readyPath: string;
+  launch(): Promise<Launched>;
+}
+
+/** One API's child process: spawned at start, and again on the next request if it died (a new cold start). */
 class ApiProcess {
   status: DevApi['status'] = 'starting';
   child: ChildProcess | undefined;
-  /** How many times the host was spawned. */
+  /** How many times the child was spawned. */
   spawns = 0;
   private port: Promise<number> | undefined;
   private stopping = false;
   private watching = false;
 
   constructor(
-    readonly api: AssemblyApi,
-    private readonly hostScript: string,
-    private readonly runDir: string,
-    private readonly env: NodeJS.ProcessEnv,
+    readonly info: Omit<DevApi, 'url' | 'status'>,
+    private readonly launcher: Launcher,
     private readonly log: (line: string) => void,
   ) {}
 
-  /** The host's port, spawning the host first if it is not running. */
+  get name(): string {
+    return this.info.name;
+  }
+
+  get kind(): Launcher['kind'] {
+    return this.launcher.kind;
+  }
+
+  /** The child's port, spawning the child first if it is not running. */
   ensure(): Promise<number> {
     this.port ??= this.spawn().catch((error: unknown) => {
       this.port = undefined;
@@ -173,59 +206,32 @@ class ApiProcess {
     return this.port;
   }
 
-  private spawn(): Promise<number> {
-    const api = this.api;
-    const functionName = `${api.stackName}-${api.logicalId}`.slice(0, 64);
-    const spec: LambdaHostSpec = {
-      apiName: api.apiName,
-      bundle: join(this.runDir, api.handlerFile),
-      handlerExport: api.handlerExport,
-      timeoutSeconds: api.timeoutSeconds,
-      memorySize: api.memorySize,
-      functionName,
-      accountId: LOCAL_PSEUDO_PARAMETERS['AWS::AccountId']!,
-      region: LOCAL_PSEUDO_PARAMETERS['AWS::Region']!,
-    };
+  private async spawn(): Promise<number> {
     this.spawns += 1;
-    const child = spawn(process.execPath, ['--enable-source-maps', this.hostScript, JSON.stringify(spec)], {
-      cwd: this.runDir,
-      env: {
-        ...this.env,
-        AWS_LAMBDA_FUNCTION_NAME: functionName,
-        AWS_LAMBDA_FUNCTION_VERSION: '$LATEST',
-        AWS_LAMBDA_FUNCTION_MEMORY_SIZE: String(api.memorySize),
-        LAMBDA_TASK_ROOT: this.runDir,
-        // Lambda runs Node.js 22; the SDK's warning about an older Node.js is the parent's to give, once.
-        AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED: 'true',
-        ...api.environment,
-      },
-      stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
-    });
+    const { child, listening } = await this.launcher.launch();
     this.child = child;
     return new Promise<number>((resolve, reject) => {
-      child.once('message', (message: HostListening) => {
-        if (message.initError !== undefined) {
+      listening.then(({ port, initError }) => {
+        if (initError !== undefined) {
           this.status = 'failed';
-          this.log(`'${api.apiName}' failed to initialize: ${message.initError}`);
+          this.log(`'${this.name}' failed to initialize: ${initError}`);
         }
-        resolve(message.port);
-      });
+        resolve(port);
+      }, reject);
       child.once('error', reject);
       child.once('exit', (code, signal) => {
         this.child = undefined;
         this.port = undefined;
-        reject(
-          new StartupError(`the local Lambda host of '${api.apiName}' exited (${signal ?? code}) before listening`),
-        );
+        reject(new StartupError(`the ${this.kind} of '${this.name}' exited (${signal ?? code}) before listening`));
         if (!this.stopping) {
           this.status = 'starting';
-          this.log(`'${api.apiName}' exited (${signal ?? `code ${code}`}); the next request starts it again`);
+          this.log(`'${this.name}' exited (${signal ?? `code ${code}`}); the next request starts it again`);
         }
       });
     });
   }
 
-  /** Follows a host started again by a request (after it exited) until it is ready or failed. */
+  /** Follows a child started again by a request (after it exited) until it is ready or failed. */
   watch(isClosed: () => boolean): void {
     if (this.status === 'starting' && !this.watching) void this.waitReady(isClosed);
   }
@@ -244,7 +250,7 @@ class ApiProcess {
     while (!isClosed()) {
       if (this.spawns > 3) {
         this.status = 'failed';
-        this.log(`'${this.api.apiName}' keeps exiting while it starts; see its log above`);
+        this.log(`'${this.name}' keeps exiting while it starts; see its log above`);
         return this.status;
       }
       let port: number;
@@ -257,8 +263,7 @@ class ApiProcess {
       }
       if (this.status === 'failed') return this.status;
       try {
-        // The handler waits for the cold start under way before it answers.
-        const response = await fetch(`http://127.0.0.1:${port}/v2/health/ready`, {
+        const response = await fetch(`http://127.0.0.1:${port}${this.launcher.readyPath}`, {
           signal: AbortSignal.timeout(600_000),
         });
         if (response.status === 200) {
@@ -268,18 +273,18 @@ class ApiProcess {
         const body = (await response.json().catch(() => ({}))) as { error?: { message?: string } };
         if (/fail/.test(body.error?.message ?? '')) {
           this.status = 'failed';
-          this.log(`'${this.api.apiName}' failed to start: ${body.error?.message ?? `HTTP ${response.status}`}`);
+          this.log(`'${this.name}' failed to start: ${body.error?.message ?? `HTTP ${response.status}`}`);
           return this.status;
         }
       } catch {
-        // The host is (re)starting; try again.
+        // The child is (re)starting; try again.
       }
       await new Promise((resolve) => setTimeout(resolve, 200));
     }
     return this.status;
   }
 
-  /** SIGTERM, then SIGKILL after `graceMs`. */
+  /** SIGTERM (a container server drains its in-flight requests), then SIGKILL after `graceMs`. */
   stop(graceMs = 5000): Promise<void> {
     this.stopping = true;
     const child = this.child;
@@ -293,6 +298,82 @@ class ApiProcess {
       child.kill('SIGTERM');
     });
   }
+}
+
+/** The local Lambda host running an API's bundle with its function's environment. */
+function lambdaLauncher(api: AssemblyApi, hostScript: string, runDir: string, env: NodeJS.ProcessEnv): Launcher {
+  return {
+    kind: 'local Lambda host',
+    readyPath: ROUTES.ready,
+    launch() {
+      const functionName = `${api.stackName}-${api.logicalId}`.slice(0, 64);
+      const spec: LambdaHostSpec = {
+        apiName: api.apiName,
+        bundle: join(runDir, api.handlerFile),
+        handlerExport: api.handlerExport,
+        timeoutSeconds: api.timeoutSeconds,
+        memorySize: api.memorySize,
+        functionName,
+        accountId: LOCAL_PSEUDO_PARAMETERS['AWS::AccountId']!,
+        region: LOCAL_PSEUDO_PARAMETERS['AWS::Region']!,
+      };
+      const child = spawn(process.execPath, ['--enable-source-maps', hostScript, JSON.stringify(spec)], {
+        cwd: runDir,
+        env: {
+          ...env,
+          AWS_LAMBDA_FUNCTION_NAME: functionName,
+          AWS_LAMBDA_FUNCTION_VERSION: '$LATEST',
+          AWS_LAMBDA_FUNCTION_MEMORY_SIZE: String(api.memorySize),
+          LAMBDA_TASK_ROOT: runDir,
+          // Lambda runs Node.js 22; the SDK's warning about an older Node.js is the parent's to give, once.
+          AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED: 'true',
+          ...api.environment,
+        },
+        stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
+      });
+      const listening = new Promise<{ port: number; initError?: string }>((resolve) => {
+        child.once('message', (message: HostListening) =>
+          resolve({ port: message.port, ...(message.initError === undefined ? {} : { initError: message.initError }) }),
+        );
+      });
+      return Promise.resolve({ child, listening });
+    },
+  };
+}
+
+/**
+ * The container server of a SageMaker or ECS API, started as its image's ENTRYPOINT starts it (`node server.mjs`), on a
+ * free loopback port. It listens at once and answers `/ping` 503 while the model loads: ready is `/ping` 200.
+ */
+function containerLauncher(api: AssemblyContainerApi, runDir: string, env: NodeJS.ProcessEnv): Launcher {
+  return {
+    kind: 'container server',
+    readyPath: ROUTES.ping,
+    async launch() {
+      const port = await freeLoopbackPort();
+      const child = spawn(process.execPath, [join(runDir, api.serverFile)], {
+        cwd: runDir,
+        env: containerProcessEnv(api, runDir, port, env),
+        stdio: ['ignore', 'inherit', 'inherit'],
+      });
+      return { child, listening: whenListening(child, port).then(() => ({ port })) };
+    },
+  };
+}
+
+/** Resolves once `port` accepts HTTP requests (the liveness route answers); never while the child is gone. */
+async function whenListening(child: ChildProcess, port: number): Promise<void> {
+  while (child.exitCode === null && child.signalCode === null) {
+    try {
+      const response = await fetch(`http://127.0.0.1:${port}${ROUTES.live}`, { signal: AbortSignal.timeout(5000) });
+      await response.arrayBuffer();
+      return;
+    } catch {
+      await new Promise((resolve) => setTimeout(resolve, 100));
+    }
+  }
+  // The exit handler reports it; this promise just never settles for a dead child.
+  await new Promise<never>(() => undefined);
 }
 
 /** The dev server: start() brings everything up, close() takes it all down (at any time). */
@@ -321,15 +402,13 @@ export class DevServer {
 
   get apis(): DevApi[] {
     return [...this.processes.values()].map((p) => ({
-      name: p.api.apiName,
-      url: `${this.baseUrl}/${p.api.apiName}`,
-      architecture: p.api.lambdaArchitecture,
-      stack: p.api.stackName,
+      ...p.info,
+      url: `${this.baseUrl}/${p.name}`,
       status: p.status,
     }));
   }
 
-  /** The process ids of the local Lambda hosts. */
+  /** The process ids of the APIs' children (local Lambda hosts, container servers). */
   get pids(): number[] {
     return [...this.processes.values()].flatMap((p) => (p.child?.pid === undefined ? [] : [p.child.pid]));
   }
@@ -343,20 +422,34 @@ export class DevServer {
     const assemblyDir = this.options.assembly ?? (await this.synthesize(cwd));
     this.checkOpen();
     const apis = readAssembly(assemblyDir);
-    for (const skipped of containerApisOf(assemblyDir)) {
-      this.log(
-        `skipping '${skipped.apiName}' (${skipped.stackName}): it runs on ${skipped.compute}, and arclight dev serves the Lambda-backed APIs only; run its container locally with \`arclight serve\``,
-      );
-    }
-    if (apis.length === 0) {
+    const containers = readContainerApis(assemblyDir);
+    if (apis.length + containers.length === 0) {
       throw new StartupError(
-        `the app has no Arclight API (no function in ${relative(cwd, assemblyDir) || '.'} carries RealtimeApi's arclight:api metadata)`,
+        `the app has no Arclight API (no resource in ${relative(cwd, assemblyDir) || '.'} carries RealtimeApi's arclight:api metadata)`,
         'Add a RealtimeApi to a stack of the app',
       );
     }
-    checkNames(apis);
-    const env = await this.startS3(apis);
+    checkNames([...apis, ...containers]);
+    const env = await this.startS3([...apis, ...containers]);
     this.checkOpen();
+    if (apis.length > 0) this.addLambdaApis(apis, env);
+    for (const api of containers) this.addContainerApi(api, env);
+    this.started = true;
+    const statuses = await Promise.all([...this.processes.values()].map((p) => p.waitReady(() => !!this.closing)));
+    this.checkOpen();
+    const failed = statuses.filter((s) => s === 'failed').length;
+    const nameWidth = Math.max(...this.apis.map((api) => api.name.length));
+    const urlWidth = Math.max(...this.apis.map((api) => api.url.length));
+    const lines = this.apis.map(
+      (api) =>
+        `  ${api.name.padEnd(nameWidth)}  ${api.url.padEnd(urlWidth)}  ${api.compute} ${api.architecture}${api.compute === 'lambda' ? '' : ', on CPU'}${api.status === 'ready' ? '' : ` (${api.status})`}`,
+    );
+    this.log(
+      `serving ${this.processes.size} API${this.processes.size === 1 ? '' : 's'} on ${this.baseUrl}/ (${failed === 0 ? 'ready' : `${failed} failed to start; see the log above`})\n${lines.join('\n')}`,
+    );
+  }
+
+  private addLambdaApis(apis: readonly AssemblyApi[], env: ApiEnvironments): void {
     const hostScript = compileHost();
     this.cleanups.push(() => rmSync(dirname(hostScript), { recursive: true, force: true }));
     for (const api of apis) {
@@ -368,27 +461,48 @@ export class DevServer {
         );
       }
       if (context.versionMismatch) this.log(`warning: '${api.apiName}': ${context.versionMismatch}`);
-      const processEnv = api.assets.length > 0 ? env.embedded : env.aws;
-      if (api.assets.length === 0) {
-        this.log(
-          `'${api.apiName}' loads ${api.environment['ARCLIGHT_MODEL_URI'] ?? 'its model'}, which is not an asset of the app: from AWS, with this shell's credentials`,
-        );
-      }
-      this.processes.set(api.apiName, new ApiProcess(api, hostScript, context.dir, processEnv, this.log));
+      const info = {
+        name: api.apiName,
+        compute: 'lambda',
+        architecture: api.lambdaArchitecture,
+        stack: api.stackName,
+      } as const;
+      const launcher = lambdaLauncher(api, hostScript, context.dir, this.environmentFor(api, env));
+      this.processes.set(api.apiName, new ApiProcess(info, launcher, this.log));
     }
-    this.started = true;
-    const statuses = await Promise.all([...this.processes.values()].map((p) => p.waitReady(() => !!this.closing)));
-    this.checkOpen();
-    const failed = statuses.filter((s) => s === 'failed').length;
-    const nameWidth = Math.max(...this.apis.map((api) => api.name.length));
-    const urlWidth = Math.max(...this.apis.map((api) => api.url.length));
-    const lines = this.apis.map(
-      (api) =>
-        `  ${api.name.padEnd(nameWidth)}  ${api.url.padEnd(urlWidth)}  ${api.architecture}${api.status === 'ready' ? '' : ` (${api.status})`}`,
-    );
+  }
+
+  private addContainerApi(api: AssemblyContainerApi, env: ApiEnvironments): void {
+    const context = runnableContainerContext(api.contextDir);
+    this.cleanups.push(context.cleanup);
+    const deployed = api.environment[ENV.executionProviders] ?? api.imageEnvironment[ENV.executionProviders] ?? 'cpu';
     this.log(
-      `serving ${apis.length} API${apis.length === 1 ? '' : 's'} on ${this.baseUrl}/ (${failed === 0 ? 'ready' : `${failed} failed to start; see the log above`})\n${lines.join('\n')}`,
+      `'${api.apiName}' runs on ${api.compute}: its container server (node ${api.serverFile}, as its image starts it) runs from a copy of its build context with this machine's onnxruntime-node, on CPU (${ENV.executionProviders}=cpu; deployed: ${deployed}), as there is no GPU here`,
     );
+    const info = {
+      name: api.apiName,
+      compute: api.compute,
+      architecture: api.lambdaArchitecture,
+      stack: api.stackName,
+    };
+    const launcher = containerLauncher(api, context.dir, this.environmentFor(api, env));
+    this.processes.set(api.apiName, new ApiProcess(info, launcher, this.log));
+  }
+
+  /** The embedded S3 for an API whose model is an asset of the app; otherwise AWS, as the shell is set up for it. */
+  private environmentFor(
+    api: {
+      readonly apiName: string;
+      readonly assets: readonly unknown[];
+      readonly environment: Readonly<Record<string, string>>;
+    },
+    env: ApiEnvironments,
+  ): NodeJS.ProcessEnv {
+    if (api.assets.length > 0) return env.embedded;
+    this.log(
+      `'${api.apiName}' loads ${api.environment[ENV.modelUri] ?? 'its model'}, which is not an asset of the app: from AWS, with this shell's credentials`,
+    );
+    return env.aws;
   }
 
   private async synthesize(cwd: string): Promise<string> {
@@ -415,10 +529,8 @@ export class DevServer {
     return dir;
   }
 
-  /** The env for API hosts: one pointing the AWS SDK at the embedded S3, one left to the shell's AWS setup. */
-  private async startS3(
-    apis: readonly AssemblyApi[],
-  ): Promise<{ embedded: NodeJS.ProcessEnv; aws: NodeJS.ProcessEnv }> {
+  /** The env for API children: one pointing the AWS SDK at the embedded S3, one left to the shell's AWS setup. */
+  private async startS3(apis: readonly { readonly assets: readonly FileAsset[] }[]): Promise<ApiEnvironments> {
     const region = LOCAL_PSEUDO_PARAMETERS['AWS::Region']!;
     const aws = { AWS_REGION: region, AWS_DEFAULT_REGION: region, ...process.env };
     const assets = new Map(apis.flatMap((api) => api.assets.map((asset) => [asset.uri, asset] as const)));
@@ -491,7 +603,7 @@ export class DevServer {
   private proxy(target: ApiProcess, req: IncomingMessage, res: ServerResponse, path: string): void {
     const unavailable = (why: string): void => {
       if (res.headersSent) return void res.destroy();
-      sendError(res, 503, 'not_ready', `the local Lambda host of '${target.api.apiName}' ${why}`, {
+      sendError(res, 503, 'not_ready', `the ${target.kind} of '${target.name}' ${why}`, {
         'retry-after': String(DEFAULTS.retryAfterSeconds),
       });
     };
@@ -554,7 +666,7 @@ export class DevServer {
   }
 }
 
-function checkNames(apis: readonly AssemblyApi[]): void {
+function checkNames(apis: readonly { readonly apiName: string; readonly stackName: string }[]): void {
   const seen = new Map<string, string>();
   for (const api of apis) {
     const other = seen.get(api.apiName);

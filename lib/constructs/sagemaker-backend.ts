@@ -1,11 +1,11 @@
 /**
  * The SageMaker backend of a RealtimeApi: the container image, a SageMaker model whose container pulls the model from
  * S3 at start, an endpoint config and endpoint, target-tracking autoscaling on invocations per instance, and an API
- * Gateway REST API whose AWS integration calls the SageMaker runtime's InvokeEndpoint with its own role.
+ * Gateway REST API serving every contract route through InvokeEndpoint with its own role (sagemaker-rest-api.ts).
  */
 import { rmSync } from 'node:fs';
 import { Annotations, Names, RemovalPolicy, Stack, Validations } from 'aws-cdk-lib';
-import * as apigw from 'aws-cdk-lib/aws-apigateway';
+import type * as apigw from 'aws-cdk-lib/aws-apigateway';
 import * as appscaling from 'aws-cdk-lib/aws-applicationautoscaling';
 import { DockerImageAsset, Platform } from 'aws-cdk-lib/aws-ecr-assets';
 import * as iam from 'aws-cdk-lib/aws-iam';
@@ -22,6 +22,7 @@ import {
 } from './backend-common.js';
 import { SAGEMAKER_LIMITS, type SageMakerCompute } from './compute.js';
 import { buildContainerImageContext } from './container-image-context.js';
+import { createSageMakerRestApi } from './sagemaker-rest-api.js';
 import type { ApiMetadata } from './realtime-api.js';
 
 /** The endpoint's one production variant. */
@@ -141,82 +142,9 @@ export function buildSageMakerBackend(
     targetValue: compute.targetInvocationsPerInstance,
   });
 
-  const api = createRestApi(scope, context, endpointName, endpointArn);
+  const api = createSageMakerRestApi(scope, { context, endpointName, endpointArn });
   acknowledge(context, role, api);
   return { api, url: api.url, stageName: api.deploymentStage.stageName, endpoint };
-}
-
-function createRestApi(
-  scope: Construct,
-  context: BackendContext,
-  endpointName: string,
-  endpointArn: string,
-): apigw.RestApi {
-  const accessLogs = new logs.LogGroup(scope, 'AccessLogs', {
-    retention: context.logRetention,
-    removalPolicy: RemovalPolicy.DESTROY,
-  });
-  const api = new apigw.RestApi(scope, 'Api', {
-    restApiName: context.apiName,
-    description: `Arclight API ${context.apiName} (SageMaker endpoint ${endpointName})`,
-    endpointTypes: [apigw.EndpointType.REGIONAL],
-    // Execution logs need an account-wide CloudWatch role, which a library must not set; access logs are on.
-    cloudWatchRole: false,
-    binaryMediaTypes: ['application/octet-stream', 'image/*'],
-    deployOptions: {
-      stageName: 'api',
-      throttlingRateLimit: context.throttle?.rateLimit ?? 100,
-      throttlingBurstLimit: context.throttle?.burstLimit ?? 200,
-      accessLogDestination: new apigw.LogGroupLogDestination(accessLogs),
-      accessLogFormat: apigw.AccessLogFormat.jsonWithStandardFields(),
-    },
-  });
-  const invokeRole = new iam.Role(scope, 'InvokeRole', {
-    assumedBy: new iam.ServicePrincipal('apigateway.amazonaws.com'),
-    description: `Lets the ${context.apiName} REST API call InvokeEndpoint on its SageMaker endpoint, and nothing else`,
-  });
-  invokeRole.addToPolicy(new iam.PolicyStatement({ actions: ['sagemaker:InvokeEndpoint'], resources: [endpointArn] }));
-
-  const integration = new apigw.AwsIntegration({
-    service: 'runtime.sagemaker',
-    path: `endpoints/${endpointName}/invocations`,
-    integrationHttpMethod: 'POST',
-    options: {
-      credentialsRole: invokeRole,
-      passthroughBehavior: apigw.PassthroughBehavior.WHEN_NO_TEMPLATES,
-      contentHandling: apigw.ContentHandling.CONVERT_TO_BINARY,
-      requestParameters: {
-        'integration.request.header.Content-Type': 'method.request.header.Content-Type',
-        'integration.request.header.Accept': 'method.request.header.Accept',
-        'integration.request.header.X-Amzn-SageMaker-Custom-Attributes': 'method.request.header.x-request-id',
-      },
-      integrationResponses: [
-        { statusCode: '200' },
-        // InvokeEndpoint's throttling, its validation errors and the container's own 4xx/5xx (ModelError, 424).
-        { selectionPattern: '429', statusCode: '429' },
-        { selectionPattern: '4\\d{2}', statusCode: '400' },
-        { selectionPattern: '5\\d{2}', statusCode: '502' },
-      ],
-    },
-  });
-  const validator = new apigw.RequestValidator(scope, 'RequestValidator', {
-    restApi: api,
-    // No body model is attached (predictors define their own inputs), so bodies pass; headers are checked.
-    validateRequestParameters: true,
-    validateRequestBody: true,
-  });
-  const authorizationType = context.auth.kind === 'iam' ? apigw.AuthorizationType.IAM : apigw.AuthorizationType.NONE;
-  api.root.addMethod('POST', integration, {
-    authorizationType,
-    requestValidator: validator,
-    requestParameters: {
-      'method.request.header.Content-Type': false,
-      'method.request.header.Accept': false,
-      'method.request.header.x-request-id': false,
-    },
-    methodResponses: ['200', '400', '429', '502'].map((statusCode) => ({ statusCode })),
-  });
-  return api;
 }
 
 /** cdk-nag findings that follow from the design, each acknowledged with its reason. */

@@ -4,13 +4,15 @@
  * Inference runs in a pool of worker threads behind a dynamic batcher and a bounded queue, so health routes answer
  * at once however busy the workers are. `shutdown()` stops accepting, drains in-flight requests, then ends the workers.
  */
-import type { Server } from 'node:http';
+import type { IncomingMessage, RequestListener, Server, ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { DEFAULTS, ENV } from '../contract.js';
+import { DEFAULTS, ENV, REQUEST_ID_HEADER, ROUTES, SAGEMAKER_ROUTE } from '../contract.js';
 import type { DefinedPredictor } from '../predictor.js';
 import { createHttpServer, listen } from './http-server.js';
+import { stringifyJson } from './json.js';
 import { createLogger, type Logger } from './logger.js';
 import { guardProcess } from './process-guard.js';
+import { requestIdFrom } from './request-id.js';
 import { Runtime } from './runtime.js';
 import { settingsFromEnv, type RuntimeSettings } from './settings.js';
 import { Telemetry, metricsModeFromEnv } from './telemetry.js';
@@ -21,7 +23,7 @@ export interface ContainerServerOptions {
   readonly predictor?: DefinedPredictor<unknown>;
   /** @default SAGEMAKER_BIND_TO_PORT, else 8080 */
   readonly port?: number;
-  /** @default 0.0.0.0 (every interface: the container's port is mapped from outside) */
+  /** @default ARCLIGHT_BIND_HOST, else 0.0.0.0 (every interface: the container's port is mapped from outside) */
   readonly host?: string;
   readonly env?: NodeJS.ProcessEnv;
   readonly logger?: Logger;
@@ -96,7 +98,12 @@ export async function startContainerServer(options: ContainerServerOptions): Pro
     maxBodyBytes: settings.maxBodyBytes,
     overloaded: () => runtime.inFlight >= maxPending,
   });
-  const address = await listen(server, options.port ?? containerPort(env), options.host ?? '0.0.0.0');
+  routeInvocations(server, log);
+  const address = await listen(
+    server,
+    options.port ?? containerPort(env),
+    options.host ?? (env[ENV.bindHost] || '0.0.0.0'),
+  );
   log.info('container server listening', {
     port: address.port,
     workers,
@@ -131,6 +138,55 @@ export async function startContainerServer(options: ContainerServerOptions): Pro
       log.info('shut down', { outcome });
     })());
   return { runtime, server, address, ready, pool: () => pool, shutdown };
+}
+
+/**
+ * SageMaker's REST API reaches every route through `POST /invocations` (InvokeEndpoint knows no other path), naming
+ * the route in the custom attributes (`arclight-route=GET /v2/health/ready`). Such a request is rewritten to that
+ * method and path before anything else sees it, so it meets the very handler, admission control included, that the
+ * route reaches directly. Without the attribute, `/invocations` is `POST /` as ever; a malformed one is a 400.
+ */
+function routeInvocations(server: Server, log: Logger): void {
+  const serve = server.listeners('request') as RequestListener[];
+  server.removeAllListeners('request');
+  server.on('request', (req: IncomingMessage, res: ServerResponse) => {
+    const problem = rewriteInvocation(req);
+    if (problem === undefined) {
+      for (const listener of serve) listener(req, res);
+      return;
+    }
+    const requestId = requestIdFrom(req.headers[REQUEST_ID_HEADER] as string | undefined);
+    const body = stringifyJson({ error: { code: 'invalid_input', message: problem, requestId } });
+    req.resume();
+    res.writeHead(400, {
+      'content-type': 'application/json',
+      'content-length': Buffer.byteLength(body),
+      [REQUEST_ID_HEADER]: requestId,
+    });
+    res.end(body);
+    log.info('request', { requestId, method: 'POST', route: 'none', path: ROUTES.invocations, status: 400 });
+  });
+}
+
+/** Applies a `POST /invocations` request's `arclight-route` attribute to it; returns what is wrong with a malformed one. */
+function rewriteInvocation(req: IncomingMessage): string | undefined {
+  const url = req.url ?? '';
+  if (req.method !== 'POST' || (url !== ROUTES.invocations && !url.startsWith(`${ROUTES.invocations}?`))) return;
+  const header = req.headers[SAGEMAKER_ROUTE.header.toLowerCase()];
+  if (typeof header !== 'string') return;
+  const prefix = `${SAGEMAKER_ROUTE.attribute}=`;
+  const attribute = header
+    .split(/[;,]/)
+    .map((part) => part.trim())
+    .find((part) => part.startsWith(prefix));
+  if (attribute === undefined) return;
+  const route = /^([A-Z]+) +(\/\S*)$/.exec(attribute.slice(prefix.length).trim());
+  if (!route) {
+    return `malformed ${SAGEMAKER_ROUTE.header} attribute '${attribute.slice(0, 200)}': expected '${prefix}<METHOD> /<path>'`;
+  }
+  req.method = route[1]!;
+  req.url = route[2]!;
+  return undefined;
 }
 
 /** The entry a Dockerfile runs: settings from the deployed contract's env vars; SIGTERM drains and exits 0. */

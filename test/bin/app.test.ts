@@ -14,7 +14,7 @@ import { Template } from 'aws-cdk-lib/assertions';
 import * as s3 from 'aws-cdk-lib/aws-s3';
 import type { IConstruct } from 'constructs';
 import { buildExampleApp } from '../../bin/app.js';
-import { containerApisOf, readAssembly } from '../../lib/cli/assembly.js';
+import { readAssembly, readContainerApis } from '../../lib/cli/assembly.js';
 import { ENV } from '../../lib/contract.js';
 import { API_METADATA_KEY, ApiAuth, ModelSource, RealtimeApi } from '../../lib/index.js';
 import { flatten, resourcesOf, sha256, tempApp, useScratchTmpdir } from '../cdk-helpers.js';
@@ -142,20 +142,53 @@ describe('the example app', () => {
     assert.deepEqual(metadata, [{ apiName: 'digits-ecs', compute: 'ecs', architecture: 'x64', gpu: true }]);
   });
 
-  test('arclight dev runs the Lambda-backed APIs and knows the container ones (which it skips, saying so)', () => {
+  test('arclight dev finds the Lambda-backed APIs, and the container ones with what their images run', () => {
     assert.deepEqual(
       readAssembly(app.outdir)
         .map((api) => api.apiName)
         .sort(),
       ['digits', 'mobilenet'],
     );
+    const containers = readContainerApis(app.outdir).sort((a, b) => a.apiName.localeCompare(b.apiName));
     assert.deepEqual(
-      containerApisOf(app.outdir).sort((a, b) => a.apiName.localeCompare(b.apiName)),
+      containers.map(({ apiName, compute, gpu, stackName, serverFile, imageDir }) => ({
+        apiName,
+        compute,
+        gpu,
+        stackName,
+        serverFile,
+        imageDir,
+      })),
       [
-        { apiName: 'digits-ecs', compute: 'ecs', stackName: 'ArclightExamples' },
-        { apiName: 'mobilenet-gpu', compute: 'sagemaker', stackName: 'ArclightExamples' },
+        {
+          apiName: 'digits-ecs',
+          compute: 'ecs',
+          gpu: true,
+          stackName: 'ArclightExamples',
+          serverFile: 'server.mjs',
+          imageDir: '/opt/arclight',
+        },
+        {
+          apiName: 'mobilenet-gpu',
+          compute: 'sagemaker',
+          gpu: true,
+          stackName: 'ArclightExamples',
+          serverFile: 'server.mjs',
+          imageDir: '/opt/arclight',
+        },
       ],
     );
+    const [digitsEcs, mobilenetGpu] = containers;
+    // The image's ENV (the predictor named by its path in the image), then the template's (intrinsics resolved).
+    assert.equal(digitsEcs!.imageEnvironment['ARCLIGHT_PREDICTOR'], '/opt/arclight/predictor.mjs');
+    assert.equal(mobilenetGpu!.imageEnvironment['ARCLIGHT_PREDICTOR'], undefined);
+    assert.equal(digitsEcs!.environment['AWS_REGION'], 'us-east-1');
+    assert.equal(mobilenetGpu!.environment['ARCLIGHT_EXECUTION_PROVIDERS'], 'cuda,cpu');
+    for (const api of containers) {
+      assert.equal(api.assets.length, 1, api.apiName);
+      assert.equal(api.environment['ARCLIGHT_MODEL_URI'], api.assets[0]!.uri);
+      assert.match(api.assets[0]!.uri, /^s3:\/\/cdk-hnb659fds-assets-000000000000-us-east-1\/[0-9a-f]{64}\.onnx$/);
+    }
   });
 
   test('builds one image per API: digits with its predictor for arm64, mobilenet with the default for amd64', () => {

@@ -1,6 +1,7 @@
 /**
  * `arclight dev` as a user runs it: `node bin/arclight.js dev --assembly <synthesized example app> --port 0` in a
- * child process, talked to over real sockets; SIGTERM stops it and every local Lambda host it started.
+ * child process, talked to over real sockets: the Lambda-backed APIs in local Lambda hosts, the SageMaker and ECS
+ * ones in their container servers (on CPU). SIGTERM stops it and every child it started.
  */
 import assert from 'node:assert/strict';
 import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
@@ -11,6 +12,7 @@ import { readCdkJson, synthesize } from '../../lib/cli/assembly.js';
 import {
   REPO_ROOT,
   STACK_FRAME,
+  assertLogitsClose,
   collect,
   httpTransport,
   loadDigitsExpected,
@@ -77,33 +79,42 @@ function assertOneLineError(result: CliResult, pattern: RegExp): void {
 }
 
 describe('arclight dev --assembly <the synthesized example app> --port 0', () => {
-  test('serves both APIs on the port it prints, lists them at /, and SIGTERM stops it all with exit 0', async () => {
+  test('serves all four APIs on the port it prints, lists them at /, and SIGTERM stops it all with exit 0', async () => {
     const child = spawnCli(['dev', '--assembly', outdir, '--port', '0']);
-    const exited = collect(child, 90_000);
+    const exited = collect(child, 240_000);
     const children: { pid: number; command: string }[] = [];
     try {
-      const [, count, base, port, listing] = await waitForStderr(child, READY, 60_000);
-      assert.equal(count, '2');
+      const [, count, base, port, listing] = await waitForStderr(child, READY, 180_000);
+      assert.equal(count, '4');
       assert.notEqual(Number(port), 0, 'the chosen port, not 0');
-      assert.match(listing!, new RegExp(`^ {2}digits +${base}/digits +arm64$`, 'm'));
-      assert.match(listing!, new RegExp(`^ {2}mobilenet +${base}/mobilenet +x86_64$`, 'm'));
+      assert.match(listing!, new RegExp(`^ {2}digits +${base}/digits +lambda arm64$`, 'm'));
+      assert.match(listing!, new RegExp(`^ {2}mobilenet +${base}/mobilenet +lambda x86_64$`, 'm'));
+      assert.match(listing!, new RegExp(`^ {2}mobilenet-gpu +${base}/mobilenet-gpu +sagemaker x86_64, on CPU$`, 'm'));
+      assert.match(listing!, new RegExp(`^ {2}digits-ecs +${base}/digits-ecs +ecs x86_64, on CPU$`, 'm'));
       children.push(...childrenOf(child.pid!));
       const hosts = children.filter((c) => c.command.includes('lambda-host'));
-      assert.equal(hosts.length, 2, `one local Lambda host per API; children: ${JSON.stringify(children)}`);
-      const http = httpTransport(base!, 20_000);
+      assert.equal(hosts.length, 2, `one local Lambda host per Lambda API; children: ${JSON.stringify(children)}`);
+      // The container APIs: `node <a copy of the build context>/server.mjs`, as the image's ENTRYPOINT runs it.
+      const servers = children.filter((c) => /^\S*node \S*\/arclight-container-\w+\/server\.mjs $/.test(c.command));
+      assert.equal(servers.length, 2, `one container server per container API; children: ${JSON.stringify(children)}`);
+      const http = httpTransport(base!, 60_000);
 
       const index = await http({ path: '/' });
       assert.equal(index.status, 200);
+      const api = (name: string, compute: string, architecture: string): Record<string, string> => ({
+        name,
+        url: `${base}/${name}`,
+        compute,
+        architecture,
+        stack: 'ArclightExamples',
+        status: 'ready',
+      });
       assert.deepEqual(index.json(), {
         apis: [
-          { name: 'digits', url: `${base}/digits`, architecture: 'arm64', stack: 'ArclightExamples', status: 'ready' },
-          {
-            name: 'mobilenet',
-            url: `${base}/mobilenet`,
-            architecture: 'x86_64',
-            stack: 'ArclightExamples',
-            status: 'ready',
-          },
+          api('digits', 'lambda', 'arm64'),
+          api('mobilenet', 'lambda', 'x86_64'),
+          api('mobilenet-gpu', 'sagemaker', 'x86_64'),
+          api('digits-ecs', 'ecs', 'x86_64'),
         ],
       });
 
@@ -150,11 +161,61 @@ describe('arclight dev --assembly <the synthesized example app> --port 0', () =>
       assert.equal(unknown.status, 404);
       const error = unknown.json<{ error: { code: string; message: string; requestId: string } }>().error;
       assert.equal(error.code, 'not_found');
-      assert.match(error.message, /no API at \/nope\/v2\/health\/ready; this app serves \/digits, \/mobilenet/);
+      assert.match(
+        error.message,
+        /no API at \/nope\/v2\/health\/ready; this app serves \/digits, \/mobilenet, \/mobilenet-gpu, \/digits-ecs/,
+      );
       assert.equal(error.requestId, unknown.headers['x-request-id']);
       const otherModel = await http({ path: '/digits/v2/models/mobilenet' });
       assert.equal(otherModel.status, 404);
       assert.equal(otherModel.json<{ error: { code: string } }>().error.code, 'model_not_found');
+
+      // digits-ecs: the same digits predictor, in its container server (ECS), at POST /digits-ecs.
+      for (const i of [0, 3]) {
+        const pixels = expected.images[i]!.map((v) => Math.round(v * 16));
+        const reply = await http({ path: '/digits-ecs', body: JSON.stringify({ pixels }) });
+        assert.equal(reply.status, 200, reply.text);
+        const logits = expected.logits[i]!;
+        assert.equal(
+          reply.json<{ digit: number }>().digit,
+          logits.indexOf(Math.max(...logits)),
+          `digits-ecs image ${i}`,
+        );
+      }
+      const ecsReady = await http({ path: '/digits-ecs/v2/health/ready' });
+      assert.equal(ecsReady.status, 200, ecsReady.text);
+      // mobilenet-gpu: the default OIP predictor in its container server (SageMaker), on CPU here.
+      const gpuInfer = await http({
+        path: '/mobilenet-gpu/v2/models/mobilenet-gpu/infer',
+        body: JSON.stringify({
+          inputs: [
+            { name: 'input', datatype: 'FP32', shape: [1, 3, 224, 224], data: new Array(3 * 224 * 224).fill(0.5) },
+          ],
+        }),
+      });
+      assert.equal(gpuInfer.status, 200, gpuInfer.text);
+      assert.deepEqual(gpuInfer.json<{ outputs: { shape: number[] }[] }>().outputs[0]!.shape, [1, 1000]);
+      const scores = (reply: typeof infer): number[] =>
+        reply.json<{ outputs: { data: number[] }[] }>().outputs[0]!.data;
+      assertLogitsClose(scores(gpuInfer), scores(infer), 'the same model on SageMaker (container) as on Lambda');
+      // Bad requests get the contract's JSON errors from the container servers too.
+      const badJson = await http({ path: '/digits-ecs', body: '{"pixels": [' });
+      assert.equal(badJson.status, 400, badJson.text);
+      const badError = badJson.json<{ error: { code: string; requestId: string } }>().error;
+      assert.equal(badError.code, 'malformed_json');
+      assert.equal(badError.requestId, badJson.headers['x-request-id']);
+      const badShape = await http({
+        path: '/mobilenet-gpu/v2/models/mobilenet-gpu/infer',
+        body: JSON.stringify({ inputs: [{ name: 'input', datatype: 'FP32', shape: [1, 3], data: [1, 2, 3] }] }),
+      });
+      assert.equal(badShape.status, 400, badShape.text);
+      assert.equal(badShape.json<{ error: { code: string } }>().error.code, 'invalid_input');
+      const wrongModel = await http({ path: '/mobilenet-gpu/v2/models/mobilenet' });
+      assert.equal(wrongModel.status, 404);
+      assert.equal(wrongModel.json<{ error: { code: string } }>().error.code, 'model_not_found');
+      const wrongMethod = await http({ method: 'DELETE', path: '/digits-ecs/v2/health/live' });
+      assert.equal(wrongMethod.status, 405);
+      assert.equal(wrongMethod.headers['allow'], 'GET');
     } finally {
       child.kill('SIGTERM');
     }
@@ -162,8 +223,25 @@ describe('arclight dev --assembly <the synthesized example app> --port 0', () =>
     assert.equal(result.signal, null, result.stderr);
     assert.equal(result.code, 0, result.stderr);
     assert.match(result.stderr, /'digits' is built for linux\/arm64: running it from a copy of its build context/);
+    for (const [name, compute] of [
+      ['mobilenet-gpu', 'sagemaker'],
+      ['digits-ecs', 'ecs'],
+    ]) {
+      assert.match(
+        result.stderr,
+        new RegExp(
+          `'${name}' runs on ${compute}: its container server \\(node server\\.mjs, as its image starts it\\) .*on CPU \\(ARCLIGHT_EXECUTION_PROVIDERS=cpu; deployed: cuda,cpu\\), as there is no GPU here`,
+        ),
+      );
+    }
+    // The container servers drained and shut down on the SIGTERM (they log as JSON on stdout).
+    assert.equal(
+      result.stdout.match(/"outcome":"drained","message":"shut down"/g)?.length,
+      2,
+      result.stdout.slice(-2000),
+    );
     assert.match(result.stderr, /arclight: SIGTERM, stopping/);
-    // Every child (the two hosts, and esbuild's service process that compiled the host) ends with it.
+    // Every child (the hosts, the container servers, esbuild's service process that compiled the host) ends with it.
     const deadline = Date.now() + 5000;
     while (children.some((c) => isAlive(c.pid)) && Date.now() < deadline) {
       await new Promise((resolve) => setTimeout(resolve, 50));

@@ -18,6 +18,7 @@ import {
   flatten,
   onlyResource,
   policyStatements,
+  resourcesOf,
   sha256,
   tempApp,
   thrownProblems,
@@ -118,6 +119,8 @@ describe('IAM', () => {
       `arn:{Ref:AWS::Partition}:sagemaker:{Ref:AWS::Region}:{Ref:AWS::AccountId}:endpoint/${endpointName()}`,
     ]);
     assert.ok(sageMaker[0]!.holder.startsWith('gpuInvokeRole'));
+    const invokeRole = policyStatements(template).filter((s) => s.holder.startsWith('gpuInvokeRole'));
+    assert.equal(invokeRole.length, 1, 'the REST API role may do nothing else, whichever route it serves');
   });
 });
 
@@ -141,19 +144,189 @@ describe('autoscaling', () => {
   });
 });
 
+/** The API's methods by `METHOD /path`, the path rebuilt from the resources' parents and path parts. */
+function methodsByRoute(t: Template): Map<string, Record<string, unknown>> {
+  const resources = new Map(resourcesOf(t, 'AWS::ApiGateway::Resource'));
+  const pathOf = (ref: unknown): string => {
+    const id = (ref as { Ref?: string }).Ref;
+    if (id === undefined) return ''; // the API's root resource (Fn::GetAtt RootResourceId)
+    const resource = resources.get(id)!;
+    return `${pathOf(resource['ParentId'])}/${String(resource['PathPart'])}`;
+  };
+  return new Map(
+    resourcesOf(t, 'AWS::ApiGateway::Method').map(([, method]) => [
+      `${String(method['HttpMethod'])} ${pathOf(method['ResourceId']) || '/'}`,
+      method,
+    ]),
+  );
+}
+
+type Integration = {
+  Type: string;
+  IntegrationHttpMethod?: string;
+  Uri?: unknown;
+  Credentials?: unknown;
+  ContentHandling?: string;
+  PassthroughBehavior?: string;
+  RequestParameters?: Record<string, string>;
+  RequestTemplates?: Record<string, string>;
+  IntegrationResponses: {
+    SelectionPattern?: string;
+    StatusCode: string;
+    ResponseTemplates?: Record<string, string>;
+    ResponseParameters?: Record<string, string>;
+  }[];
+};
+
+const integrationOf = (method: Record<string, unknown>): Integration => method['Integration'] as Integration;
+
+/** The contract's routes; the one model is the API's. */
+const ROUTES_OF_GPU = [
+  'GET /',
+  'POST /',
+  'GET /v2',
+  'GET /v2/health/live',
+  'GET /v2/health/ready',
+  'GET /v2/models/gpu',
+  'GET /v2/models/gpu/ready',
+  'POST /v2/models/gpu/infer',
+];
+
 describe('the REST API', () => {
-  test('POST / is an AWS integration to InvokeEndpoint with its own role', () => {
-    const [, method] = onlyResource(template, 'AWS::ApiGateway::Method');
-    assert.equal(method['HttpMethod'], 'POST');
-    assert.equal(method['AuthorizationType'], 'NONE');
-    const integration = method['Integration'] as Record<string, unknown>;
-    assert.equal(integration['Type'], 'AWS');
-    assert.equal(integration['IntegrationHttpMethod'], 'POST');
-    assert.match(
-      flatten(integration['Uri']),
-      new RegExp(`:apigateway:\\{Ref:AWS::Region\\}:runtime\\.sagemaker:path/endpoints/${endpointName()}/invocations$`),
+  test('every contract route is an AWS integration to InvokeEndpoint, with its own role, naming the route', () => {
+    const methods = methodsByRoute(template);
+    for (const route of ROUTES_OF_GPU) {
+      const method = methods.get(route);
+      assert.ok(method, `${route} in ${[...methods.keys()].join(', ')}`);
+      assert.equal(method['AuthorizationType'], 'NONE');
+      const integration = integrationOf(method);
+      assert.equal(integration.Type, 'AWS', route);
+      assert.equal(integration.IntegrationHttpMethod, 'POST');
+      assert.match(
+        flatten(integration.Uri),
+        new RegExp(
+          `:apigateway:\\{Ref:AWS::Region\\}:runtime\\.sagemaker:path/endpoints/${endpointName()}/invocations$`,
+        ),
+      );
+      assert.match(flatten(integration.Credentials), /^\{GetAtt:gpuInvokeRole\w+\.Arn\}$/);
+      const parameters = integration.RequestParameters!;
+      // A static value: API Gateway cannot concatenate, and the model's name in the path is the API's, known at synth.
+      assert.equal(
+        parameters['integration.request.header.X-Amzn-SageMaker-Custom-Attributes'],
+        `'arclight-route=${route}'`,
+      );
+      assert.equal(parameters['integration.request.header.Accept'], 'method.request.header.Accept');
+      // Bodies pass as they came: text as text, binary media types (the OIP binary extension) as bytes.
+      assert.equal(integration.ContentHandling, undefined, `${route}: CONVERT_TO_BINARY would base64-decode JSON`);
+      if (route.startsWith('POST')) {
+        assert.equal(parameters['integration.request.header.Content-Type'], 'method.request.header.Content-Type');
+        assert.equal(integration.PassthroughBehavior, 'WHEN_NO_TEMPLATES');
+        assert.equal(integration.RequestTemplates, undefined);
+      } else {
+        assert.equal(parameters['integration.request.header.Content-Type'], "'application/json'");
+        assert.deepEqual(integration.RequestTemplates, { 'application/json': '{}' }, 'InvokeEndpoint needs a body');
+      }
+    }
+    const invoking = [...methods].filter(([, m]) => integrationOf(m).Type === 'AWS').map(([route]) => route);
+    assert.deepEqual(invoking.sort(), [...ROUTES_OF_GPU].sort(), 'only the contract routes reach the endpoint');
+    const [, restApi] = onlyResource(template, 'AWS::ApiGateway::RestApi');
+    assert.deepEqual(restApi['BinaryMediaTypes'], ['application/octet-stream', 'image/*']);
+  });
+
+  test("container errors keep their status and JSON body; InvokeEndpoint's own errors become contract errors", () => {
+    const responses = integrationOf(methodsByRoute(template).get('POST /v2/models/gpu/infer')!).IntegrationResponses;
+    const patterns = responses.filter((r) => r.SelectionPattern !== undefined);
+    // Disjoint: each InvokeEndpoint status selects at most one response (API Gateway leaves overlaps undefined).
+    const selected = (status: number): (typeof responses)[number] | undefined => {
+      const matching = patterns.filter((r) => new RegExp(`^(?:${r.SelectionPattern!})$`).test(String(status)));
+      assert.ok(matching.length <= 1, `${status} selects ${matching.length} responses`);
+      return matching[0];
+    };
+    for (let status = 200; status < 600; status++) {
+      const response = selected(status);
+      if (status < 400) assert.equal(response, undefined, `${status} is the default (200) response`);
+      else assert.ok(response, `${status} selects a response`);
+    }
+    const success = responses.find((r) => r.SelectionPattern === undefined)!;
+    assert.equal(success.StatusCode, '200');
+    assert.equal(
+      success.ResponseParameters?.['method.response.header.Content-Type'],
+      'integration.response.header.Content-Type',
     );
-    assert.match(flatten(integration['Credentials']), /^\{GetAtt:gpuInvokeRole\w+\.Arn\}$/);
+
+    // ModelError (424): the container's status (contract statuses as they are, others 502) and its body.
+    const modelError = selected(424)!.ResponseTemplates!['application/json']!;
+    assert.match(modelError, /\$util\.parseJson\(\$input\.body\)/);
+    assert.match(modelError, /\.matches\('400\|404\|405\|408\|413\|415\|500\|503\|504'\)\)/);
+    assert.match(modelError, /#set\(\$status = \$error\.OriginalStatusCode\)/);
+    assert.match(modelError, /#set\(\$status = 502\)/);
+    assert.equal(modelError.match(/responseOverride\.status/g)?.length, 1, 'an override may be applied only once');
+    assert.match(modelError, /\n\$error\.OriginalMessage$/);
+
+    const contractError = (status: number): { statusCode: string; code: string; retryAfter?: string } => {
+      const response = selected(status)!;
+      const body = JSON.parse(response.ResponseTemplates!['application/json']!) as {
+        error: { code: string; requestId: string };
+      };
+      assert.equal(body.error.requestId, '$context.requestId');
+      assert.equal(response.ResponseParameters!['method.response.header.x-request-id'], 'context.requestId');
+      const retryAfter = response.ResponseParameters!['method.response.header.Retry-After'];
+      return { statusCode: response.StatusCode, code: body.error.code, ...(retryAfter ? { retryAfter } : {}) };
+    };
+    assert.deepEqual(contractError(429), { statusCode: '503', code: 'not_ready', retryAfter: "'1'" });
+    assert.deepEqual(contractError(400), { statusCode: '400', code: 'invalid_input' });
+    assert.deepEqual(contractError(413), { statusCode: '400', code: 'invalid_input' });
+    assert.deepEqual(contractError(503), { statusCode: '503', code: 'overloaded', retryAfter: "'1'" });
+    assert.deepEqual(contractError(500), { statusCode: '502', code: 'internal_error' });
+    assert.deepEqual(contractError(530), { statusCode: '502', code: 'internal_error' });
+    // Every status a method answers is declared on it.
+    const declared = (methodsByRoute(template).get('GET /')!['MethodResponses'] as { StatusCode: string }[]).map(
+      (r) => r.StatusCode,
+    );
+    for (const status of ['200', '400', '404', '405', '413', '415', '502', '503', '504'])
+      assert.ok(declared.includes(status), status);
+  });
+
+  test("API Gateway answers a wrong method, another model's name and an unknown path in the contract's format", () => {
+    const methods = methodsByRoute(template);
+    for (const [path, allow] of [
+      ['/', 'GET, POST'],
+      ['/v2', 'GET'],
+      ['/v2/health/live', 'GET'],
+      ['/v2/health/ready', 'GET'],
+      ['/v2/models/gpu', 'GET'],
+      ['/v2/models/gpu/ready', 'GET'],
+      ['/v2/models/gpu/infer', 'POST'],
+    ]) {
+      const integration = integrationOf(methods.get(`ANY ${path}`)!);
+      assert.equal(integration.Type, 'MOCK', path);
+      const [response] = integration.IntegrationResponses;
+      assert.equal(response!.StatusCode, '405');
+      assert.equal(response!.ResponseParameters!['method.response.header.Allow'], `'${allow}'`);
+      const body = JSON.parse(response!.ResponseTemplates!['application/json']!) as {
+        error: { code: string; message: string };
+      };
+      assert.equal(body.error.code, 'method_not_allowed');
+      assert.equal(body.error.message, `$context.httpMethod is not allowed on ${path}; use ${allow}`);
+    }
+    for (const route of ['ANY /v2/models/{name}', 'ANY /v2/models/{name}/{proxy+}']) {
+      const integration = integrationOf(methods.get(route)!);
+      assert.equal(integration.Type, 'MOCK', route);
+      const template = integration.IntegrationResponses[0]!.ResponseTemplates!['application/json']!;
+      assert.equal(integration.IntegrationResponses[0]!.StatusCode, '404');
+      assert.match(template, /"code":"model_not_found"/);
+      assert.match(
+        template,
+        /no model named '\$util\.escapeJavaScript\(\$input\.params\('name'\)\).*'; this API serves 'gpu'/,
+      );
+    }
+    const [, notFound] = onlyResource(template, 'AWS::ApiGateway::GatewayResponse');
+    assert.equal(notFound['ResponseType'], 'MISSING_AUTHENTICATION_TOKEN');
+    assert.equal(notFound['StatusCode'], '404');
+    assert.match(
+      (notFound['ResponseTemplates'] as Record<string, string>)['application/json']!,
+      /^\{"error":\{"code":"not_found","message":"no route for \$context\.httpMethod \$context\.path"/,
+    );
   });
 
   test('the stage is throttled and writes access logs; the URL is an output', () => {
@@ -178,7 +351,11 @@ describe('the REST API', () => {
       auth: ApiAuth.iam(),
     });
     const t = Template.fromStack(other);
-    assert.equal(onlyResource(t, 'AWS::ApiGateway::Method')[1]['AuthorizationType'], 'AWS_IAM');
+    const methods = resourcesOf(t, 'AWS::ApiGateway::Method');
+    assert.equal(methods.length, ROUTES_OF_GPU.length + 7 + 2);
+    for (const [id, method] of methods) assert.equal(method['AuthorizationType'], 'AWS_IAM', id);
+    // Unsigned requests get the same response type as unknown paths: under IAM it stays API Gateway's 403.
+    assert.equal(resourcesOf(t, 'AWS::ApiGateway::GatewayResponse').length, 0);
     const [, model] = onlyResource(t, 'AWS::SageMaker::Model');
     const env = (model['PrimaryContainer'] as { Environment: Record<string, string> }).Environment;
     assert.equal(env[ENV.executionProviders], 'cpu');

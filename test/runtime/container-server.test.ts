@@ -114,6 +114,26 @@ async function get(url: string): Promise<Reply> {
   };
 }
 
+async function call(url: string, method: string, body?: string, headers: Record<string, string> = {}): Promise<Reply> {
+  const response = await fetch(url, {
+    method,
+    headers: { 'content-type': 'application/json', ...headers },
+    ...(method === 'GET' || method === 'HEAD' ? {} : { body: body ?? '' }),
+  });
+  return {
+    status: response.status,
+    headers: response.headers,
+    body: (await response.json()) as Record<string, unknown>,
+  };
+}
+
+/** A body without the error's request id, which differs from request to request. */
+function withoutRequestId(body: Record<string, unknown>): Record<string, unknown> {
+  const error = body['error'] as Record<string, unknown> | undefined;
+  if (error === undefined) return body;
+  return { ...body, error: Object.fromEntries(Object.entries(error).filter(([name]) => name !== 'requestId')) };
+}
+
 type Outputs = { name: string; shape: number[]; data: number[] }[];
 
 function outputData(reply: Reply): number[] {
@@ -136,6 +156,7 @@ describe('container server: digits from S3, default predictor, batching on, cuda
       ARCLIGHT_INTRA_OP_THREADS: '1',
       ARCLIGHT_MAX_BATCH_SIZE: '8',
       ARCLIGHT_MAX_BATCH_DELAY_MS: '10',
+      ARCLIGHT_BIND_HOST: '127.0.0.1',
     });
     await waitReady(container.url);
   });
@@ -149,6 +170,18 @@ describe('container server: digits from S3, default predictor, batching on, cuda
     assert.ok(fallback, 'a WARN line announces the fallback');
     assert.deepEqual(fallback['using'], ['cpu']);
     assert.match(String(fallback['reason']), /cuda/i);
+  });
+
+  test('ARCLIGHT_BIND_HOST=127.0.0.1 listens on loopback only (as arclight dev runs it)', () => {
+    const port = Number(new URL(container.url).port);
+    // /proc/net/tcp: local address as hex IP:port; state 0A is LISTEN.
+    const listening = readFileSync('/proc/net/tcp', 'utf8')
+      .split('\n')
+      .slice(1)
+      .map((line) => line.trim().split(/\s+/))
+      .filter((fields) => fields[3] === '0A' && parseInt(fields[1]!.split(':')[1]!, 16) === port)
+      .map((fields) => fields[1]!.split(':')[0]);
+    assert.deepEqual(listening, ['0100007F']);
   });
 
   test('POST /invocations runs the model (SageMaker route)', async () => {
@@ -170,6 +203,70 @@ describe('container server: digits from S3, default predictor, batching on, cuda
     const missing = await get(`${container.url}/v2/models/other`);
     assert.equal(missing.status, 404);
     assert.equal((missing.body['error'] as { code: string }).code, 'model_not_found');
+  });
+
+  test('POST /invocations naming a route in the SageMaker custom attributes answers as that route does', async () => {
+    const infer = digitsInferBody([expected.images[0]!]);
+    const routes: [method: string, path: string, body?: string][] = [
+      ['GET', '/'],
+      ['POST', '/', infer],
+      ['GET', '/v2'],
+      ['GET', '/v2/health/live'],
+      ['GET', '/v2/health/ready'],
+      ['GET', '/ping'],
+      ['GET', '/v2/models/digits'],
+      ['GET', '/v2/models/digits/ready'],
+      ['POST', '/v2/models/digits/infer', infer],
+      ['GET', '/v2/models/other'],
+      ['DELETE', '/v2/health/live'],
+      ['GET', '/no/such/route'],
+    ];
+    for (const [method, path, body] of routes) {
+      const direct = await call(`${container.url}${path}`, method, body);
+      const invoked = await call(`${container.url}/invocations`, 'POST', body ?? '', {
+        'x-amzn-sagemaker-custom-attributes': `arclight-route=${method} ${path}`,
+      });
+      const where = `${method} ${path}`;
+      assert.equal(invoked.status, direct.status, where);
+      assert.deepEqual(withoutRequestId(invoked.body), withoutRequestId(direct.body), where);
+      assert.equal(invoked.headers.get('allow'), direct.headers.get('allow'), where);
+    }
+    // Beside other attributes, forged or unknown routes get the contract's errors, as they would directly.
+    for (const [method, path, status, code] of [
+      ['GET', '/no/such/route', 404, 'not_found'],
+      ['GET', '/v2/models/other/ready', 404, 'model_not_found'],
+      ['DELETE', '/v2/health/live', 405, 'method_not_allowed'],
+    ] as const) {
+      const reply = await call(`${container.url}/invocations`, 'POST', '', {
+        'x-amzn-sagemaker-custom-attributes': `trace=1; arclight-route=${method} ${path}`,
+      });
+      assert.equal(reply.status, status, `${method} ${path}`);
+      assert.equal((reply.body['error'] as { code: string }).code, code);
+    }
+  });
+
+  test('a malformed arclight-route attribute is a 400 in the contract format; other attributes are ignored', async () => {
+    for (const attribute of ['arclight-route=/v2/health/ready', 'arclight-route=GET', 'arclight-route=get /v2']) {
+      const reply = await call(`${container.url}/invocations`, 'POST', '', {
+        'x-amzn-sagemaker-custom-attributes': attribute,
+        'x-request-id': 'client-id-1',
+      });
+      assert.equal(reply.status, 400, attribute);
+      const error = reply.body['error'] as { code: string; message: string; requestId: string };
+      assert.equal(error.code, 'invalid_input');
+      assert.match(
+        error.message,
+        /malformed X-Amzn-SageMaker-Custom-Attributes attribute .*expected 'arclight-route=<METHOD> \/<path>'/,
+      );
+      assert.equal(error.requestId, 'client-id-1');
+      assert.equal(reply.headers.get('x-request-id'), 'client-id-1');
+    }
+    // Attributes of someone else's: /invocations stays the predictor.
+    const reply = await call(`${container.url}/invocations`, 'POST', digitsInferBody([expected.images[0]!]), {
+      'x-amzn-sagemaker-custom-attributes': 'trace=abc',
+    });
+    assert.equal(reply.status, 200);
+    assertLogitsClose(outputData(reply), expected.logits[0]!, 'invocations with other attributes');
   });
 
   test('concurrent requests are batched; each output equals the unbatched one, and a bad request fails alone', async () => {
