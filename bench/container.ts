@@ -192,44 +192,38 @@ interface RawResult {
 }
 
 /**
- * Raw in-process `session.run`, back to back, with no HTTP at all: `sessions` sessions side by side (onnxruntime-node
- * runs off the event loop, so they overlap), `threads` intra-op threads each.
+ * Raw in-process `session.run`, back to back, with no HTTP at all. One session is the ceiling: onnxruntime-node runs
+ * `run` on the calling thread (in a setImmediate), so sessions in one thread never overlap.
  */
-async function raw(seconds: number, sessions: number, threads: number): Promise<RawResult> {
-  const bytes = readFileSync(MOBILENET.path);
-  const all = await Promise.all(
-    Array.from({ length: sessions }, () =>
-      ort.InferenceSession.create(bytes, onnxSessionOptions({ intraOpThreads: threads })),
-    ),
+async function raw(seconds: number, threads: number): Promise<RawResult> {
+  const session = await ort.InferenceSession.create(
+    readFileSync(MOBILENET.path),
+    onnxSessionOptions({ intraOpThreads: threads }),
   );
   const feeds = { [MOBILENET.inputName]: new ort.Tensor('float32', inputFor(MOBILENET), [...MOBILENET.shape]) };
-  for (const session of all) for (let i = 0; i < 10; i++) await session.run(feeds);
+  for (let i = 0; i < 10; i++) await session.run(feeds);
   const latencies: number[] = [];
   const cpuBefore = process.cpuUsage();
   const started = performance.now();
-  await Promise.all(
-    all.map(async (session) => {
-      while (performance.now() - started < seconds * 1000) {
-        const t = performance.now();
-        await session.run(feeds);
-        latencies.push(performance.now() - t);
-      }
-    }),
-  );
+  while (performance.now() - started < seconds * 1000) {
+    const t = performance.now();
+    await session.run(feeds);
+    latencies.push(performance.now() - t);
+  }
   const cpu = process.cpuUsage(cpuBefore);
   const rps = latencies.length / ((performance.now() - started) / 1000);
-  await Promise.all(all.map((session) => session.release()));
+  await session.release();
   return {
-    label: `${sessions} session${sessions > 1 ? 's' : ''} × ${threads} thread${threads > 1 ? 's' : ''}`,
+    label: `${threads} intra-op thread${threads > 1 ? 's' : ''}`,
     rps,
     latency: summarize(latencies),
     cpuMsPerRun: (cpu.user + cpu.system) / 1000 / latencies.length,
   };
 }
 
-/** The raw ceiling: the faster of one session on every core and one session per worker (as the server runs). */
-async function rawCeiling(seconds: number, cores: number, intra: number): Promise<RawResult[]> {
-  return [await raw(seconds, 1, cores), await raw(seconds, WORKERS, intra)];
+/** The raw ceiling: the faster of one session on every core and one on a single core (less contention). */
+async function rawCeiling(seconds: number, cores: number): Promise<RawResult[]> {
+  return [await raw(seconds, cores), await raw(seconds, 1)];
 }
 
 const fastest = (results: readonly RawResult[]): RawResult => results.reduce((a, b) => (b.rps > a.rps ? b : a));
@@ -244,7 +238,7 @@ export const container: Scenario = {
     const loadBefore = loadavg()[0]!;
     const intra = String(Math.max(1, Math.floor(cores / WORKERS)));
     progress('raw session.run');
-    const rawBefore = await rawCeiling(seconds, cores, Number(intra));
+    const rawBefore = await rawCeiling(seconds, cores);
 
     const points: Point[] = [];
     let ping: Summary | undefined;
@@ -273,7 +267,7 @@ export const container: Scenario = {
     }
     // Raw again after the sweep: on a shared machine the best of the two is the fair (harder) ceiling.
     progress('raw session.run again');
-    const rawAfter = await rawCeiling(seconds, cores, Number(intra));
+    const rawAfter = await rawCeiling(seconds, cores);
     const rawResult = fastest([...rawBefore, ...rawAfter]);
     const rawCpuMs = Math.min(...[...rawBefore, ...rawAfter].map((r) => r.cpuMsPerRun));
     const unbatched = points.find((p) => p.concurrency === BATCH_CONCURRENCY)!;
@@ -287,7 +281,7 @@ export const container: Scenario = {
       {
         title: `Container server vs raw session.run — MobileNet v3 small, ${WORKERS} workers × ${intra} intra-op threads, ${cores} cores`,
         notes: [
-          `raw: in-process session.run back to back, the fastest of ${[...rawBefore, ...rawAfter].map((r) => `${r.label} ${r.rps.toFixed(1)}`).join(', ')} req/s (before and after the sweep): ${rawResult.rps.toFixed(1)} req/s, p50 ${formatMs(rawResult.latency.p50Ms)}, ${rawCpuMs.toFixed(2)} ms CPU per run at best`,
+          `raw: in-process session.run back to back, one session, the fastest of ${[...rawBefore, ...rawAfter].map((r) => `${r.label} ${r.rps.toFixed(1)}`).join(', ')} req/s (before and after the sweep): ${rawResult.rps.toFixed(1)} req/s, p50 ${formatMs(rawResult.latency.p50Ms)}, ${rawCpuMs.toFixed(2)} ms CPU per run at best`,
           'server: POST /invocations, OIP binary tensors, keep-alive, closed-loop clients in this process (they share the cores); batching off',
           "server CPU/req: the server process's CPU time (every thread) per answered request; the client's is not in it",
         ],
