@@ -141,8 +141,10 @@ async function fuzz(t: TestContext, name: string, arbitrary: fc.Arbitrary<{ c: C
         assert.fail(`${(error as Error).message}: ${JSON.stringify(raw.toString('latin1').slice(0, 600))}`);
       }
       if (head) {
-        // No route takes HEAD: a 404 or 405 whose headers say JSON (the body HEAD never carries).
-        assert.ok([404, 405].includes(reply.status), `HEAD → ${reply.status}`);
+        // No route takes HEAD: a 404 or 405 whose headers say JSON (the body HEAD never carries). An empty target
+        // (fc.webPath can draw '') makes the request line itself malformed: 400 from the parser.
+        const expected = c.path === '' ? [400] : [404, 405];
+        assert.ok(expected.includes(reply.status), `HEAD ${JSON.stringify(c.path)} → ${reply.status}`);
         assert.match(reply.headers['content-type'] ?? '', /^application\/json/);
       } else {
         assertContractAnswer(reply, c);
