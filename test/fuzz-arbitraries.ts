@@ -18,6 +18,20 @@ export function fuzzRuns(short: number): number {
   return byProfile({ short, long: short * 20 });
 }
 
+/**
+ * fast-check's seed: fixed in the short profile so `npm test` is reproducible (a red CI replays exactly), fresh per
+ * run in the long one (new inputs every soak), or ARCLIGHT_FUZZ_SEED to replay a failure. fast-check reports the seed.
+ */
+export const FUZZ_SEED: number | undefined =
+  process.env['ARCLIGHT_FUZZ_SEED'] !== undefined
+    ? Number(process.env['ARCLIGHT_FUZZ_SEED'])
+    : byProfile<number | undefined>({ short: 20261124, long: undefined });
+
+/** fast-check parameters every fuzz property shares. */
+export function fuzzParameters(runs: number): { numRuns: number; seed?: number; includeErrorInReport: true } {
+  return { numRuns: runs, ...(FUZZ_SEED === undefined ? {} : { seed: FUZZ_SEED }), includeErrorInReport: true };
+}
+
 /** The digits model's one valid OIP request, and the digits predictor's: what must succeed after every hostile one. */
 export const VALID_INFER: Call = {
   path: INFER,

@@ -15,6 +15,7 @@ import {
   assertContractAnswer,
   call,
   describeCall,
+  fuzzParameters,
   fuzzRuns,
   headerName,
 } from '../fuzz-arbitraries.js';
@@ -151,7 +152,7 @@ async function fuzz(t: TestContext, name: string, arbitrary: fc.Arbitrary<{ c: C
       }
       await assertStillServes();
     }),
-    { numRuns: runs, endOnFailure: true, includeErrorInReport: true },
+    { ...fuzzParameters(runs), endOnFailure: true },
   );
   const rssGrowthMb = (process.memoryUsage().rss - rssBefore) / 2 ** 20;
   t.diagnostic(`${name}: ${tried} inputs tried, all answered in contract; RSS grew ${rssGrowthMb.toFixed(0)} MB`);

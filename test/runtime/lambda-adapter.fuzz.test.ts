@@ -18,6 +18,7 @@ import {
   assertContractAnswer,
   call,
   describeCall,
+  fuzzParameters,
   fuzzRuns,
 } from '../fuzz-arbitraries.js';
 import { DIGITS_ONNX, DIGITS_PREDICTOR, httpApiV2Event, loadTestPredictor, type Call, type Reply } from '../helpers.js';
@@ -193,7 +194,7 @@ async function fuzz(
       assertContractAnswer(reply, { ...c, path: `${c.path} [event ${describeEvent(event).slice(0, 600)}]` });
       await assertStillServes();
     }),
-    { numRuns: runs, endOnFailure: true, includeErrorInReport: true },
+    { ...fuzzParameters(runs), endOnFailure: true },
   );
   const rssGrowthMb = (process.memoryUsage().rss - rssBefore) / 2 ** 20;
   t.diagnostic(`${name}: ${tried} inputs tried, all answered in contract; RSS grew ${rssGrowthMb.toFixed(0)} MB`);
@@ -238,7 +239,7 @@ describe('fuzzing the Lambda handler', () => {
         assert.equal(reply.status, 400, describeCall(c));
         assert.match(reply.text, /not valid base64/);
       }),
-      { numRuns: fuzzRuns(200), includeErrorInReport: true },
+      fuzzParameters(fuzzRuns(200)),
     );
     t.diagnostic(`invalid base64: ${tried} inputs tried, each a 400`);
     await assertStillServes();
