@@ -21,7 +21,8 @@ const PICKLE_PROTO = 0x80;
 
 /** The format of a model held in memory or in a file. */
 export function detectModelFormat(model: Uint8Array | string): ModelFormat {
-  const { head, tail, tailStart } = typeof model === 'string' ? readEdges(model) : { head: model, tail: model, tailStart: 0 };
+  const { head, tail, tailStart } =
+    typeof model === 'string' ? readEdges(model) : { head: model, tail: model, tailStart: 0 };
   if (head.length >= 4 && readU32(head, 0) === ZIP_LOCAL) return zipFormat(head, tail, tailStart);
   if (head.length >= 2 && head[0] === PICKLE_PROTO && head[1]! >= 2 && head[1]! <= 5) return 'lightning-checkpoint';
   return 'onnx';
@@ -61,7 +62,8 @@ function zipFormat(head: Uint8Array, tail: Uint8Array, tailStart: number): Model
   let names = zipEntryNames(tail, tailStart);
   // No readable directory: the local headers at the start still name the first entries.
   if (names.length === 0) names = localEntryNames(head);
-  const isTorchScript = names.some((n) => /^[^/]+\/code\//.test(n)) && names.some((n) => /^[^/]+\/constants\.pkl$/.test(n));
+  const isTorchScript =
+    names.some((n) => /^[^/]+\/code\//.test(n)) && names.some((n) => /^[^/]+\/constants\.pkl$/.test(n));
   return isTorchScript ? 'torchscript' : 'lightning-checkpoint';
 }
 

@@ -97,7 +97,9 @@ const envSchema = z.object({
   [ENV.requestTimeoutMs]: positiveInt.optional(),
   [ENV.logLevel]: z.enum(LOG_LEVELS).optional(),
   [ENV.metrics]: z.enum(['on', 'off'], 'must be on or off').optional(),
-  [ENV.modelFormat]: z.enum(MODEL_FORMATS, `must be ${MODEL_FORMATS.join(', ')} (or unset: read from the file)`).optional(),
+  [ENV.modelFormat]: z
+    .enum(MODEL_FORMATS, `must be ${MODEL_FORMATS.join(', ')} (or unset: read from the file)`)
+    .optional(),
   [ENV.modelModule]: z.string().optional(),
   [ENV.modelClass]: z
     .string()

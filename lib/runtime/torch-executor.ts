@@ -78,6 +78,8 @@ export class TorchExecutor implements Executor {
   private readonly idleWaiters: (() => void)[] = [];
   /** Crashes since the start, for logs and tests. */
   restarts = 0;
+  /** Runs sent to the process (a batch is one). */
+  runs = 0;
 
   private constructor(
     private process: TorchProcess,
@@ -179,6 +181,7 @@ export class TorchExecutor implements Executor {
       const job = this.queue.shift();
       if (job) {
         this.running = job;
+        this.runs++;
         this.process.send(job.frame);
       }
     }

@@ -112,7 +112,11 @@ export class TorchProcess {
     );
   }
 
-  private static async tryStart(python: string, program: string, log: Logger | undefined): Promise<TorchProcess | string> {
+  private static async tryStart(
+    python: string,
+    program: string,
+    log: Logger | undefined,
+  ): Promise<TorchProcess | string> {
     let child: ChildProcessWithoutNullStreams;
     try {
       child = spawn(python, [program], {

@@ -121,7 +121,10 @@ export function resultTensors(frame: Frame): Record<string, Tensor> {
     const bytes = Number(p.readBigUInt64LE(at));
     at += 8;
     at += pad8(at);
-    const data = allocate(type, dims.reduce((a, b) => a * b, 1));
+    const data = allocate(
+      type,
+      dims.reduce((a, b) => a * b, 1),
+    );
     if (data.byteLength !== bytes) throw new Error(`torch executor sent output '${name}' with ${bytes} bytes`);
     new Uint8Array(data.buffer, data.byteOffset, bytes).set(p.subarray(at, at + bytes));
     at += bytes + pad8(bytes);
