@@ -6,6 +6,7 @@ import { DEV_DEFAULTS, DevClosedError, DevServer } from '../lib/cli/dev.js';
 import { reportError } from '../lib/cli/fail.js';
 import { predict } from '../lib/cli/predict.js';
 import { serve, SERVE_DEFAULTS } from '../lib/cli/serve.js';
+import { MODEL_FORMATS } from '../lib/contract.js';
 import { LOG_LEVELS, type LogLevel } from '../lib/runtime/logger.js';
 
 function positiveInt(value: string): number {
@@ -28,7 +29,17 @@ const program = new Command('arclight')
 program
   .command('serve')
   .description('serve one model (and optionally a predictor) at the root of a local port')
-  .requiredOption('--model <path|s3://bucket/key>', 'the ONNX model: a local file or an S3 object')
+  .requiredOption(
+    '--model <path|s3://bucket/key>',
+    'the model (ONNX, TorchScript .pt or Lightning .ckpt): a local file or an S3 object',
+  )
+  .addOption(
+    new Option('--format <format>', 'the model format (default: read from the file)').choices([...MODEL_FORMATS]),
+  )
+  .option('--module <file.py>', 'Lightning checkpoints: the Python file defining the model class')
+  .option('--class <name>', 'Lightning checkpoints: the model class in --module')
+  .option('--inputs <json>', 'torch models: declared inputs, \'[{"name","datatype","shape"}]\' (default: from forward)')
+  .option('--outputs <json>', 'torch models: output names and metadata, in the order forward returns them')
   .option(
     '--predictor <file.ts>',
     'predictor module (TypeScript runs without a build step); default: Open Inference Protocol',
@@ -38,7 +49,7 @@ program
   .option('--host <host>', 'address to bind', SERVE_DEFAULTS.host)
   .option('--config <json|@file>', 'JSON object handed to init() and predict() as config')
   .option('--sha256 <hex>', 'refuse a model whose sha256 differs')
-  .option('--threads <n>', 'onnxruntime intra-op threads (default: one per core)', positiveInt)
+  .option('--threads <n>', 'onnxruntime intra-op threads, or torch threads (default: one per core)', positiveInt)
   .option('--max-body-bytes <n>', 'largest request body; above it 413', positiveInt, SERVE_DEFAULTS.maxBodyBytes)
   .option('--timeout-ms <n>', 'per-request timeout; past it 504', positiveInt, SERVE_DEFAULTS.timeoutMs)
   .addOption(new Option('--log-level <level>', 'log level').choices(LOG_LEVELS).default('INFO'))
@@ -60,6 +71,11 @@ program
       timeoutMs: options['timeoutMs'] as number,
       logLevel: options['logLevel'] as LogLevel,
       embeddedS3: options['embeddedS3'] === true,
+      format: options['format'] as string | undefined,
+      module: options['module'] as string | undefined,
+      className: options['class'] as string | undefined,
+      inputs: options['inputs'] as string | undefined,
+      outputs: options['outputs'] as string | undefined,
     });
     const stop = (signal: string): void => {
       process.stderr.write(`arclight: ${signal}, stopping\n`);
