@@ -19,7 +19,7 @@ import { stringifyJson } from './json.js';
 import { requestLogger, type Logger } from './logger.js';
 import type { Executor, ExecutorFactory } from './executor.js';
 import { createModel } from './model.js';
-import { detectModelFormat } from './model-format.js';
+import { detectModelFormat } from '../model-format.js';
 import { loadModelBytes } from './model-store.js';
 import { OnnxExecutor, importOnnxRuntime } from './onnx-executor.js';
 import { matchRoute, type Route } from './routes.js';

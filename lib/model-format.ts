@@ -5,7 +5,7 @@
  * whose loader then says clearly if it is not.
  */
 import { closeSync, fstatSync, openSync, readSync } from 'node:fs';
-import type { ModelFormat } from '../predictor.js';
+import type { ModelFormat } from './predictor.js';
 
 /** Bytes read from each end of a model file: the zip's central directory sits at the end. */
 const EDGE_BYTES = 1024 * 1024;

@@ -3,8 +3,8 @@ import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { test } from 'node:test';
-import { detectModelFormat, zipEntryNames } from '../../lib/runtime/model-format.js';
-import { DIGITS_CHECKPOINT, DIGITS_ONNX, DIGITS_TORCHSCRIPT, writeTempModel } from '../helpers.js';
+import { detectModelFormat, zipEntryNames } from '../lib/model-format.js';
+import { DIGITS_CHECKPOINT, DIGITS_ONNX, DIGITS_TORCHSCRIPT, writeTempModel } from './helpers.js';
 
 const CASES = [
   [DIGITS_ONNX, 'onnx'],
