@@ -134,12 +134,12 @@ function torchDockerfile(withModule: boolean): string {
 FROM public.ecr.aws/lambda/nodejs:22
 ARG TORCH_INDEX_URL=
 RUN dnf install -y python3.12 python3.12-pip && dnf clean all \\
- && ${LAMBDA_PYTHON} -m pip install --no-cache-dir \$\{TORCH_INDEX_URL:+--index-url "\$TORCH_INDEX_URL"\} torch==${TORCH_VERSION}
+ && ${LAMBDA_PYTHON} -m pip install --no-cache-dir \${TORCH_INDEX_URL:+--index-url "$TORCH_INDEX_URL"} torch==${TORCH_VERSION}
 # HOME=/tmp: onnxruntime and torch keep small caches under $HOME, and /tmp is the only writable place on Lambda.
 ENV NODE_OPTIONS=--enable-source-maps HOME=/tmp ${ENV.python}=${LAMBDA_PYTHON}
-COPY node_modules/ \$\{LAMBDA_TASK_ROOT\}/node_modules/
-COPY python/ \$\{LAMBDA_TASK_ROOT\}/python/
-${withModule ? 'COPY model/ ${LAMBDA_TASK_ROOT}/model/\n' : ''}COPY ${BUNDLE_FILE} ${BUNDLE_FILE}.map \$\{LAMBDA_TASK_ROOT\}/
+COPY node_modules/ \${LAMBDA_TASK_ROOT}/node_modules/
+COPY python/ \${LAMBDA_TASK_ROOT}/python/
+${withModule ? 'COPY model/ ${LAMBDA_TASK_ROOT}/model/\n' : ''}COPY ${BUNDLE_FILE} ${BUNDLE_FILE}.map \${LAMBDA_TASK_ROOT}/
 CMD ["index.handler"]
 `;
 }
