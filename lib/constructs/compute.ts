@@ -132,7 +132,7 @@ export class LambdaCompute extends Compute {
         ? `torch's copy, ${LAMBDA_LIMITS.runtimeMb} MB of runtime and ${LAMBDA_LIMITS.torchRuntimeMb} MB for Python with torch`
         : `the onnxruntime session's copy and ${LAMBDA_LIMITS.runtimeMb} MB of runtime`;
       problems.push(
-        `the ${format} model (${modelMb.toFixed(0)} MB) needs about ${neededMb} MB of memory (its bytes, ${runtime}); memorySize is ${this.memorySize} MB`,
+        `the ${torch ? `${format} ` : ''}model (${modelMb.toFixed(0)} MB) needs about ${neededMb} MB of memory (its bytes, ${runtime}); memorySize is ${this.memorySize} MB`,
       );
     }
     return problems;
