@@ -2,6 +2,7 @@
  * The arclight CLI. Every command has --help; errors are one line (the stack with --verbose).
  */
 import { Command, InvalidArgumentError, Option } from 'commander';
+import { benchFormats, formatReport } from '../lib/cli/bench-formats.js';
 import { DEV_DEFAULTS, DevClosedError, DevServer } from '../lib/cli/dev.js';
 import { reportError } from '../lib/cli/fail.js';
 import { predict } from '../lib/cli/predict.js';
@@ -12,6 +13,12 @@ import { LOG_LEVELS, type LogLevel } from '../lib/runtime/logger.js';
 function positiveInt(value: string): number {
   const n = Number(value);
   if (!Number.isSafeInteger(n) || n <= 0) throw new InvalidArgumentError('must be a positive integer');
+  return n;
+}
+
+function nonNegative(value: string): number {
+  const n = Number(value);
+  if (!Number.isFinite(n) || n < 0) throw new InvalidArgumentError('must be a non-negative number');
   return n;
 }
 
@@ -121,6 +128,40 @@ program
       await server.close();
       throw error;
     }
+  });
+
+const bench = program.command('bench').description('benchmarks of a model as it would be served');
+bench
+  .command('formats')
+  .description(
+    'serve the same model as ONNX, TorchScript and a Lightning checkpoint through the real front: check that their outputs agree and print latency and throughput per format',
+  )
+  .option('--onnx <file>', 'the ONNX export')
+  .option('--torchscript <file>', 'the TorchScript export (.pt); also timed in Python directly, for the overhead')
+  .option('--checkpoint <file>', 'the Lightning checkpoint (.ckpt); needs --module and --class')
+  .option('--module <file.py>', "the checkpoint's Python file defining the model class")
+  .option('--class <name>', 'the model class in --module')
+  .requiredOption('--input <json|@file>', 'an Open Inference Protocol request, sent to every format')
+  .option('--requests <n>', 'timed requests per format', positiveInt, 200)
+  .option('--concurrency <n>', 'requests in flight at once', positiveInt, 1)
+  .option('--tolerance <x>', 'largest max abs diff that counts as agreement', nonNegative, 1e-4)
+  .option('--threads <n>', "intra-op threads of every format (default: the engines' own choice)", positiveInt)
+  .action(async (options: Record<string, unknown>) => {
+    const tolerance = options['tolerance'] as number;
+    const result = await benchFormats({
+      onnx: options['onnx'] as string | undefined,
+      torchscript: options['torchscript'] as string | undefined,
+      checkpoint: options['checkpoint'] as string | undefined,
+      module: options['module'] as string | undefined,
+      className: options['class'] as string | undefined,
+      input: options['input'] as string,
+      requests: options['requests'] as number,
+      concurrency: options['concurrency'] as number,
+      tolerance,
+      threads: options['threads'] as number | undefined,
+    });
+    process.stdout.write(`${formatReport(result, tolerance)}\n`);
+    if (!result.agree) process.exitCode = 1;
   });
 
 program
