@@ -13,7 +13,7 @@ import { tmpdir } from 'node:os';
 import { dirname, join, relative } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { buildSync } from 'esbuild';
-import { DEFAULTS, REQUEST_ID_HEADER } from '../contract.js';
+import { DEFAULTS, ENV, REQUEST_ID_HEADER } from '../contract.js';
 import { requestIdFrom } from '../runtime/request-id.js';
 import { StartupError } from '../runtime/startup-error.js';
 import {
@@ -198,6 +198,7 @@ class ApiProcess {
         // Lambda runs Node.js 22; the SDK's warning about an older Node.js is the parent's to give, once.
         AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED: 'true',
         ...api.environment,
+        ...inTaskRoot(api.environment, this.runDir),
       },
       stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
     });
@@ -584,4 +585,10 @@ function sendError(
 ): void {
   const requestId = requestIdFrom(undefined);
   sendJson(res, status, { error: { code, message, requestId } }, { [REQUEST_ID_HEADER]: requestId, ...headers });
+}
+
+/** The image's task root is /var/task; here it is the run folder: a torch checkpoint's module file lies under it. */
+function inTaskRoot(environment: Readonly<Record<string, string>>, runDir: string): Record<string, string> {
+  const module = environment[ENV.modelModule];
+  return module?.startsWith('/var/task/') ? { [ENV.modelModule]: `${runDir}${module.slice('/var/task'.length)}` } : {};
 }
