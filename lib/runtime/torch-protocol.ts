@@ -35,7 +35,7 @@ const TENSORS_AT = 5;
 
 const pad8 = (n: number): number => (8 - (n % 8)) % 8;
 
-/** A frame with a JSON body (LOAD, BYE), optionally after a binary prefix. */
+/** A frame with a JSON body (LOAD). */
 export function jsonFrame(kind: FrameKind, value: unknown): Buffer {
   const body = Buffer.from(JSON.stringify(value ?? null));
   const frame = Buffer.allocUnsafe(5 + body.length);
