@@ -2,16 +2,24 @@
  * The arclight CLI. Every command has --help; errors are one line (the stack with --verbose).
  */
 import { Command, InvalidArgumentError, Option } from 'commander';
+import { benchFormats, formatReport } from '../lib/cli/bench-formats.js';
 import { DEV_DEFAULTS, DevClosedError, DevServer } from '../lib/cli/dev.js';
 import { reportError } from '../lib/cli/fail.js';
 import { predict } from '../lib/cli/predict.js';
 import { serve, SERVE_DEFAULTS } from '../lib/cli/serve.js';
+import { MODEL_FORMATS } from '../lib/contract.js';
 import { LOG_LEVELS, type LogLevel } from '../lib/runtime/logger.js';
 import { guardProcess } from '../lib/runtime/process-guard.js';
 
 function positiveInt(value: string): number {
   const n = Number(value);
   if (!Number.isSafeInteger(n) || n <= 0) throw new InvalidArgumentError('must be a positive integer');
+  return n;
+}
+
+function nonNegative(value: string): number {
+  const n = Number(value);
+  if (!Number.isFinite(n) || n < 0) throw new InvalidArgumentError('must be a non-negative number');
   return n;
 }
 
@@ -29,7 +37,17 @@ const program = new Command('arclight')
 program
   .command('serve')
   .description('serve one model (and optionally a predictor) at the root of a local port')
-  .requiredOption('--model <path|s3://bucket/key>', 'the ONNX model: a local file or an S3 object')
+  .requiredOption(
+    '--model <path|s3://bucket/key>',
+    'the model (ONNX, TorchScript .pt or Lightning .ckpt): a local file or an S3 object',
+  )
+  .addOption(
+    new Option('--format <format>', 'the model format (default: read from the file)').choices([...MODEL_FORMATS]),
+  )
+  .option('--module <file.py>', 'Lightning checkpoints: the Python file defining the model class')
+  .option('--class <name>', 'Lightning checkpoints: the model class in --module')
+  .option('--inputs <json>', 'torch models: declared inputs, \'[{"name","datatype","shape"}]\' (default: from forward)')
+  .option('--outputs <json>', 'torch models: output names and metadata, in the order forward returns them')
   .option(
     '--predictor <file.ts>',
     'predictor module (TypeScript runs without a build step); default: Open Inference Protocol',
@@ -39,7 +57,7 @@ program
   .option('--host <host>', 'address to bind', SERVE_DEFAULTS.host)
   .option('--config <json|@file>', 'JSON object handed to init() and predict() as config')
   .option('--sha256 <hex>', 'refuse a model whose sha256 differs')
-  .option('--threads <n>', 'onnxruntime intra-op threads (default: one per core)', positiveInt)
+  .option('--threads <n>', 'onnxruntime intra-op threads, or torch threads (default: one per core)', positiveInt)
   .option('--max-body-bytes <n>', 'largest request body; above it 413', positiveInt, SERVE_DEFAULTS.maxBodyBytes)
   .option('--timeout-ms <n>', 'per-request timeout; past it 504', positiveInt, SERVE_DEFAULTS.timeoutMs)
   .addOption(new Option('--log-level <level>', 'log level').choices(LOG_LEVELS).default('INFO'))
@@ -61,6 +79,11 @@ program
       timeoutMs: options['timeoutMs'] as number,
       logLevel: options['logLevel'] as LogLevel,
       embeddedS3: options['embeddedS3'] === true,
+      format: options['format'] as string | undefined,
+      module: options['module'] as string | undefined,
+      className: options['class'] as string | undefined,
+      inputs: options['inputs'] as string | undefined,
+      outputs: options['outputs'] as string | undefined,
     });
     const stop = (signal: string): void => {
       process.stderr.write(`arclight: ${signal}, stopping\n`);
@@ -107,6 +130,40 @@ program
       await server.close();
       throw error;
     }
+  });
+
+const bench = program.command('bench').description('benchmarks of a model as it would be served');
+bench
+  .command('formats')
+  .description(
+    'serve the same model as ONNX, TorchScript and a Lightning checkpoint through the real front: check that their outputs agree and print latency and throughput per format',
+  )
+  .option('--onnx <file>', 'the ONNX export')
+  .option('--torchscript <file>', 'the TorchScript export (.pt); also timed in Python directly, for the overhead')
+  .option('--checkpoint <file>', 'the Lightning checkpoint (.ckpt); needs --module and --class')
+  .option('--module <file.py>', "the checkpoint's Python file defining the model class")
+  .option('--class <name>', 'the model class in --module')
+  .requiredOption('--input <json|@file>', 'an Open Inference Protocol request, sent to every format')
+  .option('--requests <n>', 'timed requests per format', positiveInt, 200)
+  .option('--concurrency <n>', 'requests in flight at once', positiveInt, 1)
+  .option('--tolerance <x>', 'largest max abs diff that counts as agreement', nonNegative, 1e-4)
+  .option('--threads <n>', "intra-op threads of every format (default: the engines' own choice)", positiveInt)
+  .action(async (options: Record<string, unknown>) => {
+    const tolerance = options['tolerance'] as number;
+    const result = await benchFormats({
+      onnx: options['onnx'] as string | undefined,
+      torchscript: options['torchscript'] as string | undefined,
+      checkpoint: options['checkpoint'] as string | undefined,
+      module: options['module'] as string | undefined,
+      className: options['class'] as string | undefined,
+      input: options['input'] as string,
+      requests: options['requests'] as number,
+      concurrency: options['concurrency'] as number,
+      tolerance,
+      threads: options['threads'] as number | undefined,
+    });
+    process.stdout.write(`${formatReport(result, tolerance)}\n`);
+    if (!result.agree) process.exitCode = 1;
   });
 
 program

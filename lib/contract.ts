@@ -34,7 +34,20 @@ export const ENV = {
   modelFetchConcurrency: 'ARCLIGHT_MODEL_FETCH_CONCURRENCY',
   /** `on` | `off`: CloudWatch EMF metrics on stdout. Unset: on on Lambda, off elsewhere. */
   metrics: 'ARCLIGHT_METRICS',
+  /** Lightning checkpoints: the Python file defining the model's class. */
+  modelModule: 'ARCLIGHT_MODEL_MODULE',
+  /** Lightning checkpoints: the class in that file. */
+  modelClass: 'ARCLIGHT_MODEL_CLASS',
+  /** Torch models: JSON `[{ name, datatype, shape }]` declaring the inputs, in `forward`'s order. */
+  modelInputs: 'ARCLIGHT_MODEL_INPUTS',
+  /** Torch models: JSON `[{ name, datatype, shape }]` naming the outputs, in the order `forward` returns them. */
+  modelOutputs: 'ARCLIGHT_MODEL_OUTPUTS',
+  /** The Python interpreter (with torch) that runs the torch executor. */
+  python: 'ARCLIGHT_PYTHON',
 } as const;
+
+/** Model formats `ARCLIGHT_MODEL_FORMAT` takes; unset, the format is read from the model file. */
+export const MODEL_FORMATS = ['onnx', 'torchscript', 'lightning-checkpoint'] as const;
 
 /** Routes every backend serves (SageMaker adds `invocations` and `ping`). */
 export const ROUTES = {

@@ -22,6 +22,7 @@ export {
   type Tensor,
   type TensorData,
   type TensorDataByType,
+  type TensorDeclaration,
   type TensorInfo,
   type TensorType,
 } from './predictor.js';

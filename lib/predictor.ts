@@ -39,10 +39,22 @@ export interface TensorInfo {
   readonly shape: readonly number[];
   /** The model's own names for dimensions (symbolic names of dynamic axes), null for fixed ones. */
   readonly dimNames: readonly (string | null)[];
+  /**
+   * True when the model does not say this tensor's datatype and shape (a TorchScript `forward(x: Tensor)` with no
+   * declared inputs): requests' datatypes and shapes are taken as sent, and `datatype`/`shape` are placeholders.
+   */
+  readonly asSent?: boolean;
 }
 
-/** Model file formats. */
-export type ModelFormat = 'onnx';
+/** Model file formats: ONNX (onnxruntime), TorchScript and Lightning checkpoints (the torch executor). */
+export type ModelFormat = 'onnx' | 'torchscript' | 'lightning-checkpoint';
+
+/** A torch model's input or output as the deployer declares it (`-1` for a dynamic dimension). */
+export interface TensorDeclaration {
+  readonly name: string;
+  readonly datatype: Datatype;
+  readonly shape: readonly number[];
+}
 
 /** The loaded model, as predictors see it. */
 export interface Model {

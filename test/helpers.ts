@@ -19,6 +19,16 @@ import { Runtime, type RuntimeOptions } from '../lib/runtime/runtime.js';
 export const DIGITS_ONNX = 'models/digits.onnx';
 export const MOBILENET_ONNX = 'models/mobilenet_v3_small.onnx';
 export const DIGITS_PREDICTOR = 'functions/digits/predictor.ts';
+/** The digits model as TorchScript and as a Lightning checkpoint, with the module and class the checkpoint needs. */
+export const DIGITS_TORCHSCRIPT = 'models/digits.torchscript.pt';
+export const DIGITS_CHECKPOINT = 'models/digits.ckpt';
+export const DIGITS_MODULE = 'functions/digits/model.py';
+export const DIGITS_CLASS = 'Digits';
+/** The digits model's inputs and outputs declared as the ONNX file names them. */
+export const DIGITS_DECLARED = {
+  inputs: [{ name: 'image', datatype: 'FP32', shape: [-1, 1, 8, 8] }],
+  outputs: [{ name: 'logits', datatype: 'FP32', shape: [-1, 10] }],
+} as const;
 export const BUCKET = 'models';
 /** The repository root (the CLI's working directory in tests). */
 export const REPO_ROOT = dirname(dirname(fileURLToPath(import.meta.url)));

@@ -85,8 +85,10 @@ function flattenRows(rows: unknown[], where: string): unknown[] {
 async function classify(model: Model, images: number[][]): Promise<Prediction[]> {
   const data = new Float32Array(images.length * PIXELS);
   images.forEach((pixels, i) => pixels.forEach((p, j) => (data[i * PIXELS + j] = p / MAX_GREY)));
-  const out = await model.run({ image: model.tensor('float32', data, [images.length, 1, SIDE, SIDE]) });
-  const logits = out['logits']!.data as Float32Array;
+  // The model's own input name: `image` for the ONNX file, `x` for the TorchScript one (forward's argument).
+  const input = model.inputs[0]!.name;
+  const out = await model.run({ [input]: model.tensor('float32', data, [images.length, 1, SIDE, SIDE]) });
+  const logits = (out['logits'] ?? Object.values(out)[0]!).data as Float32Array;
   return images.map((_, i) => toPrediction(logits.subarray(i * 10, i * 10 + 10)));
 }
 

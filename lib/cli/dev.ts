@@ -328,6 +328,7 @@ function lambdaLauncher(api: AssemblyApi, hostScript: string, runDir: string, en
           // Lambda runs Node.js 22; the SDK's warning about an older Node.js is the parent's to give, once.
           AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED: 'true',
           ...api.environment,
+          ...inTaskRoot(api.environment, runDir),
         },
         stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
       });
@@ -696,4 +697,10 @@ function sendError(
 ): void {
   const requestId = requestIdFrom(undefined);
   sendJson(res, status, { error: { code, message, requestId } }, { [REQUEST_ID_HEADER]: requestId, ...headers });
+}
+
+/** The image's task root is /var/task; here it is the run folder: a torch checkpoint's module file lies under it. */
+function inTaskRoot(environment: Readonly<Record<string, string>>, runDir: string): Record<string, string> {
+  const module = environment[ENV.modelModule];
+  return module?.startsWith('/var/task/') ? { [ENV.modelModule]: `${runDir}${module.slice('/var/task'.length)}` } : {};
 }

@@ -5,14 +5,16 @@
 import { readFile, stat } from 'node:fs/promises';
 import { basename, extname } from 'node:path';
 import type { Server } from 'node:http';
-import { DEFAULTS } from '../contract.js';
-import type { Config } from '../predictor.js';
+import { DEFAULTS, MODEL_FORMATS } from '../contract.js';
+import type { Config, ModelFormat, TensorDeclaration } from '../predictor.js';
 import { createHttpServer, listen } from '../runtime/http-server.js';
 import { createLogger, type LogLevel } from '../runtime/logger.js';
 import { isS3Uri } from '../runtime/model-store.js';
 import { loadPredictor } from '../runtime/predictor-loader.js';
 import { Runtime } from '../runtime/runtime.js';
+import { tensorDeclarations } from '../runtime/settings.js';
 import { StartupError } from '../runtime/startup-error.js';
+import type { TorchModelOptions } from '../runtime/torch-executor.js';
 import { serveFileFromEmbeddedS3, type EmbeddedS3 } from './embedded-s3.js';
 import { UsageError } from './fail.js';
 import { createDownloadProgress } from './progress.js';
@@ -31,6 +33,16 @@ export interface ServeOptions {
   readonly logLevel: LogLevel;
   /** Upload a local model to an embedded S3 server first and load it from there. */
   readonly embeddedS3?: boolean;
+  /** `onnx`, `torchscript` or `lightning-checkpoint`; read from the file when absent. */
+  readonly format?: string;
+  /** Lightning checkpoints: the Python file defining the model's class. */
+  readonly module?: string;
+  /** Lightning checkpoints: the class in `module`. */
+  readonly className?: string;
+  /** Torch models: JSON `[{ name, datatype, shape }]` declaring the inputs. */
+  readonly inputs?: string;
+  /** Torch models: JSON `[{ name, datatype, shape }]` naming the outputs. */
+  readonly outputs?: string;
 }
 
 /** A running local API. */
@@ -45,6 +57,8 @@ export async function serve(options: ServeOptions): Promise<ServeHandle> {
   const name = options.name ?? nameFromModel(options.model);
   checkName(name);
   const config = options.config === undefined ? {} : await parseConfig(options.config);
+  const modelFormat = parseFormat(options);
+  const torch = await torchOptions(options);
   const predictor = options.predictor === undefined ? undefined : await loadPredictor(options.predictor);
   let s3: EmbeddedS3 | undefined;
   let modelUri = options.model;
@@ -69,6 +83,8 @@ export async function serve(options: ServeOptions): Promise<ServeHandle> {
     intraOpThreads: options.threads,
     requestTimeoutMs: options.timeoutMs,
     logger: createLogger(name, options.logLevel),
+    ...(modelFormat ? { modelFormat } : {}),
+    torch,
     // The CLI reports a failed start itself, in one line (the stack with --verbose).
     logStartupFailure: false,
     ...(progress ? { onProgress: progress.update } : {}),
@@ -76,6 +92,8 @@ export async function serve(options: ServeOptions): Promise<ServeHandle> {
   const server = createHttpServer(runtime, { maxBodyBytes: options.maxBodyBytes });
   const close = async (): Promise<void> => {
     await closeServer(server);
+    // The model's executor: the torch executor's Python process exits with it.
+    await runtime.close().catch(() => undefined);
     runtime.telemetry.close();
     await s3?.close();
   };
@@ -93,6 +111,51 @@ export async function serve(options: ServeOptions): Promise<ServeHandle> {
     throw error;
   }
 }
+
+function parseFormat(options: ServeOptions): ModelFormat | undefined {
+  const format = options.format;
+  if (format === undefined) return undefined;
+  if (!(MODEL_FORMATS as readonly string[]).includes(format)) {
+    throw new UsageError(`--format '${format}' is not one of ${MODEL_FORMATS.join(', ')}`);
+  }
+  return format as ModelFormat;
+}
+
+/** --module/--class (checkpoints) and --inputs/--outputs (torch models), each checked before anything starts. */
+async function torchOptions(options: ServeOptions): Promise<TorchModelOptions> {
+  if ((options.module === undefined) !== (options.className === undefined)) {
+    throw new UsageError('--module and --class go together', 'Name the Python file and the class in it');
+  }
+  if (options.module !== undefined) {
+    const info = await stat(options.module).catch(() => undefined);
+    if (!info?.isFile()) throw new UsageError(`--module ${options.module} does not exist`, 'Check the path');
+  }
+  const inputs = options.inputs === undefined ? undefined : parseDeclarations('--inputs', options.inputs);
+  const outputs = options.outputs === undefined ? undefined : parseDeclarations('--outputs', options.outputs);
+  return {
+    ...(options.module === undefined ? {} : { module: options.module }),
+    ...(options.className === undefined ? {} : { className: options.className }),
+    ...(inputs ? { inputs } : {}),
+    ...(outputs ? { outputs } : {}),
+  };
+}
+
+function parseDeclarations(flag: string, text: string): TensorDeclaration[] {
+  let value: unknown;
+  try {
+    value = JSON.parse(text);
+  } catch (error) {
+    throw new UsageError(`${flag} is not valid JSON: ${(error as Error).message}`, EXAMPLE_INPUTS);
+  }
+  const parsed = tensorDeclarations.safeParse(value);
+  if (!parsed.success) {
+    const problems = parsed.error.issues.map((i) => `${i.path.join('.') || 'value'} ${i.message}`).join('; ');
+    throw new UsageError(`${flag} is not a list of tensors: ${problems}`, EXAMPLE_INPUTS);
+  }
+  return parsed.data;
+}
+
+const EXAMPLE_INPUTS = `For example '[{"name":"image","datatype":"FP32","shape":[-1,1,8,8]}]'`;
 
 function nameFromModel(model: string): string {
   return basename(model, extname(model)).replace(/[^A-Za-z0-9_.-]/g, '-') || 'model';

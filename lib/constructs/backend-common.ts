@@ -10,7 +10,8 @@ import type { Construct } from 'constructs';
 import { DEFAULTS, ENV } from '../contract.js';
 import type { Config } from '../predictor.js';
 import type { ApiAuth } from './api-auth.js';
-import type { ModelSource, ModelSourceConfig } from './model-source.js';
+import { APP_DIR, MODEL_MODULE_DIR } from './container-image-context.js';
+import { modelEnvironment, type ModelSource, type ModelSourceConfig } from './model-source.js';
 import type { PredictorConfig } from './predictor.js';
 
 /** Stage throttling. */
@@ -124,7 +125,7 @@ export function containerEnvironment(
     [ENV.apiName]: context.apiName,
     [ENV.modelUri]: model.uri,
     ...(model.sha256 ? { [ENV.modelSha256]: model.sha256 } : {}),
-    [ENV.modelFormat]: 'onnx',
+    ...modelEnvironment(model, `${APP_DIR}/${MODEL_MODULE_DIR}`),
     [ENV.config]: JSON.stringify(context.config),
     [ENV.executionProviders]: options.gpu ? 'cuda,cpu' : 'cpu',
     [ENV.maxBodyBytes]: String(options.maxBodyBytes),

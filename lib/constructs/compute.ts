@@ -1,6 +1,7 @@
 import { Duration, Size, SizeRoundingBehavior } from 'aws-cdk-lib';
 import type * as ec2 from 'aws-cdk-lib/aws-ec2';
 import * as lambda from 'aws-cdk-lib/aws-lambda';
+import type { ModelFormat } from '../predictor.js';
 
 /** Props of the Lambda compute. */
 export interface LambdaComputeProps {
@@ -25,6 +26,10 @@ export const LAMBDA_LIMITS = {
   maxTimeoutSeconds: 29,
   /** The runtime's own footprint: Node.js, onnxruntime, the AWS SDK. */
   runtimeMb: 160,
+  /** What a torch model adds: the Python process with torch's CPU libraries loaded. */
+  torchRuntimeMb: 400,
+  /** Starting Python and importing torch, on a cold start (it overlaps the model fetch). */
+  torchImportSeconds: 3,
   /** Lambda's init phase; a cold start longer than this is billed and may be retried. */
   initWindowSeconds: 10,
 } as const;
@@ -52,8 +57,8 @@ export abstract class Compute {
   /** Which backend this is. */
   abstract readonly kind: 'lambda' | 'sagemaker' | 'ecs';
 
-  /** Every problem with the props, given the model's size when known. */
-  abstract problems(modelBytes: number | undefined): string[];
+  /** Every problem with the props, given the model's size (and format) when known. */
+  abstract problems(modelBytes: number | undefined, format?: ModelFormat): string[];
 }
 
 /** The Lambda compute, with every prop resolved to its default. */
@@ -76,8 +81,8 @@ export class LambdaCompute extends Compute {
     this.provisionedConcurrency = props.provisionedConcurrency;
   }
 
-  /** Every problem with these props, given the model's size when known. */
-  override problems(modelBytes: number | undefined): string[] {
+  /** Every problem with these props, given the model's size when known; a torch model needs more memory. */
+  override problems(modelBytes: number | undefined, format: ModelFormat = 'onnx'): string[] {
     const problems: string[] = [];
     const [minMemory, maxMemory] = LAMBDA_LIMITS.memoryMb;
     if (!Number.isInteger(this.memorySize) || this.memorySize < minMemory || this.memorySize > maxMemory) {
@@ -110,29 +115,37 @@ export class LambdaCompute extends Compute {
         `provisionedConcurrency ${this.provisionedConcurrency} exceeds reservedConcurrency ${this.reservedConcurrency}`,
       );
     }
-    if (modelBytes !== undefined) problems.push(...this.modelFitProblems(modelBytes, ephemeralMb));
+    if (modelBytes !== undefined) problems.push(...this.modelFitProblems(modelBytes, ephemeralMb, format));
     return problems;
   }
 
-  private modelFitProblems(modelBytes: number, ephemeralMb: number): string[] {
+  private modelFitProblems(modelBytes: number, ephemeralMb: number, format: ModelFormat): string[] {
     const modelMb = modelBytes / 2 ** 20;
     const problems: string[] = [];
     if (modelMb > ephemeralMb) {
       problems.push(`the model (${modelMb.toFixed(0)} MB) is larger than ephemeralStorageSize (${ephemeralMb} MB)`);
     }
-    const neededMb = requiredMemoryMb(modelBytes);
+    const torch = format !== 'onnx';
+    const neededMb = requiredMemoryMb(modelBytes, torch);
     if (neededMb > this.memorySize) {
+      const runtime = torch
+        ? `torch's copy, ${LAMBDA_LIMITS.runtimeMb} MB of runtime and ${LAMBDA_LIMITS.torchRuntimeMb} MB for Python with torch`
+        : `the onnxruntime session's copy and ${LAMBDA_LIMITS.runtimeMb} MB of runtime`;
       problems.push(
-        `the model (${modelMb.toFixed(0)} MB) needs about ${neededMb} MB of memory (its bytes, the onnxruntime session's copy and ${LAMBDA_LIMITS.runtimeMb} MB of runtime); memorySize is ${this.memorySize} MB`,
+        `the ${torch ? `${format} ` : ''}model (${modelMb.toFixed(0)} MB) needs about ${neededMb} MB of memory (its bytes, ${runtime}); memorySize is ${this.memorySize} MB`,
       );
     }
     return problems;
   }
 }
 
-/** Memory a model needs at peak: the downloaded bytes and the session built from them, next to the runtime. */
-export function requiredMemoryMb(modelBytes: number): number {
-  return Math.ceil(LAMBDA_LIMITS.runtimeMb + (2 * modelBytes) / 2 ** 20);
+/**
+ * Memory a model needs at peak: the downloaded bytes and the session built from them, next to the runtime (and, for a
+ * torch model, the Python process with torch loaded).
+ */
+export function requiredMemoryMb(modelBytes: number, torch = false): number {
+  const runtime = LAMBDA_LIMITS.runtimeMb + (torch ? LAMBDA_LIMITS.torchRuntimeMb : 0);
+  return Math.ceil(runtime + (2 * modelBytes) / 2 ** 20);
 }
 
 /** A rough cold start: an S3 fetch at ~75 MB/s plus session creation at ~300 MB/s plus half a second of imports. */

@@ -29,6 +29,7 @@ import {
 } from './backend-common.js';
 import type { EcsCompute } from './compute.js';
 import { buildContainerImageContext } from './container-image-context.js';
+import { isTorchFormat } from './model-source.js';
 import type { ApiMetadata } from './realtime-api.js';
 
 /** The container's name in the task definition. */
@@ -100,7 +101,11 @@ export function buildEcsBackend(scope: Construct, context: BackendContext, compu
   cluster.addAsgCapacityProvider(capacityProvider);
   if (compute.gpu) userData.addCommands('echo ECS_ENABLE_GPU_SUPPORT=true >> /etc/ecs/ecs.config');
 
-  const contextDir = buildContainerImageContext({ predictorEntry: context.predictor.entry, gpu: compute.gpu });
+  const contextDir = buildContainerImageContext({
+    predictorEntry: context.predictor.entry,
+    gpu: compute.gpu,
+    ...(isTorchFormat(model.format) ? { torch: { module: model.torch?.module } } : {}),
+  });
   const image = ecs.ContainerImage.fromAsset(contextDir, { platform: Platform.LINUX_AMD64 });
   const taskDefinition = new ecs.Ec2TaskDefinition(scope, 'TaskDefinition', {
     networkMode: ecs.NetworkMode.AWS_VPC,

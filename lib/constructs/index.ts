@@ -9,7 +9,14 @@ export {
   type LambdaComputeProps,
   type SageMakerComputeProps,
 } from './compute.js';
-export { ModelSource, type ExistingModelOptions, type ModelSourceConfig } from './model-source.js';
+export {
+  ModelSource,
+  type AssetModelOptions,
+  type ExistingModelOptions,
+  type ModelFormatOptions,
+  type ModelSourceConfig,
+  type TorchModelConfig,
+} from './model-source.js';
 export { Predictor, type PredictorConfig } from './predictor.js';
 export {
   RealtimeApi,

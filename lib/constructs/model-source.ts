@@ -1,12 +1,42 @@
 import { createHash } from 'node:crypto';
 import { closeSync, openSync, readSync, statSync } from 'node:fs';
+import { basename, resolve } from 'node:path';
 import * as iam from 'aws-cdk-lib/aws-iam';
 import * as s3 from 'aws-cdk-lib/aws-s3';
 import { Asset } from 'aws-cdk-lib/aws-s3-assets';
 import type { Construct } from 'constructs';
+import { ENV, MODEL_FORMATS } from '../contract.js';
+import { detectModelFormat } from '../model-format.js';
+import type { Datatype, ModelFormat, TensorDeclaration } from '../predictor.js';
+
+/** How a model is served: its format and, for torch models, what the file alone cannot say. */
+export interface ModelFormatOptions {
+  /** `onnx`, `torchscript` or `lightning-checkpoint`. @default read from the file (`fromAsset`), else `onnx` */
+  readonly format?: ModelFormat;
+  /** Lightning checkpoints: the Python file defining the model's class, copied into the image. @default none */
+  readonly module?: string;
+  /** Lightning checkpoints: the class in `module`. @default none */
+  readonly className?: string;
+  /** Torch models: the inputs in `forward`'s order (names, datatypes, shapes). @default names from `forward` */
+  readonly inputs?: readonly TensorDeclaration[];
+  /** Torch models: output names and metadata in the order `forward` returns them. @default `output`… */
+  readonly outputs?: readonly TensorDeclaration[];
+}
+
+/** Options for a model file deployed as an asset. */
+export type AssetModelOptions = ModelFormatOptions;
+
+/** A torch model's serving details, as bound. */
+export interface TorchModelConfig {
+  /** Absolute path of the checkpoint's module file on this machine (copied into the image). */
+  readonly module?: string;
+  readonly className?: string;
+  readonly inputs?: readonly TensorDeclaration[];
+  readonly outputs?: readonly TensorDeclaration[];
+}
 
 /** Options for a model that already lives in S3. */
-export interface ExistingModelOptions {
+export interface ExistingModelOptions extends ModelFormatOptions {
   /** The object's sha256 (hex); the runtime refuses bytes that differ. @default no integrity check */
   readonly sha256?: string;
   /** The object's size in bytes, for synth-time memory and storage checks. @default unknown */
@@ -21,15 +51,39 @@ export interface ModelSourceConfig {
   readonly uri: string;
   readonly sha256?: string;
   readonly sizeBytes?: number;
+  /** The model's format. */
+  readonly format: ModelFormat;
+  /** Torch formats: module, class, declared inputs and outputs. */
+  readonly torch?: TorchModelConfig;
   /** Problems found with the source, reported at synth together with the others. */
   readonly problems: readonly string[];
 }
 
+/** Whether a format runs in the torch executor (Python and torch in the image). */
+export function isTorchFormat(format: ModelFormat): boolean {
+  return format === 'torchscript' || format === 'lightning-checkpoint';
+}
+
+/** The model's part of the runtime environment; `moduleDir` is where the image keeps the module file. */
+export function modelEnvironment(model: ModelSourceConfig, moduleDir: string): Record<string, string> {
+  const torch = model.torch;
+  return {
+    [ENV.modelFormat]: model.format,
+    ...(torch?.module ? { [ENV.modelModule]: `${moduleDir}/${basename(torch.module)}` } : {}),
+    ...(torch?.className ? { [ENV.modelClass]: torch.className } : {}),
+    ...(torch?.inputs ? { [ENV.modelInputs]: JSON.stringify(torch.inputs) } : {}),
+    ...(torch?.outputs ? { [ENV.modelOutputs]: JSON.stringify(torch.outputs) } : {}),
+  };
+}
+
 /** Where a model comes from: a local file deployed as an asset, or an object already in S3. */
 export abstract class ModelSource {
-  /** A local model file, uploaded as an S3 asset; its sha256 travels to the runtime. */
-  static fromAsset(path: string): ModelSource {
-    return new AssetModelSource(path);
+  /**
+   * A local model file, uploaded as an S3 asset; its sha256 travels to the runtime. ONNX, TorchScript (`.pt`) or a
+   * Lightning checkpoint (`.ckpt`, with `module` and `className`), told apart by the file's contents.
+   */
+  static fromAsset(path: string, options: AssetModelOptions = {}): ModelSource {
+    return new AssetModelSource(path, options);
   }
 
   /** An object in a bucket you own. */
@@ -57,7 +111,10 @@ export function grantReadObject(grantee: iam.IGrantable, bucket: s3.IBucket, key
 }
 
 class AssetModelSource extends ModelSource {
-  constructor(private readonly path: string) {
+  constructor(
+    private readonly path: string,
+    private readonly options: AssetModelOptions,
+  ) {
     super();
   }
 
@@ -66,15 +123,70 @@ class AssetModelSource extends ModelSource {
     if (size === undefined) return invalidSource(scope, `model file ${this.path} does not exist`);
     const asset = new Asset(scope, 'ModelAsset', { path: this.path });
     grantReadObject(grantee, asset.bucket, asset.s3ObjectKey);
+    const format = this.options.format ?? (size > 0 ? detectModelFormat(this.path) : 'onnx');
+    const served = formatConfig(format, this.options);
     return {
       bucket: asset.bucket,
       key: asset.s3ObjectKey,
       uri: asset.s3ObjectUrl,
       sha256: sha256OfFile(this.path),
       sizeBytes: size,
-      problems: size === 0 ? [`model file ${this.path} is empty`] : [],
+      ...served.config,
+      problems: [...(size === 0 ? [`model file ${this.path} is empty`] : []), ...served.problems],
     };
   }
+}
+
+const DATATYPES: readonly Datatype[] = ['BOOL', 'UINT8', 'INT8', 'INT16', 'INT32', 'INT64', 'FP16', 'FP32', 'FP64'];
+
+/** The format and torch details as bound, with every problem they have. */
+function formatConfig(
+  format: ModelFormat,
+  options: ModelFormatOptions,
+): { config: { format: ModelFormat; torch?: TorchModelConfig }; problems: string[] } {
+  const problems: string[] = [];
+  if (!(MODEL_FORMATS as readonly string[]).includes(format)) {
+    problems.push(`format '${String(format)}' is not one of ${MODEL_FORMATS.join(', ')}`);
+  }
+  const torchOnly = ['module', 'className', 'inputs', 'outputs'].filter(
+    (k) => options[k as keyof ModelFormatOptions] !== undefined,
+  );
+  if (!isTorchFormat(format)) {
+    if (torchOnly.length > 0) problems.push(`${torchOnly.join(', ')} apply to torch models, not to ${format}`);
+    return { config: { format }, problems };
+  }
+  const module = options.module === undefined ? undefined : resolve(options.module);
+  if (format === 'lightning-checkpoint' && (module === undefined || options.className === undefined)) {
+    problems.push('a lightning-checkpoint model needs module (the Python file) and className (the class in it)');
+  }
+  if (module !== undefined && fileSize(module) === undefined)
+    problems.push(`module file ${options.module} does not exist`);
+  if (options.className !== undefined && !/^[A-Za-z_][A-Za-z0-9_]*$/.test(options.className)) {
+    problems.push(`className '${options.className}' is not a Python class name`);
+  }
+  problems.push(...declarationProblems('inputs', options.inputs), ...declarationProblems('outputs', options.outputs));
+  const torch: TorchModelConfig = {
+    ...(module ? { module } : {}),
+    ...(options.className ? { className: options.className } : {}),
+    ...(options.inputs ? { inputs: options.inputs } : {}),
+    ...(options.outputs ? { outputs: options.outputs } : {}),
+  };
+  return { config: { format, torch }, problems };
+}
+
+function declarationProblems(what: string, declared: readonly TensorDeclaration[] | undefined): string[] {
+  if (declared === undefined) return [];
+  if (declared.length === 0) return [`${what} must declare at least one tensor`];
+  return declared.flatMap((d, i) => {
+    const problems: string[] = [];
+    if (!d.name) problems.push(`${what}[${i}] has no name`);
+    if (!DATATYPES.includes(d.datatype))
+      problems.push(`${what}[${i}].datatype '${d.datatype}' is not one of ${DATATYPES.join(', ')}`);
+    if (!d.shape.every((n) => Number.isInteger(n) && n >= -1)) {
+      problems.push(`${what}[${i}].shape [${d.shape.join(',')}] must hold sizes or -1 (dynamic)`);
+    }
+    return problems;
+  });
 }
 
 class InvalidModelSource extends ModelSource {
@@ -99,6 +211,7 @@ class BucketModelSource extends ModelSource {
   bind(scope: Construct, grantee: iam.IGrantable): ModelSourceConfig {
     const bucket = this.bucketIn(scope);
     const problems: string[] = [];
+    const served = formatConfig(this.options.format ?? 'onnx', this.options);
     if (this.options.sha256 !== undefined && !/^[0-9a-fA-F]{64}$/.test(this.options.sha256)) {
       problems.push(`sha256 '${this.options.sha256}' is not 64 hex digits`);
     }
@@ -114,7 +227,8 @@ class BucketModelSource extends ModelSource {
       uri: `s3://${bucket.bucketName}/${this.key}`,
       sha256: this.options.sha256?.toLowerCase(),
       sizeBytes: this.options.sizeBytes,
-      problems,
+      ...served.config,
+      problems: [...problems, ...served.problems],
     };
   }
 }
@@ -122,7 +236,7 @@ class BucketModelSource extends ModelSource {
 /** The config of a source already known to be invalid: synth fails with its problem, reported beside the others. */
 function invalidSource(scope: Construct, problem: string): ModelSourceConfig {
   const bucket = s3.Bucket.fromBucketName(scope, 'ModelBucket', 'invalid-model-source');
-  return { bucket, key: 'invalid', uri: 's3://invalid-model-source/invalid', problems: [problem] };
+  return { bucket, key: 'invalid', uri: 's3://invalid-model-source/invalid', format: 'onnx', problems: [problem] };
 }
 
 function fileSize(path: string): number | undefined {

@@ -30,8 +30,8 @@ import {
   type SageMakerCompute,
 } from './compute.js';
 import { buildEcsBackend } from './ecs-backend.js';
-import { buildLambdaImageContext, type NodeArch } from './lambda-image-context.js';
-import type { ModelSource, ModelSourceConfig } from './model-source.js';
+import { LAMBDA_MODULE_DIR, buildLambdaImageContext, type NodeArch } from './lambda-image-context.js';
+import { isTorchFormat, modelEnvironment, type ModelSource, type ModelSourceConfig } from './model-source.js';
 import { Predictor, type PredictorConfig } from './predictor.js';
 import { buildSageMakerBackend } from './sagemaker-backend.js';
 
@@ -138,7 +138,7 @@ export class RealtimeApi extends Construct {
     const model = props.model.bind(this, role);
 
     this.validate(props, predictor, model, auth, [
-      ...compute.problems(model.sizeBytes),
+      ...compute.problems(model.sizeBytes, model.format),
       ...(props.batching
         ? ['batching applies to the container computes (SageMaker, ECS); Lambda serves one request at a time']
         : []),
@@ -146,7 +146,11 @@ export class RealtimeApi extends Construct {
     this.warnAbout(model, auth, true);
 
     const arch: NodeArch = compute.architecture === lambda.Architecture.ARM_64 ? 'arm64' : 'x64';
-    const contextDir = buildLambdaImageContext({ predictorEntry: predictor.entry, arch });
+    const contextDir = buildLambdaImageContext({
+      predictorEntry: predictor.entry,
+      arch,
+      ...(isTorchFormat(model.format) ? { torch: { module: model.torch?.module } } : {}),
+    });
     const fn = new lambda.DockerImageFunction(this, 'Function', {
       description: `Arclight API ${this.apiName}`,
       code: lambda.DockerImageCode.fromImageAsset(contextDir, {
@@ -239,7 +243,7 @@ export class RealtimeApi extends Construct {
       [ENV.apiName]: this.apiName,
       [ENV.modelUri]: model.uri,
       ...(model.sha256 ? { [ENV.modelSha256]: model.sha256 } : {}),
-      [ENV.modelFormat]: 'onnx',
+      ...modelEnvironment(model, LAMBDA_MODULE_DIR),
       [ENV.config]: JSON.stringify(config),
       [ENV.executionProviders]: 'cpu',
       [ENV.maxBodyBytes]: String(DEFAULTS.maxBodyBytes),
@@ -255,13 +259,23 @@ export class RealtimeApi extends Construct {
       );
     }
     if (lambdaColdStart && model.sizeBytes !== undefined) {
-      const seconds = estimatedColdStartSeconds(model.sizeBytes);
+      const torch = isTorchFormat(model.format);
+      const seconds = Math.max(
+        estimatedColdStartSeconds(model.sizeBytes),
+        torch ? LAMBDA_LIMITS.torchImportSeconds + model.sizeBytes / 2 ** 20 / 300 : 0,
+      );
       if (seconds > LAMBDA_LIMITS.initWindowSeconds) {
         Annotations.of(this).addWarningV2(
           'arclight:slowColdStart',
           `RealtimeApi '${this.apiName}': fetching and loading a ${(model.sizeBytes / 2 ** 20).toFixed(0)} MB model likely takes ~${seconds.toFixed(0)} s, past Lambda's ${LAMBDA_LIMITS.initWindowSeconds} s init window. Consider provisionedConcurrency, a smaller (quantized) model, or a container compute.`,
         );
       }
+    }
+    if (lambdaColdStart && isTorchFormat(model.format)) {
+      Annotations.of(this).addWarningV2(
+        'arclight:torchOnLambda',
+        `RealtimeApi '${this.apiName}' serves a ${model.format} model on Lambda: the image carries Python and CPU torch (about 1 GB more to pull), and each cold start spends ~${LAMBDA_LIMITS.torchImportSeconds} s importing torch. An ONNX export starts faster; see \`arclight bench formats\`.`,
+      );
     }
     if (model.sha256 === undefined) {
       Annotations.of(this).addWarningV2(

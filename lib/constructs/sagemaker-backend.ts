@@ -22,6 +22,7 @@ import {
 } from './backend-common.js';
 import { SAGEMAKER_LIMITS, type SageMakerCompute } from './compute.js';
 import { buildContainerImageContext } from './container-image-context.js';
+import { isTorchFormat } from './model-source.js';
 import { createSageMakerRestApi } from './sagemaker-rest-api.js';
 import type { ApiMetadata } from './realtime-api.js';
 
@@ -73,7 +74,11 @@ export function buildSageMakerBackend(
     `RealtimeApi '${context.apiName}': requests are limited to ${SAGEMAKER_LIMITS.maxPayloadBytes / 2 ** 20} MB (SageMaker's InvokeEndpoint) and ${SAGEMAKER_LIMITS.apiGatewaySeconds} s (API Gateway; SageMaker itself allows ${SAGEMAKER_LIMITS.invocationSeconds} s).`,
   );
 
-  const contextDir = buildContainerImageContext({ predictorEntry: context.predictor.entry, gpu: compute.gpu });
+  const contextDir = buildContainerImageContext({
+    predictorEntry: context.predictor.entry,
+    gpu: compute.gpu,
+    ...(isTorchFormat(model.format) ? { torch: { module: model.torch?.module } } : {}),
+  });
   const image = new DockerImageAsset(scope, 'Image', { directory: contextDir, platform: Platform.LINUX_AMD64 });
   if (!scope.node.tryGetContext(DISABLE_ASSET_STAGING_CONTEXT)) rmSync(contextDir, { recursive: true, force: true });
   image.repository.grantPull(role);

@@ -37,7 +37,7 @@ export interface ContainerServer {
   readonly address: AddressInfo;
   /** Resolves when the model is loaded (rejects if it failed: the server keeps answering /ping with 503). */
   readonly ready: Promise<void>;
-  /** The worker pool, once the model is loaded. */
+  /** The worker pool, once an ONNX model is loaded (torch models run in the torch executor instead). */
   readonly pool: () => WorkerPool | undefined;
   /** Stops accepting, waits for in-flight requests, ends the workers. */
   shutdown(): Promise<void>;
@@ -57,8 +57,18 @@ export async function startContainerServer(options: ContainerServerOptions): Pro
   const settings = options.settings;
   const log = options.logger ?? createLogger(settings.apiName, settings.logLevel);
   const telemetry = new Telemetry({ apiName: settings.apiName, mode: metricsModeFromEnv(env), logger: log });
-  const workers = settings.workers ?? defaultWorkerCount();
+  // A torch model runs in one Python process (torch's threads inside it) instead of the worker-thread pool.
+  const torch = settings.modelFormat === 'torchscript' || settings.modelFormat === 'lightning-checkpoint';
+  const workers = torch ? 1 : (settings.workers ?? defaultWorkerCount());
   let pool: WorkerPool | undefined;
+  const onFallback = (reason: string): void => {
+    log.warn('EXECUTION PROVIDER FALLBACK: serving on CPU, not on the GPU; inference will be much slower', {
+      requested: settings.executionProviders,
+      using: ['cpu'],
+      reason,
+    });
+    telemetry.event('ExecutionProviderFallback');
+  };
   const runtime = new Runtime({
     apiName: settings.apiName,
     modelUri: settings.modelUri,
@@ -74,20 +84,16 @@ export async function startContainerServer(options: ContainerServerOptions): Pro
     batching: { maxBatchSize: settings.maxBatchSize, maxBatchDelayMs: settings.maxBatchDelayMs },
     // Running (a batch per worker) plus the queue: beyond that, 503 rather than memory without bound.
     maxPending: workers * settings.maxBatchSize + settings.maxQueueLength,
+    ...(settings.modelFormat ? { modelFormat: settings.modelFormat } : {}),
+    ...(settings.torch ? { torch: settings.torch } : {}),
+    onFallback,
     createExecutor: async (model, source, executorOptions) => {
       pool = await WorkerPool.start(model, source, {
         workers,
         ...(executorOptions.intraOpThreads === undefined ? {} : { intraOpThreads: executorOptions.intraOpThreads }),
         ...(executorOptions.executionProviders ? { executionProviders: executorOptions.executionProviders } : {}),
         logger: log,
-        onFallback: (reason) => {
-          log.warn('EXECUTION PROVIDER FALLBACK: serving on CPU, not on the GPU; inference will be much slower', {
-            requested: settings.executionProviders,
-            using: ['cpu'],
-            reason,
-          });
-          telemetry.event('ExecutionProviderFallback');
-        },
+        onFallback,
       });
       return pool;
     },

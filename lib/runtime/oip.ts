@@ -158,10 +158,14 @@ function listInputs(expected: readonly TensorInfo[]): string {
 
 /** `FP32 [-1,1,8,8]`: datatype and shape, -1 for a dynamic dimension. */
 export function describeInfo(info: TensorInfo): string {
+  if (info.asSent) return 'any datatype and shape';
   return `${info.datatype} [${info.shape.join(',')}]`;
 }
 
-function decodeInput(input: RawInput, info: TensorInfo, binary: BinaryCursor | undefined): Tensor {
+function decodeInput(input: RawInput, declared: TensorInfo, binary: BinaryCursor | undefined): Tensor {
+  // A tensor the model does not describe (TorchScript with no declared inputs) is taken as sent; the model's own
+  // errors name it later.
+  const info = declared.asSent ? asSentInfo(input, declared) : declared;
   const where = `input '${input.name}'`;
   if (!isDatatype(input.datatype)) {
     throw invalidInput(`${where}: datatype '${input.datatype}' is not one of ${DATATYPES.join(', ')}`);
@@ -182,6 +186,16 @@ function decodeInput(input: RawInput, info: TensorInfo, binary: BinaryCursor | u
   }
   if (input.data === undefined) throw invalidInput(`${where}: data is missing`);
   return { type, dims, data: fromJson(input.data, dims, count, info.datatype, where) };
+}
+
+function asSentInfo(input: RawInput, declared: TensorInfo): TensorInfo {
+  const rank = input.shape.length;
+  return {
+    ...declared,
+    datatype: isDatatype(input.datatype) ? input.datatype : declared.datatype,
+    shape: Array.from({ length: rank }, () => -1),
+    dimNames: Array.from({ length: rank }, () => null),
+  };
 }
 
 function checkShape(shape: readonly unknown[], info: TensorInfo, where: string): number[] {

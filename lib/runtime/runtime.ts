@@ -20,12 +20,15 @@ import { clipText, stringifyJson } from './json.js';
 import { asError, requestLogger, type Logger } from './logger.js';
 import type { Executor, ExecutorFactory } from './executor.js';
 import { createModel } from './model.js';
+import { detectModelFormat } from '../model-format.js';
 import { loadModelBytes } from './model-store.js';
 import { OnnxExecutor, importOnnxRuntime } from './onnx-executor.js';
 import { matchRoute, type Route } from './routes.js';
 import { requestIdFrom } from './request-id.js';
 import { StartupError } from './startup-error.js';
 import { Telemetry, metricsModeFromEnv } from './telemetry.js';
+import { torchExecutorFactory, type TorchModelOptions } from './torch-executor.js';
+import { TorchProcess } from './torch-process.js';
 
 export interface RuntimeOptions {
   /** The API's name: the OIP model name and the log service name. */
@@ -64,6 +67,12 @@ export interface RuntimeOptions {
   readonly batching?: BatchingOptions;
   /** Inference requests accepted at once (running and queued); past it 503 `overloaded`. @default unbounded */
   readonly maxPending?: number;
+  /** The model's format. @default read from the model file (`detectModelFormat`) */
+  readonly modelFormat?: ModelFormat;
+  /** Torch models: the checkpoint's module and class, declared inputs/outputs, the interpreter. @default none */
+  readonly torch?: TorchModelOptions;
+  /** Called once when cuda was asked for and the model runs on cpu instead. @default a warning in the log */
+  readonly onFallback?: (reason: string) => void;
 }
 
 export type RuntimeStatus = 'starting' | 'ready' | 'failed';
@@ -101,6 +110,7 @@ export interface StartupTimings {
 }
 
 interface Loaded {
+  readonly format: ModelFormat;
   readonly model: Model;
   readonly state: unknown;
   readonly executor: Executor;
@@ -113,7 +123,12 @@ interface BatchItem {
   readonly requestId: string;
 }
 
-const FORMAT: ModelFormat = 'onnx';
+/** The OIP metadata's `platform` of each format (Triton's names where it has one). */
+const PLATFORM: Readonly<Record<ModelFormat, string>> = {
+  onnx: 'onnxruntime_onnx',
+  torchscript: 'pytorch_libtorch',
+  'lightning-checkpoint': 'pytorch_lightning_checkpoint',
+};
 
 export class Runtime {
   private loaded: Loaded | undefined;
@@ -190,22 +205,21 @@ export class Runtime {
       env: this.options.env,
       ...(this.options.onProgress ? { onProgress: this.options.onProgress } : {}),
     });
-    // The worker pool imports onnxruntime in its threads; the main thread needs it only for in-process sessions.
-    const importing = this.options.createExecutor ? Promise.resolve({ importMs: 0 }) : importOnnxRuntime();
+    const declared = this.options.modelFormat;
+    // The runtime of a format known up front loads while the bytes arrive: the worker pool imports onnxruntime in its
+    // threads, the main thread only for in-process sessions; a torch model's Python process imports torch.
+    const importing = this.importEngine(declared);
     // Whichever fails, the other's rejection must not go unhandled.
     importing.catch(() => undefined);
-    const fetched = await fetching;
-    const t1 = performance.now();
-    const { importMs } = await importing.catch((error: unknown) => {
-      throw new StartupError(
-        `onnxruntime-node cannot be loaded: ${(error as Error)?.message ?? String(error)}`,
-        'Reinstall onnxruntime-node for this platform',
-        { cause: error },
-      );
+    const fetched = await fetching.catch(async (error: unknown) => {
+      await importing.then(({ process }) => process?.stop(0)).catch(() => undefined);
+      throw error;
     });
+    const t1 = performance.now();
+    const format = declared ?? detectModelFormat(fetched.path ?? fetched.bytes);
+    const { importMs, process } = await (format === declared ? importing : this.importEngine(format));
     const t2 = performance.now();
-    const create: ExecutorFactory = this.options.createExecutor ?? OnnxExecutor.load.bind(OnnxExecutor);
-    const executor = await create(fetched.path ?? fetched.bytes, this.options.modelUri, {
+    const executor = await this.executorFactory(format, process)(fetched.path ?? fetched.bytes, this.options.modelUri, {
       intraOpThreads: this.options.intraOpThreads,
       executionProviders: this.options.executionProviders,
     });
@@ -218,7 +232,7 @@ export class Runtime {
     // a custom predictor's only through predictBatch.
     const model = createModel(
       this.options.apiName,
-      FORMAT,
+      format,
       batching !== undefined && !this.options.predictor ? new BatchingExecutor(executor, batching) : executor,
     );
     let state: unknown;
@@ -231,6 +245,7 @@ export class Runtime {
     const t5 = performance.now();
     const predictBatch = this.predictor.predictBatch;
     this.loaded = {
+      format,
       model,
       state,
       executor,
@@ -258,6 +273,45 @@ export class Runtime {
     this.log.info('model ready', { model: this.options.modelUri, sha256: fetched.sha256, ...round(timings) });
     this.telemetry.coldStart(timings);
     return timings;
+  }
+
+  /** Starts loading what runs a format (onnxruntime-node, or a Python process importing torch); its duration. */
+  private async importEngine(
+    format: ModelFormat | undefined,
+  ): Promise<{ readonly importMs: number; readonly process?: TorchProcess }> {
+    const started = performance.now();
+    if (format === 'torchscript' || format === 'lightning-checkpoint') {
+      const process = await TorchProcess.start({
+        ...(this.options.torch?.python ? { python: this.options.torch.python } : {}),
+        logger: this.log,
+      });
+      return { importMs: performance.now() - started, process };
+    }
+    if (this.options.createExecutor) return { importMs: 0 };
+    return importOnnxRuntime().catch((error: unknown) => {
+      throw new StartupError(
+        `onnxruntime-node cannot be loaded: ${(error as Error)?.message ?? String(error)}`,
+        'Reinstall onnxruntime-node for this platform',
+        { cause: error },
+      );
+    });
+  }
+
+  private executorFactory(format: ModelFormat, process: TorchProcess | undefined): ExecutorFactory {
+    if (format === 'onnx') return this.options.createExecutor ?? OnnxExecutor.load.bind(OnnxExecutor);
+    return torchExecutorFactory({
+      ...this.options.torch,
+      format,
+      logger: this.log,
+      onFallback:
+        this.options.onFallback ??
+        ((reason) =>
+          this.log.warn('EXECUTION PROVIDER FALLBACK: serving on CPU, not on the GPU; inference will be much slower', {
+            reason,
+          })),
+      ...(this.options.warmUp === false ? { warmUp: false } : {}),
+      ...(process ? { process: Promise.resolve(process) } : {}),
+    });
   }
 
   private async initPredictor(model: Model): Promise<unknown> {
@@ -483,7 +537,7 @@ export class Runtime {
     const model = this.loaded?.model;
     return {
       name: this.apiName,
-      format: FORMAT,
+      format: this.loaded?.format ?? this.options.modelFormat ?? null,
       ready: model !== undefined,
       predictor: this.options.predictor ? 'custom' : 'default',
       inputs: model?.inputs ?? [],
@@ -495,7 +549,7 @@ export class Runtime {
     const strip = ({ name, datatype, shape }: Model['inputs'][number]) => ({ name, datatype, shape });
     return {
       name: model.name,
-      platform: 'onnxruntime_onnx',
+      platform: PLATFORM[model.format],
       inputs: model.inputs.map(strip),
       outputs: model.outputs.map(strip),
     };

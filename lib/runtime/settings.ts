@@ -3,10 +3,12 @@
  * every bad variable is reported together, each with what it should be.
  */
 import { z } from 'zod';
-import { DEFAULTS, ENV } from '../contract.js';
-import type { Config } from '../predictor.js';
+import { DEFAULTS, ENV, MODEL_FORMATS } from '../contract.js';
+import type { Config, ModelFormat, TensorDeclaration } from '../predictor.js';
 import { LOG_LEVELS, type LogLevel } from './logger.js';
 import { StartupError } from './startup-error.js';
+import { DATATYPES } from './tensor-types.js';
+import type { TorchModelOptions } from './torch-executor.js';
 
 export interface RuntimeSettings {
   readonly apiName: string;
@@ -26,6 +28,10 @@ export interface RuntimeSettings {
   readonly maxQueueLength: number;
   /** Container server: executor worker threads. @default chosen from the cores */
   readonly workers?: number;
+  /** The model's format. @default read from the model file */
+  readonly modelFormat?: ModelFormat;
+  /** Torch models: module file and class (checkpoints), declared inputs and outputs, the interpreter. */
+  readonly torch?: TorchModelOptions;
 }
 
 const positiveInt = z.coerce.number().int().positive();
@@ -39,6 +45,34 @@ const configJson = z.string().transform((text, ctx): Config => {
   } catch (error) {
     ctx.addIssue({ code: 'custom', message: `is not valid JSON: ${(error as Error).message}` });
   }
+  return z.NEVER;
+});
+
+/** `[{ name, datatype, shape }]`, as ARCLIGHT_MODEL_INPUTS / _OUTPUTS and `--inputs` take it. */
+export const tensorDeclarations = z
+  .array(
+    z.object({
+      name: z.string().min(1, 'name must not be empty'),
+      datatype: z.enum(DATATYPES, `datatype must be one of ${DATATYPES.join(', ')}`),
+      shape: z.array(z.number().int().min(-1, 'shape dimensions are -1 (dynamic) or sizes')),
+    }),
+  )
+  .min(1, 'must declare at least one tensor');
+
+const declarationsJson = z.string().transform((text, ctx): TensorDeclaration[] => {
+  let value: unknown;
+  try {
+    value = JSON.parse(text);
+  } catch (error) {
+    ctx.addIssue({ code: 'custom', message: `is not valid JSON: ${(error as Error).message}` });
+    return z.NEVER;
+  }
+  const parsed = tensorDeclarations.safeParse(value);
+  if (parsed.success) return parsed.data;
+  ctx.addIssue({
+    code: 'custom',
+    message: `must be [{"name","datatype","shape"}]: ${parsed.error.issues.map((i) => `${i.path.join('.')} ${i.message}`).join('; ')}`,
+  });
   return z.NEVER;
 });
 
@@ -63,7 +97,17 @@ const envSchema = z.object({
   [ENV.requestTimeoutMs]: positiveInt.optional(),
   [ENV.logLevel]: z.enum(LOG_LEVELS).optional(),
   [ENV.metrics]: z.enum(['on', 'off'], 'must be on or off').optional(),
-  [ENV.modelFormat]: z.literal('onnx', 'must be onnx (the only format served so far)').optional(),
+  [ENV.modelFormat]: z
+    .enum(MODEL_FORMATS, `must be ${MODEL_FORMATS.join(', ')} (or unset: read from the file)`)
+    .optional(),
+  [ENV.modelModule]: z.string().optional(),
+  [ENV.modelClass]: z
+    .string()
+    .regex(/^[A-Za-z_][A-Za-z0-9_]*$/, 'must be a Python class name')
+    .optional(),
+  [ENV.modelInputs]: declarationsJson.optional(),
+  [ENV.modelOutputs]: declarationsJson.optional(),
+  [ENV.python]: z.string().optional(),
 });
 
 /** Reads and validates the runtime's settings; throws one StartupError listing every problem. */
@@ -75,6 +119,12 @@ export function settingsFromEnv(env: NodeJS.ProcessEnv = process.env): RuntimeSe
     throw new StartupError(`invalid runtime environment: ${problems.join('; ')}`, 'Fix the variables named');
   }
   const e = parsed.data;
+  if (e[ENV.modelFormat] === 'lightning-checkpoint' && (!e[ENV.modelModule] || !e[ENV.modelClass])) {
+    throw new StartupError(
+      `invalid runtime environment: ${ENV.modelFormat}=lightning-checkpoint needs ${ENV.modelModule} and ${ENV.modelClass}`,
+      'Name the Python file and class that define the model',
+    );
+  }
   return {
     apiName: e[ENV.apiName],
     modelUri: e[ENV.modelUri],
@@ -92,5 +142,19 @@ export function settingsFromEnv(env: NodeJS.ProcessEnv = process.env): RuntimeSe
     maxBatchDelayMs: e[ENV.maxBatchDelayMs] ?? DEFAULTS.maxBatchDelayMs,
     maxQueueLength: e[ENV.maxQueueLength] ?? DEFAULTS.maxQueueLength,
     ...(e[ENV.workers] === undefined ? {} : { workers: e[ENV.workers] }),
+    ...(e[ENV.modelFormat] === undefined ? {} : { modelFormat: e[ENV.modelFormat] }),
+    torch: torchOptions(e),
   };
+}
+
+function torchOptions(e: z.infer<typeof envSchema>): TorchModelOptions {
+  return Object.fromEntries(
+    Object.entries({
+      module: e[ENV.modelModule],
+      className: e[ENV.modelClass],
+      inputs: e[ENV.modelInputs],
+      outputs: e[ENV.modelOutputs],
+      python: e[ENV.python],
+    }).filter(([, v]) => v !== undefined),
+  );
 }

@@ -9,7 +9,13 @@ import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { after, before, describe, test } from 'node:test';
 import {
+  DIGITS_CHECKPOINT,
+  DIGITS_CLASS,
+  DIGITS_DECLARED,
+  DIGITS_MODULE,
   DIGITS_ONNX,
+  DIGITS_TORCHSCRIPT,
+  assertBatchLogits,
   DIGITS_PREDICTOR,
   REPO_ROOT,
   STACK_FRAME,
@@ -251,4 +257,115 @@ describe('--help', { concurrency: true }, () => {
       assert.match(result.stdout, new RegExp(`^\\s+${option}\\b`, 'm'), option);
     }
   });
+});
+
+describe('arclight serve with torch models', () => {
+  const DECLARED_INPUTS = JSON.stringify(DIGITS_DECLARED.inputs);
+
+  async function serveUntilReady(args: readonly string[]) {
+    const child = spawnCli(['serve', '--port', '0', '--name', 'digits', '--log-level', 'WARN', ...args]);
+    const exited = collect(child, 90_000);
+    const [, , url] = await waitForStderr(child, SERVING, 60_000);
+    return { child, exited, url: url! };
+  }
+
+  test("--model x.pt: the format and forward's input name from the file; reference logits through OIP", async () => {
+    const { child, exited, url } = await serveUntilReady(['--model', DIGITS_TORCHSCRIPT]);
+    try {
+      const meta = (await (await fetch(`${url}/`)).json()) as {
+        name: string;
+        format: string;
+        inputs: { name: string }[];
+      };
+      assert.equal(meta.name, 'digits');
+      assert.equal(meta.format, 'torchscript');
+      assert.deepEqual(
+        meta.inputs.map((i) => i.name),
+        ['x'],
+      );
+      const body = JSON.stringify({
+        inputs: [{ name: 'x', datatype: 'FP32', shape: [2, 1, 8, 8], data: expected.images.slice(0, 2).flat() }],
+      });
+      const reply = await fetch(`${url}/v2/models/digits/infer`, {
+        method: 'POST',
+        body,
+        headers: { 'content-type': 'application/json' },
+      });
+      assert.equal(reply.status, 200);
+      const { outputs } = (await reply.json()) as { outputs: { data: number[] }[] };
+      assertBatchLogits(outputs[0]!.data, 2, expected.logits);
+    } finally {
+      child.kill('SIGTERM');
+    }
+    assert.equal((await exited).code, 0);
+  });
+
+  test('--model x.ckpt --module --class --inputs with the digits predictor classifies digits', async () => {
+    const { child, exited, url } = await serveUntilReady([
+      '--model',
+      DIGITS_CHECKPOINT,
+      '--module',
+      DIGITS_MODULE,
+      '--class',
+      DIGITS_CLASS,
+      '--inputs',
+      DECLARED_INPUTS,
+      '--predictor',
+      DIGITS_PREDICTOR,
+    ]);
+    try {
+      const meta = (await (await fetch(`${url}/`)).json()) as {
+        format: string;
+        inputs: { name: string; shape: number[] }[];
+      };
+      assert.equal(meta.format, 'lightning-checkpoint');
+      assert.deepEqual(
+        meta.inputs.map(({ name, shape }) => ({ name, shape })),
+        [{ name: 'image', shape: [-1, 1, 8, 8] }],
+      );
+      for (const index of oneImagePerDigit()) {
+        const pixels = expected.images[index]!.map((v) => v * 16);
+        const reply = await fetch(`${url}/`, {
+          method: 'POST',
+          body: JSON.stringify({ pixels }),
+          headers: { 'content-type': 'application/json' },
+        });
+        assert.equal(reply.status, 200);
+        assert.equal(((await reply.json()) as { digit: number }).digit, expected.labels[index]);
+      }
+    } finally {
+      child.kill('SIGTERM');
+    }
+    assert.equal((await exited).code, 0);
+  });
+
+  for (const [title, args, pattern] of [
+    [
+      'a checkpoint without --module and --class',
+      ['--model', DIGITS_CHECKPOINT],
+      /needs the Python module file and class/,
+    ],
+    [
+      '--module without --class',
+      ['--model', DIGITS_CHECKPOINT, '--module', DIGITS_MODULE],
+      /--module and --class go together/,
+    ],
+    ['--inputs that is not JSON', ['--model', DIGITS_TORCHSCRIPT, '--inputs', '[{'], /--inputs is not valid JSON/],
+    [
+      '--inputs with a bad datatype',
+      ['--model', DIGITS_TORCHSCRIPT, '--inputs', '[{"name":"x","datatype":"F32","shape":[1]}]'],
+      /--inputs is not a list of tensors: 0\.datatype datatype must be one of BOOL/,
+    ],
+    ['an unknown --format', ['--model', DIGITS_TORCHSCRIPT, '--format', 'keras'], /argument 'keras' is invalid/],
+  ] as const) {
+    test(`${title}: one line saying what to fix`, async () => {
+      const result = await runCli(['serve', '--port', '0', ...args], { timeoutMs: 60_000 });
+      if (title === 'an unknown --format') {
+        assert.notEqual(result.code, 0);
+        assert.match(result.stderr, pattern);
+        return;
+      }
+      assertOneLineError(result, pattern);
+    });
+  }
 });

@@ -8,6 +8,10 @@ import { readFileSync } from 'node:fs';
 import { after, before, describe, test } from 'node:test';
 import { OnnxExecutor } from '../../lib/runtime/onnx-executor.js';
 import {
+  DIGITS_CHECKPOINT,
+  DIGITS_CLASS,
+  DIGITS_DECLARED,
+  DIGITS_MODULE,
   DIGITS_ONNX,
   MOBILENET_ONNX,
   REPO_ROOT,
@@ -492,5 +496,74 @@ describe('container server: execution providers', () => {
     } finally {
       await container.stop();
     }
+  });
+});
+
+describe('container server: a Lightning checkpoint in the torch executor, batching on, cuda,cpu providers', () => {
+  let s3: Awaited<ReturnType<typeof startS3WithModels>>;
+  let container: Container;
+
+  before(async () => {
+    s3 = await startS3WithModels();
+    const checkpoint = await s3.put('models', 'digits.ckpt', readFileSync(DIGITS_CHECKPOINT));
+    container = await startContainer({
+      ...s3.env,
+      ARCLIGHT_API_NAME: 'digits',
+      ARCLIGHT_MODEL_URI: checkpoint.uri,
+      ARCLIGHT_MODEL_SHA256: checkpoint.sha256,
+      ARCLIGHT_MODEL_FORMAT: 'lightning-checkpoint',
+      ARCLIGHT_MODEL_MODULE: DIGITS_MODULE,
+      ARCLIGHT_MODEL_CLASS: DIGITS_CLASS,
+      ARCLIGHT_MODEL_INPUTS: JSON.stringify(DIGITS_DECLARED.inputs),
+      ARCLIGHT_MODEL_OUTPUTS: JSON.stringify(DIGITS_DECLARED.outputs),
+      ARCLIGHT_EXECUTION_PROVIDERS: 'cuda,cpu',
+      ARCLIGHT_MAX_BATCH_SIZE: '8',
+      ARCLIGHT_MAX_BATCH_DELAY_MS: '10',
+    });
+    await waitReady(container.url, 60_000);
+  });
+  after(async () => {
+    await container?.stop();
+    await s3?.close();
+  });
+
+  test('cuda,cpu without a GPU: torch serves on CPU and the fallback is logged loudly', () => {
+    const fallback = container.logs().find((l) => l['level'] === 'WARN' && /FALLBACK/.test(String(l['message'])));
+    assert.ok(fallback, 'a WARN line announces the fallback');
+    assert.match(String(fallback['reason']), /torch\.cuda\.is_available\(\) is false/);
+    const ready = container.logs().find((l) => l['message'] === 'torch executor ready');
+    assert.equal(ready?.['device'], 'cpu');
+  });
+
+  test('metadata names the declared input; concurrent requests give the reference logits, a bad one fails alone', async () => {
+    const model = await get(`${container.url}/v2/models/digits`);
+    assert.equal(model.body['platform'], 'pytorch_lightning_checkpoint');
+    assert.deepEqual(model.body['inputs'], DIGITS_DECLARED.inputs);
+    const bad = 3;
+    const replies = await Promise.all(
+      Array.from({ length: 16 }, (_, i) =>
+        i === bad
+          ? post(
+              `${container.url}/invocations`,
+              JSON.stringify({
+                inputs: [{ name: 'image', datatype: 'FP32', shape: [1, 1, 8, 7], data: new Array(56).fill(0) }],
+              }),
+            )
+          : post(`${container.url}/invocations`, digitsInferBody([expected.images[i]!])),
+      ),
+    );
+    for (const [i, reply] of replies.entries()) {
+      if (i === bad) {
+        assert.equal(reply.status, 400);
+        continue;
+      }
+      assert.equal(reply.status, 200, JSON.stringify(reply.body));
+      assertLogitsClose(outputData(reply), expected.logits[i]!, `request ${i}`);
+    }
+  });
+
+  test('SIGTERM drains and stops the Python process with the server', async () => {
+    container.child.kill('SIGTERM');
+    assert.equal(await container.exited, 0);
   });
 });
