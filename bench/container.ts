@@ -8,11 +8,14 @@
  * Requests use the OIP binary tensor extension (what a throughput-minded client sends).
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { readFileSync } from 'node:fs';
+import { readFileSync, rmSync } from 'node:fs';
 import { Agent, request } from 'node:http';
 import { availableParallelism, loadavg } from 'node:os';
+import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import ort from 'onnxruntime-node';
+import { runnableContainerContext, type RunnableContainerContext } from '../lib/cli/dev-container.js';
+import { SERVER_FILE, buildContainerImageContext } from '../lib/constructs/container-image-context.js';
 import { onnxSessionOptions } from '../lib/runtime/onnx-executor.js';
 import { MOBILENET, inputFor, oipBinaryBody } from './payloads.js';
 import type { BenchOptions, Check, Scenario, ScenarioReport, Table } from './report.js';
@@ -63,13 +66,25 @@ async function freePort(): Promise<number> {
   return port;
 }
 
+let context: RunnableContainerContext | undefined;
+
+/** The GPU image's build context, as synth makes it, made runnable here once (onnxruntime-node linked). */
+function serverContext(): RunnableContainerContext {
+  if (context) return context;
+  const built = buildContainerImageContext({ gpu: true });
+  context = runnableContainerContext(built);
+  rmSync(built, { recursive: true, force: true });
+  return context;
+}
+
 async function startServer(env: Record<string, string>): Promise<Server> {
   const port = await freePort();
-  const child = spawn(process.execPath, ['--import', 'tsx', 'lib/runtime/container-main.ts'], {
+  // The bundled server exactly as the image's ENTRYPOINT runs it (no loader), from a runnable copy of its context.
+  const child = spawn(process.execPath, [join(serverContext().dir, SERVER_FILE)], {
     env: {
       ...process.env,
       SAGEMAKER_BIND_TO_PORT: String(port),
-      ARCLIGHT_MODEL_URI: MOBILENET.path,
+      ARCLIGHT_MODEL_URI: resolve(MOBILENET.path),
       ARCLIGHT_API_NAME: 'mobilenet',
       ARCLIGHT_EXECUTION_PROVIDERS: 'cpu',
       ARCLIGHT_WORKERS: String(WORKERS),
@@ -339,6 +354,8 @@ export const container: Scenario = {
       },
     ];
     agent.destroy();
+    context?.cleanup();
+    context = undefined;
     return {
       tables,
       checks,
