@@ -163,10 +163,17 @@ function mutate(event: Record<string, unknown>, field: string, value: unknown): 
 
 const brokenEvent = fc
   .record({ base: wellFormedEvent, mutations: fc.array(mutation, { minLength: 1, maxLength: 3 }) })
-  .map(({ base, mutations }) => ({
-    c: base.c,
-    event: mutations.reduce((event, m) => mutate(event, m.field, m.value), base.event),
-  }));
+  .map(({ base, mutations }) => {
+    const event = mutations.reduce((e, m) => mutate(e, m.field, m.value), base.event);
+    // A mutation may rename the method (GET / is the metadata route, a correct 200 that is not an inference).
+    const method = [
+      event['httpMethod'],
+      (event['requestContext'] as { http?: { method?: unknown } } | undefined)?.http?.method,
+    ]
+      .filter((m): m is string => typeof m === 'string')
+      .find((m) => m.toUpperCase() !== (base.c.method ?? 'POST').toUpperCase());
+    return { c: method === undefined ? base.c : { ...base.c, method }, event };
+  });
 
 /** What the handler got, for a failure message. */
 function describeEvent(event: unknown): string {
