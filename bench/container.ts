@@ -15,7 +15,11 @@ import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import ort from 'onnxruntime-node';
 import { runnableContainerContext, type RunnableContainerContext } from '../lib/cli/dev-container.js';
-import { SERVER_FILE, buildContainerImageContext } from '../lib/constructs/container-image-context.js';
+import {
+  CONTAINER_NODE_OPTIONS,
+  SERVER_FILE,
+  buildContainerImageContext,
+} from '../lib/constructs/container-image-context.js';
 import { onnxSessionOptions } from '../lib/runtime/onnx-executor.js';
 import { MOBILENET, inputFor, oipBinaryBody } from './payloads.js';
 import type { BenchOptions, Check, Scenario, ScenarioReport, Table } from './report.js';
@@ -83,6 +87,7 @@ async function startServer(env: Record<string, string>): Promise<Server> {
   const child = spawn(process.execPath, [join(serverContext().dir, SERVER_FILE)], {
     env: {
       ...process.env,
+      NODE_OPTIONS: CONTAINER_NODE_OPTIONS,
       SAGEMAKER_BIND_TO_PORT: String(port),
       ARCLIGHT_MODEL_URI: resolve(MOBILENET.path),
       ARCLIGHT_API_NAME: 'mobilenet',

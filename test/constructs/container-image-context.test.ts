@@ -25,6 +25,7 @@ import {
   PREDICTOR_FILE,
   SERVER_FILE,
   WORKER_FILE,
+  CONTAINER_NODE_OPTIONS,
   buildContainerImageContext,
   onnxRuntimeVersion,
 } from '../../lib/constructs/container-image-context.js';
@@ -55,13 +56,12 @@ function instruction(stage: Stage, name: string): string[] {
   return stage.lines.filter((l) => l.startsWith(`${name} `)).map((l) => l.slice(name.length + 1));
 }
 
-/** `ENV A=1 B=2` lines as one record. */
+/** `ENV A=1 B="x y"` lines as one record, as Docker reads them (double-quoted values may hold spaces). */
 function envOf(stage: Stage): Record<string, string> {
   const env: Record<string, string> = {};
   for (const line of instruction(stage, 'ENV')) {
-    for (const pair of line.split(/\s+/)) {
-      const [key, ...value] = pair.split('=');
-      env[key!] = value.join('=');
+    for (const [, key, value] of line.matchAll(/([A-Za-z_][A-Za-z0-9_]*)=("(?:[^"\\]|\\.)*"|\S*)/g)) {
+      env[key!] = value!.startsWith('"') ? (JSON.parse(value!) as string) : value!;
     }
   }
   return env;
@@ -113,6 +113,7 @@ describe('the GPU image build context', () => {
     assert.deepEqual(instruction(runtime, 'ENTRYPOINT'), [`["node", "${APP_DIR}/${SERVER_FILE}"]`]);
     const env = envOf(runtime);
     assert.equal(env[ENV.executionProviders], 'cuda,cpu');
+    assert.equal(env['NODE_OPTIONS'], CONTAINER_NODE_OPTIONS, 'a young generation sized for queued request bodies');
     assert.equal(env[ENV.predictorEntry], `${APP_DIR}/${PREDICTOR_FILE}`);
     assert.equal(env['HOME'], '/tmp', 'the non-root user writes only under /tmp');
   });
