@@ -4,7 +4,7 @@
  * not skip, when no Python with torch exists (`npm run setup:python` installs one).
  */
 import assert from 'node:assert/strict';
-import { chmodSync, mkdtempSync, writeFileSync } from 'node:fs';
+import { chmodSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
@@ -15,6 +15,7 @@ import { createLogger } from '../../lib/runtime/logger.js';
 import { Runtime } from '../../lib/runtime/runtime.js';
 import { StartupError } from '../../lib/runtime/startup-error.js';
 import { TorchExecutor, type TorchExecutorOptions } from '../../lib/runtime/torch-executor.js';
+import { TORCH_MALLOC_DEFAULTS, TorchProcess } from '../../lib/runtime/torch-process.js';
 import {
   DIGITS_CHECKPOINT,
   DIGITS_CLASS,
@@ -363,4 +364,33 @@ describe('startup errors', { timeout: TIMEOUT }, () => {
       /CUDA was asked for alone and cannot be used: torch\.cuda\.is_available\(\) is false/,
     );
   });
+});
+
+describe('the torch process environment', { timeout: TIMEOUT }, () => {
+  /** The environment a running process was started with, from /proc. */
+  function environOf(pid: number): Record<string, string> {
+    const pairs = readFileSync(`/proc/${pid}/environ`, 'utf8').split('\0').filter(Boolean);
+    return Object.fromEntries(
+      pairs.map((pair) => [pair.slice(0, pair.indexOf('=')), pair.slice(pair.indexOf('=') + 1)]),
+    );
+  }
+
+  test(
+    'Python runs with glibc malloc tuned for torch (no trim/mmap per activation); a value set by the user wins',
+    { skip: process.platform !== 'linux' },
+    async () => {
+      const saved = process.env['MALLOC_TRIM_THRESHOLD_'];
+      process.env['MALLOC_TRIM_THRESHOLD_'] = '4096';
+      const torch = await TorchProcess.start();
+      try {
+        const env = environOf(torch.pid!);
+        assert.equal(env['MALLOC_MMAP_THRESHOLD_'], TORCH_MALLOC_DEFAULTS['MALLOC_MMAP_THRESHOLD_']);
+        assert.equal(env['MALLOC_TRIM_THRESHOLD_'], '4096', "the user's own setting is kept");
+      } finally {
+        await torch.stop(0);
+        if (saved === undefined) delete process.env['MALLOC_TRIM_THRESHOLD_'];
+        else process.env['MALLOC_TRIM_THRESHOLD_'] = saved;
+      }
+    },
+  );
 });
