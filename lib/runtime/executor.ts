@@ -23,7 +23,7 @@ export type ExecutorFactory = (
 ) => Promise<Executor>;
 
 /** Zero-filled tensors for every input (dynamic dimensions as 1): the warm-up run's feeds. */
-export function zeroFeeds(inputs: readonly TensorInfo[]): Record<string, Tensor> {
+function zeroFeeds(inputs: readonly TensorInfo[]): Record<string, Tensor> {
   const feeds: Record<string, Tensor> = {};
   for (const input of inputs) {
     const dims = input.shape.map((d) => (d < 0 ? 1 : d));
@@ -38,4 +38,22 @@ export function zeroFeeds(inputs: readonly TensorInfo[]): Record<string, Tensor>
     } as Tensor;
   }
   return feeds;
+}
+
+/**
+ * One run on zero-filled inputs, so the first request does not pay for the engine's first-run allocations. Resolves
+ * with its duration, or undefined when the model refuses such inputs.
+ */
+export async function timedWarmUp(
+  inputs: readonly TensorInfo[],
+  run: (feeds: Record<string, Tensor>) => Promise<unknown>,
+): Promise<number | undefined> {
+  const feeds = zeroFeeds(inputs);
+  const started = performance.now();
+  try {
+    await run(feeds);
+  } catch {
+    return undefined;
+  }
+  return performance.now() - started;
 }

@@ -7,7 +7,7 @@ import type ort from 'onnxruntime-node';
 import type { Datatype, Tensor, TensorInfo } from '../predictor.js';
 import { StartupError } from './startup-error.js';
 import { DATATYPE_OF, isTensorType } from './tensor-types.js';
-import { zeroFeeds } from './executor.js';
+import { timedWarmUp } from './executor.js';
 
 /** The session options every executor uses (benchmarks build their raw baselines from the same). */
 export function onnxSessionOptions(options: OnnxExecutorOptions = {}): ort.InferenceSession.SessionOptions {
@@ -108,15 +108,8 @@ export class OnnxExecutor {
    * One run on zero-filled inputs (dynamic dimensions as 1), so the first request does not pay for onnxruntime's
    * first-run allocations. Resolves with its duration, or undefined when the model refuses such inputs.
    */
-  async warmUp(): Promise<number | undefined> {
-    const feeds = zeroFeeds(this.inputs);
-    const started = performance.now();
-    try {
-      await this.run(feeds);
-    } catch {
-      return undefined;
-    }
-    return performance.now() - started;
+  warmUp(): Promise<number | undefined> {
+    return timedWarmUp(this.inputs, (feeds) => this.run(feeds));
   }
 
   async release(): Promise<void> {

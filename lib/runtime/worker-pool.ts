@@ -9,7 +9,7 @@ import { availableParallelism } from 'node:os';
 import { fileURLToPath } from 'node:url';
 import { Worker } from 'node:worker_threads';
 import type { Tensor, TensorInfo } from '../predictor.js';
-import { zeroFeeds, type Executor } from './executor.js';
+import { timedWarmUp, type Executor } from './executor.js';
 import { httpError } from './http-errors.js';
 import type { Logger } from './logger.js';
 import { ModelRunError } from './onnx-executor.js';
@@ -309,16 +309,9 @@ export class WorkerPool implements Executor {
   }
 
   /** One run on zero inputs (dynamic dimensions as 1), like `OnnxExecutor.warmUp`. */
-  async warmUp(): Promise<number | undefined> {
-    if (this.firstRunMs !== undefined) return this.firstRunMs;
-    const feeds = zeroFeeds(this.inputs);
-    const started = performance.now();
-    try {
-      await this.runTransferring(feeds);
-    } catch {
-      return undefined;
-    }
-    return performance.now() - started;
+  warmUp(): Promise<number | undefined> {
+    if (this.firstRunMs !== undefined) return Promise.resolve(this.firstRunMs);
+    return timedWarmUp(this.inputs, (feeds) => this.runTransferring(feeds));
   }
 
   /** Stops every worker (each after its current run); queued jobs fail with 503. Drain in-flight requests first. */
