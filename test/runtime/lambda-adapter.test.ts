@@ -6,7 +6,9 @@ import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import { setTimeout as delay } from 'node:timers/promises';
 import type { APIGatewayProxyEvent, APIGatewayProxyEventV2, APIGatewayProxyResult, Context } from 'aws-lambda';
+import { DIGITS, oipBinaryBody } from '../../bench/payloads.js';
 import { definePredictor } from '../../lib/predictor.js';
+import { BINARY_HEADER } from '../../lib/runtime/oip.js';
 import { bootFromEnv } from '../../lib/runtime/boot.js';
 import { createLambdaHandler, type LambdaHandler } from '../../lib/runtime/lambda-adapter.js';
 import {
@@ -269,32 +271,23 @@ describe('digits OIP through Lambda events', () => {
 
   test('binary tensor output comes back base64-encoded with isBase64Encoded', async () => {
     const images = expected.images.slice(0, 4);
-    const pixels = Buffer.from(new Float32Array(images.flat()).buffer);
-    const header = Buffer.from(
-      JSON.stringify({
-        inputs: [
-          {
-            name: 'image',
-            datatype: 'FP32',
-            shape: [images.length, 1, 8, 8],
-            parameters: { binary_data_size: pixels.length },
-          },
-        ],
-        parameters: { binary_data_output: true },
-      }),
+    const { body, headers } = oipBinaryBody(
+      { ...DIGITS, shape: [images.length, 1, 8, 8] },
+      Float32Array.from(images.flat()),
     );
+    const headerLength = headers[BINARY_HEADER]!;
     for (const event of [
       httpApiEvent('POST', '/v2/models/digits/infer', {
-        body: Buffer.concat([header, pixels]),
+        body,
         base64: true,
         contentType: 'application/octet-stream',
-        headers: { 'inference-header-content-length': String(header.length) },
+        headers: { 'inference-header-content-length': headerLength },
       }),
       restApiEvent('POST', '/v2/models/digits/infer', {
-        body: Buffer.concat([header, pixels]),
+        body,
         base64: true,
         contentType: 'application/octet-stream',
-        headers: { 'Inference-Header-Content-Length': String(header.length) },
+        headers: { 'Inference-Header-Content-Length': headerLength },
       }),
     ]) {
       const result = await oipHandler(event, lambdaContext());

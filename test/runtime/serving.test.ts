@@ -6,6 +6,7 @@ import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { after, before, describe, test } from 'node:test';
 import ort from 'onnxruntime-node';
+import { DIGITS, oipBinaryBody } from '../../bench/payloads.js';
 import { createLogger } from '../../lib/runtime/logger.js';
 import { Runtime } from '../../lib/runtime/runtime.js';
 import {
@@ -181,31 +182,14 @@ describe('digits through the predictor (functions/digits/predictor.ts)', () => {
 describe('the binary tensor extension', () => {
   const images = expected.images.slice(0, 5);
 
-  function binaryRequest(): { body: Buffer; headerLength: number } {
-    const pixels = Buffer.from(new Float32Array(images.flat()).buffer);
-    const header = Buffer.from(
-      JSON.stringify({
-        inputs: [
-          {
-            name: 'image',
-            datatype: 'FP32',
-            shape: [images.length, 1, 8, 8],
-            parameters: { binary_data_size: pixels.length },
-          },
-        ],
-        parameters: { binary_data_output: true },
-      }),
-    );
-    return { body: Buffer.concat([header, pixels]), headerLength: header.length };
+  /** The images as one OIP binary request asking for binary outputs (as bench/payloads.ts builds them). */
+  function binaryRequest(): { body: Buffer; headers: Record<string, string> } {
+    return oipBinaryBody({ ...DIGITS, shape: [images.length, 1, 8, 8] }, Float32Array.from(images.flat()));
   }
 
   test('binary in, binary out: round-trips and matches the JSON result', async () => {
-    const { body, headerLength } = binaryRequest();
-    const response = await fetch(`${digits.url}/v2/models/digits/infer`, {
-      method: 'POST',
-      headers: { 'content-type': 'application/octet-stream', 'inference-header-content-length': String(headerLength) },
-      body,
-    });
+    const { body, headers } = binaryRequest();
+    const response = await fetch(`${digits.url}/v2/models/digits/infer`, { method: 'POST', headers, body });
     const bytes = Buffer.from(await response.arrayBuffer());
     assert.equal(response.status, 200, bytes.toString());
     assert.equal(response.headers.get('content-type'), 'application/octet-stream');
