@@ -15,6 +15,7 @@ import { createHttpServer, listen, type HttpServerOptions } from '../lib/runtime
 import type { LambdaHandler } from '../lib/runtime/lambda-adapter.js';
 import { createLogger, type LogLevel } from '../lib/runtime/logger.js';
 import { Runtime, type RuntimeOptions } from '../lib/runtime/runtime.js';
+import { StartupError } from '../lib/runtime/startup-error.js';
 
 export const DIGITS_ONNX = 'models/digits.onnx';
 export const MOBILENET_ONNX = 'models/mobilenet_v3_small.onnx';
@@ -390,4 +391,16 @@ export function greyLevels(image: readonly number[]): number[] {
 /** The share of digits found that match the labels. */
 export function accuracy(found: readonly number[], labels: readonly number[]): number {
   return found.filter((d, i) => d === labels[i]).length / labels.length;
+}
+
+/** Asserts `work` rejects with a one-line StartupError whose message matches every pattern; returns it. */
+export async function assertStartupError(work: Promise<unknown>, ...patterns: RegExp[]): Promise<StartupError> {
+  const error = await work.then(
+    () => assert.fail('expected a StartupError'),
+    (e: unknown) => e,
+  );
+  assert.ok(error instanceof StartupError, `expected a StartupError, got ${String(error)}`);
+  for (const pattern of patterns) assert.match(error.message, pattern);
+  assert.doesNotMatch(error.oneLine(), /\n/, 'the error is one line');
+  return error;
 }

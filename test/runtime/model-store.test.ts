@@ -13,10 +13,10 @@ import { createLogger } from '../../lib/runtime/logger.js';
 import { loadModelBytes, parseS3Uri } from '../../lib/runtime/model-store.js';
 import { loadPredictor } from '../../lib/runtime/predictor-loader.js';
 import { Runtime } from '../../lib/runtime/runtime.js';
-import { StartupError } from '../../lib/runtime/startup-error.js';
 import {
   BUCKET,
   DIGITS_ONNX,
+  assertStartupError,
   closedPort,
   digitsInferBody,
   loadDigitsExpected,
@@ -43,18 +43,6 @@ after(async () => {
   if (dir) await rm(dir, { recursive: true, force: true });
 });
 
-/** Asserts `work` rejects with a StartupError whose message matches every pattern; returns it. */
-async function startupError(work: Promise<unknown>, ...patterns: RegExp[]): Promise<StartupError> {
-  const error = await work.then(
-    () => assert.fail('expected a StartupError'),
-    (e: unknown) => e,
-  );
-  assert.ok(error instanceof StartupError, `expected a StartupError, got ${String(error)}`);
-  for (const pattern of patterns) assert.match(error.message, pattern);
-  assert.doesNotMatch(error.oneLine(), /\n/, 'the error is one line');
-  return error;
-}
-
 describe('loadModelBytes from a local path', () => {
   test('reads the bytes and reports their sha256', async () => {
     const loaded = await loadModelBytes(DIGITS_ONNX);
@@ -70,7 +58,7 @@ describe('loadModelBytes from a local path', () => {
 
   test('a different sha256 is refused, naming expected and got', async () => {
     const wrong = 'ab'.repeat(32);
-    const error = await startupError(
+    const error = await assertStartupError(
       loadModelBytes(DIGITS_ONNX, { expectedSha256: wrong }),
       /integrity/,
       new RegExp(`expected sha256 ${wrong}`),
@@ -80,22 +68,22 @@ describe('loadModelBytes from a local path', () => {
   });
 
   test('an expected sha256 that is not 64 hex digits is refused before reading', async () => {
-    await startupError(loadModelBytes(DIGITS_ONNX, { expectedSha256: 'abc' }), /64 hex digits/);
+    await assertStartupError(loadModelBytes(DIGITS_ONNX, { expectedSha256: 'abc' }), /64 hex digits/);
   });
 
   test('a missing file', async () => {
     const path = join(dir, 'nope.onnx');
-    await startupError(loadModelBytes(path), new RegExp(`${path} does not exist`));
+    await assertStartupError(loadModelBytes(path), new RegExp(`${path} does not exist`));
   });
 
   test('a directory', async () => {
-    await startupError(loadModelBytes(dir), /is a directory/);
+    await assertStartupError(loadModelBytes(dir), /is a directory/);
   });
 
   test('an empty (0-byte) file', async () => {
     const path = join(dir, 'empty.onnx');
     await writeFile(path, Buffer.alloc(0));
-    await startupError(loadModelBytes(path), /is empty \(0 bytes\)/);
+    await assertStartupError(loadModelBytes(path), /is empty \(0 bytes\)/);
   });
 });
 
@@ -109,7 +97,7 @@ describe('loadModelBytes from S3 (s3rver)', () => {
 
   test('a sha256 mismatch on an S3 object is refused', async () => {
     const wrong = '0'.repeat(64);
-    await startupError(
+    await assertStartupError(
       loadModelBytes(s3.digits.uri, { expectedSha256: wrong, env: s3.env }),
       new RegExp(`expected sha256 ${wrong}`),
       new RegExp(`got ${digitsSha256}`),
@@ -118,11 +106,11 @@ describe('loadModelBytes from S3 (s3rver)', () => {
 
   test('a missing object says it does not exist', async () => {
     const uri = `s3://${BUCKET}/missing/model.onnx`;
-    await startupError(loadModelBytes(uri, { env: s3.env }), new RegExp(`model ${uri} does not exist`));
+    await assertStartupError(loadModelBytes(uri, { env: s3.env }), new RegExp(`model ${uri} does not exist`));
   });
 
   test('a missing bucket says so', async () => {
-    await startupError(
+    await assertStartupError(
       loadModelBytes('s3://no-such-bucket/model.onnx', { env: s3.env }),
       /bucket of s3:\/\/no-such-bucket\/model.onnx does not exist/,
     );
@@ -130,12 +118,12 @@ describe('loadModelBytes from S3 (s3rver)', () => {
 
   test('an empty object is refused', async () => {
     const { uri } = await s3.put(BUCKET, 'empty.onnx', Buffer.alloc(0));
-    await startupError(loadModelBytes(uri, { env: s3.env }), /is empty \(0 bytes\)/);
+    await assertStartupError(loadModelBytes(uri, { env: s3.env }), /is empty \(0 bytes\)/);
   });
 
   test('unknown credentials: S3 refuses them and the message says credentials', async () => {
     const env = { ...s3.env, AWS_ACCESS_KEY_ID: 'AKIAWRONGWRONGWRONG1', AWS_SECRET_ACCESS_KEY: 'not-the-secret' };
-    const error = await startupError(loadModelBytes(s3.digits.uri, { env }), /credentials/);
+    const error = await assertStartupError(loadModelBytes(s3.digits.uri, { env }), /credentials/);
     assert.match(error.hint ?? '', /AWS_ACCESS_KEY_ID/);
   });
 
@@ -143,7 +131,7 @@ describe('loadModelBytes from S3 (s3rver)', () => {
     const endpoint = `http://127.0.0.1:${await closedPort()}`;
     const env = { ...s3.env, AWS_ENDPOINT_URL_S3: endpoint };
     const started = performance.now();
-    await startupError(
+    await assertStartupError(
       loadModelBytes(s3.digits.uri, { env }),
       new RegExp(`cannot reach S3 at ${endpoint}`),
       /ECONNREFUSED/,
@@ -188,13 +176,13 @@ describe('loadModelBytes from S3 (s3rver)', () => {
       'ARCLIGHT_MODEL_FETCH_PART_MB',
       'ARCLIGHT_MODEL_FETCH_CONCURRENCY',
     ]) {
-      await startupError(loadModelBytes(s3.digits.uri, { env: { ...s3.env, [name]: 'lots' } }), new RegExp(name));
+      await assertStartupError(loadModelBytes(s3.digits.uri, { env: { ...s3.env, [name]: 'lots' } }), new RegExp(name));
     }
   });
 
   test('malformed s3 URIs are refused with the expected form', async () => {
     for (const uri of ['s3://', 's3://bucket-only', 's3://bucket-only/', 's3://Bad_Bucket/key', 's3:///key']) {
-      const error = await startupError(loadModelBytes(uri, { env: s3.env }), /is not a valid S3 URI/);
+      const error = await assertStartupError(loadModelBytes(uri, { env: s3.env }), /is not a valid S3 URI/);
       assert.match(error.oneLine(), /s3:\/\/bucket\/key/, uri);
     }
     assert.deepEqual(parseS3Uri('s3://my.models-1/a/b/c.onnx'), { bucket: 'my.models-1', key: 'a/b/c.onnx' });
@@ -240,7 +228,7 @@ describe('Runtime.start on a file that is not ONNX', () => {
     await writeFile(path, 'this is a text file, not a model\n');
     const runtime = new Runtime({ apiName: 'broken', modelUri: path, logger: createLogger('broken', 'SILENT') });
     assert.equal(runtime.status, 'starting');
-    const error = await startupError(runtime.start(), new RegExp(`model ${path} is not a valid ONNX model`));
+    const error = await assertStartupError(runtime.start(), new RegExp(`model ${path} is not a valid ONNX model`));
     assert.match(error.hint ?? '', /torch\.onnx\.export/);
     assert.equal(runtime.status, 'failed');
     assert.equal(runtime.startupError, error);
@@ -269,7 +257,7 @@ describe('Runtime.start on a file that is not ONNX', () => {
     const path = join(dir, 'fixed-later.onnx');
     await writeFile(path, 'not yet');
     const runtime = new Runtime({ apiName: 'digits', modelUri: path, logger: createLogger('digits', 'SILENT') });
-    await startupError(runtime.start(), /not a valid ONNX model/);
+    await assertStartupError(runtime.start(), /not a valid ONNX model/);
     await writeFile(path, digitsBytes);
     const timings = await runtime.start();
     assert.equal(timings.modelBytes, digitsBytes.length);
@@ -293,14 +281,14 @@ describe('loadPredictor', () => {
 
   test('a missing file', async () => {
     const path = join(dir, 'absent-predictor.ts');
-    const error = await startupError(loadPredictor(path), new RegExp(`predictor file ${path} does not exist`));
+    const error = await assertStartupError(loadPredictor(path), new RegExp(`predictor file ${path} does not exist`));
     assert.match(error.hint ?? '', /--predictor/);
   });
 
   test('a module that throws at import', async () => {
     const path = join(dir, 'throwing-predictor.ts');
     await writeFile(path, `throw new Error('the config file is missing\\nsecond line');\nexport default {};\n`);
-    const error = await startupError(
+    const error = await assertStartupError(
       loadPredictor(path),
       new RegExp(`predictor ${path} failed to import: the config file is missing$`),
     );
@@ -310,7 +298,7 @@ describe('loadPredictor', () => {
   test('a module with a syntax error', async () => {
     const path = join(dir, 'syntax-predictor.ts');
     await writeFile(path, `export default definePredictor({ predict( => 1 });\n`);
-    await startupError(loadPredictor(path), /failed to import/);
+    await assertStartupError(loadPredictor(path), /failed to import/);
   });
 
   test('a module without a default predictor export', async () => {
@@ -320,7 +308,7 @@ describe('loadPredictor', () => {
     ] as const) {
       const path = join(dir, name);
       await writeFile(path, source);
-      const error = await startupError(
+      const error = await assertStartupError(
         loadPredictor(path),
         new RegExp(`predictor ${path} has no default export made by definePredictor`),
       );

@@ -13,7 +13,7 @@ import { runInNewContext } from 'node:vm';
 import { after, before, beforeEach, describe, test } from 'node:test';
 import { startEmbeddedS3, type EmbeddedS3 } from '../../lib/cli/embedded-s3.js';
 import { loadModelBytes, type LoadModelOptions, type ModelBytes } from '../../lib/runtime/model-store.js';
-import { StartupError } from '../../lib/runtime/startup-error.js';
+import { assertStartupError } from '../helpers.js';
 import { startFaultProxy, type FaultProxy, type SeenRequest } from '../s3-fault-proxy.js';
 
 const BUCKET = 'fetch';
@@ -48,16 +48,6 @@ async function put(key: string, size: number): Promise<{ uri: string; bytes: Buf
 
 function load(uri: string, options: Omit<LoadModelOptions, 'env'> = {}): Promise<ModelBytes> {
   return loadModelBytes(uri, { env: proxy.env, ...options, fetch: { ...FAST, ...options.fetch } });
-}
-
-async function startupError(work: Promise<unknown>, ...patterns: RegExp[]): Promise<StartupError> {
-  const error = await work.then(
-    () => assert.fail('expected a StartupError'),
-    (e: unknown) => e,
-  );
-  assert.ok(error instanceof StartupError, `expected a StartupError, got ${String(error)}`);
-  for (const pattern of patterns) assert.match(error.message, pattern);
-  return error;
 }
 
 const mine = (r: SeenRequest): boolean => new URL(r.path, 'http://x').pathname === `/${BUCKET}/${current}`;
@@ -109,7 +99,7 @@ describe('reassembly', () => {
   test('a 0-byte object is refused clearly, without any GET', async () => {
     current = 'empty.bin';
     const { uri } = await s3.put(BUCKET, current, Buffer.alloc(0));
-    await startupError(load(uri), new RegExp(`model ${uri} is empty \\(0 bytes\\)`));
+    await assertStartupError(load(uri), new RegExp(`model ${uri} is empty \\(0 bytes\\)`));
     assert.equal(gets().length, 0);
   });
 });
@@ -145,7 +135,7 @@ describe('faults', () => {
       request.method === 'GET' && partOf(request) === 1
         ? { kind: 'status', status: 500, code: 'InternalError' }
         : undefined;
-    await startupError(load(object.uri, { fetch: { maxAttempts: 3 } }), /S3 error reading .*InternalError/);
+    await assertStartupError(load(object.uri, { fetch: { maxAttempts: 3 } }), /S3 error reading .*InternalError/);
     assert.equal(gets().filter((r) => partOf(r) === 1).length, 3);
   });
 
@@ -189,7 +179,7 @@ describe('faults', () => {
     const object = await put('always-truncated.bin', 2 * PART);
     proxy.plan = (request) =>
       request.method === 'GET' && partOf(request) === 1 ? { kind: 'truncate', afterBytes: 0 } : undefined;
-    await startupError(
+    await assertStartupError(
       load(object.uri, { fetch: { maxAttempts: 3 } }),
       /failed after 3 tries/,
       /broke after 0 of 65536 bytes/,
@@ -202,7 +192,7 @@ describe('faults', () => {
       request.method === 'GET' && partOf(request) === 2 ? { kind: 'alter', at: 123 } : undefined;
     const altered = Buffer.from(object.bytes);
     altered[2 * PART + 123] = altered[2 * PART + 123]! ^ 0xff;
-    await startupError(
+    await assertStartupError(
       load(object.uri, { expectedSha256: object.sha256 }),
       /failed its integrity check/,
       new RegExp(`expected sha256 ${object.sha256}, got ${sha256(altered)}`),
@@ -237,7 +227,7 @@ describe('faults', () => {
       if (request.method !== 'GET' || index !== lastHead + 1) return undefined;
       return { kind: 'before', run: () => s3.put(BUCKET, key, randomBytes(2 * PART)).then(() => undefined) };
     };
-    await startupError(load(uri, { fetch: { maxRestarts: 2 } }), /kept changing during the download/);
+    await assertStartupError(load(uri, { fetch: { maxRestarts: 2 } }), /kept changing during the download/);
     assert.equal(heads().length, 3);
   });
 
@@ -276,7 +266,7 @@ describe('faults', () => {
       request.method === 'GET' && partOf(request) === 1
         ? { kind: 'status', status: 403, code: 'AccessDenied' }
         : undefined;
-    const error = await startupError(load(object.uri), new RegExp(`access denied reading ${object.uri}`));
+    const error = await assertStartupError(load(object.uri), new RegExp(`access denied reading ${object.uri}`));
     assert.match(error.hint ?? '', /s3:GetObject/);
     assert.equal(gets().filter((r) => partOf(r) === 1).length, 1, 'not retried');
   });
@@ -287,7 +277,7 @@ describe('faults', () => {
       request.method === 'GET' && partOf(request) === 2
         ? { kind: 'status', status: 404, code: 'NoSuchKey' }
         : undefined;
-    await startupError(load(object.uri), new RegExp(`model ${object.uri} does not exist`));
+    await assertStartupError(load(object.uri), new RegExp(`model ${object.uri} does not exist`));
     assert.equal(gets().filter((r) => partOf(r) === 2).length, 1, 'not retried');
   });
 
@@ -299,7 +289,7 @@ describe('faults', () => {
     ] as const) {
       proxy.reset();
       proxy.plan = () => ({ kind: 'status', status, code });
-      await startupError(load(object.uri), message);
+      await assertStartupError(load(object.uri), message);
       assert.deepEqual(
         proxy.requests.filter(mine).map((r) => r.method),
         ['HEAD', 'GET'],
@@ -361,7 +351,7 @@ describe('spill to a file above the memory budget', () => {
   test('a failed fetch (sha256 mismatch) leaves no file behind', async () => {
     const object = await put('spilled-bad.bin', 4 * PART);
     proxy.plan = (request) => (request.method === 'GET' ? { kind: 'alter', at: 7 } : undefined);
-    await startupError(
+    await assertStartupError(
       load(object.uri, { expectedSha256: object.sha256, fetch: { memoryBudgetBytes: 0, spillDir: dir } }),
       /failed its integrity check/,
     );
@@ -374,13 +364,13 @@ describe('spill to a file above the memory budget', () => {
       request.method === 'GET' && partOf(request) === 3
         ? { kind: 'status', status: 403, code: 'AccessDenied' }
         : undefined;
-    await startupError(load(object.uri, { fetch: { memoryBudgetBytes: 0, spillDir: dir } }), /access denied/);
+    await assertStartupError(load(object.uri, { fetch: { memoryBudgetBytes: 0, spillDir: dir } }), /access denied/);
     assert.deepEqual(await readdir(dir), []);
   });
 
   test('too little free space is refused before downloading', async () => {
     const object = await put('spilled-big.bin', 4 * PART);
-    const error = await startupError(
+    const error = await assertStartupError(
       load(object.uri, { fetch: { memoryBudgetBytes: 0, spillDir: dir, freeBytes: () => Promise.resolve(PART) } }),
       /above the memory budget/,
       new RegExp(`${dir} has only 0\\.1 MB free`),
