@@ -13,7 +13,6 @@ import { BatchingExecutor } from '../../lib/runtime/batcher.js';
 import { createLambdaHandler } from '../../lib/runtime/lambda-adapter.js';
 import { createLogger } from '../../lib/runtime/logger.js';
 import { Runtime } from '../../lib/runtime/runtime.js';
-import { StartupError } from '../../lib/runtime/startup-error.js';
 import { TorchExecutor, type TorchExecutorOptions } from '../../lib/runtime/torch-executor.js';
 import { TORCH_MALLOC_DEFAULTS, TorchProcess } from '../../lib/runtime/torch-process.js';
 import {
@@ -26,6 +25,7 @@ import {
   MIN_ACCURACY,
   accuracy,
   assertBatchLogits,
+  assertStartupError,
   assertLogitsClose,
   greyLevels,
   httpTransport,
@@ -301,19 +301,12 @@ describe('the executor process killed from outside, and shut down', { timeout: T
 
 describe('startup errors', { timeout: TIMEOUT }, () => {
   test('checkpoint keys that do not match the class: one error naming every missing and unexpected key', async () => {
-    await assert.rejects(
+    await assertStartupError(
       startRuntime({ modelUri: DIGITS_CHECKPOINT, torch: { module: VARIANTS, className: 'RenamedDigits' } }),
-      (error: StartupError) => {
-        assert.ok(error instanceof StartupError);
-        assert.match(error.message, /does not match class RenamedDigits/);
-        assert.match(
-          error.message,
-          /missing keys: conv3\.bias, conv3\.weight, norm\.bias, norm\.num_batches_tracked, norm\.running_mean, norm\.running_var, norm\.weight/,
-        );
-        assert.match(error.message, /unexpected keys: conv2\.bias, conv2\.weight/);
-        assert.match(error.message, new RegExp(DIGITS_CHECKPOINT.replace('.', '\\.')));
-        return true;
-      },
+      /does not match class RenamedDigits/,
+      /missing keys: conv3\.bias, conv3\.weight, norm\.bias, norm\.num_batches_tracked, norm\.running_mean, norm\.running_var, norm\.weight/,
+      /unexpected keys: conv2\.bias, conv2\.weight/,
+      new RegExp(DIGITS_CHECKPOINT.replace('.', '\\.')),
     );
   });
 
