@@ -14,7 +14,7 @@ import { availableParallelism, loadavg } from 'node:os';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import ort from 'onnxruntime-node';
-import { runnableContainerContext, type RunnableContainerContext } from '../lib/cli/dev-container.js';
+import { freeLoopbackPort, runnableContainerContext, type RunnableContainerContext } from '../lib/cli/dev-container.js';
 import {
   CONTAINER_NODE_OPTIONS,
   SERVER_FILE,
@@ -61,15 +61,6 @@ interface Server {
 
 const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
 
-async function freePort(): Promise<number> {
-  const { createServer } = await import('node:net');
-  const server = createServer();
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const { port } = server.address() as { port: number };
-  await new Promise<void>((resolve) => server.close(() => resolve()));
-  return port;
-}
-
 let context: RunnableContainerContext | undefined;
 
 /** The GPU image's build context, as synth makes it, made runnable here once (onnxruntime-node linked). */
@@ -82,7 +73,7 @@ function serverContext(): RunnableContainerContext {
 }
 
 async function startServer(env: Record<string, string>): Promise<Server> {
-  const port = await freePort();
+  const port = await freeLoopbackPort();
   // The bundled server exactly as the image's ENTRYPOINT runs it (no loader), from a runnable copy of its context.
   const child = spawn(process.execPath, [join(serverContext().dir, SERVER_FILE)], {
     env: {

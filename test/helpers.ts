@@ -5,10 +5,10 @@ import { spawn, type ChildProcessWithoutNullStreams } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
 import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import type { Server } from 'node:http';
-import { createServer as createNetServer, type AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { freeLoopbackPort } from '../lib/cli/dev-container.js';
 import { startEmbeddedS3, type EmbeddedS3 } from '../lib/cli/embedded-s3.js';
 import type { DefinedPredictor } from '../lib/predictor.js';
 import { createHttpServer, listen, type HttpServerOptions } from '../lib/runtime/http-server.js';
@@ -236,15 +236,8 @@ export function lambdaTransport(handler: LambdaHandler): Transport {
 }
 
 /** A loopback port nothing listens on (bound, then closed): connecting to it is refused. */
-export async function closedPort(): Promise<number> {
-  const server = createNetServer();
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', resolve);
-  });
-  const { port } = server.address() as AddressInfo;
-  await new Promise<void>((resolve) => server.close(() => resolve()));
-  return port;
+export function closedPort(): Promise<number> {
+  return freeLoopbackPort();
 }
 
 /** What a finished CLI child process said and how it ended. */

@@ -12,7 +12,6 @@ import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, symlinkSync } from 'node:fs';
 import { createRequire } from 'node:module';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -29,6 +28,7 @@ import {
   buildContainerImageContext,
   onnxRuntimeVersion,
 } from '../../lib/constructs/container-image-context.js';
+import { freeLoopbackPort } from '../../lib/cli/dev-container.js';
 import { ENV } from '../../lib/contract.js';
 import { sha256, useScratchTmpdir } from '../cdk-helpers.js';
 import { DIGITS_ONNX, DIGITS_PREDICTOR, loadDigitsExpected } from '../helpers.js';
@@ -153,14 +153,6 @@ describe('the CPU image build context', () => {
   });
 });
 
-async function freePort(): Promise<number> {
-  const server = createServer();
-  await new Promise<void>((done) => server.listen(0, '127.0.0.1', done));
-  const { port } = server.address() as { port: number };
-  await new Promise((done) => server.close(done));
-  return port;
-}
-
 describe('the GPU context run as its ENTRYPOINT', () => {
   test('/ping turns 200 once the model is loaded; /invocations answers with the digits predictor', async (t) => {
     const runtime = stages(gpu)[1]!;
@@ -175,7 +167,7 @@ describe('the GPU context run as its ENTRYPOINT', () => {
     const env = envOf(runtime);
     const [entry, server] = JSON.parse(instruction(runtime, 'ENTRYPOINT')[0]!) as [string, string];
     assert.equal(entry, 'node');
-    const port = await freePort();
+    const port = await freeLoopbackPort();
     const child = spawn(process.execPath, [server.replace(APP_DIR, appDir), 'serve'], {
       cwd: appDir,
       env: {
