@@ -8,7 +8,7 @@
  *               | pad to 8 | data | pad to 8          (padding counted from the payload's start)
  */
 import type { Tensor, TensorType } from '../predictor.js';
-import { allocate } from './tensor-types.js';
+import { bytesPerElement, tensorDataFromBytes } from './tensor-types.js';
 
 export const FRAME = { hello: 1, load: 2, ready: 3, run: 4, result: 5, error: 6, bye: 7 } as const;
 
@@ -121,12 +121,11 @@ export function resultTensors(frame: Frame): Record<string, Tensor> {
     const bytes = Number(p.readBigUInt64LE(at));
     at += 8;
     at += pad8(at);
-    const data = allocate(
-      type,
-      dims.reduce((a, b) => a * b, 1),
-    );
-    if (data.byteLength !== bytes) throw new Error(`torch executor sent output '${name}' with ${bytes} bytes`);
-    new Uint8Array(data.buffer, data.byteOffset, bytes).set(p.subarray(at, at + bytes));
+    const count = dims.reduce((a, b) => a * b, 1);
+    if (count * bytesPerElement(type) !== bytes || at + bytes > p.length) {
+      throw new Error(`torch executor sent output '${name}' with ${bytes} bytes`);
+    }
+    const data = tensorDataFromBytes(p.subarray(at, at + bytes), type, count);
     at += bytes + pad8(bytes);
     out[name] = { type, data, dims } as Tensor;
   }
