@@ -15,6 +15,7 @@ import { dirname, join, relative } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { buildSync } from 'esbuild';
 import { DEFAULTS, ENV, REQUEST_ID_HEADER, ROUTES } from '../contract.js';
+import { errorBodyJson } from '../runtime/json.js';
 import { requestIdFrom } from '../runtime/request-id.js';
 import { StartupError } from '../runtime/startup-error.js';
 import {
@@ -682,7 +683,10 @@ function checkNames(apis: readonly { readonly apiName: string; readonly stackNam
 }
 
 function sendJson(res: ServerResponse, status: number, value: unknown, headers: Record<string, string> = {}): void {
-  const body = JSON.stringify(value);
+  sendJsonText(res, status, JSON.stringify(value), headers);
+}
+
+function sendJsonText(res: ServerResponse, status: number, body: string, headers: Record<string, string>): void {
   res.writeHead(status, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body), ...headers });
   res.end(body);
 }
@@ -696,7 +700,7 @@ function sendError(
   headers: Record<string, string> = {},
 ): void {
   const requestId = requestIdFrom(undefined);
-  sendJson(res, status, { error: { code, message, requestId } }, { [REQUEST_ID_HEADER]: requestId, ...headers });
+  sendJsonText(res, status, errorBodyJson(code, message, requestId), { [REQUEST_ID_HEADER]: requestId, ...headers });
 }
 
 /** The image's task root is /var/task; here it is the run folder: a torch checkpoint's module file lies under it. */

@@ -13,6 +13,7 @@ import { realpathSync } from 'node:fs';
 import { createServer, type IncomingHttpHeaders, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { fileURLToPath, pathToFileURL } from 'node:url';
+import { errorBodyJson } from '../runtime/json.js';
 
 /** What the host runs; `arclight dev` passes it as the first argument. */
 export interface LambdaHostSpec {
@@ -202,10 +203,6 @@ function invoke(handler: Handler, event: unknown, context: Context): Promise<unk
   });
 }
 
-function errorBody(code: string, message: string, requestId: string): string {
-  return JSON.stringify({ error: { code, message, requestId } });
-}
-
 function send(res: ServerResponse, response: HostResponse): void {
   res.writeHead(response.status, { ...response.headers, 'content-length': String(response.body.length) });
   res.end(response.body);
@@ -215,7 +212,7 @@ function sendError(res: ServerResponse, status: number, code: string, message: s
   send(res, {
     status,
     headers: { 'content-type': 'application/json', 'x-request-id': requestId },
-    body: Buffer.from(errorBody(code, message, requestId)),
+    body: Buffer.from(errorBodyJson(code, message, requestId)),
   });
 }
 

@@ -9,7 +9,7 @@ import type { AddressInfo } from 'node:net';
 import { DEFAULTS, ENV, REQUEST_ID_HEADER, ROUTES, SAGEMAKER_ROUTE } from '../contract.js';
 import type { DefinedPredictor } from '../predictor.js';
 import { createHttpServer, listen } from './http-server.js';
-import { stringifyJson } from './json.js';
+import { errorBodyJson } from './json.js';
 import { createLogger, type Logger } from './logger.js';
 import { guardProcess } from './process-guard.js';
 import { requestIdFrom } from './request-id.js';
@@ -162,7 +162,7 @@ function routeInvocations(server: Server, log: Logger): void {
       return;
     }
     const requestId = requestIdFrom(req.headers[REQUEST_ID_HEADER] as string | undefined);
-    const body = stringifyJson({ error: { code: 'invalid_input', message: problem, requestId } });
+    const body = errorBodyJson('invalid_input', problem, requestId);
     req.resume();
     res.writeHead(400, {
       'content-type': 'application/json',

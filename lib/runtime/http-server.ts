@@ -8,7 +8,7 @@ import { DEFAULTS, REQUEST_ID_HEADER } from '../contract.js';
 import type { InternalRequest, InternalResponse } from './codec.js';
 import { BINARY_HEADER } from './oip.js';
 import { markOwned } from './owned-buffers.js';
-import { stringifyJson } from './json.js';
+import { errorBodyJson } from './json.js';
 import { requestIdFrom } from './request-id.js';
 import type { Runtime } from './runtime.js';
 
@@ -56,7 +56,7 @@ export function createHttpServer(runtime: Runtime, options: HttpServerOptions = 
     const status = error.code === 'ERR_HTTP_REQUEST_TIMEOUT' ? 408 : 400;
     const code = status === 408 ? 'request_timeout' : 'invalid_input';
     const message = status === 408 ? 'the request was not received in time' : 'malformed HTTP request';
-    const body = stringifyJson({ error: { code, message, requestId: requestIdFrom(undefined) } });
+    const body = errorBodyJson(code, message, requestIdFrom(undefined));
     socket.end(
       `HTTP/1.1 ${status} ${status === 408 ? 'Request Timeout' : 'Bad Request'}\r\ncontent-type: application/json\r\ncontent-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n\r\n${body}`,
     );
@@ -130,7 +130,7 @@ function refuse(
   headers: Record<string, string> = {},
 ): void {
   const requestId = requestIdFrom(req.headers[REQUEST_ID_HEADER] as string | undefined);
-  const body = stringifyJson({ error: { code, message, requestId } });
+  const body = errorBodyJson(code, message, requestId);
   res.shouldKeepAlive = false;
   const socket = req.socket;
   // Once a closing response is written, node destroys the socket (destroySoon). A client still uploading then gets

@@ -23,6 +23,11 @@ export function stringifyJson(value: unknown): string {
   });
 }
 
+/** The HTTP contract's error body, `{"error":{"code","message","requestId"}}`, as JSON text. */
+export function errorBodyJson(code: string, message: string, requestId: string): string {
+  return stringifyJson({ error: { code, message, requestId } });
+}
+
 export function isJsonContentType(contentType: string): boolean {
   const type = mediaType(contentType);
   return type === 'application/json' || type.endsWith('+json');

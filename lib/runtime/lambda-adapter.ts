@@ -5,7 +5,7 @@
 import type { APIGatewayProxyEvent, APIGatewayProxyEventV2, APIGatewayProxyResult, Context } from 'aws-lambda';
 import { DEFAULTS } from '../contract.js';
 import type { InternalRequest, InternalResponse } from './codec.js';
-import { isJsonContentType, mediaType, stringifyJson } from './json.js';
+import { errorBodyJson, isJsonContentType, mediaType } from './json.js';
 import { requestIdFrom } from './request-id.js';
 import type { Runtime } from './runtime.js';
 
@@ -225,7 +225,7 @@ function errorResult(statusCode: number, code: string, message: string, requestI
   return {
     statusCode,
     headers: { 'content-type': 'application/json', 'x-request-id': requestId },
-    body: stringifyJson({ error: { code, message, requestId } }),
+    body: errorBodyJson(code, message, requestId),
     isBase64Encoded: false,
   };
 }
