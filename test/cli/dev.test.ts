@@ -140,6 +140,12 @@ describe('arclight dev --assembly <the synthesized example app> --port 0', () =>
       assert.equal(binary.status, 415, binary.text);
 
       // mobilenet: the Open Inference Protocol under /mobilenet.
+      // One OIP request for MobileNet, sent to the Lambda API and the SageMaker one.
+      const mobilenetInfer = JSON.stringify({
+        inputs: [
+          { name: 'input', datatype: 'FP32', shape: [1, 3, 224, 224], data: new Array(3 * 224 * 224).fill(0.5) },
+        ],
+      });
       const metadata = await http({ path: '/mobilenet/v2/models/mobilenet' });
       assert.equal(metadata.status, 200, metadata.text);
       assert.deepEqual(metadata.json<{ outputs: unknown }>().outputs, [
@@ -147,11 +153,7 @@ describe('arclight dev --assembly <the synthesized example app> --port 0', () =>
       ]);
       const infer = await http({
         path: '/mobilenet/v2/models/mobilenet/infer',
-        body: JSON.stringify({
-          inputs: [
-            { name: 'input', datatype: 'FP32', shape: [1, 3, 224, 224], data: new Array(3 * 224 * 224).fill(0.5) },
-          ],
-        }),
+        body: mobilenetInfer,
       });
       assert.equal(infer.status, 200, infer.text);
       assert.deepEqual(infer.json<{ outputs: { shape: number[] }[] }>().outputs[0]!.shape, [1, 1000]);
@@ -187,11 +189,7 @@ describe('arclight dev --assembly <the synthesized example app> --port 0', () =>
       // mobilenet-gpu: the default OIP predictor in its container server (SageMaker), on CPU here.
       const gpuInfer = await http({
         path: '/mobilenet-gpu/v2/models/mobilenet-gpu/infer',
-        body: JSON.stringify({
-          inputs: [
-            { name: 'input', datatype: 'FP32', shape: [1, 3, 224, 224], data: new Array(3 * 224 * 224).fill(0.5) },
-          ],
-        }),
+        body: mobilenetInfer,
       });
       assert.equal(gpuInfer.status, 200, gpuInfer.text);
       assert.deepEqual(gpuInfer.json<{ outputs: { shape: number[] }[] }>().outputs[0]!.shape, [1, 1000]);
