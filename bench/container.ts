@@ -20,7 +20,7 @@ import {
   SERVER_FILE,
   buildContainerImageContext,
 } from '../lib/constructs/container-image-context.js';
-import { onnxSessionOptions } from '../lib/runtime/onnx-executor.js';
+import { onnxSessionOptions } from '../lib/runtime/executors/onnx-executor.js';
 import { MOBILENET, inputFor, oipBinaryBody } from './payloads.js';
 import type { BenchOptions, Check, Scenario, ScenarioReport, Table } from './report.js';
 import { formatMs, formatRatio, summarize, type Summary } from './stats.js';

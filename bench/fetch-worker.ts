@@ -14,7 +14,7 @@ import { readFile } from 'node:fs/promises';
 import type { S3Client as S3ClientClass } from '@aws-sdk/client-s3';
 import type Ort from 'onnxruntime-node';
 import { serveWorker } from './child.js';
-import { onnxSessionOptions } from '../lib/runtime/onnx-executor.js';
+import { onnxSessionOptions } from '../lib/runtime/executors/onnx-executor.js';
 
 export type FetchVariant = 'arclight' | 'naive' | 'local' | 'transfer';
 
@@ -65,8 +65,8 @@ function sampleRss(): { stop: () => number } {
 async function arclight(input: FetchWorkerInput): Promise<FetchWorkerResult> {
   Object.assign(process.env, input.env);
   const t0 = performance.now();
-  const { loadModelBytes } = await import('../lib/runtime/model-store.js');
-  const { OnnxExecutor, importOnnxRuntime } = await import('../lib/runtime/onnx-executor.js');
+  const { loadModelBytes } = await import('../lib/runtime/model-store/model-store.js');
+  const { OnnxExecutor, importOnnxRuntime } = await import('../lib/runtime/executors/onnx-executor.js');
   const rssBeforeFetch = process.memoryUsage.rss();
   const rss = sampleRss();
   const fetching = loadModelBytes(input.uri, { env: process.env });

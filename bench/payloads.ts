@@ -4,7 +4,7 @@
  */
 import { readFileSync } from 'node:fs';
 import type { APIGatewayProxyEventV2, Context } from 'aws-lambda';
-import { BINARY_HEADER } from '../lib/runtime/oip.js';
+import { BINARY_HEADER } from '../lib/runtime/codec/oip.js';
 
 /** A model the benchmarks run, with one input tensor. */
 export interface BenchModel {

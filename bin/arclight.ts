@@ -8,8 +8,8 @@ import { reportError } from '../lib/cli/fail.js';
 import { predict } from '../lib/cli/predict.js';
 import { serve, SERVE_DEFAULTS } from '../lib/cli/serve.js';
 import { MODEL_FORMATS } from '../lib/contract.js';
-import { LOG_LEVELS, type LogLevel } from '../lib/runtime/logger.js';
-import { guardProcess } from '../lib/runtime/process-guard.js';
+import { LOG_LEVELS, type LogLevel } from '../lib/runtime/telemetry/logger.js';
+import { guardProcess } from '../lib/runtime/transports/process-guard.js';
 
 function positiveInt(value: string): number {
   const n = Number(value);

@@ -11,9 +11,9 @@ import { fileURLToPath } from 'node:url';
 import { freeLoopbackPort } from '../lib/cli/dev-container.js';
 import { startEmbeddedS3, type EmbeddedS3 } from '../lib/cli/embedded-s3.js';
 import type { DefinedPredictor } from '../lib/predictor.js';
-import { createHttpServer, listen, type HttpServerOptions } from '../lib/runtime/http-server.js';
-import type { LambdaHandler } from '../lib/runtime/lambda-adapter.js';
-import { createLogger, type LogLevel } from '../lib/runtime/logger.js';
+import { createHttpServer, listen, type HttpServerOptions } from '../lib/runtime/transports/http-server.js';
+import type { LambdaHandler } from '../lib/runtime/transports/lambda-adapter.js';
+import { createLogger, type LogLevel } from '../lib/runtime/telemetry/logger.js';
 import { Runtime, type RuntimeOptions } from '../lib/runtime/runtime.js';
 import { StartupError } from '../lib/runtime/startup-error.js';
 

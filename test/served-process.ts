@@ -8,7 +8,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { REPO_ROOT, closedPort } from './helpers.js';
 
 const PROBE = './test/fixtures/process-probe.mjs';
-const CONTAINER_MAIN = 'lib/runtime/container-main.ts';
+const CONTAINER_MAIN = 'lib/runtime/transports/container-main.ts';
 const SERVING = /arclight: serving '[^']+' on (http:\/\/127\.0\.0\.1:\d+)\/ \(ready\)\n/;
 
 /** What the probe reports: the server process's memory now, and its event-loop delay since the last reset. */
@@ -79,7 +79,7 @@ export async function startServeCli(args: readonly string[]): Promise<ServedProc
   return served(child, url);
 }
 
-/** The container main (`node --import tsx lib/runtime/container-main.ts`) with env; resolves once /ping is 200. */
+/** The container main (`node --import tsx lib/runtime/transports/container-main.ts`) with env; resolves once /ping is 200. */
 export async function startContainerMain(env: Readonly<Record<string, string>>): Promise<ServedProcess> {
   const port = await closedPort();
   const child = spawnWithProbe(['--import', 'tsx', CONTAINER_MAIN], {

@@ -11,13 +11,13 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import type { ModelFormat, TensorInfo } from '../predictor.js';
-import { createHttpServer, listen } from '../runtime/http-server.js';
-import { createLogger } from '../runtime/logger.js';
-import { makeTensor } from '../runtime/model.js';
-import { BINARY_HEADER } from '../runtime/oip.js';
-import { TENSOR_TYPE_OF, isDatatype } from '../runtime/tensor-types.js';
+import { createHttpServer, listen } from '../runtime/transports/http-server.js';
+import { createLogger } from '../runtime/telemetry/logger.js';
+import { makeTensor } from '../runtime/executors/model.js';
+import { BINARY_HEADER } from '../runtime/codec/oip.js';
+import { TENSOR_TYPE_OF, isDatatype } from '../runtime/codec/tensor-types.js';
 import { Runtime } from '../runtime/runtime.js';
-import { TorchProcess } from '../runtime/torch-process.js';
+import { TorchProcess } from '../runtime/executors/torch-process.js';
 import { UsageError } from './fail.js';
 
 export interface BenchFormatsOptions {

@@ -15,8 +15,8 @@ import { dirname, join, relative } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { buildSync } from 'esbuild';
 import { DEFAULTS, ENV, REQUEST_ID_HEADER, ROUTES } from '../contract.js';
-import { errorBodyJson } from '../runtime/json.js';
-import { requestIdFrom } from '../runtime/request-id.js';
+import { errorBodyJson } from '../runtime/codec/json.js';
+import { requestIdFrom } from '../runtime/transports/request-id.js';
 import { StartupError } from '../runtime/startup-error.js';
 import {
   LOCAL_PSEUDO_PARAMETERS,

@@ -9,7 +9,7 @@ import { basename, join } from 'node:path';
 import type { AddressInfo } from 'node:net';
 import { PutObjectCommand } from '@aws-sdk/client-s3';
 import S3rver from 's3rver';
-import { createS3Client } from '../runtime/model-store.js';
+import { createS3Client } from '../runtime/model-store/model-store.js';
 
 /** s3rver's built-in account. */
 const ACCESS_KEY = 'S3RVER';

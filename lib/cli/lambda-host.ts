@@ -13,7 +13,7 @@ import { realpathSync } from 'node:fs';
 import { createServer, type IncomingHttpHeaders, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { fileURLToPath, pathToFileURL } from 'node:url';
-import { errorBodyJson } from '../runtime/json.js';
+import { errorBodyJson } from '../runtime/codec/json.js';
 
 /** What the host runs; `arclight dev` passes it as the first argument. */
 export interface LambdaHostSpec {

@@ -1,6 +1,6 @@
 /**
  * The container image's Docker build context (SageMaker and ECS), generated at synth: the container server
- * (`lib/runtime/container-main.ts`) bundled by esbuild into one ESM file, the user's predictor bundled beside it, and
+ * (`lib/runtime/transports/container-main.ts`) bundled by esbuild into one ESM file, the user's predictor bundled beside it, and
  * a Dockerfile. The GPU variant runs on an NVIDIA CUDA 12 + cuDNN 9 runtime base with Node.js 22 and installs
  * onnxruntime-node with its CUDA 12 provider (`ONNXRUNTIME_NODE_INSTALL=cuda12`) inside the image build; the CPU
  * variant runs on the Node.js 22 slim image. No Docker is needed to synthesize; `cdk deploy` builds the image.
@@ -44,9 +44,9 @@ export const CONTAINER_UID = 10001;
 
 const here = dirname(fileURLToPath(import.meta.url));
 /** The container server's entry (written in lib/runtime). */
-export const CONTAINER_ENTRY = join(here, '..', 'runtime', 'container-main.ts');
+export const CONTAINER_ENTRY = join(here, '..', 'runtime', 'transports', 'container-main.ts');
 /** The inference worker thread's entry: the worker pool looks for `onnx-worker.mjs` beside the bundled server. */
-export const WORKER_ENTRY = join(here, '..', 'runtime', 'onnx-worker.ts');
+export const WORKER_ENTRY = join(here, '..', 'runtime', 'executors', 'onnx-worker.ts');
 export const WORKER_FILE = 'onnx-worker.mjs';
 /** Predictors import 'arclight' for the predictor API; in the image that is predictor.ts alone, not the CDK side. */
 const require = createRequire(import.meta.url);

@@ -47,7 +47,7 @@ export function nativeDir(arch: NodeArch): string {
 }
 
 const here = dirname(fileURLToPath(import.meta.url));
-const RUNTIME_ENTRY = join(here, '..', 'runtime', 'lambda.ts');
+const RUNTIME_ENTRY = join(here, '..', 'runtime', 'transports', 'lambda.ts');
 const require = createRequire(import.meta.url);
 
 /** Writes the build context into a fresh directory and returns its path. */

@@ -1,5 +1,5 @@
 import type { DefinedPredictor } from '../predictor.js';
-import { createLogger } from './logger.js';
+import { createLogger } from './telemetry/logger.js';
 import { Runtime } from './runtime.js';
 import { settingsFromEnv, type RuntimeSettings } from './settings.js';
 

@@ -3,10 +3,10 @@
  * `POST /` and `POST /v2/models/{name}/infer` both land here.
  */
 import { definePredictor, type Model, type PredictorResponse } from '../predictor.js';
-import { httpError, invalidInput } from './http-errors.js';
-import { isJsonContentType, mediaType } from './json.js';
-import { BINARY_HEADER, decodeInferRequest, encodeInferResponse } from './oip.js';
-import { ModelRunError } from './onnx-executor.js';
+import { httpError, invalidInput } from './codec/http-errors.js';
+import { isJsonContentType, mediaType } from './codec/json.js';
+import { BINARY_HEADER, decodeInferRequest, encodeInferResponse } from './codec/oip.js';
+import { ModelRunError } from './executors/onnx-executor.js';
 
 interface InferInput {
   readonly body: Buffer;

@@ -1,6 +1,6 @@
 import { ROUTES } from '../contract.js';
-import { httpError } from './http-errors.js';
-import { clipText } from './json.js';
+import { httpError } from './codec/http-errors.js';
+import { clipText } from './codec/json.js';
 
 /** What a request asks for, once its method and path are matched. */
 export type Route =

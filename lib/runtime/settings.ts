@@ -5,10 +5,10 @@
 import { z } from 'zod';
 import { DEFAULTS, ENV, MODEL_FORMATS } from '../contract.js';
 import type { Config, ModelFormat, TensorDeclaration } from '../predictor.js';
-import { LOG_LEVELS, type LogLevel } from './logger.js';
+import { LOG_LEVELS, type LogLevel } from './telemetry/logger.js';
 import { StartupError } from './startup-error.js';
-import { DATATYPES } from './tensor-types.js';
-import type { TorchModelOptions } from './torch-executor.js';
+import { DATATYPES } from './codec/tensor-types.js';
+import type { TorchModelOptions } from './executors/torch-executor.js';
 
 export interface RuntimeSettings {
   readonly apiName: string;

@@ -160,7 +160,7 @@ describe('buildLambdaImageContext', () => {
     for (const arch of ['x64', 'arm64'] as const) {
       const list = sources(arch);
       assert.ok(
-        list.some((s) => s.endsWith('lib/runtime/lambda.ts')),
+        list.some((s) => s.endsWith('lib/runtime/transports/lambda.ts')),
         `${arch}: the runtime`,
       );
       // Only esbuild's virtual entry sits in lib/constructs; onnxruntime stays a package beside the bundle.

@@ -16,8 +16,8 @@ import { readAssembly, readCdkJson, synthesize, type AssemblyApi } from '../../l
 import { runnableContext } from '../../lib/cli/dev.js';
 import { startEmbeddedS3, type EmbeddedS3 } from '../../lib/cli/embedded-s3.js';
 import { ENV } from '../../lib/contract.js';
-import type { LambdaHandler } from '../../lib/runtime/lambda-adapter.js';
-import { createS3Client } from '../../lib/runtime/model-store.js';
+import type { LambdaHandler } from '../../lib/runtime/transports/lambda-adapter.js';
+import { createS3Client } from '../../lib/runtime/model-store/model-store.js';
 import {
   DIGITS_ONNX,
   MOBILENET_ONNX,

@@ -4,7 +4,7 @@
  */
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
-import { createLambdaHandler } from '../../lib/runtime/lambda-adapter.js';
+import { createLambdaHandler } from '../../lib/runtime/transports/lambda-adapter.js';
 import type { Runtime } from '../../lib/runtime/runtime.js';
 import {
   DIGITS_ONNX,

@@ -8,8 +8,8 @@ import { randomUUID } from 'node:crypto';
 import { connect, type Socket } from 'node:net';
 import { after, before, describe, test } from 'node:test';
 import { definePredictor, HttpError, type PredictContext } from '../../lib/predictor.js';
-import { createLambdaHandler } from '../../lib/runtime/lambda-adapter.js';
-import { createLogger } from '../../lib/runtime/logger.js';
+import { createLambdaHandler } from '../../lib/runtime/transports/lambda-adapter.js';
+import { createLogger } from '../../lib/runtime/telemetry/logger.js';
 import { Runtime } from '../../lib/runtime/runtime.js';
 import {
   DIGITS_ONNX,

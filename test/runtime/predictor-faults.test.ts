@@ -9,8 +9,8 @@ import assert from 'node:assert/strict';
 import { spawn, type ChildProcessWithoutNullStreams } from 'node:child_process';
 import { after, before, describe, test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { lambdaHandlerFromEnv } from '../../lib/runtime/lambda.js';
-import type { LambdaHandler } from '../../lib/runtime/lambda-adapter.js';
+import { lambdaHandlerFromEnv } from '../../lib/runtime/transports/lambda.js';
+import type { LambdaHandler } from '../../lib/runtime/transports/lambda-adapter.js';
 import { INTERNAL_DETAIL } from '../fixtures/faulty-predictor.js';
 import {
   DIGITS_ONNX,
@@ -197,7 +197,7 @@ function stopper(child: ChildProcessWithoutNullStreams): () => Promise<void> {
 /** The container image's entry, from source, with the faulty predictor named by ARCLIGHT_PREDICTOR. */
 async function startContainerMain(extraEnv: Record<string, string> = {}): Promise<ServerProcess> {
   const port = await closedPort();
-  const child = spawn(process.execPath, ['--import', 'tsx', 'lib/runtime/container-main.ts'], {
+  const child = spawn(process.execPath, ['--import', 'tsx', 'lib/runtime/transports/container-main.ts'], {
     cwd: REPO_ROOT,
     env: {
       ...process.env,

@@ -7,7 +7,7 @@ import { readFileSync } from 'node:fs';
 import { after, before, describe, test } from 'node:test';
 import ort from 'onnxruntime-node';
 import { DIGITS, oipBinaryBody } from '../../bench/payloads.js';
-import { createLogger } from '../../lib/runtime/logger.js';
+import { createLogger } from '../../lib/runtime/telemetry/logger.js';
 import { Runtime } from '../../lib/runtime/runtime.js';
 import {
   DIGITS_PREDICTOR,

@@ -8,8 +8,8 @@ import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
 import { after, describe, test } from 'node:test';
 import { definePredictor } from '../../lib/predictor.js';
-import { createLambdaHandler, type LambdaHandler } from '../../lib/runtime/lambda-adapter.js';
-import { createLogger, type LogLevel } from '../../lib/runtime/logger.js';
+import { createLambdaHandler, type LambdaHandler } from '../../lib/runtime/transports/lambda-adapter.js';
+import { createLogger, type LogLevel } from '../../lib/runtime/telemetry/logger.js';
 import { Runtime } from '../../lib/runtime/runtime.js';
 import {
   DIGITS_ONNX,

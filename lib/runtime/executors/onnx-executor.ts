@@ -1,0 +1,146 @@
+/**
+ * The ONNX executor: owns one onnxruntime-node session, made from bytes in memory, and its metadata.
+ * onnxruntime-node is imported on first use, not at module load: a cold start begins the model fetch first and
+ * loads the native runtime while the bytes arrive (`importOnnxRuntime`), so neither waits for the other.
+ */
+import type ort from 'onnxruntime-node';
+import type { Datatype, Tensor, TensorInfo } from '../../predictor.js';
+import { StartupError } from '../startup-error.js';
+import { DATATYPE_OF, isTensorType } from '../codec/tensor-types.js';
+import { timedWarmUp } from './executor.js';
+
+/** The session options every executor uses (benchmarks build their raw baselines from the same). */
+export function onnxSessionOptions(options: OnnxExecutorOptions = {}): ort.InferenceSession.SessionOptions {
+  return {
+    executionProviders: [...(options.executionProviders ?? ['cpu'])],
+    graphOptimizationLevel: 'all',
+    executionMode: 'sequential',
+    interOpNumThreads: 1,
+    ...(options.intraOpThreads === undefined ? {} : { intraOpNumThreads: options.intraOpThreads }),
+  };
+}
+
+export interface OnnxExecutorOptions {
+  /** Threads onnxruntime uses inside one operator. @default onnxruntime's own choice (one per core) */
+  readonly intraOpThreads?: number;
+  /** Execution providers in order of preference. @default ['cpu'] */
+  readonly executionProviders?: readonly string[];
+}
+
+type Ort = typeof ort;
+
+/** The module once imported: `toOrtTensor` needs it synchronously on the hot path. */
+let loadedOrt: Ort | undefined;
+let importing: Promise<{ readonly ort: Ort; readonly importMs: number }> | undefined;
+
+/**
+ * Imports onnxruntime-node once; resolves with the module and how long this process spent importing it
+ * (the same figure on every call). Call it early to overlap the import with other work.
+ */
+export function importOnnxRuntime(): Promise<{ readonly ort: Ort; readonly importMs: number }> {
+  importing ??= (async () => {
+    const started = performance.now();
+    const module = (await import('onnxruntime-node')) as Ort & { default?: Ort };
+    loadedOrt = module.default ?? module;
+    return { ort: loadedOrt, importMs: performance.now() - started };
+  })();
+  return importing;
+}
+
+/** Raised when the model cannot run on a request's tensors. */
+export class ModelRunError extends Error {
+  override readonly name = 'ModelRunError';
+}
+
+export class OnnxExecutor {
+  private constructor(
+    private readonly session: ort.InferenceSession,
+    readonly inputs: readonly TensorInfo[],
+    readonly outputs: readonly TensorInfo[],
+  ) {}
+
+  /**
+   * Creates a session from the model's bytes, or from the path of a model file (a model too large for memory);
+   * a file that is not ONNX is refused with a clear error.
+   */
+  static async load(
+    model: Uint8Array | string,
+    source: string,
+    options: OnnxExecutorOptions = {},
+  ): Promise<OnnxExecutor> {
+    const { ort } = await importOnnxRuntime();
+    let session: ort.InferenceSession;
+    const sessionOptions = onnxSessionOptions(options);
+    try {
+      session =
+        typeof model === 'string'
+          ? await ort.InferenceSession.create(model, sessionOptions)
+          : await ort.InferenceSession.create(model, sessionOptions);
+    } catch (error) {
+      throw new StartupError(
+        `model ${source} is not a valid ONNX model: ${firstLine(error)}`,
+        'Export it with torch.onnx.export or LightningModule.to_onnx',
+        { cause: error },
+      );
+    }
+    return new OnnxExecutor(
+      session,
+      session.inputMetadata.map((m) => describeValue(m, 'input', source)),
+      session.outputMetadata.map((m) => describeValue(m, 'output', source)),
+    );
+  }
+
+  /** Runs the model; tensors may be onnxruntime's or plain `{ type, data, dims }` objects. */
+  async run(feeds: Readonly<Record<string, Tensor>>, outputNames?: readonly string[]): Promise<Record<string, Tensor>> {
+    const ortFeeds: Record<string, ort.Tensor> = {};
+    for (const [name, tensor] of Object.entries(feeds)) ortFeeds[name] = toOrtTensor(tensor);
+    try {
+      const results = outputNames
+        ? await this.session.run(ortFeeds, [...outputNames])
+        : await this.session.run(ortFeeds);
+      return results as unknown as Record<string, Tensor>;
+    } catch (error) {
+      throw new ModelRunError(firstLine(error), { cause: error });
+    }
+  }
+
+  /**
+   * One run on zero-filled inputs (dynamic dimensions as 1), so the first request does not pay for onnxruntime's
+   * first-run allocations. Resolves with its duration, or undefined when the model refuses such inputs.
+   */
+  warmUp(): Promise<number | undefined> {
+    return timedWarmUp(this.inputs, (feeds) => this.run(feeds));
+  }
+
+  async release(): Promise<void> {
+    await this.session.release();
+  }
+}
+
+/** Wraps typed data in an onnxruntime tensor (no copy). */
+export function toOrtTensor(tensor: Tensor): ort.Tensor {
+  if (!loadedOrt) throw new Error('onnxruntime-node is not loaded yet: await importOnnxRuntime() first');
+  if (tensor instanceof loadedOrt.Tensor) return tensor;
+  return new loadedOrt.Tensor(tensor.type, tensor.data as never, tensor.dims);
+}
+
+function describeValue(meta: ort.InferenceSession.ValueMetadata, role: string, source: string): TensorInfo {
+  if (!meta.isTensor || !isTensorType(meta.type)) {
+    throw new StartupError(
+      `model ${source} has ${role} '${meta.name}' of type ${meta.isTensor ? meta.type : 'non-tensor'}, which Arclight cannot serve`,
+      'Serve models whose inputs and outputs are bool, integer or float tensors',
+    );
+  }
+  const datatype: Datatype = DATATYPE_OF[meta.type];
+  return {
+    name: meta.name,
+    datatype,
+    shape: meta.shape.map((d) => (typeof d === 'number' && d >= 0 ? d : -1)),
+    dimNames: meta.shape.map((d) => (typeof d === 'string' ? d : null)),
+  };
+}
+
+function firstLine(error: unknown): string {
+  const message = error instanceof Error ? error.message : String(error);
+  return message.split('\n', 1)[0]!.trim();
+}

@@ -1,0 +1,128 @@
+/**
+ * The executor worker thread: holds one onnxruntime session made from the model bytes the pool shares, and runs
+ * the pool's jobs one at a time. onnxruntime-node's `run` blocks the thread it runs on; here that is this thread,
+ * never the server's. Tensors come and go as transferable typed arrays.
+ */
+import { readlinkSync } from 'node:fs';
+import { setPriority } from 'node:os';
+import { parentPort, workerData } from 'node:worker_threads';
+import type { Tensor } from '../../predictor.js';
+import { ModelRunError, OnnxExecutor } from './onnx-executor.js';
+import { StartupError } from '../startup-error.js';
+import type { WorkerInit, WorkerJob, WorkerMessage, WorkerReply } from './worker-pool.js';
+
+const port = parentPort;
+if (!port) throw new Error('onnx-worker must run in a worker thread');
+const init = workerData as WorkerInit;
+
+/** How much lower than the server's thread inference runs (nice +10): see yieldToServerThread. */
+const WORKER_NICENESS = 10;
+
+/**
+ * Inference yields the CPU to the server's thread: when the workers saturate every core, health checks (SageMaker
+ * kills a container whose /ping is late) and request intake still run at once. Linux keeps niceness per thread and
+ * onnxruntime's intra-op threads, created with the session, inherit it. Elsewhere, or if refused, a no-op.
+ */
+function yieldToServerThread(): void {
+  try {
+    const threadId = Number(readlinkSync('/proc/thread-self').split('/').pop());
+    if (Number.isSafeInteger(threadId) && threadId > 0) setPriority(threadId, WORKER_NICENESS);
+  } catch {
+    // Not Linux, or not permitted: inference runs at the server's priority.
+  }
+}
+
+/** Loads the session with the providers asked for; falls back to CPU when `cpu` is listed and another fails. */
+async function load(): Promise<{ executor: OnnxExecutor; providers: readonly string[]; fallback?: string }> {
+  const model = typeof init.model === 'string' ? init.model : new Uint8Array(init.model).slice();
+  const options = { intraOpThreads: init.intraOpThreads };
+  const wanted = init.executionProviders;
+  try {
+    return {
+      executor: await OnnxExecutor.load(model, init.source, { ...options, executionProviders: wanted }),
+      providers: wanted,
+    };
+  } catch (error) {
+    const accelerated = wanted.filter((p) => p !== 'cpu');
+    if (accelerated.length === 0) throw error;
+    // Was it the provider or the model? A CPU-only session tells.
+    let cpu: OnnxExecutor;
+    try {
+      cpu = await OnnxExecutor.load(model, init.source, { ...options, executionProviders: ['cpu'] });
+    } catch {
+      throw error;
+    }
+    const reason = rootMessage(error);
+    if (!wanted.includes('cpu')) {
+      await cpu.release();
+      throw new StartupError(
+        `execution provider ${accelerated.join(',')} cannot be loaded on this machine: ${reason}`,
+        `Run on a host with the provider's libraries (a GPU instance with CUDA 12 and cuDNN 9), or add cpu to ARCLIGHT_EXECUTION_PROVIDERS (e.g. ${[...accelerated, 'cpu'].join(',')}) to fall back`,
+      );
+    }
+    return { executor: cpu, providers: ['cpu'], fallback: `${accelerated.join(',')} failed to load: ${reason}` };
+  }
+}
+
+function rootMessage(error: unknown): string {
+  let current: unknown = error;
+  while (current instanceof Error && current.cause !== undefined) current = current.cause;
+  const message = current instanceof Error ? current.message : String(current);
+  return message.split('\n', 1)[0]!.trim();
+}
+
+function post(reply: WorkerReply, transfer: ArrayBuffer[] = []): void {
+  port!.postMessage(reply, transfer);
+}
+
+yieldToServerThread();
+try {
+  const { executor, providers, fallback } = await load();
+  const firstRunMs = init.warmUp ? await executor.warmUp() : undefined;
+  port.on('message', (message: WorkerMessage) => {
+    if (message.kind === 'exit') process.exit(message.code);
+    else void run(executor, message);
+  });
+  post({
+    kind: 'ready',
+    inputs: executor.inputs,
+    outputs: executor.outputs,
+    providers,
+    ...(fallback === undefined ? {} : { fallback }),
+    ...(firstRunMs === undefined ? {} : { firstRunMs }),
+  });
+} catch (error) {
+  post({
+    kind: 'failed',
+    message: error instanceof Error ? error.message : String(error),
+    ...(error instanceof StartupError && error.hint !== undefined ? { hint: error.hint } : {}),
+  });
+}
+
+async function run(executor: OnnxExecutor, job: WorkerJob): Promise<void> {
+  try {
+    const results = await executor.run(job.feeds, job.outputNames);
+    const outputs: Record<string, Tensor> = {};
+    const transfer: ArrayBuffer[] = [];
+    for (const [name, tensor] of Object.entries(results)) {
+      const data = owned(tensor.data);
+      transfer.push(data.buffer as ArrayBuffer);
+      outputs[name] = { type: tensor.type, data, dims: [...tensor.dims] } as Tensor;
+    }
+    post({ kind: 'result', id: job.id, outputs }, transfer);
+  } catch (error) {
+    post({
+      kind: 'error',
+      id: job.id,
+      message: error instanceof Error ? error.message : String(error),
+      modelRun: error instanceof ModelRunError,
+    });
+  }
+}
+
+/** The data in a buffer of its own (transferable without detaching anything else). */
+function owned<T extends Tensor['data']>(data: T): T {
+  if (data.byteOffset === 0 && data.buffer.byteLength === data.byteLength && data.buffer instanceof ArrayBuffer)
+    return data;
+  return data.slice() as T;
+}

@@ -1,0 +1,22 @@
+/**
+ * The container image's entry (`node container-main.js`, bundled; `node --import tsx lib/runtime/transports/container-main.ts`
+ * from source): the container server configured from the deployed contract's env vars. A predictor module is loaded
+ * from ARCLIGHT_PREDICTOR when set; without it the default (Open Inference Protocol) predictor serves the model.
+ * Invalid settings exit 1 with one line saying what to fix; SIGTERM drains in-flight requests and exits 0.
+ */
+import { ENV } from '../../contract.js';
+import { runContainerServer } from './container-server.js';
+import { loadPredictor } from '../predictor-loader.js';
+import { StartupError } from '../startup-error.js';
+
+try {
+  const entry = process.env[ENV.predictorEntry];
+  const predictor = entry ? await loadPredictor(entry) : undefined;
+  await runContainerServer(predictor);
+} catch (error) {
+  const message = error instanceof StartupError ? error.oneLine() : String((error as Error)?.stack ?? error);
+  process.stderr.write(
+    `${JSON.stringify({ level: 'ERROR', message: `container server failed to start: ${message}` })}\n`,
+  );
+  process.exit(1);
+}

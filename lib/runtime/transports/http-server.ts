@@ -1,0 +1,197 @@
+/**
+ * The node:http adapter: sockets → internal requests → the runtime, with a body limit that answers 413 as soon
+ * as it is passed, and timeouts that keep slow or stalled clients from holding anything up.
+ */
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { DEFAULTS, REQUEST_ID_HEADER } from '../../contract.js';
+import type { InternalRequest, InternalResponse } from '../codec/codec.js';
+import { BINARY_HEADER } from '../codec/oip.js';
+import { markOwned } from '../executors/owned-buffers.js';
+import { errorBodyJson } from '../codec/json.js';
+import { requestIdFrom } from './request-id.js';
+import type { Runtime } from '../runtime.js';
+
+export interface HttpServerOptions {
+  /** Bodies above this answer 413. @default 6 MiB (Lambda's synchronous payload limit) */
+  readonly maxBodyBytes?: number;
+  /** Time a client has to send headers and body. @default 30 s */
+  readonly clientTimeoutMs?: number;
+  /** How long an idle keep-alive connection stays open. @default 5 s */
+  readonly keepAliveTimeoutMs?: number;
+  /**
+   * Load shedding before the body is read: when it returns true for a POST (every POST route is inference), the
+   * answer is 503 `overloaded` with Retry-After at once, and the upload is dropped, never buffered. @default never
+   */
+  readonly overloaded?: () => boolean;
+}
+
+/** How long a refused upload may keep sending before its socket is closed (so the client reads our 413, not a reset). */
+const LINGER_MS = 1000;
+
+export function createHttpServer(runtime: Runtime, options: HttpServerOptions = {}): Server {
+  const maxBodyBytes = options.maxBodyBytes ?? DEFAULTS.maxBodyBytes;
+  const clientTimeoutMs = options.clientTimeoutMs ?? 30_000;
+  const server = createServer(
+    {
+      requestTimeout: clientTimeoutMs,
+      headersTimeout: Math.min(clientTimeoutMs, 10_000),
+      // Node checks both timeouts only this often (30 s by default), which would let a stalled client hold its
+      // connection for up to 30 s past clientTimeoutMs.
+      connectionsCheckingInterval: Math.max(10, Math.min(1000, Math.floor(clientTimeoutMs / 4))),
+      keepAliveTimeout: options.keepAliveTimeoutMs ?? 5000,
+    },
+    (req, res) => {
+      if (req.method === 'POST' && options.overloaded?.()) {
+        refuse(req, res, 503, 'overloaded', 'the server is at capacity; retry shortly', {
+          'retry-after': String(DEFAULTS.retryAfterSeconds),
+        });
+        return;
+      }
+      void serve(runtime, req, res, maxBodyBytes);
+    },
+  );
+  server.on('clientError', (error: NodeJS.ErrnoException, socket) => {
+    if (!socket.writable || error.code === 'ECONNRESET') return socket.destroy();
+    const status = error.code === 'ERR_HTTP_REQUEST_TIMEOUT' ? 408 : 400;
+    const code = status === 408 ? 'request_timeout' : 'invalid_input';
+    const message = status === 408 ? 'the request was not received in time' : 'malformed HTTP request';
+    const body = errorBodyJson(code, message, requestIdFrom(undefined));
+    socket.end(
+      `HTTP/1.1 ${status} ${status === 408 ? 'Request Timeout' : 'Bad Request'}\r\ncontent-type: application/json\r\ncontent-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n\r\n${body}`,
+    );
+  });
+  return server;
+}
+
+async function serve(runtime: Runtime, req: IncomingMessage, res: ServerResponse, maxBodyBytes: number): Promise<void> {
+  try {
+    const url = requestUrl(req.url);
+    if (url === undefined) return refuse(req, res, 400, 'invalid_input', 'the request target is not a valid path');
+    const body = await readBody(req, maxBodyBytes);
+    if (body === undefined) return refuseTooLarge(req, res, maxBodyBytes);
+    const response = await runtime.handle(toInternal(req, url, body));
+    send(res, response);
+  } catch (error) {
+    runtime.log.warn('connection failed', { error: error as Error });
+    res.destroy();
+  }
+}
+
+/**
+ * Reads the whole body, or undefined as soon as it passes the limit. The body lands in memory of its own (never
+ * Node's shared pool), placed so that an OIP binary part starts 8-byte aligned: tensors decode as views into it, and
+ * the worker pool moves it to a worker instead of copying.
+ */
+function readBody(req: IncomingMessage, maxBodyBytes: number): Promise<Buffer | undefined> {
+  const declared = Number(req.headers['content-length']);
+  if (Number.isFinite(declared) && declared > maxBodyBytes) return Promise.resolve(undefined);
+  const binaryAt = Number(req.headers[BINARY_HEADER]);
+  const pad = Number.isSafeInteger(binaryAt) && binaryAt >= 0 ? (8 - (binaryAt % 8)) % 8 : 0;
+  return new Promise((resolve, reject) => {
+    const chunks: Buffer[] = [];
+    let length = 0;
+    const onData = (chunk: Buffer): void => {
+      length += chunk.length;
+      if (length > maxBodyBytes) {
+        req.off('data', onData);
+        resolve(undefined);
+        return;
+      }
+      chunks.push(chunk);
+    };
+    req.on('data', onData);
+    req.once('end', () => resolve(ownedCopy(chunks, length, pad)));
+    req.once('error', reject);
+  });
+}
+
+function ownedCopy(chunks: readonly Buffer[], length: number, pad: number): Buffer {
+  const memory = new ArrayBuffer(pad + length);
+  markOwned(memory);
+  const body = Buffer.from(memory, pad, length);
+  let offset = 0;
+  for (const chunk of chunks) offset += chunk.copy(body, offset);
+  return body;
+}
+
+/** 413 with `connection: close`; the rest of the upload is read and dropped briefly so the client sees the answer. */
+function refuseTooLarge(req: IncomingMessage, res: ServerResponse, maxBodyBytes: number): void {
+  refuse(req, res, 413, 'payload_too_large', `request body exceeds the limit of ${maxBodyBytes} bytes`);
+}
+
+/** An error answer without reading the body, with `connection: close`; the upload is dropped, never buffered. */
+function refuse(
+  req: IncomingMessage,
+  res: ServerResponse,
+  status: number,
+  code: string,
+  message: string,
+  headers: Record<string, string> = {},
+): void {
+  const requestId = requestIdFrom(req.headers[REQUEST_ID_HEADER] as string | undefined);
+  const body = errorBodyJson(code, message, requestId);
+  res.shouldKeepAlive = false;
+  const socket = req.socket;
+  // Once a closing response is written, node destroys the socket (destroySoon). A client still uploading then gets
+  // a reset, and its TCP stack drops the 413 it has not read yet. Half-close instead: send FIN, keep reading (and
+  // dropping) the upload until the client closes its side or LINGER_MS pass.
+  socket.destroySoon = () => {
+    socket.end();
+  };
+  res.writeHead(status, {
+    ...headers,
+    'content-type': 'application/json',
+    'content-length': Buffer.byteLength(body),
+    connection: 'close',
+    [REQUEST_ID_HEADER]: requestId,
+  });
+  res.end(body);
+  req.on('data', () => undefined);
+  const timer = setTimeout(() => socket.destroy(), LINGER_MS);
+  timer.unref();
+  socket.once('close', () => clearTimeout(timer));
+}
+
+/**
+ * The request target as a URL. An origin-form target is read as a path even when it starts with `//` (which URL
+ * would take for a host, so `//v2/...` routed elsewhere and `//` threw); an absolute-form one as it is; else undefined.
+ */
+function requestUrl(target: string | undefined): URL | undefined {
+  const raw = target ?? '/';
+  try {
+    return raw.startsWith('/') ? new URL(`http://localhost${raw}`) : new URL(raw, 'http://localhost');
+  } catch {
+    return undefined;
+  }
+}
+
+function toInternal(req: IncomingMessage, url: URL, body: Buffer): InternalRequest {
+  const headers: Record<string, string> = {};
+  for (const [name, value] of Object.entries(req.headers)) {
+    if (value !== undefined) headers[name] = Array.isArray(value) ? value.join(', ') : value;
+  }
+  return {
+    method: req.method ?? 'GET',
+    path: url.pathname,
+    query: Object.fromEntries(url.searchParams),
+    headers,
+    body,
+  };
+}
+
+function send(res: ServerResponse, response: InternalResponse): void {
+  res.writeHead(response.status, { ...response.headers, 'content-length': response.body.length });
+  res.end(response.body);
+}
+
+/** Listens and resolves with the bound address. */
+export function listen(server: Server, port: number, host: string): Promise<AddressInfo> {
+  return new Promise((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(port, host, () => {
+      server.off('error', reject);
+      resolve(server.address() as AddressInfo);
+    });
+  });
+}

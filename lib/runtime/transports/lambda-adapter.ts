@@ -1,0 +1,231 @@
+/**
+ * The Lambda adapter: API Gateway HTTP API (payload 2.0) and REST API (payload 1.0) proxy events → internal
+ * requests → the runtime → proxy results. Binary bodies travel base64-encoded both ways.
+ */
+import type { APIGatewayProxyEvent, APIGatewayProxyEventV2, APIGatewayProxyResult, Context } from 'aws-lambda';
+import { DEFAULTS } from '../../contract.js';
+import type { InternalRequest, InternalResponse } from '../codec/codec.js';
+import { errorBodyJson, isJsonContentType, mediaType } from '../codec/json.js';
+import { requestIdFrom } from './request-id.js';
+import type { Runtime } from '../runtime.js';
+
+export type ApiGatewayEvent = APIGatewayProxyEventV2 | APIGatewayProxyEvent;
+
+export interface LambdaHandlerOptions {
+  /** Bodies above this answer 413. @default 6 MiB */
+  readonly maxBodyBytes?: number;
+  /** Time kept back from the invocation's deadline to send the 504 in. @default 500 ms */
+  readonly deadlineMarginMs?: number;
+}
+
+export type LambdaHandler = (event: unknown, context?: Partial<Context>) => Promise<APIGatewayProxyResult>;
+
+/** Thrown for an event that is not an API Gateway proxy event. */
+class BadEvent extends Error {}
+
+/** A Lambda handler over a runtime; it waits for the runtime's start (begun at import) before the first request. */
+export function createLambdaHandler(runtime: Runtime, options: LambdaHandlerOptions = {}): LambdaHandler {
+  const maxBodyBytes = options.maxBodyBytes ?? DEFAULTS.maxBodyBytes;
+  const margin = options.deadlineMarginMs ?? 500;
+  return async (event, context) => {
+    let request: InternalRequest;
+    let requestId: string;
+    try {
+      ({ request, requestId } = fromEvent(event, context));
+    } catch (error) {
+      if (!(error instanceof BadEvent)) throw error;
+      return errorResult(400, 'invalid_input', error.message, gatewayRequestId(event, context));
+    }
+    if (bodyBytes(request) > maxBodyBytes) {
+      return errorResult(
+        413,
+        'payload_too_large',
+        `request body exceeds the limit of ${maxBodyBytes} bytes`,
+        requestId,
+      );
+    }
+    if (runtime.status !== 'ready') await runtime.ensureStarted();
+    const remaining = context?.getRemainingTimeInMillis?.();
+    const response = await runtime.handle(request, {
+      requestId,
+      ...(remaining === undefined ? {} : { timeoutMs: Math.max(0, remaining - margin) }),
+    });
+    // Powertools' Lambda pattern: this invocation's metrics are written before the sandbox may freeze.
+    runtime.telemetry.afterInvocation();
+    return toResult(response);
+  };
+}
+
+function fromEvent(
+  event: unknown,
+  context: Partial<Context> | undefined,
+): { request: InternalRequest; requestId: string } {
+  if (typeof event !== 'object' || event === null) throw new BadEvent('the event is not an API Gateway proxy event');
+  const e = event as Record<string, unknown>;
+  if (e['version'] === '2.0') return fromV2(event as APIGatewayProxyEventV2, context);
+  if (typeof e['httpMethod'] === 'string') return fromV1(event as APIGatewayProxyEvent, context);
+  throw new BadEvent('the event is not an API Gateway proxy event (payload format 1.0 or 2.0)');
+}
+
+/** What API Gateway's ids look like (`abcDEF12345=`, a UUID): printable, short, no quotes or spaces to break a log. */
+const GATEWAY_ID = /^[A-Za-z0-9._:=+/-]{1,128}$/;
+
+/**
+ * API Gateway's request id when the event carries one (also for an event refused as malformed), else Lambda's. An id
+ * that is not a short printable string (a hand-made or corrupted event) is not echoed or logged.
+ */
+function gatewayRequestId(event: unknown, context: Partial<Context> | undefined): string {
+  const requestContext = (event as { requestContext?: { requestId?: unknown } } | null)?.requestContext;
+  const id = typeof requestContext === 'object' && requestContext !== null ? requestContext.requestId : undefined;
+  if (typeof id === 'string' && GATEWAY_ID.test(id)) return id;
+  return typeof context?.awsRequestId === 'string' && GATEWAY_ID.test(context.awsRequestId)
+    ? context.awsRequestId
+    : requestIdFrom(undefined);
+}
+
+function fromV2(event: APIGatewayProxyEventV2, context: Partial<Context> | undefined) {
+  const method = event.requestContext?.http?.method;
+  if (typeof method !== 'string' || typeof event.rawPath !== 'string') {
+    throw new BadEvent('payload 2.0 event lacks requestContext.http.method or rawPath');
+  }
+  const headers = lowerCaseHeaders(event.headers);
+  const cookies = strings(event.cookies);
+  if (cookies.length) headers['cookie'] = cookies.join('; ');
+  const stage = typeof event.requestContext.stage === 'string' ? event.requestContext.stage : undefined;
+  const path = stripStage(event.rawPath, stage);
+  const query = Object.fromEntries(
+    new URLSearchParams(typeof event.rawQueryString === 'string' ? event.rawQueryString : ''),
+  );
+  return {
+    request: withBody({ method, path, query, headers }, event.body, event.isBase64Encoded),
+    requestId: gatewayRequestId(event, context),
+  };
+}
+
+function fromV1(event: APIGatewayProxyEvent, context: Partial<Context> | undefined) {
+  if (typeof event.path !== 'string') throw new BadEvent('payload 1.0 event lacks path');
+  if (typeof event.httpMethod !== 'string') throw new BadEvent('payload 1.0 event lacks httpMethod');
+  const headers = lowerCaseHeaders(event.headers);
+  for (const [name, values] of entriesOf(event.multiValueHeaders)) {
+    const texts = strings(values);
+    if (texts.length) headers[name.toLowerCase()] = texts.join(', ');
+  }
+  const query: Record<string, string> = {};
+  for (const [name, value] of entriesOf(event.queryStringParameters))
+    if (typeof value === 'string') query[name] = value;
+  for (const [name, values] of entriesOf(event.multiValueQueryStringParameters)) {
+    const texts = strings(values);
+    if (texts.length) query[name] = texts[texts.length - 1]!;
+  }
+  return {
+    request: withBody(
+      { method: event.httpMethod, path: event.path, query, headers },
+      event.body,
+      event.isBase64Encoded,
+    ),
+    requestId: gatewayRequestId(event, context),
+  };
+}
+
+/** HTTP APIs with a named stage put it in front of the path; routes are matched without it. */
+function stripStage(path: string, stage: string | undefined): string {
+  if (!stage || stage === '$default') return path;
+  const prefix = `/${stage}`;
+  if (path === prefix) return '/';
+  return path.startsWith(`${prefix}/`) ? path.slice(prefix.length) : path;
+}
+
+/** A map's entries when the event holds an object there; API Gateway always does, a hand-made event may not. */
+function entriesOf(value: unknown): [string, unknown][] {
+  return typeof value === 'object' && value !== null ? Object.entries(value) : [];
+}
+
+/** The strings of what should be a list of them (cookies, multi-value headers); anything else holds none. */
+function strings(value: unknown): string[] {
+  return Array.isArray(value) ? value.filter((item): item is string => typeof item === 'string') : [];
+}
+
+function lowerCaseHeaders(headers: Record<string, string | undefined> | null | undefined): Record<string, string> {
+  const out: Record<string, string> = {};
+  if (typeof headers !== 'object' || headers === null) return out;
+  for (const [name, value] of Object.entries(headers)) if (typeof value === 'string') out[name.toLowerCase()] = value;
+  return out;
+}
+
+const EMPTY = Buffer.alloc(0);
+
+/**
+ * The request with its body: base64 bodies decoded now; text bodies kept as the event's string, with the bytes made
+ * only if someone asks (JSON parses straight from the string, saving two copies of a multi-MB body).
+ */
+function withBody(
+  fields: Omit<InternalRequest, 'body' | 'text'>,
+  body: string | null | undefined,
+  isBase64Encoded: boolean | undefined,
+): InternalRequest {
+  if (body === null || body === undefined) return { ...fields, body: EMPTY };
+  if (typeof body !== 'string') throw new BadEvent('event body must be a string');
+  if (isBase64Encoded) return { ...fields, body: decodeBase64(body) };
+  let bytes: Buffer | undefined;
+  return {
+    ...fields,
+    text: body,
+    get body() {
+      return (bytes ??= Buffer.from(body, 'utf8'));
+    },
+  };
+}
+
+function bodyBytes(request: InternalRequest): number {
+  return request.text === undefined ? request.body.length : Buffer.byteLength(request.text, 'utf8');
+}
+
+/**
+ * Decodes base64, refusing what is not: Node's decoder skips characters outside the alphabet, so a body that
+ * decodes to fewer bytes than its length promises held some (a regex over a multi-MB body would cost milliseconds).
+ * It also reads a non-ASCII character by its low byte, which may spell a letter of the alphabet: an ASCII-only check
+ * (native, a third of the decode's cost) refuses those.
+ */
+function decodeBase64(text: string): Buffer {
+  const padding = text.endsWith('==') ? 2 : text.endsWith('=') ? 1 : 0;
+  const bytes = Buffer.from(text, 'base64');
+  if (
+    text.length % 4 !== 0 ||
+    bytes.length !== (text.length / 4) * 3 - padding ||
+    Buffer.byteLength(text, 'utf8') !== text.length
+  ) {
+    throw new BadEvent('event body is marked base64 but is not valid base64');
+  }
+  return bytes;
+}
+
+function toResult(response: InternalResponse): APIGatewayProxyResult {
+  const contentType = response.headers['content-type'] ?? '';
+  if (isTextual(contentType)) {
+    return {
+      statusCode: response.status,
+      headers: response.headers,
+      body: response.body.toString('utf8'),
+      isBase64Encoded: false,
+    };
+  }
+  return {
+    statusCode: response.status,
+    headers: response.headers,
+    body: response.body.toString('base64'),
+    isBase64Encoded: true,
+  };
+}
+
+function isTextual(contentType: string): boolean {
+  return contentType === '' || isJsonContentType(contentType) || mediaType(contentType).startsWith('text/');
+}
+
+function errorResult(statusCode: number, code: string, message: string, requestId: string): APIGatewayProxyResult {
+  return {
+    statusCode,
+    headers: { 'content-type': 'application/json', 'x-request-id': requestId },
+    body: errorBodyJson(code, message, requestId),
+    isBase64Encoded: false,
+  };
+}
