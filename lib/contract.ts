@@ -3,6 +3,9 @@
  * Both `lib/constructs` and `lib/runtime` import this module; it imports nothing.
  */
 
+/** This release of Arclight: the Open Inference Protocol's server metadata reports it (a test keeps it equal to package.json's). */
+export const ARCLIGHT_VERSION = '0.1.0';
+
 /** Environment variables the runtime reads. */
 export const ENV = {
   apiName: 'ARCLIGHT_API_NAME',
@@ -70,7 +73,7 @@ export const SAGEMAKER_ROUTE = {
   attribute: 'arclight-route',
 } as const;
 
-/** Error codes carried in `{"error":{"code": ...}}`, each with the status it is sent with. */
+/** Error codes carried in the error body's `code` (`{"error":"<message>","code",...}`), each with the status it is sent with. */
 export const ERROR_STATUS = {
   invalid_input: 400,
   malformed_json: 400,

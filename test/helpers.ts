@@ -397,3 +397,24 @@ export async function assertStartupError(work: Promise<unknown>, ...patterns: Re
   assert.doesNotMatch(error.oneLine(), /\n/, 'the error is one line');
   return error;
 }
+
+/** The contract's error body as tests read it. */
+export interface ContractError {
+  readonly code: string;
+  readonly message: string;
+  readonly requestId: string;
+}
+
+/**
+ * Asserts a parsed body is exactly the contract's error body, the Open Inference Protocol's `{"error":"<message>"}`
+ * with our `code` and `requestId` beside it, and returns its fields (`error` as `message`).
+ */
+export function contractError(value: unknown): ContractError {
+  assert.ok(typeof value === 'object' && value !== null, `not an error body: ${JSON.stringify(value)}`);
+  assert.deepEqual(Object.keys(value).sort(), ['code', 'error', 'requestId'], JSON.stringify(value));
+  const { error, code, requestId } = value as Record<string, unknown>;
+  assert.ok(typeof error === 'string' && error.length > 0, `error is a message string: ${JSON.stringify(value)}`);
+  assert.ok(typeof code === 'string' && code.length > 0, `code: ${JSON.stringify(value)}`);
+  assert.ok(typeof requestId === 'string' && requestId.length > 0, `requestId: ${JSON.stringify(value)}`);
+  return { code, message: error, requestId };
+}

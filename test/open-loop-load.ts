@@ -27,7 +27,7 @@ export interface Outcome {
   readonly latencyMs: number;
   readonly retryAfter: string | undefined;
   readonly contentType: string | undefined;
-  /** `error.code` of a JSON error body. */
+  /** `code` of a JSON error body. */
   readonly errorCode: string | undefined;
   readonly hasRequestId: boolean;
   readonly error: string | undefined;
@@ -133,10 +133,11 @@ function header(value: string | string[] | undefined): string | undefined {
 function errorBody(body: Buffer): { errorCode: string | undefined; hasRequestId: boolean } {
   if (body.length === 0) return { errorCode: undefined, hasRequestId: false };
   try {
-    const parsed = JSON.parse(body.toString('utf8')) as { error?: { code?: unknown; requestId?: unknown } };
+    const parsed = JSON.parse(body.toString('utf8')) as { error?: unknown; code?: unknown; requestId?: unknown };
+    const isError = typeof parsed.error === 'string';
     return {
-      errorCode: typeof parsed.error?.code === 'string' ? parsed.error.code : undefined,
-      hasRequestId: typeof parsed.error?.requestId === 'string' && parsed.error.requestId !== '',
+      errorCode: isError && typeof parsed.code === 'string' ? parsed.code : undefined,
+      hasRequestId: isError && typeof parsed.requestId === 'string' && parsed.requestId !== '',
     };
   } catch {
     return { errorCode: undefined, hasRequestId: false };

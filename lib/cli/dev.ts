@@ -15,7 +15,7 @@ import { dirname, join, relative } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { buildSync } from 'esbuild';
 import { DEFAULTS, ENV, REQUEST_ID_HEADER, ROUTES } from '../contract.js';
-import { errorBodyJson } from '../runtime/codec/json.js';
+import { errorBodyJson, readErrorBody } from '../runtime/codec/json.js';
 import { requestIdFrom } from '../runtime/transports/request-id.js';
 import { StartupError } from '../runtime/startup-error.js';
 import {
@@ -271,10 +271,10 @@ class ApiProcess {
           this.spawns = 0;
           return (this.status = 'ready');
         }
-        const body = (await response.json().catch(() => ({}))) as { error?: { message?: string } };
-        if (/fail/.test(body.error?.message ?? '')) {
+        const message = readErrorBody(await response.json().catch(() => undefined))?.error;
+        if (/fail/.test(message ?? '')) {
           this.status = 'failed';
-          this.log(`'${this.name}' failed to start: ${body.error?.message ?? `HTTP ${response.status}`}`);
+          this.log(`'${this.name}' failed to start: ${message ?? `HTTP ${response.status}`}`);
           return this.status;
         }
       } catch {
@@ -691,7 +691,7 @@ function sendJsonText(res: ServerResponse, status: number, body: string, headers
   res.end(body);
 }
 
-/** An error in the HTTP contract's format: `{"error":{"code","message","requestId"}}`. */
+/** An error in the HTTP contract's format: `{"error":"<message>","code","requestId"}`. */
 function sendError(
   res: ServerResponse,
   status: number,

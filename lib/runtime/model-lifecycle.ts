@@ -15,6 +15,7 @@ import { TorchProcess } from './executors/torch-process.js';
 import { loadModelBytes } from './model-store/model-store.js';
 import { StartupError } from './startup-error.js';
 import { asError, requestLogger, type Logger } from './telemetry/logger.js';
+import { ModelStatistics, StatisticsExecutor } from './telemetry/model-statistics.js';
 import type { Telemetry } from './telemetry/telemetry.js';
 
 /** What loading the model needs. */
@@ -105,6 +106,8 @@ export class ModelLifecycle {
   private failedAt = 0;
   private starting: Promise<StartupTimings> | undefined;
   private readonly log: Logger;
+  /** The statistics extension's counts: every run of the model, and what the request path reports. */
+  readonly statistics: ModelStatistics;
 
   constructor(
     private readonly options: ModelLifecycleOptions,
@@ -114,6 +117,7 @@ export class ModelLifecycle {
     private readonly telemetry: Telemetry,
   ) {
     this.log = options.logger;
+    this.statistics = new ModelStatistics(options.apiName);
   }
 
   get status(): RuntimeStatus {
@@ -204,10 +208,11 @@ export class ModelLifecycle {
     const batchingOn = batching !== undefined && batching.maxBatchSize > 1;
     // The default predictor's runs batch along the first axis (and move their fresh tensors to the worker when alone);
     // a custom predictor's only through predictBatch.
+    const timed = new StatisticsExecutor(executor, this.statistics);
     const model = createModel(
       this.options.apiName,
       format,
-      batching !== undefined && !this.options.predictor ? new BatchingExecutor(executor, batching) : executor,
+      batching !== undefined && !this.options.predictor ? new BatchingExecutor(timed, batching) : timed,
     );
     let state: unknown;
     try {

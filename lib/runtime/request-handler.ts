@@ -3,11 +3,11 @@
  * It asks the model's lifecycle (model-lifecycle.ts) only whether the model is ready and for what was loaded.
  * Routes answer through one table (`RouteKind` → handler), so a new route is a row here and one in routes.ts.
  */
-import { DEFAULTS, REQUEST_ID_HEADER } from '../contract.js';
+import { ARCLIGHT_VERSION, DEFAULTS, REQUEST_ID_HEADER } from '../contract.js';
 import { isHttpError, type HttpError, type Model, type ModelFormat, type PredictRequest } from '../predictor.js';
 import { decodePayload, encodeResult, type InternalRequest, type InternalResponse } from './codec/codec.js';
 import { httpError } from './codec/http-errors.js';
-import { clipText, stringifyJson } from './codec/json.js';
+import { clipText, errorBodyJson, stringifyJson } from './codec/json.js';
 import { withTimeout } from './deadline.js';
 import { infer } from './default-predictor.js';
 import type { ModelLifecycle } from './model-lifecycle.js';
@@ -55,6 +55,12 @@ export interface ApiIdentity {
   readonly declaredFormat?: ModelFormat;
 }
 
+/** The protocol extensions this server implements, as its metadata lists them (Triton's names). */
+const SERVER_EXTENSIONS = ['binary_tensor_data', 'statistics'];
+
+/** Routes whose requests the statistics count as inferences. */
+const INFERENCE_ROUTES: ReadonlySet<Route['kind']> = new Set(['infer', 'predict']);
+
 /** The OIP metadata's `platform` of each format (Triton's names where it has one). */
 const PLATFORM: Readonly<Record<ModelFormat, string>> = {
   onnx: 'onnxruntime_onnx',
@@ -71,11 +77,15 @@ export class RequestHandler {
     live: () => json(200, { live: true }),
     ready: () => this.ready(),
     ping: () => this.ready(),
-    server: () => json(200, { name: 'arclight', extensions: ['binary_tensor_data'] }),
+    server: () => json(200, { name: 'arclight', version: ARCLIGHT_VERSION, extensions: SERVER_EXTENSIONS }),
     metadata: () => json(200, this.describe()),
     model: ({ route }) => json(200, modelMetadata(this.requireModel(route.model))),
     'model-ready': ({ route }) => json(200, { name: this.requireModel(route.model).name, ready: true }),
     infer: ({ route, request, timeoutMs }) => this.infer(this.requireModel(route.model), request, timeoutMs),
+    stats: ({ route }) => {
+      this.requireModel(route.model);
+      return json(200, { model_stats: [this.lifecycle.statistics.toJSON()] });
+    },
     predict: ({ request, requestId, timeoutMs }) => {
       const { model } = this.lifecycle.requireReady();
       // Without user code, POST / is OIP inference: straight to it, with the transport's text body intact.
@@ -113,6 +123,9 @@ export class RequestHandler {
     }
     response.headers[REQUEST_ID_HEADER] = requestId;
     const latencyMs = performance.now() - started;
+    if (route !== undefined && INFERENCE_ROUTES.has(route.kind)) {
+      this.lifecycle.statistics.request(response.status < 300, latencyMs);
+    }
     this.log.info('request', {
       requestId,
       method: request.method,
@@ -161,7 +174,8 @@ export class RequestHandler {
   }
 
   private infer(model: Model, request: InternalRequest, timeoutMs: number): Promise<InternalResponse> {
-    return this.admit(() => withTimeout(timeoutMs, () => infer(model, request).then(encodeResult)));
+    const statistics = this.lifecycle.statistics;
+    return this.admit(() => withTimeout(timeoutMs, () => infer(model, request, statistics).then(encodeResult)));
   }
 
   /** Admission control: past `maxPending` requests in flight, 503 `overloaded` with Retry-After, never a queue without end. */
@@ -223,20 +237,11 @@ export class RequestHandler {
       // 503 (loading, overloaded) is an expected state that the request line already records: no error record for it.
       if (error.status >= 500 && error.status !== 503)
         this.log.error('request failed', { requestId, route: route?.kind, code: error.code, error });
-      return json(
-        error.status,
-        { error: { code: error.code, message: error.message, requestId } },
-        { ...error.headers },
-      );
+      return errorJson(error.status, errorBodyJson(error.code, error.message, requestId), error.headers);
     }
     this.log.error('predictor failed', { requestId, route: route?.kind, error: asError(error) });
-    return json(500, {
-      error: {
-        code: 'predictor_error',
-        message: `the predictor failed; the logs carry the details under request id ${requestId}`,
-        requestId,
-      },
-    });
+    const message = `the predictor failed; the logs carry the details under request id ${requestId}`;
+    return errorJson(500, errorBodyJson('predictor_error', message, requestId));
   }
 }
 
@@ -273,6 +278,10 @@ function json(status: number, value: unknown, headers: Record<string, string> = 
     headers: { ...headers, 'content-type': 'application/json' },
     body: Buffer.from(stringifyJson(value)),
   };
+}
+
+function errorJson(status: number, text: string, headers: Readonly<Record<string, string>> = {}): InternalResponse {
+  return { status, headers: { ...headers, 'content-type': 'application/json' }, body: Buffer.from(text) };
 }
 
 /** Whether a thrown value is an HttpError; a value that throws when looked at (a hostile Proxy) is not. */

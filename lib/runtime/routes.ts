@@ -12,7 +12,8 @@ export type Route =
   | { readonly kind: 'server' }
   | { readonly kind: 'model'; readonly model: string }
   | { readonly kind: 'model-ready'; readonly model: string }
-  | { readonly kind: 'infer'; readonly model: string };
+  | { readonly kind: 'infer'; readonly model: string }
+  | { readonly kind: 'stats'; readonly model: string };
 
 interface RouteRule {
   readonly pattern: RegExp;
@@ -31,6 +32,7 @@ const RULES: readonly RouteRule[] = [
   { pattern: new RegExp(`^${MODEL}$`), methods: { GET: (m) => ({ kind: 'model', model: decode(m[1]!) }) } },
   { pattern: new RegExp(`^${MODEL}/ready$`), methods: { GET: (m) => ({ kind: 'model-ready', model: decode(m[1]!) }) } },
   { pattern: new RegExp(`^${MODEL}/infer$`), methods: { POST: (m) => ({ kind: 'infer', model: decode(m[1]!) }) } },
+  { pattern: new RegExp(`^${MODEL}/stats$`), methods: { GET: (m) => ({ kind: 'stats', model: decode(m[1]!) }) } },
 ];
 
 function exact(path: string): RegExp {

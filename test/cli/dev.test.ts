@@ -21,6 +21,7 @@ import {
   stderrLines,
   waitForStderr,
   type CliResult,
+  contractError,
 } from '../helpers.js';
 
 const expected = loadDigitsExpected();
@@ -161,7 +162,7 @@ describe('arclight dev --assembly <the synthesized example app> --port 0', () =>
       // Errors in the HTTP contract's format: the front's own, and an API's.
       const unknown = await http({ path: '/nope/v2/health/ready' });
       assert.equal(unknown.status, 404);
-      const error = unknown.json<{ error: { code: string; message: string; requestId: string } }>().error;
+      const error = contractError(unknown.json());
       assert.equal(error.code, 'not_found');
       assert.match(
         error.message,
@@ -170,7 +171,7 @@ describe('arclight dev --assembly <the synthesized example app> --port 0', () =>
       assert.equal(error.requestId, unknown.headers['x-request-id']);
       const otherModel = await http({ path: '/digits/v2/models/mobilenet' });
       assert.equal(otherModel.status, 404);
-      assert.equal(otherModel.json<{ error: { code: string } }>().error.code, 'model_not_found');
+      assert.equal(contractError(otherModel.json()).code, 'model_not_found');
 
       // digits-ecs: the same digits predictor, in its container server (ECS), at POST /digits-ecs.
       for (const i of [0, 3]) {
@@ -199,7 +200,7 @@ describe('arclight dev --assembly <the synthesized example app> --port 0', () =>
       // Bad requests get the contract's JSON errors from the container servers too.
       const badJson = await http({ path: '/digits-ecs', body: '{"pixels": [' });
       assert.equal(badJson.status, 400, badJson.text);
-      const badError = badJson.json<{ error: { code: string; requestId: string } }>().error;
+      const badError = contractError(badJson.json());
       assert.equal(badError.code, 'malformed_json');
       assert.equal(badError.requestId, badJson.headers['x-request-id']);
       const badShape = await http({
@@ -207,10 +208,10 @@ describe('arclight dev --assembly <the synthesized example app> --port 0', () =>
         body: JSON.stringify({ inputs: [{ name: 'input', datatype: 'FP32', shape: [1, 3], data: [1, 2, 3] }] }),
       });
       assert.equal(badShape.status, 400, badShape.text);
-      assert.equal(badShape.json<{ error: { code: string } }>().error.code, 'invalid_input');
+      assert.equal(contractError(badShape.json()).code, 'invalid_input');
       const wrongModel = await http({ path: '/mobilenet-gpu/v2/models/mobilenet' });
       assert.equal(wrongModel.status, 404);
-      assert.equal(wrongModel.json<{ error: { code: string } }>().error.code, 'model_not_found');
+      assert.equal(contractError(wrongModel.json()).code, 'model_not_found');
       const wrongMethod = await http({ method: 'DELETE', path: '/digits-ecs/v2/health/live' });
       assert.equal(wrongMethod.status, 405);
       assert.equal(wrongMethod.headers['allow'], 'GET');

@@ -21,6 +21,7 @@ import {
   stderrLines,
   type CliResult,
   type TestServer,
+  contractError,
 } from '../helpers.js';
 
 const expected = loadDigitsExpected();
@@ -90,7 +91,7 @@ describe('arclight predict', { concurrency: true }, () => {
   test('an HTTP 400 prints the error body and exits 1', async () => {
     const result = await runCli(['predict', `${server.url}/`, '--data', '{"pixels": [1, 2, 3]}']);
     assert.equal(result.code, 1);
-    const body = JSON.parse(result.stdout) as { error: { code: string; message: string } };
+    const body = { error: contractError(JSON.parse(result.stdout)) };
     assert.equal(body.error.code, 'invalid_input');
     assert.match(body.error.message, /3 pixels/);
     assert.deepEqual(stderrLines(result.stderr), ['arclight: HTTP 400']);
@@ -99,14 +100,14 @@ describe('arclight predict', { concurrency: true }, () => {
   test('a 404 exits 1 too', async () => {
     const result = await runCli(['predict', `${server.url}/v2/models/other/infer`, '--data', '{}']);
     assert.equal(result.code, 1);
-    assert.equal((JSON.parse(result.stdout) as { error: { code: string } }).error.code, 'model_not_found');
+    assert.equal(contractError(JSON.parse(result.stdout)).code, 'model_not_found');
     assert.deepEqual(stderrLines(result.stderr), ['arclight: HTTP 404']);
   });
 
   test('--content-type overrides the type: text to the digits predictor is a 415', async () => {
     const result = await runCli(['predict', `${server.url}/`, '--data', '"hi"', '--content-type', 'text/plain']);
     assert.equal(result.code, 1);
-    assert.equal((JSON.parse(result.stdout) as { error: { code: string } }).error.code, 'unsupported_media_type');
+    assert.equal(contractError(JSON.parse(result.stdout)).code, 'unsupported_media_type');
   });
 
   test('an API that is not running: one line naming the URL and the reason', async () => {

@@ -27,6 +27,7 @@ import {
   stderrLines,
   waitForStderr,
   type CliResult,
+  contractError,
 } from '../helpers.js';
 
 const expected = loadDigitsExpected();
@@ -110,7 +111,7 @@ describe('arclight serve --embedded-s3 with the digits predictor', () => {
 
       const refused = await runCli(['predict', `${url}/`, '--data', '{"pixels": [1, 2]}']);
       assert.equal(refused.code, 1);
-      assert.equal((JSON.parse(refused.stdout) as { error: { code: string } }).error.code, 'invalid_input');
+      assert.equal(contractError(JSON.parse(refused.stdout)).code, 'invalid_input');
       assert.ok(stderrLines(refused.stderr).includes('arclight: HTTP 400'), refused.stderr);
     } finally {
       child.kill('SIGTERM');

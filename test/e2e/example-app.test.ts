@@ -27,6 +27,7 @@ import {
   lambdaTransport,
   loadDigitsExpected,
   type Transport,
+  contractError,
 } from '../helpers.js';
 
 const expected = loadDigitsExpected();
@@ -176,7 +177,7 @@ describe('digits, the bundled handler invoked with API Gateway v2 events', () =>
       body: Buffer.from([0, 1, 2, 255]),
     });
     assert.equal(reply.status, 415, reply.text);
-    assert.equal(reply.json<{ error: { code: string } }>().error.code, 'unsupported_media_type');
+    assert.equal(contractError(reply.json()).code, 'unsupported_media_type');
   });
 });
 
@@ -220,7 +221,7 @@ describe('integrity', () => {
       });
       for (const reply of result) {
         assert.equal(reply.status, 503, reply.text);
-        assert.equal(reply.json<{ error: { code: string } }>().error.code, 'not_ready');
+        assert.equal(contractError(reply.json()).code, 'not_ready');
       }
       const failure = lines.find((line) => line['level'] === 'ERROR');
       assert.ok(failure, `an ERROR record; got ${JSON.stringify(lines)}`);

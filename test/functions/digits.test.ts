@@ -18,6 +18,7 @@ import {
   type Reply,
   type TestServer,
   type Transport,
+  contractError,
 } from '../helpers.js';
 
 interface Prediction {
@@ -60,7 +61,7 @@ function ok<T>(reply: Reply): T {
 
 function assertRefused(reply: Reply, status: number, code: string, pattern: RegExp): void {
   assert.equal(reply.status, status, reply.text);
-  const { error } = reply.json<{ error: { code: string; message: string; requestId: string } }>();
+  const error = contractError(reply.json());
   assert.equal(error.code, code);
   assert.match(error.message, pattern);
   assert.equal(error.requestId, reply.headers['x-request-id']);

@@ -24,6 +24,7 @@ import {
   waitForStderr,
   type Reply,
   type Transport,
+  contractError,
 } from '../helpers.js';
 
 const FAULTY = 'test/fixtures/faulty-predictor.ts';
@@ -31,10 +32,6 @@ const TIMEOUT_MS = 300;
 const SERVING = /arclight: serving '([^']+)' on (http:\/\/127\.0\.0\.1:\d+)\/ \(ready\)\n/;
 
 type LogRecord = Record<string, unknown>;
-
-interface ErrorBody {
-  error: { code: string; message: string; requestId: string };
-}
 
 /** How each fault must be answered: status, code, and what the message says. */
 const EXPECTED: readonly { fault: string; status: number; code?: string; message?: RegExp; logged: RegExp }[] = [
@@ -71,7 +68,7 @@ async function sendFault(send: Transport, fault: string): Promise<{ reply: Reply
 function assertMapped(reply: Reply, requestId: string, expected: (typeof EXPECTED)[number]): void {
   assert.equal(reply.status, expected.status, `${expected.fault}: ${reply.text}`);
   assert.match(reply.headers['content-type'] ?? '', /^application\/json/);
-  const { error } = reply.json<ErrorBody>();
+  const error = contractError(reply.json());
   assert.equal(error.code, expected.code);
   assert.equal(error.requestId, requestId);
   if (expected.message) assert.match(error.message, expected.message);
@@ -155,7 +152,7 @@ describe('predictor faults through the Lambda handler', () => {
       return { predict: await failing({ path: '/', body: '{}' }), live: await failing({ path: '/v2/health/live' }) };
     });
     assert.equal(result.predict.status, 503, result.predict.text);
-    assert.equal(result.predict.json<ErrorBody>().error.code, 'not_ready');
+    assert.equal(contractError(result.predict.json()).code, 'not_ready');
     assert.equal(result.predict.headers['retry-after'], '1');
     assert.ok(!result.predict.text.includes('s3cr3t'));
     assert.equal(result.live.status, 200);
@@ -304,7 +301,7 @@ describe('an init() that throws, in the container server', () => {
     for (const path of ['/ping', '/v2/health/ready']) assert.equal((await server.send({ path })).status, 503, path);
     const reply = await server.send({ path: '/', body: '{}' });
     assert.equal(reply.status, 503);
-    assert.equal(reply.json<ErrorBody>().error.code, 'not_ready');
+    assert.equal(contractError(reply.json()).code, 'not_ready');
     assert.ok(!reply.text.includes('s3cr3t'));
     assert.equal((await server.send({ path: '/v2/health/live' })).status, 200);
     const failure = server.logs().find((l) => l['message'] === 'startup failed');

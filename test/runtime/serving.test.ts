@@ -26,6 +26,7 @@ import {
   assertBatchLogits,
   assertLogitsClose,
   greyLevels,
+  contractError,
 } from '../helpers.js';
 
 const expected = loadDigitsExpected();
@@ -172,7 +173,7 @@ describe('digits through the predictor (functions/digits/predictor.ts)', () => {
     const response = await postJson(`${digits.url}/`, { pixels: [1, 2, 3] }, { 'x-request-id': 'bad-pixels-1' });
     assert.equal(response.status, 400);
     assert.equal(response.headers.get('x-request-id'), 'bad-pixels-1');
-    const body = (await response.json()) as { error: { code: string; message: string; requestId: string } };
+    const body = { error: contractError(await response.json()) };
     assert.equal(body.error.code, 'invalid_input');
     assert.match(body.error.message, /3 pixels/);
     assert.equal(body.error.requestId, 'bad-pixels-1');
@@ -251,7 +252,7 @@ describe('the binary tensor extension', () => {
       body: Buffer.concat([header, Buffer.alloc(100)]),
     });
     assert.equal(response.status, 400);
-    const body = (await response.json()) as { error: { code: string; message: string } };
+    const body = { error: contractError(await response.json()) };
     assert.equal(body.error.code, 'invalid_input');
     assert.match(body.error.message, /binary_data_size/);
   });
@@ -301,7 +302,7 @@ describe('metadata and health routes', () => {
   test('another model name is a 404, a wrong method a 405 with Allow', async () => {
     const missing = await fetch(`${digits.url}/v2/models/other`);
     assert.equal(missing.status, 404);
-    assert.equal(((await missing.json()) as { error: { code: string } }).error.code, 'model_not_found');
+    assert.equal(contractError(await missing.json()).code, 'model_not_found');
     const wrong = await fetch(`${digits.url}/v2/health/live`, { method: 'POST' });
     assert.equal(wrong.status, 405);
     assert.equal(wrong.headers.get('allow'), 'GET');
@@ -327,7 +328,7 @@ describe('metadata and health routes', () => {
         const response = await fetch(`${server.url}${path}`, { method });
         assert.equal(response.status, 503, `${method} ${path}`);
         assert.equal(response.headers.get('retry-after'), '1');
-        assert.equal(((await response.json()) as { error: { code: string } }).error.code, 'not_ready');
+        assert.equal(contractError(await response.json()).code, 'not_ready');
       }
       const describe = (await (await fetch(`${server.url}/`)).json()) as { ready: boolean };
       assert.equal(describe.ready, false);
@@ -411,7 +412,7 @@ describe('MobileNet v3 small through the default predictor (OIP on POST /)', () 
       inputs: [{ name: 'input', datatype: 'FP32', shape: [1, 3, 8, 8], data: pixels.slice(0, 192) }],
     });
     assert.equal(response.status, 400);
-    const body = (await response.json()) as { error: { code: string; message: string } };
+    const body = { error: contractError(await response.json()) };
     assert.equal(body.error.code, 'invalid_input');
     assert.match(body.error.message, /FP32 \[-1,3,224,224\]/);
   });

@@ -23,6 +23,7 @@ import {
   startServer,
   type TestServer,
   type Transport,
+  contractError,
 } from '../helpers.js';
 
 const INTERNAL = '/opt/arclight/secret-config.json: db password=hunter2';
@@ -81,7 +82,7 @@ describe('error bodies carry no stack, file path or internal message', () => {
     for (const [name, send] of await transportsAt('SILENT')) {
       const reply = await send({ path: '/?fail', body: '{}' });
       assert.equal(reply.status, 500, name);
-      const { error } = reply.json<{ error: { message: string; requestId: string } }>();
+      const error = contractError(reply.json());
       assert.equal(
         error.message,
         `the predictor failed; the logs carry the details under request id ${error.requestId}`,

@@ -6,9 +6,21 @@ export function parseJsonBody(body: Buffer | string): unknown {
   try {
     return JSON.parse(typeof body === 'string' ? body : body.toString('utf8')) as unknown;
   } catch (error) {
-    const reason = error instanceof RangeError ? 'nested too deeply' : (error as Error).message;
+    const reason = error instanceof RangeError ? 'nested too deeply' : printable((error as Error).message);
     throw httpError('malformed_json', `request body is not valid JSON: ${reason}`);
   }
+}
+
+/**
+ * Text a client sent, as an error message may quote it: control characters (a compressed or binary body that
+ * JSON.parse quotes back) escaped, at most `maxLength` characters.
+ */
+export function printable(text: string, maxLength = 160): string {
+  // eslint-disable-next-line no-control-regex
+  const escaped = text.replace(/[\u0000-\u001f\u007f-\u009f\ufffd]/g, (c) =>
+    c === '\ufffd' ? '\\ufffd' : `\\x${c.charCodeAt(0).toString(16).padStart(2, '0')}`,
+  );
+  return clipText(escaped, maxLength);
 }
 
 /**
@@ -23,9 +35,34 @@ export function stringifyJson(value: unknown): string {
   });
 }
 
-/** The HTTP contract's error body, `{"error":{"code","message","requestId"}}`, as JSON text. */
+/**
+ * The HTTP contract's error body as JSON text: the Open Inference Protocol's `{"error":"<message>"}` (its clients read
+ * `error` as a string) with our `code` and `requestId` beside it, which those clients ignore.
+ */
 export function errorBodyJson(code: string, message: string, requestId: string): string {
-  return stringifyJson({ error: { code, message, requestId } });
+  return JSON.stringify({ error: message, code, requestId } satisfies ErrorBody);
+}
+
+/** The HTTP contract's error body. */
+export interface ErrorBody {
+  /** What went wrong, for a person. */
+  readonly error: string;
+  /** The contract's error code (`invalid_input`, `not_ready`, ...). */
+  readonly code: string;
+  /** The request's id; the logs carry it too. */
+  readonly requestId: string;
+}
+
+/** An error body as a client reads it: the message, and our fields when present; undefined when it is none. */
+export function readErrorBody(value: unknown): (Partial<ErrorBody> & { readonly error: string }) | undefined {
+  if (typeof value !== 'object' || value === null) return undefined;
+  const { error, code, requestId } = value as Record<string, unknown>;
+  if (typeof error !== 'string') return undefined;
+  return {
+    error,
+    ...(typeof code === 'string' ? { code } : {}),
+    ...(typeof requestId === 'string' ? { requestId } : {}),
+  };
 }
 
 export function isJsonContentType(contentType: string): boolean {

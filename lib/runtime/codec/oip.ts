@@ -41,8 +41,31 @@ const inferRequestSchema = z.object({
       }),
     )
     .min(1, 'at least one input is required'),
-  outputs: z.array(z.object({ name: z.string().min(1), parameters })).optional(),
+  outputs: z
+    .array(z.object({ name: z.string().min(1), parameters }))
+    .min(1, 'when given, name at least one output (leave outputs out for all of them)')
+    .optional(),
 });
+
+/**
+ * Parameters of the protocol (and Triton's extensions) that this server does not implement: refused with a 400
+ * rather than ignored, since a client asking for them expects an answer shaped by them. Parameters no one defines
+ * are left alone, as the protocol lets servers and clients add their own.
+ */
+const UNSUPPORTED_PARAMETERS: Readonly<Record<'request' | 'input' | 'output', Readonly<Record<string, string>>>> = {
+  request: {
+    sequence_id: 'sequence batching is not supported',
+    sequence_start: 'sequence batching is not supported',
+    sequence_end: 'sequence batching is not supported',
+  },
+  input: {
+    shared_memory_region: 'the shared-memory extension is not supported; send the data in the request',
+  },
+  output: {
+    classification: 'the classification extension is not supported; ask for the raw output and take its top k',
+    shared_memory_region: 'the shared-memory extension is not supported; the output comes in the response',
+  },
+};
 
 type RawInput = z.infer<typeof inferRequestSchema>['inputs'][number];
 
@@ -74,6 +97,7 @@ export function decodeInferRequest(
   const parsed = inferRequestSchema.safeParse(parseJsonBody(json));
   if (!parsed.success) throw invalidInput(`invalid inference request: ${describeSchemaError(parsed.error)}`);
   const request = parsed.data;
+  checkParameters(request);
   const feeds = decodeInputs(request.inputs, signature.inputs, binary);
   const outputNames = request.outputs?.map((o) => o.name);
   checkOutputNames(outputNames, signature.outputs);
@@ -89,7 +113,12 @@ function splitBinaryBody(body: Buffer, headerLength: string): { json: Buffer; bi
   const length = Number(headerLength);
   if (!/^\d+$/.test(headerLength.trim()) || length > body.length) {
     throw invalidInput(
-      `${BINARY_HEADER} must be the byte length of the JSON header, at most the body length ${body.length}; got '${headerLength}'`,
+      `${BINARY_HEADER} must be the byte length of the JSON header, at most the body length ${body.length}; got '${clipText(headerLength, 32)}'`,
+    );
+  }
+  if (length === 0) {
+    throw invalidInput(
+      `${BINARY_HEADER} is 0, but the body must start with the JSON inference request; set it to that JSON's byte length`,
     );
   }
   return { json: body.subarray(0, length), binary: new BinaryCursor(body.subarray(length)) };
@@ -114,6 +143,24 @@ class BinaryCursor {
         `binary body has ${this.bytes.length - this.offset} bytes that no input's binary_data_size claims`,
       );
     }
+  }
+}
+
+function checkParameters(request: z.infer<typeof inferRequestSchema>): void {
+  refuseUnsupported(request.parameters, 'request', 'the request');
+  for (const input of request.inputs) refuseUnsupported(input.parameters, 'input', `input '${clipText(input.name)}'`);
+  for (const output of request.outputs ?? [])
+    refuseUnsupported(output.parameters, 'output', `output '${clipText(output.name)}'`);
+}
+
+function refuseUnsupported(
+  given: Readonly<Record<string, unknown>> | undefined,
+  level: keyof typeof UNSUPPORTED_PARAMETERS,
+  where: string,
+): void {
+  if (given === undefined) return;
+  for (const [name, why] of Object.entries(UNSUPPORTED_PARAMETERS[level])) {
+    if (Object.hasOwn(given, name)) throw invalidInput(`${where}: parameter '${name}': ${why}`);
   }
 }
 
@@ -397,10 +444,24 @@ function checkOutputNames(names: readonly string[] | undefined, outputs: readonl
   }
 }
 
+/**
+ * The outputs to send as binary: the request's `binary_data_output` sets the default, and an output's own
+ * `binary_data` overrides it either way (extension_binary_data.md).
+ */
 function binaryOutputsOf(request: z.infer<typeof inferRequestSchema>, outputs: readonly TensorInfo[]): Set<string> {
-  const all = request.parameters?.['binary_data_output'] === true;
-  const named = (request.outputs ?? []).filter((o) => o.parameters?.['binary_data'] === true).map((o) => o.name);
-  return new Set(all ? (request.outputs?.map((o) => o.name) ?? outputs.map((o) => o.name)) : named);
+  const byDefault = flag(request.parameters, 'binary_data_output', 'the request') ?? false;
+  const named = new Map((request.outputs ?? []).map((o) => [o.name, o.parameters]));
+  const asked = request.outputs === undefined ? outputs.map((o) => o.name) : [...named.keys()];
+  return new Set(
+    asked.filter((name) => flag(named.get(name), 'binary_data', `output '${clipText(name)}'`) ?? byDefault),
+  );
+}
+
+/** A boolean parameter, or undefined when absent; any other value is a 400. */
+function flag(given: Readonly<Record<string, unknown>> | undefined, name: string, where: string): boolean | undefined {
+  const value = given?.[name];
+  if (value === undefined || typeof value === 'boolean') return value;
+  throw invalidInput(`${where}: parameter '${name}' must be true or false, got ${previewJson(value)}`);
 }
 
 /** An encoded inference response. */
@@ -433,7 +494,12 @@ export function encodeInferResponse(
   };
 }
 
-/** Flat JSON data of a tensor: int64 as numbers when exact, else decimal strings; float16 decoded; bool as booleans. */
+/**
+ * Flat JSON data of a tensor: int64 as numbers when exact, else decimal strings; float16 decoded; bool as booleans.
+ * A non-finite float, which JSON cannot write as a number, is the string `"NaN"`, `"Infinity"` or `"-Infinity"`:
+ * still valid JSON (never the silent `null` of JSON.stringify), read back as the same float by numpy
+ * (`np.array(data, dtype=np.float32)`, what tritonclient's `as_numpy` does) and by JavaScript's `Number()`.
+ */
 export function toJsonData(tensor: Tensor): unknown[] {
   switch (tensor.type) {
     case 'int64':
@@ -441,10 +507,19 @@ export function toJsonData(tensor: Tensor): unknown[] {
         v >= -9007199254740991n && v <= 9007199254740991n ? Number(v) : v.toString(),
       );
     case 'float16':
-      return Array.from(tensor.data as Uint16Array, fromFloat16Bits);
+      return floatsAsJson(Array.from(tensor.data as Uint16Array, fromFloat16Bits));
+    case 'float32':
+    case 'float64':
+      return floatsAsJson(Array.from(tensor.data as Float32Array | Float64Array));
     case 'bool':
       return Array.from(tensor.data as Uint8Array, (v) => v !== 0);
     default:
       return Array.from(tensor.data as ArrayLike<number>);
   }
+}
+
+/** Floats as JSON values: finite ones as they are (the common case pays one scan), the rest as strings. */
+function floatsAsJson(values: number[]): (number | string)[] {
+  if (values.every(Number.isFinite)) return values;
+  return values.map((v) => (Number.isFinite(v) ? v : String(v)));
 }

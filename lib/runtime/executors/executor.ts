@@ -15,6 +15,19 @@ export interface Executor {
   release?(): Promise<void>;
 }
 
+const queueWaits = new WeakMap<object, number>();
+
+/** Marks a run's outputs with how long the run waited for the executor (a worker pool's queue), for the statistics. */
+export function withQueueWait<T extends object>(outputs: T, queueMs: number): T {
+  queueWaits.set(outputs, queueMs);
+  return outputs;
+}
+
+/** How long the run that made these outputs waited for the executor; 0 when it ran at once. */
+export function queueWaitOf(outputs: object): number {
+  return queueWaits.get(outputs) ?? 0;
+}
+
 /** How an executor is made from the verified model (bytes, or the path of a model too large for memory). */
 export type ExecutorFactory = (
   model: Uint8Array | string,

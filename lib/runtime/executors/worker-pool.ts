@@ -9,7 +9,7 @@ import { availableParallelism } from 'node:os';
 import { fileURLToPath } from 'node:url';
 import { Worker } from 'node:worker_threads';
 import type { Tensor, TensorInfo } from '../../predictor.js';
-import { timedWarmUp, type Executor } from './executor.js';
+import { timedWarmUp, withQueueWait, type Executor } from './executor.js';
 import { httpError } from '../codec/http-errors.js';
 import type { Logger } from '../telemetry/logger.js';
 import { ModelRunError } from './onnx-executor.js';
@@ -69,6 +69,10 @@ export interface WorkerPoolOptions {
 
 interface Job {
   readonly id: number;
+  /** When it joined the queue (performance.now()). */
+  readonly queuedAt: number;
+  /** When a worker took it. */
+  startedAt?: number;
   readonly feeds: Record<string, Tensor>;
   readonly outputNames?: readonly string[];
   readonly transfer: ArrayBuffer[];
@@ -225,6 +229,7 @@ export class WorkerPool implements Executor {
     return new Promise((resolve, reject) => {
       const job: Job = {
         id: this.nextId++,
+        queuedAt: performance.now(),
         feeds,
         transfer,
         resolve,
@@ -241,6 +246,7 @@ export class WorkerPool implements Executor {
       if (this.queue.length === 0) break;
       if (!slot.ready || slot.job) continue;
       const job = this.queue.shift()!;
+      job.startedAt = performance.now();
       slot.job = job;
       const message: WorkerJob = {
         kind: 'run',
@@ -265,7 +271,8 @@ export class WorkerPool implements Executor {
       const job = slot.job;
       if (!job || job.id !== reply.id) return;
       slot.job = undefined;
-      if (reply.kind === 'result') job.resolve(reply.outputs);
+      if (reply.kind === 'result')
+        job.resolve(withQueueWait(reply.outputs, (job.startedAt ?? job.queuedAt) - job.queuedAt));
       else job.reject(reply.modelRun ? new ModelRunError(reply.message) : new Error(reply.message));
       this.pump();
     });

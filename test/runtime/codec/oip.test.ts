@@ -18,6 +18,7 @@ import {
   type Reply,
   type TestServer,
   type Transport,
+  contractError,
 } from '../../helpers.js';
 import { identityModel } from '../../onnx-model-writer.js';
 
@@ -93,10 +94,6 @@ interface InferResponse {
   id?: string;
   outputs: Output[];
 }
-interface ErrorBody {
-  error: { code: string; message: string; requestId: string };
-}
-
 function outputsOf(reply: Reply): Record<string, Output> {
   assert.equal(reply.status, 200, reply.text);
   const body = reply.json<InferResponse>();
@@ -108,7 +105,7 @@ function outputsOf(reply: Reply): Record<string, Output> {
 function assertRefused(reply: Reply, code: string, patterns: readonly RegExp[]): void {
   assert.equal(reply.status, 400, reply.text);
   assert.match(reply.headers['content-type'] ?? '', /^application\/json/);
-  const { error } = reply.json<ErrorBody>();
+  const error = contractError(reply.json());
   assert.equal(error.code, code, error.message);
   assert.ok(error.requestId.length > 0);
   assert.equal(reply.headers['x-request-id'], error.requestId);

@@ -37,6 +37,7 @@ import {
   type Reply,
   type TestServer,
   type Transport,
+  contractError,
 } from '../../helpers.js';
 
 const expected = loadDigitsExpected();
@@ -53,7 +54,7 @@ function inferBody(name: string, images: readonly (readonly number[])[], datatyp
 
 function assertError(reply: Reply, status: number, code: string, message: RegExp): void {
   assert.equal(reply.status, status, reply.text);
-  const { error } = reply.json<{ error: { code: string; message: string } }>();
+  const error = contractError(reply.json());
   assert.equal(error.code, code);
   assert.match(error.message, message);
 }

@@ -22,6 +22,7 @@ import {
   loadDigitsExpected,
   startS3WithModels,
   startServer,
+  contractError,
 } from '../../helpers.js';
 
 type S3 = Awaited<ReturnType<typeof startS3WithModels>>;
@@ -242,7 +243,7 @@ describe('Runtime.start on a file that is not ONNX', () => {
       });
       assert.equal(response.status, 503);
       assert.equal(response.headers.get('retry-after'), '1');
-      const body = (await response.json()) as { error: { code: string; message: string } };
+      const body = { error: contractError(await response.json()) };
       assert.equal(body.error.code, 'not_ready');
       assert.match(body.error.message, /failed to load/);
       assert.doesNotMatch(body.error.message, new RegExp(path), 'the client is not told server paths');

@@ -20,6 +20,7 @@ import {
   digitsInferBody,
   loadDigitsExpected,
   startS3WithModels,
+  contractError,
 } from '../../helpers.js';
 
 const CONTAINER_MAIN = 'lib/runtime/transports/container-main.ts';
@@ -491,7 +492,7 @@ describe('container server: execution providers', () => {
       const ping = await fetch(`${container.url}/ping`);
       assert.equal(ping.status, 503);
       assert.equal(ping.headers.get('retry-after'), '1');
-      const body = (await ping.json()) as { error: { code: string } };
+      const body = { error: contractError(await ping.json()) };
       assert.equal(body.error.code, 'not_ready');
     } finally {
       await container.stop();

@@ -25,6 +25,7 @@ import {
   argmax,
   assertBatchLogits,
   assertLogitsClose,
+  contractError,
 } from '../../helpers.js';
 
 const expected = loadDigitsExpected();
@@ -183,10 +184,6 @@ function ok<T>(result: APIGatewayProxyResult): T {
 interface InferResponse {
   model_name: string;
   outputs: { name: string; shape: number[]; data?: number[]; parameters?: Record<string, unknown> }[];
-}
-
-interface ErrorBody {
-  error: { code: string; message: string; requestId: string };
 }
 
 type S3 = Awaited<ReturnType<typeof startS3WithModels>>;
@@ -349,7 +346,7 @@ describe('digits predictor through Lambda events', () => {
       lambdaContext(),
     );
     assert.equal(result.statusCode, 400);
-    assert.equal(jsonOf<ErrorBody>(result).error.code, 'invalid_input');
+    assert.equal(contractError(jsonOf(result)).code, 'invalid_input');
   });
 });
 
@@ -362,7 +359,7 @@ describe('request ids, bad events and deadlines', () => {
       const result = await predictorHandler(event, lambdaContext());
       assert.equal(result.statusCode, 400);
       assert.equal(result.headers?.['x-request-id'], event.requestContext.requestId);
-      assert.equal(jsonOf<ErrorBody>(result).error.requestId, event.requestContext.requestId);
+      assert.equal(contractError(jsonOf(result)).requestId, event.requestContext.requestId);
     }
     // A client's own x-request-id does not override API Gateway's.
     const event = httpApiEvent('GET', '/v2/health/live', {
@@ -382,7 +379,7 @@ describe('request ids, bad events and deadlines', () => {
       event.isBase64Encoded = true;
       const result = await predictorHandler(event, lambdaContext());
       assert.equal(result.statusCode, 400);
-      const body = jsonOf<ErrorBody>(result);
+      const body = { error: contractError(jsonOf(result)) };
       assert.equal(body.error.code, 'invalid_input');
       assert.match(body.error.message, /base64/);
       assert.equal(result.headers?.['x-request-id'], event.requestContext.requestId);
@@ -395,7 +392,7 @@ describe('request ids, bad events and deadlines', () => {
     Object.assign(event, { body: '\ua865\u2466\ua865\u2466', isBase64Encoded: true });
     const result = await oipHandler(event, lambdaContext());
     assert.equal(result.statusCode, 400, result.body);
-    assert.match(jsonOf<ErrorBody>(result).error.message, /not valid base64/);
+    assert.match(contractError(jsonOf(result)).message, /not valid base64/);
   });
 
   test('event fields of the wrong type (found by fuzzing) are a 400 or ignored, never a failed invocation', async () => {
@@ -430,7 +427,7 @@ describe('request ids, bad events and deadlines', () => {
       const context = lambdaContext();
       const result = await oipHandler(event, context);
       assert.equal(result.statusCode, 404, result.body);
-      assert.equal(jsonOf<ErrorBody>(result).error.requestId, context.awsRequestId, JSON.stringify(id));
+      assert.equal(contractError(jsonOf(result)).requestId, context.awsRequestId, JSON.stringify(id));
       assert.equal(result.headers?.['x-request-id'], context.awsRequestId);
     }
   });
@@ -452,7 +449,7 @@ describe('request ids, bad events and deadlines', () => {
       const context = lambdaContext();
       const result = await oipHandler(event, context);
       assert.equal(result.statusCode, 400, JSON.stringify(event));
-      const body = jsonOf<ErrorBody>(result);
+      const body = { error: contractError(jsonOf(result)) };
       assert.equal(body.error.code, 'invalid_input');
       assert.match(body.error.message, /API Gateway/);
       assert.equal(body.error.requestId, context.awsRequestId);
@@ -480,7 +477,7 @@ describe('request ids, bad events and deadlines', () => {
     const result = await handler(event, lambdaContext(800));
     const elapsed = performance.now() - started;
     assert.equal(result.statusCode, 504, result.body);
-    const body = jsonOf<ErrorBody>(result);
+    const body = { error: contractError(jsonOf(result)) };
     assert.equal(body.error.code, 'predictor_timeout');
     assert.equal(body.error.requestId, 'slow-1');
     assert.ok(elapsed < 800, `answered after ${Math.round(elapsed)} ms, past the invocation's deadline`);
