@@ -26,6 +26,8 @@ export const ENV = {
   requestTimeoutMs: 'ARCLIGHT_REQUEST_TIMEOUT_MS',
   predictorEntry: 'ARCLIGHT_PREDICTOR',
   logLevel: 'ARCLIGHT_LOG_LEVEL',
+  /** Lambda: how long after the process started the init phase waits for the model (ms); unset: Lambda's window. */
+  initBudgetMs: 'ARCLIGHT_INIT_BUDGET_MS',
   /** Models larger than this (MB) are fetched to a file under the temp dir instead of memory. */
   modelMemoryBudgetMb: 'ARCLIGHT_MODEL_MEMORY_BUDGET_MB',
   /** Byte-range part size (MiB) of the parallel S3 fetch. */
