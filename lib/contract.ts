@@ -84,6 +84,8 @@ export const ERROR_STATUS = {
   unsupported_media_type: 415,
   predictor_error: 500,
   internal_error: 500,
+  /** Lambda: the result would exceed Lambda's 6 MB response limit (Lambda itself would fail the invocation). */
+  response_too_large: 500,
   overloaded: 503,
   not_ready: 503,
   predictor_timeout: 504,
@@ -109,6 +111,21 @@ export const DEFAULTS = {
   maxQueueLength: 64,
   /** Container server: the port (SageMaker's and ECS's convention). */
   containerPort: 8080,
+} as const;
+
+/**
+ * AWS Lambda's limits on a synchronous invocation, which API Gateway's Lambda integrations make. The request limit is
+ * on the whole event (headers, requestContext and the body, as JSON), and binary bodies travel base64-encoded in it.
+ */
+export const LAMBDA_PAYLOAD = {
+  /** The invocation event, and the function's result, as JSON: 6 MB (6,291,456 bytes) each. */
+  payloadBytes: 6_291_456,
+  /** Room kept in the event for all but the body: headers, query, requestContext (JWT claims included). */
+  eventEnvelopeBytes: 16_384,
+  /** The largest body that can arrive: a text (JSON) body, as it is in the event. The Lambda compute's default. */
+  maxTextBodyBytes: 6_291_456 - 16_384,
+  /** The largest binary body that can arrive: base64 makes 3 bytes 4 characters. */
+  maxBinaryBodyBytes: Math.floor((6_291_456 - 16_384) / 4) * 3,
 } as const;
 
 /** The header that carries the request id, both ways. */
