@@ -1,8 +1,9 @@
 /**
  * The `coldstart` scenario's measuring process, in plain JavaScript and run by plain `node` (no tsx loader), as a
- * Lambda container runs the bundle: import the synthesized bundle (which starts the runtime from the env contract),
- * answer one API Gateway event, report over IPC in bench/child.ts's protocol. Every line written to stdout is kept:
- * the runtime's 'model ready' record carries the breakdown, and EMF lines are counted.
+ * Lambda container runs the bundle: import the synthesized bundle (Lambda's init phase: with the current entry it
+ * resolves once the model is loaded), answer one API Gateway event (the first invocation), report over IPC in
+ * bench/child.ts's protocol. Every line written to stdout is kept: the runtime's 'model ready' record carries the
+ * breakdown, and EMF lines are counted.
  */
 import { readFileSync } from 'node:fs';
 import { performance } from 'node:perf_hooks';
@@ -34,9 +35,11 @@ try {
   await send({
     type: 'result',
     value: {
+      variant: input.variant,
       model: input.model,
       processToInitMs: t0,
       bundleImportMs: t1 - t0,
+      initMs: t1,
       firstPredictionMs: t2 - t0,
       firstRequestMs: t2 - t1,
       status: result.statusCode,

@@ -29,6 +29,8 @@ export const ENV = {
   requestTimeoutMs: 'ARCLIGHT_REQUEST_TIMEOUT_MS',
   predictorEntry: 'ARCLIGHT_PREDICTOR',
   logLevel: 'ARCLIGHT_LOG_LEVEL',
+  /** Lambda: how long after the process started the init phase waits for the model (ms); unset: Lambda's window. */
+  initBudgetMs: 'ARCLIGHT_INIT_BUDGET_MS',
   /** Models larger than this (MB) are fetched to a file under the temp dir instead of memory. */
   modelMemoryBudgetMb: 'ARCLIGHT_MODEL_MEMORY_BUDGET_MB',
   /** Byte-range part size (MiB) of the parallel S3 fetch. */
@@ -85,6 +87,8 @@ export const ERROR_STATUS = {
   unsupported_media_type: 415,
   predictor_error: 500,
   internal_error: 500,
+  /** Lambda: the result would exceed Lambda's 6 MB response limit (Lambda itself would fail the invocation). */
+  response_too_large: 500,
   overloaded: 503,
   not_ready: 503,
   predictor_timeout: 504,
@@ -110,6 +114,21 @@ export const DEFAULTS = {
   maxQueueLength: 64,
   /** Container server: the port (SageMaker's and ECS's convention). */
   containerPort: 8080,
+} as const;
+
+/**
+ * AWS Lambda's limits on a synchronous invocation, which API Gateway's Lambda integrations make. The request limit is
+ * on the whole event (headers, requestContext and the body, as JSON), and binary bodies travel base64-encoded in it.
+ */
+export const LAMBDA_PAYLOAD = {
+  /** The invocation event, and the function's result, as JSON: 6 MB (6,291,456 bytes) each. */
+  payloadBytes: 6_291_456,
+  /** Room kept in the event for all but the body: headers, query, requestContext (JWT claims included). */
+  eventEnvelopeBytes: 16_384,
+  /** The largest body that can arrive: a text (JSON) body, as it is in the event. The Lambda compute's default. */
+  maxTextBodyBytes: 6_291_456 - 16_384,
+  /** The largest binary body that can arrive: base64 makes 3 bytes 4 characters. */
+  maxBinaryBodyBytes: Math.floor((6_291_456 - 16_384) / 4) * 3,
 } as const;
 
 /** The header that carries the request id, both ways. */

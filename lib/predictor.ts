@@ -123,7 +123,8 @@ export interface PredictContext<S, C extends Config = Config> {
 /** A full-control response: status, headers and body. */
 export interface PredictorResponse {
   readonly status: number;
-  readonly headers?: Readonly<Record<string, string>>;
+  /** Response headers; `set-cookie` may be a list, each value sent as its own `Set-Cookie` header. */
+  readonly headers?: Readonly<Record<string, string | readonly string[]>>;
   readonly body?: JsonValue | string | Uint8Array;
 }
 

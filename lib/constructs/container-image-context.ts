@@ -104,6 +104,8 @@ function runtimeEnv(executionProviders: string, withPredictor: boolean): string 
     'NODE_ENV=production',
     `NODE_OPTIONS="${CONTAINER_NODE_OPTIONS}"`,
     'HOME=/tmp',
+    // onnxruntime's telemetry writes a device id and event files on every start; the runtime turns it off as well.
+    'ORT_DISABLE_TELEMETRY=1',
     `${ENV.executionProviders}=${executionProviders}`,
     ...(withPredictor ? [`${ENV.predictorEntry}=${APP_DIR}/${PREDICTOR_FILE}`] : []),
   ];

@@ -1,5 +1,5 @@
 /**
- * The one esbuild configuration every image's code goes through: Node.js 22, ESM, minified, one file with its source
+ * The one esbuild configuration every image's code goes through: Node.js 22, ESM, minified with names kept, one file with its source
  * map, onnxruntime-node left outside (it loads its native binaries relative to its own package), and `arclight`
  * resolved to the predictor API alone so no CDK code lands in an image.
  */
@@ -23,6 +23,8 @@ export function bundleForNode(dir: string, outName: string, entry: BundleEntry):
     target: 'node22',
     format: 'esm',
     minify: true,
+    // Real class and function names in logs and stacks (`StartupError`, a predictor's own errors), not `pe`.
+    keepNames: true,
     sourcemap: true,
     sourcesContent: false,
     legalComments: 'none',

@@ -9,7 +9,7 @@ import * as lambda from 'aws-cdk-lib/aws-lambda';
 import * as logs from 'aws-cdk-lib/aws-logs';
 import { DISABLE_ASSET_STAGING_CONTEXT } from 'aws-cdk-lib/cx-api';
 import { Construct } from 'constructs';
-import { API_METADATA_KEY, DEFAULTS, ENV } from '../contract.js';
+import { API_METADATA_KEY, ENV, LAMBDA_PAYLOAD } from '../contract.js';
 import type { Config } from '../predictor.js';
 import { ApiAuth } from './api-auth.js';
 import {
@@ -246,7 +246,7 @@ export class RealtimeApi extends Construct {
       ...modelEnvironment(model, LAMBDA_MODULE_DIR),
       [ENV.config]: JSON.stringify(config),
       [ENV.executionProviders]: 'cpu',
-      [ENV.maxBodyBytes]: String(DEFAULTS.maxBodyBytes),
+      [ENV.maxBodyBytes]: String(LAMBDA_PAYLOAD.maxTextBodyBytes),
       [ENV.requestTimeoutMs]: String(timeoutMs),
     };
   }

@@ -7,7 +7,7 @@ import { settingsFromEnv, type RuntimeSettings } from './settings.js';
 export function bootFromEnv(
   predictor?: DefinedPredictor<unknown>,
   env: NodeJS.ProcessEnv = process.env,
-): { runtime: Runtime; settings: RuntimeSettings } {
+): { runtime: Runtime; settings: RuntimeSettings; started: Promise<boolean> } {
   const settings = settingsFromEnv(env);
   const runtime = new Runtime({
     ...settings,
@@ -15,6 +15,10 @@ export function bootFromEnv(
     logger: createLogger(settings.apiName, settings.logLevel),
     env,
   });
-  runtime.start().catch(() => undefined);
-  return { runtime, settings };
+  // That first start, settled either way (the runtime logs a failure and retries it on a later request).
+  const started = runtime.start().then(
+    () => true,
+    () => false,
+  );
+  return { runtime, settings, started };
 }

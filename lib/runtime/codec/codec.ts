@@ -24,6 +24,8 @@ export interface InternalResponse {
   readonly status: number;
   readonly headers: Record<string, string>;
   readonly body: Buffer;
+  /** `Set-Cookie` values, each sent as its own header (payload 2.0: the result's `cookies`); never folded into one. */
+  readonly cookies?: readonly string[];
 }
 
 /** The payload a predictor sees: JSON → value, text → string, anything else → the bytes. */
@@ -51,14 +53,16 @@ function isPredictorResponse(value: unknown): value is PredictorResponse {
 }
 
 /** Turns what a predictor returned into a response; what cannot be encoded is a predictor failure. */
-export function encodeResult(result: unknown): { status: number; headers: Record<string, string>; body: Buffer } {
+export function encodeResult(result: unknown): InternalResponse {
   if (isPredictorResponse(result)) {
     // `body` is optional in a full-control response (`{ status: 204 }`): no body then, not a failure.
     const encoded = result.body === undefined ? { headers: {}, body: Buffer.alloc(0) } : encodeBody(result.body);
+    const { headers, cookies } = lowerCaseKeys(result.headers ?? {});
     return {
       status: result.status,
-      headers: { ...encoded.headers, ...lowerCaseKeys(result.headers ?? {}) },
+      headers: { ...encoded.headers, ...headers },
       body: encoded.body,
+      ...(cookies.length > 0 ? { cookies } : {}),
     };
   }
   return { status: 200, ...encodeBody(result) };
@@ -96,18 +100,26 @@ function encodeBody(body: unknown): { headers: Record<string, string>; body: Buf
 /**
  * A full-control response's headers, lower-cased and checked: a name or value HTTP cannot carry (a newline, a
  * space in a name) would make node:http drop the connection unanswered, and API Gateway fail the invocation.
+ * `set-cookie` (one value or a list) comes out as the cookies, one header each: a cookie's `Expires` holds a comma,
+ * so folded values could not be told apart. A list under any other name is joined with `, ` as HTTP allows.
  */
-function lowerCaseKeys(headers: Readonly<Record<string, string>>): Record<string, string> {
+function lowerCaseKeys(headers: Readonly<Record<string, string | readonly string[]>>): {
+  headers: Record<string, string>;
+  cookies: string[];
+} {
   const out: Record<string, string> = {};
+  const cookies: string[] = [];
   for (const [name, value] of Object.entries(headers)) {
-    const text = String(value);
+    const values = Array.isArray(value) ? value.map(String) : [String(value)];
     try {
       validateHeaderName(name);
-      validateHeaderValue(name, text);
+      for (const text of values) validateHeaderValue(name, text);
     } catch {
       throw httpError('predictor_error', `the predictor returned a header HTTP cannot carry: ${previewJson(name)}`);
     }
-    out[name.toLowerCase()] = text;
+    const lower = name.toLowerCase();
+    if (lower === 'set-cookie') cookies.push(...values);
+    else out[lower] = values.join(', ');
   }
-  return out;
+  return { headers: out, cookies };
 }

@@ -29,6 +29,21 @@ export interface OnnxExecutorOptions {
 
 type Ort = typeof ort;
 
+/** The variable onnxruntime's native library reads to skip its telemetry (a device id and event files). */
+export const ORT_TELEMETRY_ENV = 'ORT_DISABLE_TELEMETRY';
+
+/**
+ * Turns onnxruntime's telemetry off for this process unless the environment already decides: left on, every process
+ * writes `$HOME/.cache/Microsoft/DeveloperTools/.onnxruntime/{deviceid,onnxruntime.db}`, `$TMPDIR/.ses` and a
+ * `mat-debug-<pid>.log` (about 10 ms of a cold start, and files on a read-only or shared disk). The native library
+ * reads the real environment when it loads: this must run on the main thread (a worker's `process.env` is a copy)
+ * before onnxruntime-node is first imported, which is why this module calls it as it loads.
+ */
+export function disableOnnxRuntimeTelemetry(env: NodeJS.ProcessEnv = process.env): void {
+  env[ORT_TELEMETRY_ENV] ??= '1';
+}
+disableOnnxRuntimeTelemetry();
+
 /** The module once imported: `toOrtTensor` needs it synchronously on the hot path. */
 let loadedOrt: Ort | undefined;
 let importing: Promise<{ readonly ort: Ort; readonly importMs: number }> | undefined;

@@ -3,11 +3,15 @@
  * from source): the container server configured from the deployed contract's env vars. A predictor module is loaded
  * from ARCLIGHT_PREDICTOR when set; without it the default (Open Inference Protocol) predictor serves the model.
  * Invalid settings exit 1 with one line saying what to fix; SIGTERM drains in-flight requests and exits 0.
+ * CloudWatch metrics (EMF lines on stdout, which the SageMaker and ECS log drivers ship) are on unless
+ * ARCLIGHT_METRICS=off: a deployed container is where Latency, Overloaded and ExecutionProviderFallback are watched.
  */
 import { ENV } from '../../contract.js';
 import { runContainerServer } from './container-server.js';
 import { loadPredictor } from '../predictor-loader.js';
 import { StartupError } from '../startup-error.js';
+
+if (!process.env[ENV.metrics]) process.env[ENV.metrics] = 'on';
 
 try {
   const entry = process.env[ENV.predictorEntry];

@@ -181,7 +181,11 @@ function toInternal(req: IncomingMessage, url: URL, body: Buffer): InternalReque
 }
 
 function send(res: ServerResponse, response: InternalResponse): void {
-  res.writeHead(response.status, { ...response.headers, 'content-length': response.body.length });
+  res.writeHead(response.status, {
+    ...response.headers,
+    ...(response.cookies ? { 'set-cookie': [...response.cookies] } : {}),
+    'content-length': response.body.length,
+  });
   res.end(response.body);
 }
 

@@ -1,9 +1,12 @@
 /**
  * The Lambda adapter: API Gateway HTTP API (payload 2.0) and REST API (payload 1.0) proxy events → internal
- * requests → the runtime → proxy results. Binary bodies travel base64-encoded both ways.
+ * requests → the runtime → proxy results. Binary bodies travel base64-encoded both ways. Several `Set-Cookie` go out
+ * as payload 2.0's `cookies` (1.0: `multiValueHeaders`), never folded into one header. A result above Lambda's 6 MB
+ * response limit, which Lambda would turn into a bare failure (API Gateway: `500 Internal Server Error`), is answered
+ * with a contract error that says so instead.
  */
 import type { APIGatewayProxyEvent, APIGatewayProxyEventV2, APIGatewayProxyResult, Context } from 'aws-lambda';
-import { DEFAULTS } from '../../contract.js';
+import { LAMBDA_PAYLOAD } from '../../contract.js';
 import type { InternalRequest, InternalResponse } from '../codec/codec.js';
 import { errorBodyJson, isJsonContentType, mediaType } from '../codec/json.js';
 import { requestIdFrom } from './request-id.js';
@@ -12,26 +15,35 @@ import type { Runtime } from '../runtime.js';
 export type ApiGatewayEvent = APIGatewayProxyEventV2 | APIGatewayProxyEvent;
 
 export interface LambdaHandlerOptions {
-  /** Bodies above this answer 413. @default 6 MiB */
+  /** Bodies above this answer 413. @default the largest body Lambda can deliver (`LAMBDA_PAYLOAD.maxTextBodyBytes`) */
   readonly maxBodyBytes?: number;
   /** Time kept back from the invocation's deadline to send the 504 in. @default 500 ms */
   readonly deadlineMarginMs?: number;
+  /** Results whose JSON is larger answer 500 `response_too_large`. @default Lambda's 6,291,456 bytes */
+  readonly maxResultBytes?: number;
 }
 
-export type LambdaHandler = (event: unknown, context?: Partial<Context>) => Promise<APIGatewayProxyResult>;
+/** A proxy result; `cookies` only for payload 2.0 events. */
+export type LambdaResult = APIGatewayProxyResult & { cookies?: string[] };
+
+export type LambdaHandler = (event: unknown, context?: Partial<Context>) => Promise<LambdaResult>;
+
+type PayloadVersion = '1.0' | '2.0';
 
 /** Thrown for an event that is not an API Gateway proxy event. */
 class BadEvent extends Error {}
 
 /** A Lambda handler over a runtime; it waits for the runtime's start (begun at import) before the first request. */
 export function createLambdaHandler(runtime: Runtime, options: LambdaHandlerOptions = {}): LambdaHandler {
-  const maxBodyBytes = options.maxBodyBytes ?? DEFAULTS.maxBodyBytes;
+  const maxBodyBytes = options.maxBodyBytes ?? LAMBDA_PAYLOAD.maxTextBodyBytes;
+  const maxResultBytes = options.maxResultBytes ?? LAMBDA_PAYLOAD.payloadBytes;
   const margin = options.deadlineMarginMs ?? 500;
   return async (event, context) => {
     let request: InternalRequest;
     let requestId: string;
+    let version: PayloadVersion;
     try {
-      ({ request, requestId } = fromEvent(event, context));
+      ({ request, requestId, version } = fromEvent(event, context));
     } catch (error) {
       if (!(error instanceof BadEvent)) throw error;
       return errorResult(400, 'invalid_input', error.message, gatewayRequestId(event, context));
@@ -52,14 +64,34 @@ export function createLambdaHandler(runtime: Runtime, options: LambdaHandlerOpti
     });
     // Powertools' Lambda pattern: this invocation's metrics are written before the sandbox may freeze.
     runtime.telemetry.afterInvocation();
-    return toResult(response);
+    const result = toResult(response, version);
+    const bytes = resultBytes(result, maxResultBytes);
+    if (bytes <= maxResultBytes) return result;
+    runtime.log.error('response too large for Lambda', { requestId, status: result.statusCode, bytes, maxResultBytes });
+    return errorResult(
+      500,
+      'response_too_large',
+      `the response is ${bytes} bytes as a Lambda result, above Lambda's limit of ${maxResultBytes} bytes` +
+        `${result.isBase64Encoded ? ' (a binary body counts base64-encoded, 4/3 of its size)' : ''}; ` +
+        'ask for less per request, or serve this API from a container compute (SageMaker or ECS)',
+      requestId,
+    );
   };
+}
+
+/**
+ * The result's size as Lambda counts it (its JSON, in bytes). A body shorter than an eighth of the limit cannot
+ * reach it (JSON escaping makes a character at most 6 bytes), so only a large one pays for the exact count.
+ */
+function resultBytes(result: LambdaResult, limit: number): number {
+  if (result.body.length <= limit / 8) return result.body.length;
+  return Buffer.byteLength(JSON.stringify(result), 'utf8');
 }
 
 function fromEvent(
   event: unknown,
   context: Partial<Context> | undefined,
-): { request: InternalRequest; requestId: string } {
+): { request: InternalRequest; requestId: string; version: PayloadVersion } {
   if (typeof event !== 'object' || event === null) throw new BadEvent('the event is not an API Gateway proxy event');
   const e = event as Record<string, unknown>;
   if (e['version'] === '2.0') return fromV2(event as APIGatewayProxyEventV2, context);
@@ -99,6 +131,7 @@ function fromV2(event: APIGatewayProxyEventV2, context: Partial<Context> | undef
   return {
     request: withBody({ method, path, query, headers }, event.body, event.isBase64Encoded),
     requestId: gatewayRequestId(event, context),
+    version: '2.0' as const,
   };
 }
 
@@ -124,6 +157,7 @@ function fromV1(event: APIGatewayProxyEvent, context: Partial<Context> | undefin
       event.isBase64Encoded,
     ),
     requestId: gatewayRequestId(event, context),
+    version: '1.0' as const,
   };
 }
 
@@ -199,29 +233,32 @@ function decodeBase64(text: string): Buffer {
   return bytes;
 }
 
-function toResult(response: InternalResponse): APIGatewayProxyResult {
-  const contentType = response.headers['content-type'] ?? '';
-  if (isTextual(contentType)) {
-    return {
-      statusCode: response.status,
-      headers: response.headers,
-      body: response.body.toString('utf8'),
-      isBase64Encoded: false,
-    };
-  }
+function toResult(response: InternalResponse, version: PayloadVersion): LambdaResult {
+  const textual = isTextual(response.headers['content-type'] ?? '');
   return {
     statusCode: response.status,
     headers: response.headers,
-    body: response.body.toString('base64'),
-    isBase64Encoded: true,
+    ...cookiesOf(response, version),
+    body: response.body.toString(textual ? 'utf8' : 'base64'),
+    isBase64Encoded: !textual,
   };
+}
+
+/** Payload 2.0 carries `Set-Cookie` values in `cookies`; 1.0 in `multiValueHeaders` (one header each either way). */
+function cookiesOf(
+  response: InternalResponse,
+  version: PayloadVersion,
+): Pick<LambdaResult, 'cookies' | 'multiValueHeaders'> {
+  if (!response.cookies?.length) return {};
+  if (version === '2.0') return { cookies: [...response.cookies] };
+  return { multiValueHeaders: { 'set-cookie': [...response.cookies] } };
 }
 
 function isTextual(contentType: string): boolean {
   return contentType === '' || isJsonContentType(contentType) || mediaType(contentType).startsWith('text/');
 }
 
-function errorResult(statusCode: number, code: string, message: string, requestId: string): APIGatewayProxyResult {
+function errorResult(statusCode: number, code: string, message: string, requestId: string): LambdaResult {
   return {
     statusCode,
     headers: { 'content-type': 'application/json', 'x-request-id': requestId },

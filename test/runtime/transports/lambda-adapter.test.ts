@@ -11,9 +11,11 @@ import { definePredictor } from '../../../lib/predictor.js';
 import { BINARY_HEADER } from '../../../lib/runtime/codec/oip.js';
 import { bootFromEnv } from '../../../lib/runtime/boot.js';
 import { createLambdaHandler, type LambdaHandler } from '../../../lib/runtime/transports/lambda-adapter.js';
+import { LAMBDA_PAYLOAD } from '../../../lib/contract.js';
 import {
   DIGITS_ONNX,
   DIGITS_PREDICTOR,
+  captureLogs,
   digitsInferBody,
   loadDigitsExpected,
   loadTestPredictor,
@@ -492,5 +494,99 @@ describe('request ids, bad events and deadlines', () => {
       }),
     );
     assert.deepEqual(ok(await quick(httpApiEvent('POST', '/', { body: '{}' }), lambdaContext(800))), { done: true });
+  });
+});
+
+/** The error body's code and message, in the contract's old or new (OIP) shape. */
+function resultError(result: APIGatewayProxyResult): { code: string; message: string } {
+  const body = JSON.parse(result.body) as { error: string | { code: string; message: string }; code?: string };
+  return typeof body.error === 'string'
+    ? { code: String(body.code), message: body.error }
+    : { code: body.error.code, message: body.error.message };
+}
+
+describe("Lambda's payload limits and cookies", () => {
+  test('several Set-Cookie: payload 2.0 `cookies`, payload 1.0 `multiValueHeaders`, never one folded header', async () => {
+    const cookies = ['session=abc; Path=/; HttpOnly', 'seen=1; Expires=Wed, 21 Oct 2037 07:28:00 GMT'];
+    const runtime = await startRuntime({
+      modelUri: DIGITS_ONNX,
+      predictor: definePredictor({
+        predict: async () => ({ status: 200, headers: { 'Set-Cookie': cookies, 'x-one': 'a' }, body: { ok: true } }),
+      }),
+    });
+    const handler = createLambdaHandler(runtime);
+    const v2 = await handler(httpApiEvent('POST', '/', { body: '{}' }), lambdaContext());
+    assert.equal(v2.statusCode, 200, v2.body);
+    assert.deepEqual(v2.cookies, cookies);
+    assert.equal(v2.headers?.['set-cookie'], undefined);
+    assert.equal(v2.headers?.['x-one'], 'a');
+    const v1 = await handler(restApiEvent('POST', '/', { body: '{}' }), lambdaContext());
+    assert.equal(v1.statusCode, 200, v1.body);
+    assert.deepEqual(v1.multiValueHeaders?.['set-cookie'], cookies);
+    assert.equal(v1.headers?.['set-cookie'], undefined);
+    assert.equal('cookies' in v1, false, 'payload 1.0 has no cookies field');
+  });
+
+  test("a result above Lambda's 6,291,456 bytes (a binary body counted base64) is 500 response_too_large, logged", async () => {
+    let size = 0;
+    const runtime = await startRuntime({
+      modelUri: DIGITS_ONNX,
+      predictor: definePredictor({ predict: async () => Buffer.alloc(size, 7) }),
+      logLevel: 'ERROR',
+    });
+    const handler = createLambdaHandler(runtime);
+    // 4.7 MB of bytes fits as base64 (6.27 MB); 5 MB does not (6.67 MB), though it is below 6 MiB itself.
+    size = 4_700_000;
+    const fits = await handler(httpApiEvent('POST', '/', { body: '{}' }), lambdaContext());
+    assert.equal(fits.statusCode, 200);
+    assert.equal(fits.isBase64Encoded, true);
+    assert.ok(Buffer.byteLength(JSON.stringify(fits)) <= 6_291_456);
+    size = 5_000_000;
+    const { result, lines } = await captureLogs(() =>
+      handler(httpApiEvent('POST', '/', { body: '{}', requestId: 'big-1' }), lambdaContext()),
+    );
+    assert.equal(result.statusCode, 500);
+    const error = resultError(result);
+    assert.equal(error.code, 'response_too_large');
+    assert.match(error.message, /6291456 bytes/);
+    assert.match(error.message, /base64/);
+    assert.equal(result.headers?.['x-request-id'], 'big-1');
+    const logged = lines.find((line) => line['message'] === 'response too large for Lambda');
+    assert.ok(logged, 'the oversize answer is logged');
+    assert.equal(logged['requestId'], 'big-1');
+    // And the next request is served.
+    size = 10;
+    assert.equal((await handler(httpApiEvent('POST', '/', { body: '{}' }), lambdaContext())).statusCode, 200);
+  });
+
+  test("a JSON result's size is counted as its JSON (escapes included), not its characters", async () => {
+    // 3.2 MB of quotes: 3.2 M characters, but 6.4 MB once escaped inside the result's JSON.
+    const runtime = await startRuntime({
+      modelUri: DIGITS_ONNX,
+      predictor: definePredictor({ predict: async () => ({ text: '"'.repeat(3_200_000) }) }),
+    });
+    const result = await createLambdaHandler(runtime)(httpApiEvent('POST', '/', { body: '{}' }), lambdaContext());
+    assert.equal(result.statusCode, 500);
+    assert.equal(resultError(result).code, 'response_too_large');
+  });
+
+  test('the default body limit is the largest body Lambda can deliver; a smaller configured one answers 413', async () => {
+    // A binary body of maxBinaryBodyBytes, base64 in a real-sized event, fits Lambda's event limit.
+    const binary = httpApiEvent('POST', '/v2/models/digits/infer', {
+      body: Buffer.alloc(LAMBDA_PAYLOAD.maxBinaryBodyBytes, 1),
+      base64: true,
+      contentType: 'application/octet-stream',
+    });
+    assert.ok(Buffer.byteLength(JSON.stringify(binary)) <= LAMBDA_PAYLOAD.payloadBytes);
+    assert.equal(LAMBDA_PAYLOAD.maxTextBodyBytes, 6_275_072);
+    assert.equal(LAMBDA_PAYLOAD.maxBinaryBodyBytes, 4_706_304);
+    const runtime = await startRuntime({ modelUri: DIGITS_ONNX });
+    const handler = createLambdaHandler(runtime, { maxBodyBytes: 1000 });
+    const result = await handler(
+      httpApiEvent('POST', '/v2/models/digits/infer', { body: Buffer.alloc(1001, 1), base64: true }),
+      lambdaContext(),
+    );
+    assert.equal(result.statusCode, 413);
+    assert.equal(resultError(result).code, 'payload_too_large');
   });
 });
