@@ -47,6 +47,8 @@ export interface DevOptions {
   readonly cwd?: string;
   /** Where status lines go. @default stderr, prefixed with `arclight: ` */
   readonly log?: (line: string) => void;
+  /** Freeze each local Lambda host between requests (SIGSTOP, SIGCONT), as Lambda freezes a sandbox. @default true */
+  readonly freezeLambdas?: boolean;
 }
 
 export const DEV_DEFAULTS = { port: DEFAULTS.port, host: DEFAULTS.host } as const;
@@ -171,6 +173,8 @@ interface Launcher {
   readonly kind: 'local Lambda host' | 'container server';
   /** The route polled until the API is ready (the Lambda handler waits for its cold start before it answers). */
   readonly readyPath: string;
+  /** Whether the child is frozen between requests, as Lambda freezes a sandbox between invocations. */
+  readonly freezes: boolean;
   launch(): Promise<Launched>;
 }
 
@@ -183,6 +187,10 @@ class ApiProcess {
   private port: Promise<number> | undefined;
   private stopping = false;
   private watching = false;
+  /** Requests in the child now (proxied ones and readiness polls). */
+  private inFlight = 0;
+  /** The child while it is stopped (SIGSTOP) between requests. */
+  private frozen: ChildProcess | undefined;
 
   constructor(
     readonly info: Omit<DevApi, 'url' | 'status'>,
@@ -217,12 +225,15 @@ class ApiProcess {
           this.status = 'failed';
           this.log(`'${this.name}' failed to initialize: ${initError}`);
         }
+        // Init is over: with no request waiting, Lambda freezes the sandbox.
+        this.freezeIfIdle();
         resolve(port);
       }, reject);
       child.once('error', reject);
       child.once('exit', (code, signal) => {
         this.child = undefined;
         this.port = undefined;
+        if (this.frozen === child) this.frozen = undefined;
         reject(new StartupError(`the ${this.kind} of '${this.name}' exited (${signal ?? code}) before listening`));
         if (!this.stopping) {
           this.status = 'starting';
@@ -230,6 +241,28 @@ class ApiProcess {
         }
       });
     });
+  }
+
+  /** A request goes into the child: a frozen one is continued first (SIGCONT), as Lambda thaws a sandbox to invoke it. */
+  enter(): void {
+    this.inFlight += 1;
+    const frozen = this.frozen;
+    this.frozen = undefined;
+    if (frozen && frozen.exitCode === null && frozen.signalCode === null) frozen.kill('SIGCONT');
+  }
+
+  /** A request is answered: with none left in the child, it is frozen (SIGSTOP) until the next. */
+  leave(): void {
+    this.inFlight = Math.max(0, this.inFlight - 1);
+    this.freezeIfIdle();
+  }
+
+  private freezeIfIdle(): void {
+    const child = this.child;
+    if (!this.launcher.freezes || this.inFlight > 0 || this.stopping || this.frozen) return;
+    if (!child || child.exitCode !== null || child.signalCode !== null) return;
+    this.frozen = child;
+    child.kill('SIGSTOP');
   }
 
   /** Follows a child started again by a request (after it exited) until it is ready or failed. */
@@ -263,11 +296,13 @@ class ApiProcess {
         return this.status;
       }
       if (this.status === 'failed') return this.status;
+      this.enter();
       try {
         const response = await fetch(`http://127.0.0.1:${port}${this.launcher.readyPath}`, {
           signal: AbortSignal.timeout(600_000),
         });
         if (response.status === 200) {
+          await response.arrayBuffer();
           this.spawns = 0;
           return (this.status = 'ready');
         }
@@ -279,6 +314,8 @@ class ApiProcess {
         }
       } catch {
         // The child is (re)starting; try again.
+      } finally {
+        this.leave();
       }
       await new Promise((resolve) => setTimeout(resolve, 200));
     }
@@ -290,6 +327,9 @@ class ApiProcess {
     this.stopping = true;
     const child = this.child;
     if (!child || child.exitCode !== null || child.signalCode !== null) return Promise.resolve();
+    // A stopped process would hold SIGTERM until continued.
+    if (this.frozen === child) child.kill('SIGCONT');
+    this.frozen = undefined;
     return new Promise((resolve) => {
       const timer = setTimeout(() => child.kill('SIGKILL'), graceMs);
       child.once('exit', () => {
@@ -302,10 +342,17 @@ class ApiProcess {
 }
 
 /** The local Lambda host running an API's bundle with its function's environment. */
-function lambdaLauncher(api: AssemblyApi, hostScript: string, runDir: string, env: NodeJS.ProcessEnv): Launcher {
+function lambdaLauncher(
+  api: AssemblyApi,
+  hostScript: string,
+  runDir: string,
+  env: NodeJS.ProcessEnv,
+  freezes: boolean,
+): Launcher {
   return {
     kind: 'local Lambda host',
     readyPath: ROUTES.ready,
+    freezes,
     launch() {
       const functionName = `${api.stackName}-${api.logicalId}`.slice(0, 64);
       const spec: LambdaHostSpec = {
@@ -351,6 +398,7 @@ function containerLauncher(api: AssemblyContainerApi, runDir: string, env: NodeJ
   return {
     kind: 'container server',
     readyPath: ROUTES.ping,
+    freezes: false,
     async launch() {
       const port = await freeLoopbackPort();
       const child = spawn(process.execPath, [join(runDir, api.serverFile)], {
@@ -469,7 +517,13 @@ export class DevServer {
         architecture: api.lambdaArchitecture,
         stack: api.stackName,
       } as const;
-      const launcher = lambdaLauncher(api, hostScript, context.dir, this.environmentFor(api, env));
+      const launcher = lambdaLauncher(
+        api,
+        hostScript,
+        context.dir,
+        this.environmentFor(api, env),
+        this.options.freezeLambdas !== false,
+      );
       this.processes.set(api.apiName, new ApiProcess(info, launcher, this.log));
     }
   }
@@ -612,6 +666,8 @@ export class DevServer {
     target.ensure().then(
       (port) => {
         if (this.started) target.watch(() => !!this.closing);
+        target.enter();
+        res.once('close', () => target.leave());
         const headers: Record<string, string | string[]> = {};
         for (const [name, value] of Object.entries(req.headers)) {
           if (value !== undefined && !HOP_BY_HOP.has(name)) headers[name] = value;

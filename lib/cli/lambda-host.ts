@@ -3,6 +3,18 @@
  * already in this process's env) and turns HTTP requests into API Gateway HTTP API (payload 2.0) events and the
  * handler's results back into HTTP responses, with a Lambda-like context whose deadline is the function's timeout.
  *
+ * It is as strict as Lambda behind API Gateway, so what fails on AWS fails here first:
+ * - a body above API Gateway's 10 MB, or an event above Lambda's 6,291,456 bytes (binary bodies count base64-encoded),
+ *   is answered `413 {"message":"Request Entity Too Large"}` without invoking the function;
+ * - a function that throws, times out, returns more than 6 MB or a result that is not a proxy response is answered
+ *   `500 {"message":"Internal Server Error"}`, with the details only in the log; API Gateway's 30 s integration
+ *   timeout is `503 {"message":"Service Unavailable"}`;
+ * - a failed init is not shown to the client (500 as above) and is run again on the next request;
+ * - `console.*` lines are written as Lambda writes them (`timestamp<TAB>requestId<TAB>LEVEL<TAB>message`), with
+ *   START / END / REPORT lines around each invocation.
+ * `arclight dev` also freezes the host between invocations (SIGSTOP while no request is in it, SIGCONT for the next),
+ * as Lambda freezes a sandbox: background work that outlives a response stops until the next request.
+ *
  * `arclight dev` runs one of these per API as a child process (env is per process), compiled to plain ESM so that
  * no TypeScript loader stands between Node.js and the bundle: `node lambda-host.mjs '<LambdaHostSpec as JSON>'`.
  * It reports its port over IPC.
@@ -13,7 +25,9 @@ import { realpathSync } from 'node:fs';
 import { createServer, type IncomingHttpHeaders, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { fileURLToPath, pathToFileURL } from 'node:url';
-import { errorBodyJson } from '../runtime/codec/json.js';
+import { AsyncLocalStorage } from 'node:async_hooks';
+import { format } from 'node:util';
+import { LAMBDA_PAYLOAD } from '../contract.js';
 
 /** What the host runs; `arclight dev` passes it as the first argument. */
 export interface LambdaHostSpec {
@@ -208,11 +222,37 @@ function send(res: ServerResponse, response: HostResponse): void {
   res.end(response.body);
 }
 
-function sendError(res: ServerResponse, status: number, code: string, message: string, requestId: string): void {
+/**
+ * What API Gateway (HTTP API) answers when the Lambda integration fails: a bare `{"message": ...}`, the details only
+ * in the function's log. The host gives the same answers, so a client meets them in `arclight dev` first.
+ */
+export const GATEWAY_ANSWERS = {
+  /** The function threw, timed out, failed its init, or returned a result Lambda or API Gateway cannot take. */
+  functionError: { status: 500, message: 'Internal Server Error' },
+  /** No answer within the integration timeout (30 s), counted from the request's arrival (a cold start included). */
+  integrationTimeout: { status: 503, message: 'Service Unavailable' },
+  /** A body above API Gateway's 10 MB, or an event above Lambda's 6 MB (binary bodies count base64-encoded). */
+  requestTooLarge: { status: 413, message: 'Request Entity Too Large' },
+} as const;
+
+/** Lambda's and API Gateway's limits, applied by the host. */
+export const LAMBDA_HOST_LIMITS = {
+  /** API Gateway HTTP API takes request bodies up to 10 MB. */
+  maxGatewayBodyBytes: MAX_EVENT_BODY_BYTES,
+  /** Lambda takes invocation events up to 6,291,456 bytes of JSON. */
+  maxEventBytes: LAMBDA_PAYLOAD.payloadBytes,
+  /** Lambda returns results up to 6 MB of JSON (a larger one fails the invocation: `Function.ResponseSizeTooLarge`). */
+  maxResultBytes: LAMBDA_PAYLOAD.payloadBytes,
+  /** API Gateway HTTP API's integration timeout. */
+  integrationTimeoutMs: 30_000,
+} as const;
+
+function sendGatewayAnswer(res: ServerResponse, answer: { status: number; message: string }, requestId: string): void {
   send(res, {
-    status,
-    headers: { 'content-type': 'application/json', 'x-request-id': requestId },
-    body: Buffer.from(errorBodyJson(code, message, requestId)),
+    status: answer.status,
+    // API Gateway names its own request id in `apigw-requestid`.
+    headers: { 'content-type': 'application/json', 'apigw-requestid': requestId },
+    body: Buffer.from(JSON.stringify({ message: answer.message })),
   });
 }
 
@@ -230,36 +270,113 @@ function readBody(req: IncomingMessage, limit: number): Promise<Buffer | undefin
   });
 }
 
+/** The invocation a console line belongs to (Lambda prints `undefined` outside one, during init). */
+const invocation = new AsyncLocalStorage<string>();
+
+const CONSOLE_LEVELS = [
+  ['log', 'INFO'],
+  ['info', 'INFO'],
+  ['warn', 'WARN'],
+  ['error', 'ERROR'],
+  ['debug', 'DEBUG'],
+  ['trace', 'TRACE'],
+] as const;
+
+/**
+ * Lambda's Node.js runtime writes each `console.*` call as one line, `timestamp<TAB>requestId<TAB>LEVEL<TAB>message`,
+ * its newlines turned into carriage returns so a multi-line message stays one log event. The runtime's own JSON
+ * records are written to stdout directly and stay as they are, as on Lambda.
+ */
+export function lambdaConsoleLine(level: string, requestId: string | undefined, args: readonly unknown[]): string {
+  return `${new Date().toISOString()}\t${requestId ?? 'undefined'}\t${level}\t${format(...args).replaceAll('\n', '\r')}\n`;
+}
+
+function patchConsole(): void {
+  for (const [method, level] of CONSOLE_LEVELS) {
+    console[method] = (...args: unknown[]) => {
+      process.stdout.write(lambdaConsoleLine(level, invocation.getStore(), args));
+    };
+  }
+}
+
+/** An error as Lambda's runtime logs it: `{"errorType","errorMessage","stack":[lines]}`. */
+function errorRecord(error: unknown): string {
+  const e = error instanceof Error ? error : new Error(String(error));
+  return JSON.stringify({
+    errorType: e.constructor?.name ?? e.name,
+    errorMessage: e.message,
+    stack: (e.stack ?? '').split('\n'),
+  });
+}
+
+/** The bundle's handler, imported anew on each try: after a failed init, Lambda runs the init again on the next invoke. */
+class FunctionInit {
+  handler: Handler | undefined;
+  error: string | undefined;
+  /** The last successful init's duration (ms), until the first invocation reports it. */
+  pendingInitMs: number | undefined;
+  private tries = 0;
+
+  constructor(private readonly spec: LambdaHostSpec) {}
+
+  async run(): Promise<Handler | undefined> {
+    this.tries += 1;
+    const started = performance.now();
+    try {
+      // A fresh module instance per try: ES modules cache a failed evaluation under its URL.
+      const url = `${pathToFileURL(this.spec.bundle).href}${this.tries === 1 ? '' : `?init=${this.tries}`}`;
+      const bundle = (await import(url)) as Record<string, unknown>;
+      const exported = bundle[this.spec.handlerExport];
+      if (typeof exported !== 'function') {
+        throw new Error(`${this.spec.bundle} exports no function '${this.spec.handlerExport}'`);
+      }
+      this.handler = exported as Handler;
+      this.error = undefined;
+      this.pendingInitMs = performance.now() - started;
+    } catch (error) {
+      this.error = (error as Error)?.message ?? String(error);
+      process.stdout.write(lambdaConsoleLine('ERROR', undefined, [`Uncaught Exception \t${errorRecord(error)}`]));
+      process.stderr.write(
+        `arclight: '${this.spec.apiName}' failed to initialize (Lambda retries the init on the next request): ${this.error}\n`,
+      );
+    }
+    return this.handler;
+  }
+}
+
+/** Result sizes and shapes Lambda and API Gateway refuse; undefined when the result can be answered. */
+function refusedResult(result: unknown): string | undefined {
+  const bytes = Buffer.byteLength(JSON.stringify(result ?? null) ?? 'null', 'utf8');
+  if (bytes > LAMBDA_HOST_LIMITS.maxResultBytes) {
+    return `Function.ResponseSizeTooLarge: the result is ${bytes} bytes, above Lambda's ${LAMBDA_HOST_LIMITS.maxResultBytes}`;
+  }
+  if (typeof result === 'object' && result !== null && 'statusCode' in result) {
+    const status = Number((result as { statusCode: unknown }).statusCode);
+    if (!Number.isInteger(status) || status < 100 || status > 599) {
+      return `the result's statusCode ${JSON.stringify((result as { statusCode: unknown }).statusCode)} is not an HTTP status`;
+    }
+  }
+  return undefined;
+}
+
 /** Imports the bundle, listens on a loopback port, and answers each request with one invocation. */
 export async function runLambdaHost(spec: LambdaHostSpec): Promise<void> {
-  let handler: Handler | undefined;
-  let initError: string | undefined;
-  try {
-    const bundle = (await import(pathToFileURL(spec.bundle).href)) as Record<string, unknown>;
-    const exported = bundle[spec.handlerExport];
-    if (typeof exported !== 'function') throw new Error(`${spec.bundle} exports no function '${spec.handlerExport}'`);
-    handler = exported as Handler;
-  } catch (error) {
-    initError = (error as Error)?.message ?? String(error);
-    process.stderr.write(`arclight: '${spec.apiName}' failed to initialize: ${(error as Error)?.stack ?? initError}\n`);
-  }
+  patchConsole();
+  const init = new FunctionInit(spec);
+  await init.run();
+  const initError = init.error;
 
   const timeoutMs = spec.timeoutSeconds * 1000;
   const server = createServer((req, res) => {
     void (async () => {
-      const requestId = randomUUID();
-      const body = await readBody(req, MAX_EVENT_BODY_BYTES);
+      const arrived = Date.now();
+      const gatewayId = randomUUID();
+      const body = await readBody(req, LAMBDA_HOST_LIMITS.maxGatewayBodyBytes);
       if (body === undefined) {
-        return sendError(
-          res,
-          413,
-          'payload_too_large',
-          `API Gateway takes bodies up to ${MAX_EVENT_BODY_BYTES} bytes`,
-          requestId,
+        process.stderr.write(
+          `arclight: '${spec.apiName}' ${gatewayId}: 413 as API Gateway answers: the body is above its ${LAMBDA_HOST_LIMITS.maxGatewayBodyBytes} bytes\n`,
         );
-      }
-      if (!handler) {
-        return sendError(res, 500, 'internal_error', `the function failed to initialize: ${initError}`, requestId);
+        return sendGatewayAnswer(res, GATEWAY_ANSWERS.requestTooLarge, gatewayId);
       }
       const event = httpApiEvent(
         {
@@ -270,34 +387,26 @@ export async function runLambdaHost(spec: LambdaHostSpec): Promise<void> {
           sourceIp: req.socket.remoteAddress,
         },
         body,
-        { requestId, accountId: spec.accountId },
+        { requestId: gatewayId, accountId: spec.accountId },
       );
-      const deadline = Date.now() + timeoutMs;
-      let timer: NodeJS.Timeout | undefined;
-      const timedOut = new Promise<'timeout'>((resolve) => (timer = setTimeout(() => resolve('timeout'), timeoutMs)));
-      try {
-        const result = await Promise.race([invoke(handler, event, lambdaContext(spec, deadline)), timedOut]);
-        if (result === 'timeout') {
-          process.stderr.write(
-            `arclight: '${spec.apiName}' ${requestId} Task timed out after ${spec.timeoutSeconds} seconds\n`,
-          );
-          return sendError(
-            res,
-            504,
-            'predictor_timeout',
-            `the function timed out after ${spec.timeoutSeconds} s`,
-            requestId,
-          );
-        }
-        send(res, httpResponse(result));
-      } catch (error) {
+      const eventBytes = Buffer.byteLength(JSON.stringify(event), 'utf8');
+      if (eventBytes > LAMBDA_HOST_LIMITS.maxEventBytes) {
         process.stderr.write(
-          `arclight: '${spec.apiName}' ${requestId} Invoke Error: ${(error as Error)?.stack ?? String(error)}\n`,
+          `arclight: '${spec.apiName}' ${gatewayId}: 413 as Lambda refuses it: the event is ${eventBytes} bytes (a ${body.length}-byte body${event.isBase64Encoded ? ', base64-encoded' : ''}), above Lambda's ${LAMBDA_HOST_LIMITS.maxEventBytes}\n`,
         );
-        sendError(res, 500, 'internal_error', 'the function failed; its log has the details', requestId);
-      } finally {
-        clearTimeout(timer);
+        return sendGatewayAnswer(res, GATEWAY_ANSWERS.requestTooLarge, gatewayId);
       }
+      const handler = init.handler ?? (await init.run());
+      if (!handler) return sendGatewayAnswer(res, GATEWAY_ANSWERS.functionError, gatewayId);
+      const context = lambdaContext(spec, Date.now() + timeoutMs);
+      const requestId = context.awsRequestId;
+      const outcome = await invokeWithin(handler, event, context, {
+        functionMs: timeoutMs,
+        integrationMs: Math.max(0, LAMBDA_HOST_LIMITS.integrationTimeoutMs - (Date.now() - arrived)),
+      });
+      const answer = logInvocation(spec, requestId, outcome, init);
+      if (answer) return sendGatewayAnswer(res, answer, gatewayId);
+      send(res, httpResponse(outcome.result));
     })().catch((error: unknown) => {
       process.stderr.write(`arclight: '${spec.apiName}' request failed: ${String(error)}\n`);
       res.destroy();
@@ -320,6 +429,80 @@ export async function runLambdaHost(spec: LambdaHostSpec): Promise<void> {
   const { port } = server.address() as AddressInfo;
   const message: HostListening = { type: 'listening', port, ...(initError === undefined ? {} : { initError }) };
   process.send?.(message);
+}
+
+/** How one invocation ended. */
+interface Outcome {
+  readonly kind: 'result' | 'error' | 'function-timeout' | 'integration-timeout';
+  readonly result?: unknown;
+  readonly error?: unknown;
+  readonly durationMs: number;
+}
+
+/** Invokes the handler under the function's timeout and API Gateway's integration timeout, whichever comes first. */
+async function invokeWithin(
+  handler: Handler,
+  event: unknown,
+  context: Context,
+  limits: { readonly functionMs: number; readonly integrationMs: number },
+): Promise<Outcome> {
+  const started = performance.now();
+  const timers: NodeJS.Timeout[] = [];
+  const after = (ms: number, kind: Outcome['kind']): Promise<Outcome['kind']> =>
+    new Promise((resolve) => timers.push(setTimeout(resolve, ms, kind)));
+  const invoked = invocation
+    .run(context.awsRequestId, () => invoke(handler, event, context))
+    .then(
+      (result): Outcome => ({ kind: 'result', result, durationMs: performance.now() - started }),
+      (error: unknown): Outcome => ({ kind: 'error', error, durationMs: performance.now() - started }),
+    );
+  const first = await Promise.race([
+    invoked,
+    after(limits.functionMs, 'function-timeout'),
+    after(limits.integrationMs, 'integration-timeout'),
+  ]);
+  for (const timer of timers) clearTimeout(timer);
+  return typeof first === 'string' ? { kind: first, durationMs: performance.now() - started } : first;
+}
+
+/**
+ * Writes the invocation's log as Lambda does (START, the error if any, END, REPORT) and returns API Gateway's answer
+ * when the invocation failed; undefined when its result goes to the client.
+ */
+function logInvocation(
+  spec: LambdaHostSpec,
+  requestId: string,
+  outcome: Outcome,
+  init: FunctionInit,
+): { status: number; message: string } | undefined {
+  const lines = [`START RequestId: ${requestId} Version: $LATEST`];
+  let answer: { status: number; message: string } | undefined;
+  const refused = outcome.kind === 'result' ? refusedResult(outcome.result) : undefined;
+  if (outcome.kind === 'error') {
+    lines.push(lambdaConsoleLine('ERROR', requestId, [`Invoke Error \t${errorRecord(outcome.error)}`]).trimEnd());
+    answer = GATEWAY_ANSWERS.functionError;
+  } else if (outcome.kind === 'function-timeout') {
+    lines.push(
+      `${new Date().toISOString()} ${requestId} Task timed out after ${spec.timeoutSeconds.toFixed(2)} seconds`,
+    );
+    answer = GATEWAY_ANSWERS.functionError;
+  } else if (outcome.kind === 'integration-timeout') {
+    lines.push(
+      `${new Date().toISOString()} ${requestId} API Gateway's integration timed out (30 s); the function runs on`,
+    );
+    answer = GATEWAY_ANSWERS.integrationTimeout;
+  } else if (refused) {
+    lines.push(lambdaConsoleLine('ERROR', requestId, [`Invoke Error \t${refused}`]).trimEnd());
+    answer = GATEWAY_ANSWERS.functionError;
+  }
+  const initMs = init.pendingInitMs;
+  init.pendingInitMs = undefined;
+  lines.push(
+    `END RequestId: ${requestId}`,
+    `REPORT RequestId: ${requestId}\tDuration: ${outcome.durationMs.toFixed(2)} ms\tBilled Duration: ${Math.ceil(outcome.durationMs)} ms\tMemory Size: ${spec.memorySize} MB\tMax Memory Used: ${Math.round(process.memoryUsage.rss() / 2 ** 20)} MB${initMs === undefined ? '' : `\tInit Duration: ${initMs.toFixed(2)} ms`}`,
+  );
+  process.stdout.write(`${lines.join('\n')}\n`);
+  return answer;
 }
 
 if (process.argv[1] && realpathSync(process.argv[1]) === fileURLToPath(import.meta.url)) {

@@ -61,6 +61,20 @@ function readCommand(pid: number): string {
   }
 }
 
+/** The process's state letter from /proc (`T`: stopped by a signal). */
+function processState(pid: number): string {
+  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+  return stat.slice(stat.lastIndexOf(')') + 2).split(' ')[0]!;
+}
+
+/** Waits (up to 5 s) for the process to reach a state: the front stops a host just after its response is sent. */
+async function waitForState(pid: number, state: string): Promise<void> {
+  for (const deadline = Date.now() + 5000; processState(pid) !== state;) {
+    assert.ok(Date.now() < deadline, `process ${pid} is in state ${processState(pid)}, not ${state}`);
+    await new Promise((resolve) => setTimeout(resolve, 20));
+  }
+}
+
 function isAlive(pid: number): boolean {
   try {
     process.kill(pid, 0);
@@ -215,6 +229,25 @@ describe('arclight dev --assembly <the synthesized example app> --port 0', () =>
       const wrongMethod = await http({ method: 'DELETE', path: '/digits-ecs/v2/health/live' });
       assert.equal(wrongMethod.status, 405);
       assert.equal(wrongMethod.headers['allow'], 'GET');
+
+      // As Lambda freezes a sandbox between invocations, each local Lambda host is stopped (SIGSTOP) while no request
+      // is in it, and continued for the next; the container servers run on.
+      for (const host of hosts) await waitForState(host.pid, 'T');
+      for (const server of servers) assert.notEqual(processState(server.pid), 'T');
+      const thawed = await http({
+        path: '/digits',
+        body: JSON.stringify({ pixels: expected.images[0]!.map(() => 0) }),
+      });
+      assert.equal(thawed.status, 200, thawed.text);
+      // An event above Lambda's 6,291,456 bytes is refused as API Gateway answers it: 4.8 MB of bytes is 6.4 MB base64.
+      const oversize = await http({
+        path: '/digits',
+        headers: { 'content-type': 'application/octet-stream' },
+        body: Buffer.alloc(4_800_000, 1),
+      });
+      assert.equal(oversize.status, 413);
+      assert.deepEqual(oversize.json(), { message: 'Request Entity Too Large' });
+      for (const host of hosts) await waitForState(host.pid, 'T');
     } finally {
       child.kill('SIGTERM');
     }
