@@ -1,6 +1,6 @@
 /**
  * The ECS backend of a RealtimeApi: a VPC (unless given), a cluster with Container Insights, an Auto Scaling group on
- * the ECS-optimized GPU AMI as its capacity provider, an EC2 task definition reserving GPUs, a service with a
+ * the ECS-optimized Amazon Linux 2023 (GPU) AMI as its capacity provider, with instance metadata closed to containers, an EC2 task definition reserving GPUs, a service with a
  * deployment circuit breaker behind an internal ALB, autoscaling on ALB requests per target, and an HTTP API that
  * reaches the ALB's listener through a VPC link.
  */
@@ -21,44 +21,63 @@ import { API_METADATA_KEY, DEFAULTS, ROUTES } from '../contract.js';
 import {
   CONTAINER_REQUEST_TIMEOUT_MS,
   STARTUP_GRACE,
+  acknowledgeOpenApi,
   addHttpRoutes,
   containerEnvironment,
   createHttpStage,
+  validateBatching,
+  validateProps,
+  type ApiMetadata,
   type BackendContext,
-  acknowledgeOpenApi,
+  type ComputeBackend,
+  type ComputeChecks,
 } from './backend-common.js';
-import type { EcsCompute } from './compute.js';
 import { buildContainerImageContext } from './container-image-context.js';
 import { isTorchFormat } from './model-source.js';
-import type { ApiMetadata } from './realtime-api.js';
+
+/** The ECS compute's settings, every prop resolved to its default (`EcsCompute`). */
+export interface EcsSettings extends ComputeChecks {
+  readonly instanceType: string;
+  readonly gpuCount: number;
+  /** Whether tasks reserve GPUs (and run the CUDA image). */
+  readonly gpu: boolean;
+  readonly minTasks: number;
+  readonly maxTasks: number;
+  readonly targetRequestsPerTask: number;
+  readonly vpc?: ec2.IVpc;
+}
+
+/**
+ * The service's rolling deployment: every running task stays until its replacement is healthy (no capacity lost on
+ * a model or code update), and as many new tasks as old may start beside them.
+ */
+export const DEPLOYMENT = { minHealthyPercent: 100, maxHealthyPercent: 200 } as const;
 
 /** The container's name in the task definition. */
 export const CONTAINER_NAME = 'server';
 /** API Gateway's payload limit for HTTP APIs (10 MB). */
 const HTTP_API_MAX_PAYLOAD_BYTES = 10 * 1024 * 1024;
 
-export interface EcsBackend {
-  readonly api: apigwv2.HttpApi;
-  readonly url: string;
-  readonly stageName: string;
-  readonly service: ecs.Ec2Service;
-}
-
 /** Builds the ECS service and its HTTP API under `scope` (the RealtimeApi). */
-export function buildEcsBackend(scope: Construct, context: BackendContext, compute: EcsCompute): EcsBackend {
+export function buildEcsBackend(scope: Construct, context: BackendContext, compute: EcsSettings): ComputeBackend {
   const taskRole = new iam.Role(scope, 'TaskRole', {
     assumedBy: new iam.ServicePrincipal('ecs-tasks.amazonaws.com'),
     description: `Runs the ${context.apiName} Arclight API on ECS: reads its model object`,
   });
   const model = context.model.bind(scope, taskRole);
-  context.validate(model, []);
+  validateProps(scope, context, model, [...compute.problems(model.sizeBytes), ...validateBatching(context.batching)]);
 
   const vpc = compute.vpc ?? createVpc(scope, context);
   const cluster = new ecs.Cluster(scope, 'Cluster', { vpc, containerInsightsV2: ecs.ContainerInsights.ENABLED });
 
-  const instanceRole = new iam.Role(scope, 'InstanceRole', {
+  const containerLogs = new logs.LogGroup(scope, 'ContainerLogs', {
+    retention: context.logRetention,
+    removalPolicy: RemovalPolicy.DESTROY,
+  });
+  const instanceRole = new InstanceRole(scope, 'InstanceRole', {
     assumedBy: new iam.ServicePrincipal('ec2.amazonaws.com'),
     description: `ECS container instances of the ${context.apiName} Arclight API`,
+    logGroup: containerLogs,
   });
   const instanceSecurityGroup = new ec2.SecurityGroup(scope, 'InstanceSecurityGroup', {
     vpc,
@@ -67,13 +86,17 @@ export function buildEcsBackend(scope: Construct, context: BackendContext, compu
   const userData = ec2.UserData.forLinux();
   const launchTemplate = new ec2.LaunchTemplate(scope, 'LaunchTemplate', {
     instanceType: new ec2.InstanceType(compute.instanceType),
-    machineImage: ecs.EcsOptimizedImage.amazonLinux2(
+    // Amazon Linux 2023: the Amazon Linux 2 ECS AMIs reached end of life on 2026-06-30. The GPU variant's NVIDIA
+    // driver (580.x in late 2026) runs the image's CUDA 12 (which needs >= 525.60.13).
+    machineImage: ecs.EcsOptimizedImage.amazonLinux2023(
       compute.gpu ? ecs.AmiHardwareType.GPU : ecs.AmiHardwareType.STANDARD,
     ),
     userData,
     role: instanceRole,
     securityGroup: instanceSecurityGroup,
     requireImdsv2: true,
+    // One hop: IMDS answers the host (and the ECS agent, on the host's network) but not a container behind a bridge.
+    httpPutResponseHopLimit: 1,
     detailedMonitoring: true,
     blockDevices: [
       // The GPU AMI's root volume holds the CUDA image (several GB): room for two versions during a deployment.
@@ -88,7 +111,7 @@ export function buildEcsBackend(scope: Construct, context: BackendContext, compu
     vpcSubnets: { subnetType: ec2.SubnetType.PRIVATE_WITH_EGRESS },
     launchTemplate,
     minCapacity: 0,
-    maxCapacity: compute.maxTasks,
+    maxCapacity: maxInstances(compute),
     cooldown: Duration.minutes(5),
   });
   const capacityProvider = new ecs.AsgCapacityProvider(scope, 'CapacityProvider', {
@@ -96,10 +119,15 @@ export function buildEcsBackend(scope: Construct, context: BackendContext, compu
     // ECS protects instances running tasks from scale-in, and drains them itself before termination.
     enableManagedTerminationProtection: true,
     enableManagedDraining: true,
+    // The ECS agent's user data (ECS_CLUSTER=...), which Amazon Linux 2023 takes as Amazon Linux 2 did.
     machineImageType: ecs.MachineImageType.AMAZON_LINUX_2,
   });
   cluster.addAsgCapacityProvider(capacityProvider);
-  if (compute.gpu) userData.addCommands('echo ECS_ENABLE_GPU_SUPPORT=true >> /etc/ecs/ecs.config');
+  userData.addCommands(
+    // awsvpc tasks get no route to the instance's metadata service, so no container can take the instance role.
+    'echo ECS_AWSVPC_BLOCK_IMDS=true >> /etc/ecs/ecs.config',
+    ...(compute.gpu ? ['echo ECS_ENABLE_GPU_SUPPORT=true >> /etc/ecs/ecs.config'] : []),
+  );
 
   const contextDir = buildContainerImageContext({
     predictorEntry: context.predictor.entry,
@@ -110,10 +138,6 @@ export function buildEcsBackend(scope: Construct, context: BackendContext, compu
   const taskDefinition = new ecs.Ec2TaskDefinition(scope, 'TaskDefinition', {
     networkMode: ecs.NetworkMode.AWS_VPC,
     taskRole,
-  });
-  const containerLogs = new logs.LogGroup(scope, 'ContainerLogs', {
-    retention: context.logRetention,
-    removalPolicy: RemovalPolicy.DESTROY,
   });
   taskDefinition.addContainer(CONTAINER_NAME, {
     image,
@@ -145,10 +169,12 @@ export function buildEcsBackend(scope: Construct, context: BackendContext, compu
     circuitBreaker: { enable: true, rollback: true },
     capacityProviderStrategies: [{ capacityProvider: capacityProvider.capacityProviderName, weight: 1 }],
     healthCheckGracePeriod: STARTUP_GRACE,
-    minHealthyPercent: 100,
-    maxHealthyPercent: 200,
+    ...DEPLOYMENT,
     vpcSubnets: { subnets: vpc.privateSubnets },
   });
+  // The cluster's capacity-provider association (made at synth, under the cluster) must exist before the service is
+  // created with that provider, and outlive it on deletion: depend on the cluster's whole subtree.
+  service.node.addDependency(cluster);
 
   const loadBalancer = new elbv2.ApplicationLoadBalancer(scope, 'LoadBalancer', {
     vpc,
@@ -198,7 +224,39 @@ export function buildEcsBackend(scope: Construct, context: BackendContext, compu
   const stage = createHttpStage(scope, api, context.throttle, context.logRetention);
 
   acknowledge(scope, context, api, taskDefinition, instanceRole, group);
-  return { api, url: stage.url, stageName: stage.stageName, service };
+  return { api, apiId: api.apiId, url: stage.url, stageName: stage.stageName };
+}
+
+/**
+ * The Auto Scaling group's ceiling: room for a rolling deployment at the service's largest size (`maxTasks` old tasks
+ * beside as many new ones, DEPLOYMENT's 200 %), at one task per instance, the fewest an instance holds. Managed
+ * scaling launches only what pending tasks need, so the ceiling costs nothing until a rollout uses it.
+ */
+export function maxInstances(compute: Pick<EcsSettings, 'maxTasks'>): number {
+  return Math.ceil((compute.maxTasks * DEPLOYMENT.maxHealthyPercent) / 100);
+}
+
+/**
+ * The container instances' role. The ECS agent's grants that CDK adds as the group joins the cluster include
+ * CloudWatch Logs writes on '*' (for the awslogs driver of tasks without an execution role); the task here has one,
+ * so those writes are held to the service's own log group.
+ */
+class InstanceRole extends iam.Role {
+  private readonly logGroupArn: string;
+
+  constructor(scope: Construct, id: string, props: iam.RoleProps & { readonly logGroup: logs.ILogGroup }) {
+    const { logGroup, ...roleProps } = props;
+    super(scope, id, roleProps);
+    this.logGroupArn = logGroup.logGroupArn;
+  }
+
+  override addToPrincipalPolicy(statement: iam.PolicyStatement): iam.AddToPrincipalPolicyResult {
+    const logActions = statement.actions.filter((action) => action.startsWith('logs:'));
+    if (logActions.length === 0 || !statement.resources.includes('*')) return super.addToPrincipalPolicy(statement);
+    const others = statement.actions.filter((action) => !action.startsWith('logs:'));
+    if (others.length > 0) super.addToPrincipalPolicy(statement.copy({ actions: others }));
+    return super.addToPrincipalPolicy(statement.copy({ actions: logActions, resources: [this.logGroupArn] }));
+  }
 }
 
 function createVpc(scope: Construct, context: BackendContext): ec2.Vpc {
@@ -231,7 +289,7 @@ function acknowledge(
   context: BackendContext,
   api: apigwv2.HttpApi,
   taskDefinition: ecs.Ec2TaskDefinition,
-  instanceRole: iam.Role,
+  instanceRole: InstanceRole,
   group: autoscaling.AutoScalingGroup,
 ): void {
   if (taskDefinition.executionRole) {
@@ -244,7 +302,7 @@ function acknowledge(
   Validations.of(instanceRole).acknowledge({
     id: 'AwsSolutions-IAM5[Resource::*]',
     reason:
-      "The ECS agent's calls that have no resource-level permissions (ecs:DiscoverPollEndpoint, ecr:GetAuthorizationToken, as CDK's cluster grants them) take '*'; cluster-scoped ones name the cluster.",
+      "The ECS agent's calls that have no resource-level permissions (ecs:DiscoverPollEndpoint, ecr:GetAuthorizationToken, ecs:Poll and ecs:StartTelemetrySession held to the cluster by condition, as CDK's cluster grants them) take '*'; cluster-scoped ones name the cluster; log writes name the service's log group.",
   });
   Validations.of(instanceRole).acknowledge({
     id: 'AwsSolutions-IAM5[Action::ecs:Submit*]',

@@ -3,6 +3,7 @@ export {
   Compute,
   EcsCompute,
   LambdaCompute,
+  RestApiAccessLogs,
   SAGEMAKER_LIMITS,
   SageMakerCompute,
   type EcsComputeProps,
