@@ -87,8 +87,26 @@ describe('lib/ module graph', () => {
     const a = '/x/a.ts';
     const b = '/x/b.ts';
     const c = '/x/c.ts';
-    assert.deepEqual(findCycles(new Map([[a, [b]], [b, [c]], [c, [a]]])), [[a, b, c, a]]);
-    assert.deepEqual(findCycles(new Map([[a, [b]], [b, [c]], [c, []]])), []);
+    assert.deepEqual(
+      findCycles(
+        new Map([
+          [a, [b]],
+          [b, [c]],
+          [c, [a]],
+        ]),
+      ),
+      [[a, b, c, a]],
+    );
+    assert.deepEqual(
+      findCycles(
+        new Map([
+          [a, [b]],
+          [b, [c]],
+          [c, []],
+        ]),
+      ),
+      [],
+    );
     const typeOnly = ts.preProcessFile("import type { X } from './b.js';\nexport { Y } from './c.js';", true, true);
     assert.deepEqual(
       typeOnly.importedFiles.map((f) => f.fileName),

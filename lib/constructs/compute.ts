@@ -252,6 +252,10 @@ export class SageMakerCompute extends Compute implements SageMakerSettings {
         `containerStartupHealthCheckTimeout ${startup} s is outside SageMaker's ${minStartup}–${maxStartup} s`,
       );
     }
+    const accessLogModes: string[] = Object.values(RestApiAccessLogs);
+    if (!accessLogModes.includes(this.accessLogs)) {
+      problems.push(`accessLogs '${this.accessLogs}' is not one of RestApiAccessLogs: ${accessLogModes.join(', ')}`);
+    }
     if (this.volumeSize !== undefined) {
       const [minVolume, maxVolume] = SAGEMAKER_LIMITS.volumeGb;
       if (!Number.isInteger(this.volumeSize) || this.volumeSize < minVolume || this.volumeSize > maxVolume) {

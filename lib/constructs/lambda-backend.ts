@@ -40,11 +40,7 @@ export interface LambdaSettings extends ComputeChecks {
 }
 
 /** Builds the function and its HTTP API under `scope` (the RealtimeApi). */
-export function buildLambdaBackend(
-  scope: Construct,
-  context: BackendContext,
-  compute: LambdaSettings,
-): ComputeBackend {
+export function buildLambdaBackend(scope: Construct, context: BackendContext, compute: LambdaSettings): ComputeBackend {
   const functionLogs = new logs.LogGroup(scope, 'FunctionLogs', {
     retention: context.logRetention,
     removalPolicy: RemovalPolicy.DESTROY,

@@ -77,7 +77,9 @@ export function buildSageMakerBackend(
     ...compute.problems(model.sizeBytes),
     ...validateBatching(context.batching),
     ...(context.auth.kind === 'jwt'
-      ? ['ApiAuth.jwt() needs an HTTP API; Compute.sageMaker sits behind a REST API: use ApiAuth.iam() or ApiAuth.none()']
+      ? [
+          'ApiAuth.jwt() needs an HTTP API; Compute.sageMaker sits behind a REST API: use ApiAuth.iam() or ApiAuth.none()',
+        ]
       : []),
   ]);
   Annotations.of(scope).addInfoV2(
@@ -170,7 +172,12 @@ export function buildSageMakerBackend(
  */
 function grantContainerPermissions(role: iam.Role, endpointLogs: logs.LogGroup): void {
   endpointLogs.grantWrite(role);
-  endpointLogs.grant(role, 'logs:CreateLogGroup', 'logs:DescribeLogStreams');
+  role.addToPolicy(
+    new iam.PolicyStatement({
+      actions: ['logs:CreateLogGroup', 'logs:DescribeLogStreams'],
+      resources: [endpointLogs.logGroupArn],
+    }),
+  );
   role.addToPolicy(
     new iam.PolicyStatement({
       actions: ['cloudwatch:PutMetricData'],
@@ -181,12 +188,7 @@ function grantContainerPermissions(role: iam.Role, endpointLogs: logs.LogGroup):
 }
 
 /** cdk-nag findings that follow from the design, each acknowledged with its reason. */
-function acknowledge(
-  context: BackendContext,
-  role: iam.Role,
-  api: apigw.RestApi,
-  accessLogs: RestApiAccessLogs,
-): void {
+function acknowledge(context: BackendContext, role: iam.Role, api: apigw.RestApi, accessLogs: RestApiAccessLogs): void {
   Validations.of(role).acknowledge({
     id: 'AwsSolutions-IAM5[Resource::*]',
     reason:

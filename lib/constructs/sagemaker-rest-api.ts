@@ -11,14 +11,7 @@ import * as apigw from 'aws-cdk-lib/aws-apigateway';
 import * as iam from 'aws-cdk-lib/aws-iam';
 import * as logs from 'aws-cdk-lib/aws-logs';
 import { Construct } from 'constructs';
-import {
-  DEFAULTS,
-  ERROR_STATUS,
-  REQUEST_ID_HEADER,
-  ROUTES,
-  SAGEMAKER_ROUTE,
-  type ErrorCode,
-} from '../contract.js';
+import { DEFAULTS, ERROR_STATUS, REQUEST_ID_HEADER, ROUTES, SAGEMAKER_ROUTE, type ErrorCode } from '../contract.js';
 import type { BackendContext } from './backend-common.js';
 import { SAGEMAKER_LIMITS } from './limits.js';
 
