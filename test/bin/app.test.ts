@@ -248,7 +248,8 @@ describe('the example app', () => {
       // ecr:GetAuthorizationToken (SageMaker execution role, ECS execution role) and the ECS agent's calls (instance role).
       'IAM5[Resource::*]': 3,
       'IAM5[Action::ecs:Submit*]': 1,
-      // mobilenet-gpu's REST API: WAF, execution logging, Cognito.
+      // mobilenet-gpu's REST API: WAF, execution logging, Cognito; the account-wide API Gateway logging role it sets.
+      IAM4: 1,
       APIG3: 1,
       APIG6: 1,
       COG4: 1,

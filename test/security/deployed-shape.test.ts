@@ -13,7 +13,8 @@ import { Template } from 'aws-cdk-lib/assertions';
 import type { CloudAssembly } from 'aws-cdk-lib/cx-api';
 import * as lambda from 'aws-cdk-lib/aws-lambda';
 import { buildExampleApp } from '../../bin/app.js';
-import { ApiAuth, Compute, ModelSource, Predictor, RealtimeApi } from '../../lib/index.js';
+import { ApiAuth, Compute, ModelSource, Predictor, RealtimeApi, RestApiAccessLogs } from '../../lib/index.js';
+import { assertIntegrationResponsesSound } from '../constructs/rest-api-checks.js';
 import { flatten, policyStatements, resourcesOf, tempApp, useScratchTmpdir } from '../cdk-helpers.js';
 import { DIGITS_ONNX, DIGITS_PREDICTOR, MOBILENET_ONNX } from '../helpers.js';
 
@@ -47,6 +48,11 @@ before(() => {
     compute: Compute.sageMaker({ instanceType: 'ml.g5.xlarge' }),
     auth: ApiAuth.iam(),
   });
+  // A REST API that writes no access logs and so needs no account-wide API Gateway role.
+  new RealtimeApi(auth, 'nolog', {
+    model: ModelSource.fromS3Uri('s3://my-models/m.onnx', { sha256: 'a'.repeat(64) }),
+    compute: Compute.sageMaker({ instanceType: 'ml.c7i.xlarge', accessLogs: RestApiAccessLogs.OFF }),
+  });
   assembly = app.synth();
   examples = Template.fromStack(stack);
   authModes = Template.fromStack(auth);
@@ -79,11 +85,17 @@ describe('IAM: least privilege', () => {
     assert.ok(checked >= 4, `S3 and SageMaker grants were found and checked (${checked})`);
   });
 
-  test('no role carries a managed policy (every grant is an inline statement checked above)', () => {
+  test('no role carries a managed policy but the API Gateway account role (AWS documents that one)', () => {
     for (const [name, template] of templates) {
       for (const [id, props] of resourcesOf(template, 'AWS::IAM::Role')) {
-        const managed = (props['ManagedPolicyArns'] as unknown[] | undefined) ?? [];
-        assert.deepEqual(managed.map(flatten), [], `${name}/${id}`);
+        const managed = ((props['ManagedPolicyArns'] as unknown[] | undefined) ?? []).map(flatten);
+        if (id.startsWith('ArclightApiGatewayAccountCloudWatchRole')) {
+          assert.deepEqual(managed, [
+            'arn:{Ref:AWS::Partition}:iam::aws:policy/service-role/AmazonAPIGatewayPushToCloudWatchLogs',
+          ]);
+          continue;
+        }
+        assert.deepEqual(managed, [], `${name}/${id}`);
       }
       assert.equal(resourcesOf(template, 'AWS::IAM::ManagedPolicy').length, 0, name);
     }
@@ -163,6 +175,67 @@ describe('API Gateway', () => {
   test('ApiAuth.none() APIs are the deployer choice the synth warns about; every route is open the same way', () => {
     for (const [id, props] of resourcesOf(examples, 'AWS::ApiGatewayV2::Route')) {
       assert.equal(props['AuthorizationType'] ?? 'NONE', 'NONE', id);
+    }
+  });
+});
+
+describe('as AWS documents the services (issue 12: what a fresh account would refuse or expose)', () => {
+  test('every REST method, every backend and auth mode: one integration response per status, all declared', () => {
+    let methods = 0;
+    for (const [, template] of templates) methods += assertIntegrationResponsesSound(template).methods;
+    assert.ok(methods >= 3 * 17, `the REST methods of three SageMaker APIs were checked (${methods})`);
+  });
+
+  test('REST stages that log wait for the account-level CloudWatch role their stack sets; the others do not log', () => {
+    for (const [name, template] of templates) {
+      const accounts = Object.keys(template.findResources('AWS::ApiGateway::Account'));
+      const stages = Object.entries(template.findResources('AWS::ApiGateway::Stage')) as [
+        string,
+        { DependsOn?: string[]; Properties: Record<string, unknown> },
+      ][];
+      for (const [id, stage] of stages) {
+        if (stage.Properties['AccessLogSetting'] === undefined) {
+          assert.ok(id.startsWith('nolog'), `${name}/${id} logs nothing`);
+          continue;
+        }
+        assert.equal(accounts.length, 1, `${name}: one account setting`);
+        assert.ok(stage.DependsOn?.includes(accounts[0]!), `${name}/${id} waits for the account setting`);
+      }
+    }
+  });
+
+  test('ECS hosts: Amazon Linux 2023, IMDS closed to containers, no log writes on *', () => {
+    let hosts = 0;
+    for (const [name, template] of templates) {
+      const parameters = (template.toJSON()['Parameters'] ?? {}) as Record<string, { Default?: string }>;
+      for (const [id, props] of resourcesOf(template, 'AWS::EC2::LaunchTemplate')) {
+        hosts++;
+        const data = props['LaunchTemplateData'] as Record<string, unknown>;
+        const image = parameters[(data['ImageId'] as { Ref: string }).Ref]!.Default!;
+        assert.match(image, /^\/aws\/service\/ecs\/optimized-ami\/amazon-linux-2023\//, `${name}/${id}`);
+        assert.deepEqual(data['MetadataOptions'], { HttpPutResponseHopLimit: 1, HttpTokens: 'required' });
+        assert.match(flatten(data['UserData']), /ECS_AWSVPC_BLOCK_IMDS=true/);
+      }
+      for (const statement of policyStatements(template)) {
+        if (statement.resources.includes('*'))
+          assert.ok(!statement.actions.some((a) => a.startsWith('logs:')), `${name}/${statement.holder}`);
+      }
+    }
+    assert.ok(hosts >= 2, `${hosts} launch templates`);
+  });
+
+  test("cdk-nag AwsSolutions: no violation in any stack (the example app's and the auth modes')", () => {
+    const reportFile = join(assembly.directory, 'validation-report.json');
+    const report = JSON.parse(readFileSync(reportFile, 'utf8')) as {
+      pluginReports: { pluginName: string; violations: { ruleName: string; violatingConstructs: unknown[] }[] }[];
+    };
+    assert.ok(report.pluginReports.some((p) => p.pluginName === 'AwsSolutions'));
+    for (const plugin of report.pluginReports) {
+      assert.deepEqual(
+        plugin.violations.map((v) => `${v.ruleName} ${JSON.stringify(v.violatingConstructs)}`),
+        [],
+        plugin.pluginName,
+      );
     }
   });
 });
