@@ -5,7 +5,7 @@
  * reaches the ALB's listener through a VPC link.
  */
 import { rmSync } from 'node:fs';
-import { Duration, RemovalPolicy, Validations } from 'aws-cdk-lib';
+import { Duration, RemovalPolicy, Stack, Validations } from 'aws-cdk-lib';
 import * as apigwv2 from 'aws-cdk-lib/aws-apigatewayv2';
 import { HttpAlbIntegration } from 'aws-cdk-lib/aws-apigatewayv2-integrations';
 import * as autoscaling from 'aws-cdk-lib/aws-autoscaling';
@@ -16,6 +16,7 @@ import * as elbv2 from 'aws-cdk-lib/aws-elasticloadbalancingv2';
 import * as iam from 'aws-cdk-lib/aws-iam';
 import * as logs from 'aws-cdk-lib/aws-logs';
 import { DISABLE_ASSET_STAGING_CONTEXT } from 'aws-cdk-lib/cx-api';
+import * as cr from 'aws-cdk-lib/custom-resources';
 import type { Construct } from 'constructs';
 import { API_METADATA_KEY, DEFAULTS, ROUTES } from '../contract.js';
 import {
@@ -69,6 +70,7 @@ export function buildEcsBackend(scope: Construct, context: BackendContext, compu
 
   const vpc = compute.vpc ?? createVpc(scope, context);
   const cluster = new ecs.Cluster(scope, 'Cluster', { vpc, containerInsightsV2: ecs.ContainerInsights.ENABLED });
+  cluster.node.addDependency(ecsServiceLinkedRole(scope, context.logRetention));
 
   const containerLogs = new logs.LogGroup(scope, 'ContainerLogs', {
     retention: context.logRetention,
@@ -225,6 +227,61 @@ export function buildEcsBackend(scope: Construct, context: BackendContext, compu
 
   acknowledge(scope, context, api, taskDefinition, instanceRole, group);
   return { api, apiId: api.apiId, url: stage.url, stageName: stage.stageName };
+}
+
+/** The id of the stack-wide construct that makes sure ECS's service-linked role exists. */
+const ECS_SERVICE_LINKED_ROLE_ID = 'ArclightEcsServiceLinkedRole';
+
+/**
+ * ECS's service-linked role (AWSServiceRoleForECS), created if the account has none. ECS makes it on first use, but
+ * a CloudFormation stack that creates the account's first cluster and capacity provider fails ("Unable to assume the
+ * service linked role"); an `AWS::IAM::ServiceLinkedRole` would fail wherever it exists already. So a custom
+ * resource calls CreateServiceLinkedRole and takes "has been taken" (InvalidInput) as success; deleting the stack
+ * leaves the role, which other clusters may use. One per stack.
+ */
+function ecsServiceLinkedRole(scope: Construct, retention: logs.RetentionDays): Construct {
+  const stack = Stack.of(scope);
+  const existing = stack.node.tryFindChild(ECS_SERVICE_LINKED_ROLE_ID) as Construct | undefined;
+  if (existing) return existing;
+  const logGroup = new logs.LogGroup(stack, `${ECS_SERVICE_LINKED_ROLE_ID}Logs`, {
+    retention,
+    removalPolicy: RemovalPolicy.DESTROY,
+  });
+  const resource = new cr.AwsCustomResource(stack, ECS_SERVICE_LINKED_ROLE_ID, {
+    onCreate: {
+      service: 'IAM',
+      action: 'createServiceLinkedRole',
+      parameters: { AWSServiceName: 'ecs.amazonaws.com' },
+      physicalResourceId: cr.PhysicalResourceId.of('AWSServiceRoleForECS'),
+      ignoreErrorCodesMatching: 'InvalidInput.*',
+    },
+    policy: cr.AwsCustomResourcePolicy.fromStatements([
+      new iam.PolicyStatement({
+        actions: ['iam:CreateServiceLinkedRole'],
+        resources: [
+          stack.formatArn({
+            service: 'iam',
+            region: '',
+            resource: 'role',
+            resourceName: 'aws-service-role/ecs.amazonaws.com/AWSServiceRoleForECS',
+          }),
+        ],
+        conditions: { StringEquals: { 'iam:AWSServiceName': 'ecs.amazonaws.com' } },
+      }),
+    ]),
+    installLatestAwsSdk: false,
+    logGroup,
+  });
+  // CDK's one provider function for every AwsCustomResource of the stack.
+  const provider = stack.node.findChild(
+    cr.AwsCustomResource.PROVIDER_FUNCTION_UUID.replace(/-/g, '').replace(/^/, 'AWS'),
+  );
+  Validations.of(provider).acknowledge({
+    id: 'AwsSolutions-IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/AWSLambdaBasicExecutionRole]',
+    reason:
+      "CDK's AwsCustomResource provider (it creates ECS's service-linked role) runs with AWSLambdaBasicExecutionRole: it writes only its own logs.",
+  });
+  return resource;
 }
 
 /**

@@ -325,7 +325,7 @@ export function apiGatewayAccountSetting(scope: Construct): apigw.CfnAccount {
   const account = new apigw.CfnAccount(holder, 'Account', { cloudWatchRoleArn: role.roleArn });
   account.applyRemovalPolicy(RemovalPolicy.RETAIN);
   Validations.of(role).acknowledge({
-    id: 'AwsSolutions-IAM4',
+    id: 'AwsSolutions-IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/AmazonAPIGatewayPushToCloudWatchLogs]',
     reason:
       "AmazonAPIGatewayPushToCloudWatchLogs is the policy AWS documents for API Gateway's account-wide logging role: it serves every REST API in the region, so it cannot be scoped to this stack's log groups.",
   });

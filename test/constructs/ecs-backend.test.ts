@@ -105,6 +105,39 @@ describe('capacity', () => {
   });
 });
 
+describe("ECS's service-linked role in a fresh account", () => {
+  test('a custom resource creates AWSServiceRoleForECS unless it exists, before the cluster; one per stack', () => {
+    const other = new Stack(tempApp(), 'Two');
+    for (const id of ['a', 'b']) {
+      new RealtimeApi(other, id, {
+        model: ModelSource.fromS3Uri('s3://my-models/m.onnx'),
+        compute: Compute.ecs({ instanceType: 'c7i.large' }),
+      });
+    }
+    const t = Template.fromStack(other);
+    const custom = Object.entries(t.findResources('Custom::AWS'));
+    assert.equal(custom.length, 1, 'one per stack, however many ECS APIs');
+    const [customId, resource] = custom[0]! as [string, { Properties: Record<string, unknown> }];
+    const call = JSON.parse(resource.Properties['Create'] as string) as Record<string, unknown>;
+    assert.equal(call['service'], 'IAM');
+    assert.equal(call['action'], 'createServiceLinkedRole');
+    assert.deepEqual(call['parameters'], { AWSServiceName: 'ecs.amazonaws.com' });
+    // IAM answers InvalidInput ("has been taken") when the role exists: that is success here.
+    assert.ok(new RegExp(call['ignoreErrorCodesMatching'] as string).test('InvalidInputException'));
+    assert.equal(resource.Properties['Delete'], undefined, 'deleting the stack leaves the role to other clusters');
+    assert.equal(resource.Properties['InstallLatestAwsSdk'], false, 'no package download at deploy');
+    const clusters = Object.values(t.findResources('AWS::ECS::Cluster')) as { DependsOn?: string[] }[];
+    assert.equal(clusters.length, 2);
+    for (const cluster of clusters) assert.ok(cluster.DependsOn?.includes(customId));
+    const grants = policyStatements(t).filter((s) => s.actions.includes('iam:CreateServiceLinkedRole'));
+    assert.equal(grants.length, 1);
+    assert.deepEqual(grants[0]!.actions, ['iam:CreateServiceLinkedRole']);
+    assert.deepEqual(grants[0]!.resources, [
+      'arn:{Ref:AWS::Partition}:iam::{Ref:AWS::AccountId}:role/aws-service-role/ecs.amazonaws.com/AWSServiceRoleForECS',
+    ]);
+  });
+});
+
 describe('room to roll out', () => {
   /** The group's ceiling must hold every task a deployment at the service's largest size runs at once. */
   function assertRoomAtMaxScale(t: Template, maxTasks: number): void {
