@@ -145,6 +145,9 @@ export class LambdaCompute extends Compute implements LambdaSettings {
   }
 }
 
+/** The SageMaker inference host image whose NVIDIA driver (550) runs the GPU images' CUDA 12 (which needs >= 525). */
+export const SAGEMAKER_CUDA12_AMI = 'al2-ami-sagemaker-inference-gpu-3-1';
+
 /** Props of the SageMaker compute. */
 export interface SageMakerComputeProps {
   /** The endpoint's instance type, e.g. `ml.g5.xlarge` (GPU) or `ml.c7i.xlarge` (CPU). */
@@ -169,6 +172,12 @@ export interface SageMakerComputeProps {
    * Logs role) that a fresh account lacks. @default RestApiAccessLogs.CREATE_ACCOUNT_ROLE
    */
   readonly accessLogs?: RestApiAccessLogs;
+  /**
+   * The host image of the endpoint's instances (ProductionVariant `InferenceAmiVersion`), which fixes the NVIDIA
+   * driver. SageMaker's default GPU host runs driver 470 (CUDA 11.4) on ml.g4dn, g5, p4d and p4de, too old for the
+   * image's CUDA 12. @default 'al2-ami-sagemaker-inference-gpu-3-1' (driver 550, CUDA 12.4) on GPU types, none on CPU
+   */
+  readonly inferenceAmiVersion?: string;
 }
 
 /** Instance families that carry GPUs (SageMaker's ml.* and EC2's). */
@@ -202,6 +211,7 @@ export class SageMakerCompute extends Compute implements SageMakerSettings {
   /** Whether the instance type has GPUs: the CUDA image, else the CPU one. */
   readonly gpu: boolean;
   readonly accessLogs: RestApiAccessLogs;
+  readonly inferenceAmiVersion?: string;
 
   constructor(props: SageMakerComputeProps) {
     super();
@@ -214,6 +224,7 @@ export class SageMakerCompute extends Compute implements SageMakerSettings {
     this.volumeSize = props.volumeSize;
     this.gpu = isGpuInstance(props.instanceType);
     this.accessLogs = props.accessLogs ?? RestApiAccessLogs.CREATE_ACCOUNT_ROLE;
+    this.inferenceAmiVersion = props.inferenceAmiVersion ?? (this.gpu ? SAGEMAKER_CUDA12_AMI : undefined);
   }
 
   override bind(scope: Construct, context: BackendContext): ComputeBackend {
@@ -250,6 +261,13 @@ export class SageMakerCompute extends Compute implements SageMakerSettings {
     if (startup < minStartup || startup > maxStartup) {
       problems.push(
         `containerStartupHealthCheckTimeout ${startup} s is outside SageMaker's ${minStartup}–${maxStartup} s`,
+      );
+    }
+    if (this.inferenceAmiVersion !== undefined && !/^[a-z0-9][a-z0-9-]{0,62}$/.test(this.inferenceAmiVersion)) {
+      problems.push(`inferenceAmiVersion '${this.inferenceAmiVersion}' is not a SageMaker inference AMI version`);
+    } else if (this.inferenceAmiVersion?.includes('-gpu-') && !this.gpu) {
+      problems.push(
+        `inferenceAmiVersion '${this.inferenceAmiVersion}' is a GPU host image; ${this.instanceType} has no GPU`,
       );
     }
     const accessLogModes: string[] = Object.values(RestApiAccessLogs);

@@ -4,6 +4,7 @@ export {
   EcsCompute,
   LambdaCompute,
   RestApiAccessLogs,
+  SAGEMAKER_CUDA12_AMI,
   SAGEMAKER_LIMITS,
   SageMakerCompute,
   type EcsComputeProps,

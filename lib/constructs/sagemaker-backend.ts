@@ -42,6 +42,7 @@ export interface SageMakerSettings extends ComputeChecks {
   /** Whether the instance type has GPUs: the CUDA image, else the CPU one. */
   readonly gpu: boolean;
   readonly accessLogs: RestApiAccessLogs;
+  readonly inferenceAmiVersion?: string;
 }
 
 /** The endpoint's one production variant. */
@@ -127,6 +128,8 @@ export function buildSageMakerBackend(
         initialVariantWeight: 1,
         containerStartupHealthCheckTimeoutInSeconds: compute.containerStartupHealthCheckTimeout.toSeconds(),
         ...(compute.volumeSize !== undefined ? { volumeSizeInGb: compute.volumeSize } : {}),
+        // The host's NVIDIA driver: SageMaker's default GPU host (driver 470, CUDA 11.4) cannot run CUDA 12.
+        ...(compute.inferenceAmiVersion !== undefined ? { inferenceAmiVersion: compute.inferenceAmiVersion } : {}),
       },
     ],
   });

@@ -78,6 +78,8 @@ describe('the SageMaker model, endpoint config and endpoint', () => {
     assert.equal(variants[0]!['InitialInstanceCount'], 1);
     assert.equal(variants[0]!['ContainerStartupHealthCheckTimeoutInSeconds'], 600);
     assert.equal(variants[0]!['VolumeSizeInGB'], undefined, 'g5 has NVMe instance storage');
+    // SageMaker's default GPU host runs NVIDIA 470 (CUDA 11.4) on ml.g5; the CUDA 12 image needs the 550 host.
+    assert.equal(variants[0]!['InferenceAmiVersion'], 'al2-ami-sagemaker-inference-gpu-3-1');
     assert.match(endpointName(), /^[a-z0-9-]{1,63}$/);
   });
 
@@ -388,6 +390,7 @@ describe('the REST API', () => {
     assert.equal(env[ENV.maxBatchSize], undefined);
     const variant = (onlyResource(t, 'AWS::SageMaker::EndpointConfig')[1]['ProductionVariants'] as object[])[0];
     assert.equal((variant as Record<string, unknown>)['VolumeSizeInGB'], 30);
+    assert.equal((variant as Record<string, unknown>)['InferenceAmiVersion'], undefined, 'a CPU host needs no driver');
     assertNoBroadS3Grant(t);
   });
 });
@@ -444,6 +447,25 @@ describe('REST API access logs in a fresh account', () => {
     assert.equal(off['AccessLogSetting'], undefined);
     assert.equal(resourcesOf(t, 'AWS::Logs::LogGroup', 'offAccessLogs').length, 0);
     assertIntegrationResponsesSound(t);
+  });
+
+  test('inferenceAmiVersion: given wins; a GPU host image on a CPU type, or a malformed one, is refused', () => {
+    const given = Compute.sageMaker({
+      instanceType: 'ml.g6.xlarge',
+      inferenceAmiVersion: 'al2-ami-sagemaker-inference-gpu-2',
+    });
+    assert.equal(given.inferenceAmiVersion, 'al2-ami-sagemaker-inference-gpu-2');
+    assert.deepEqual(
+      Compute.sageMaker({
+        instanceType: 'ml.m5.large',
+        inferenceAmiVersion: 'al2-ami-sagemaker-inference-gpu-3-1',
+      }).problems(undefined),
+      ["inferenceAmiVersion 'al2-ami-sagemaker-inference-gpu-3-1' is a GPU host image; ml.m5.large has no GPU"],
+    );
+    assert.deepEqual(
+      Compute.sageMaker({ instanceType: 'ml.g5.xlarge', inferenceAmiVersion: 'AL2 gpu' }).problems(undefined),
+      ["inferenceAmiVersion 'AL2 gpu' is not a SageMaker inference AMI version"],
+    );
   });
 
   test('an accessLogs value that is not one of RestApiAccessLogs is refused at synth', () => {
