@@ -136,6 +136,9 @@ export function buildSageMakerBackend(
   const endpoint = new sagemaker.CfnEndpoint(scope, 'Endpoint', {
     endpointName,
     endpointConfigName: config.attrEndpointConfigName,
+    // An update (new image, model or config) keeps the instance count autoscaling reached, rather than starting the
+    // new fleet at initialInstanceCount and dropping capacity in the middle of a busy hour.
+    retainAllVariantProperties: true,
   });
   endpoint.node.addDependency(endpointLogs);
 

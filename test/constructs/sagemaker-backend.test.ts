@@ -81,6 +81,9 @@ describe('the SageMaker model, endpoint config and endpoint', () => {
     // SageMaker's default GPU host runs NVIDIA 470 (CUDA 11.4) on ml.g5; the CUDA 12 image needs the 550 host.
     assert.equal(variants[0]!['InferenceAmiVersion'], 'al2-ami-sagemaker-inference-gpu-3-1');
     assert.match(endpointName(), /^[a-z0-9-]{1,63}$/);
+    // An update keeps the autoscaled instance count (and weight) instead of restarting at InitialInstanceCount.
+    const [, endpoint] = onlyResource(template, 'AWS::SageMaker::Endpoint');
+    assert.equal(endpoint['RetainAllVariantProperties'], true);
   });
 
   test('records arclight:api metadata on the model (sagemaker, GPU)', () => {
