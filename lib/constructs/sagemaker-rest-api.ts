@@ -292,6 +292,7 @@ export function createSageMakerRestApi(scope: Construct, props: SageMakerRestApi
     );
   otherModel.addMethod('ANY', modelNotFound(), options);
   otherModel.addResource('{proxy+}').addMethod('ANY', modelNotFound(), options);
+  addContractGatewayResponses(api);
   if (context.auth.kind === 'none') {
     // Any other path. Under ApiAuth.iam() the same response type answers unsigned requests, so it stays a 403 there.
     api.addGatewayResponse('NotFound', {
@@ -302,6 +303,40 @@ export function createSageMakerRestApi(scope: Construct, props: SageMakerRestApi
     });
   }
   return api;
+}
+
+/**
+ * API Gateway's own answers that have a contract equivalent, in the contract's error shape: the 29 s integration
+ * timeout (504 `predictor_timeout`), a body above its 10 MB (413 `payload_too_large`), and any other 5xx it makes
+ * (`internal_error`, its status kept). Gateway response templates are substituted, not run as VTL:
+ * `$context.error.messageString` is API Gateway's message, already quoted.
+ */
+function addContractGatewayResponses(api: apigw.RestApi): void {
+  const responses: [string, apigw.ResponseType, ErrorCode, string, boolean][] = [
+    [
+      'Timeout',
+      apigw.ResponseType.INTEGRATION_TIMEOUT,
+      'predictor_timeout',
+      '"the endpoint did not answer within API Gateway\'s 29 s"',
+      true,
+    ],
+    [
+      'TooLarge',
+      apigw.ResponseType.REQUEST_TOO_LARGE,
+      'payload_too_large',
+      '"the request is larger than API Gateway\'s 10 MB"',
+      true,
+    ],
+    ['ServerError', apigw.ResponseType.DEFAULT_5XX, 'internal_error', '$context.error.messageString', false],
+  ];
+  for (const [id, type, code, message, withStatus] of responses) {
+    api.addGatewayResponse(id, {
+      type,
+      ...(withStatus ? { statusCode: String(ERROR_STATUS[code]) } : {}),
+      responseHeaders: { 'Content-Type': "'application/json'" },
+      templates: { 'application/json': `{"error":${message},"code":"${code}","requestId":"$context.requestId"}` },
+    });
+  }
 }
 
 /** The id of the stack-wide construct holding the API Gateway account setting and its role. */

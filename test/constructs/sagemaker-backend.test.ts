@@ -351,13 +351,38 @@ describe('the REST API', () => {
         /no model named '\$util\.escapeJavaScript\(\$input\.params\('name'\)\).*'; this API serves 'gpu'/,
       );
     }
-    const [, notFound] = onlyResource(template, 'AWS::ApiGateway::GatewayResponse');
+    const [, notFound] = onlyResource(template, 'AWS::ApiGateway::GatewayResponse', 'gpuApiNotFound');
     assert.equal(notFound['ResponseType'], 'MISSING_AUTHENTICATION_TOKEN');
     assert.equal(notFound['StatusCode'], '404');
     assert.match(
       (notFound['ResponseTemplates'] as Record<string, string>)['application/json']!,
       /^\{"error":"no route for \$context\.httpMethod \$context\.path","code":"not_found","requestId":"\$context\.requestId"\}$/,
     );
+  });
+
+  test("API Gateway's own timeout, size and 5xx answers use the contract's error shape", () => {
+    const byType = new Map(
+      resourcesOf(template, 'AWS::ApiGateway::GatewayResponse').map(([, r]) => [r['ResponseType'] as string, r]),
+    );
+    const expected: [string, string | undefined, string][] = [
+      ['INTEGRATION_TIMEOUT', '504', 'predictor_timeout'],
+      ['REQUEST_TOO_LARGE', '413', 'payload_too_large'],
+      ['DEFAULT_5XX', undefined, 'internal_error'],
+    ];
+    for (const [type, status, code] of expected) {
+      const response = byType.get(type);
+      assert.ok(response, type);
+      assert.equal(response['StatusCode'], status, type);
+      const body = (response['ResponseTemplates'] as Record<string, string>)['application/json']!;
+      // API Gateway substitutes the variables (messageString comes quoted); the rest must already be JSON.
+      const substituted = body
+        .replace('$context.error.messageString', '"Internal server error"')
+        .replace('$context.requestId', 'req-1');
+      const parsed = JSON.parse(substituted) as Record<string, string>;
+      assert.deepEqual(Object.keys(parsed), ['error', 'code', 'requestId'], type);
+      assert.equal(parsed['code'], code);
+      assert.equal(parsed['requestId'], 'req-1');
+    }
   });
 
   test('the stage is throttled and writes access logs; the URL is an output', () => {
@@ -386,7 +411,8 @@ describe('the REST API', () => {
     assert.equal(methods.length, ROUTES_OF_GPU.length + 7 + 2);
     for (const [id, method] of methods) assert.equal(method['AuthorizationType'], 'AWS_IAM', id);
     // Unsigned requests get the same response type as unknown paths: under IAM it stays API Gateway's 403.
-    assert.equal(resourcesOf(t, 'AWS::ApiGateway::GatewayResponse').length, 0);
+    const types = resourcesOf(t, 'AWS::ApiGateway::GatewayResponse').map(([, r]) => r['ResponseType']);
+    assert.ok(!types.includes('MISSING_AUTHENTICATION_TOKEN'), types.join());
     const [, model] = onlyResource(t, 'AWS::SageMaker::Model');
     const env = (model['PrimaryContainer'] as { Environment: Record<string, string> }).Environment;
     assert.equal(env[ENV.executionProviders], 'cpu');
