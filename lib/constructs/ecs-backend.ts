@@ -177,6 +177,9 @@ export function buildEcsBackend(scope: Construct, context: BackendContext, compu
   // The cluster's capacity-provider association (made at synth, under the cluster) must exist before the service is
   // created with that provider, and outlive it on deletion: depend on the cluster's whole subtree.
   service.node.addDependency(cluster);
+  // Tasks pull their image and write their logs with the execution role: its policy must be attached before the first
+  // task starts, or the pull is refused and the circuit breaker rolls back the stack's first deployment.
+  if (taskDefinition.executionRole) service.node.addDependency(taskDefinition.executionRole);
 
   const loadBalancer = new elbv2.ApplicationLoadBalancer(scope, 'LoadBalancer', {
     vpc,

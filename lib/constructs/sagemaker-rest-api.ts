@@ -252,6 +252,8 @@ export function createSageMakerRestApi(scope: Construct, props: SageMakerRestApi
     description: `Lets the ${context.apiName} REST API call InvokeEndpoint on its SageMaker endpoint, and nothing else`,
   });
   invokeRole.addToPolicy(new iam.PolicyStatement({ actions: ['sagemaker:InvokeEndpoint'], resources: [endpointArn] }));
+  // The stage goes live once the role may call InvokeEndpoint (its policy attached), not a moment before.
+  api.deploymentStage.node.addDependency(invokeRole);
   const validator = new apigw.RequestValidator(scope, 'RequestValidator', {
     restApi: api,
     // No body model is attached (predictors define their own inputs), so bodies pass; headers are checked.

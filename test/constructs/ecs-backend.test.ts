@@ -102,6 +102,13 @@ describe('capacity', () => {
     assert.equal((association['CapacityProviders'] as unknown[]).length, 1);
     const service = Object.values(template.findResources('AWS::ECS::Service'))[0] as { DependsOn?: string[] };
     assert.ok(service.DependsOn?.includes(associationId), `${associationId} in ${service.DependsOn?.join()}`);
+    // The execution role's policy (image pull, logs) is attached before the first task starts.
+    const [executionPolicyId] = onlyResource(
+      template,
+      'AWS::IAM::Policy',
+      'ecsTaskDefinitionExecutionRoleDefaultPolicy',
+    );
+    assert.ok(service.DependsOn?.includes(executionPolicyId), `${executionPolicyId} in ${service.DependsOn?.join()}`);
   });
 });
 

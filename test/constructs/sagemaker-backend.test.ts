@@ -148,6 +148,10 @@ describe('IAM', () => {
     assert.ok(sageMaker[0]!.holder.startsWith('gpuInvokeRole'));
     const invokeRole = policyStatements(template).filter((s) => s.holder.startsWith('gpuInvokeRole'));
     assert.equal(invokeRole.length, 1, 'the REST API role may do nothing else, whichever route it serves');
+    // The stage goes live only once that policy is attached.
+    const [policyId] = onlyResource(template, 'AWS::IAM::Policy', 'gpuInvokeRole');
+    const stage = Object.values(template.findResources('AWS::ApiGateway::Stage'))[0] as { DependsOn?: string[] };
+    assert.ok(stage.DependsOn?.includes(policyId), `${policyId} in ${stage.DependsOn?.join()}`);
   });
 });
 
