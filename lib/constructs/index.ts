@@ -1,4 +1,5 @@
 export { ApiAuth, type JwtAuthOptions } from './api-auth.js';
+export type { BackendContext, ComputeBackend } from './backend-common.js';
 export {
   Compute,
   EcsCompute,
