@@ -79,6 +79,8 @@ export interface FlatStatement {
   readonly effect: string;
   readonly actions: string[];
   readonly resources: string[];
+  /** The statement's Condition block, as written. */
+  readonly conditions?: unknown;
 }
 
 /** Every policy statement in the template (identity policies, managed policies, inline role policies, bucket policies). */
@@ -105,6 +107,7 @@ export function policyStatements(template: Template): FlatStatement[] {
           effect: String(statement['Effect']),
           actions: asArray(statement['Action']).map(flatten),
           resources: asArray(statement['Resource']).map(flatten),
+          ...(statement['Condition'] ? { conditions: statement['Condition'] } : {}),
         });
       }
     }

@@ -1,16 +1,19 @@
 /**
- * What the RealtimeApi backends share: the HTTP API's routes, stage and access log format, and the environment of
- * the container server (the same contract as the Lambda function's).
+ * What the RealtimeApi backends share: the context they are built from and what they hand back, the validation and
+ * warnings common to every compute, the HTTP API's routes, stage and access log format, the environment of the
+ * container server (the same contract as the Lambda function's), and the acknowledgments that follow from the auth.
  */
-import { Duration, RemovalPolicy, Validations } from 'aws-cdk-lib';
-import { AccessLogFormat } from 'aws-cdk-lib/aws-apigateway';
+import { Annotations, Duration, RemovalPolicy, Validations } from 'aws-cdk-lib';
+import { AccessLogFormat, type RestApi } from 'aws-cdk-lib/aws-apigateway';
 import * as apigwv2 from 'aws-cdk-lib/aws-apigatewayv2';
+import type * as lambda from 'aws-cdk-lib/aws-lambda';
 import * as logs from 'aws-cdk-lib/aws-logs';
 import type { Construct } from 'constructs';
 import { DEFAULTS, ENV } from '../contract.js';
-import type { Config } from '../predictor.js';
+import type { Config, ModelFormat } from '../predictor.js';
 import type { ApiAuth } from './api-auth.js';
 import { APP_DIR, MODEL_MODULE_DIR } from './container-image-context.js';
+import type { NodeArch } from './lambda-image-context.js';
 import { modelEnvironment, type ModelSource, type ModelSourceConfig } from './model-source.js';
 import type { PredictorConfig } from './predictor.js';
 
@@ -30,7 +33,7 @@ export interface BatchingProps {
   readonly maxBatchDelay?: Duration;
 }
 
-/** What a container backend gets from the RealtimeApi. */
+/** What every backend gets from the RealtimeApi: its props, defaults applied. */
 export interface BackendContext {
   readonly apiName: string;
   readonly model: ModelSource;
@@ -40,8 +43,101 @@ export interface BackendContext {
   readonly throttle?: ThrottleProps;
   readonly batching?: BatchingProps;
   readonly logRetention: logs.RetentionDays;
-  /** Throws one error listing `problems` together with every problem common to all computes; warns as well. */
-  readonly validate: (model: ModelSourceConfig, problems: string[]) => void;
+}
+
+/** What a compute's props can be checked against: the model's size and format, known once the source is bound. */
+export interface ComputeChecks {
+  /** Every problem with the props, given the model's size (and format) when known. */
+  problems(modelBytes: number | undefined, format?: ModelFormat): string[];
+}
+
+/** What a backend built: the API in front and, on Lambda, the function behind it. */
+export interface ComputeBackend {
+  /** The HTTP API (Lambda and ECS computes) or the REST API (SageMaker). */
+  readonly api: apigwv2.HttpApi | RestApi;
+  /** The API's id, as `execute-api` ARNs name it. */
+  readonly apiId: string;
+  readonly url: string;
+  readonly stageName: string;
+  /** The Lambda function (or its provisioned-concurrency alias); only the Lambda backend has one. */
+  readonly function?: lambda.IFunction;
+}
+
+/** What the `arclight:api` metadata record holds (`arclight dev` reads it from the synthesized template). */
+export interface ApiMetadata {
+  readonly apiName: string;
+  readonly compute: 'lambda' | 'sagemaker' | 'ecs';
+  readonly architecture: NodeArch;
+  /** Container computes: whether the image is the CUDA one. */
+  readonly gpu?: boolean;
+}
+
+/**
+ * Throws one error listing every problem of a RealtimeApi (`scope`): the common ones (name, predictor, model, auth,
+ * throttle, config) and the backend's own (`backendProblems`: the compute's props and what the backend refuses).
+ * Then warns about what is allowed but unwise on every backend.
+ */
+export function validateProps(
+  scope: Construct,
+  context: BackendContext,
+  model: ModelSourceConfig,
+  backendProblems: string[],
+): void {
+  const problems = [
+    ...validateApiName(context.apiName),
+    ...context.predictor.problems,
+    ...model.problems,
+    ...backendProblems,
+    ...context.auth.problems(),
+    ...validateThrottle(context.throttle),
+    ...validateConfig(context.config),
+  ];
+  if (problems.length > 0) {
+    throw new Error(`RealtimeApi '${scope.node.path}' has invalid props:\n  - ${problems.join('\n  - ')}`);
+  }
+  warnCommon(scope, context, model);
+}
+
+function warnCommon(scope: Construct, context: BackendContext, model: ModelSourceConfig): void {
+  if (context.auth.kind === 'none') {
+    Annotations.of(scope).addWarningV2(
+      'arclight:openApi',
+      `RealtimeApi '${context.apiName}' accepts unauthenticated calls from anyone (throttled). Pass auth: ApiAuth.iam() or ApiAuth.jwt({...}) to restrict it.`,
+    );
+  }
+  if (model.sha256 === undefined) {
+    Annotations.of(scope).addWarningV2(
+      'arclight:noModelHash',
+      `RealtimeApi '${context.apiName}': the model has no sha256, so a corrupted or replaced object would be served. Pass { sha256 } to the model source.`,
+    );
+  }
+}
+
+function validateApiName(name: string): string[] {
+  return /^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$/.test(name)
+    ? []
+    : [`apiName '${name}' is not URL-safe (letters, digits, _ . -, at most 128, starting with a letter or digit)`];
+}
+
+function validateThrottle(throttle: ThrottleProps | undefined): string[] {
+  const problems: string[] = [];
+  for (const [name, value] of Object.entries(throttle ?? {})) {
+    if (value !== undefined && (typeof value !== 'number' || !(value > 0)))
+      problems.push(`throttle.${name} must be a positive number, got ${String(value)}`);
+  }
+  return problems;
+}
+
+function validateConfig(config: Config | undefined): string[] {
+  if (config === undefined) return [];
+  try {
+    const size = JSON.stringify(config).length;
+    return size > 3500
+      ? [`config is ${size} bytes of JSON; Lambda's environment holds 4 KB in all, so keep it under 3500`]
+      : [];
+  } catch (error) {
+    return [`config cannot be encoded as JSON: ${(error as Error).message}`];
+  }
 }
 
 /**

@@ -1,7 +1,18 @@
 import { Duration, Size, SizeRoundingBehavior } from 'aws-cdk-lib';
 import type * as ec2 from 'aws-cdk-lib/aws-ec2';
 import * as lambda from 'aws-cdk-lib/aws-lambda';
+import type { Construct } from 'constructs';
 import type { ModelFormat } from '../predictor.js';
+import type { BackendContext, ComputeBackend } from './backend-common.js';
+import { buildEcsBackend, type EcsSettings } from './ecs-backend.js';
+import { buildLambdaBackend, type LambdaSettings } from './lambda-backend.js';
+import { buildSageMakerBackend, type SageMakerSettings } from './sagemaker-backend.js';
+import { RestApiAccessLogs } from './sagemaker-rest-api.js';
+
+export { RestApiAccessLogs };
+import { LAMBDA_LIMITS, SAGEMAKER_LIMITS, requiredMemoryMb } from './limits.js';
+
+export { LAMBDA_LIMITS, SAGEMAKER_LIMITS, estimatedColdStartSeconds, requiredMemoryMb } from './limits.js';
 
 /** Props of the Lambda compute. */
 export interface LambdaComputeProps {
@@ -18,21 +29,6 @@ export interface LambdaComputeProps {
   /** Pre-initialized sandboxes, so requests skip the cold start. @default none */
   readonly provisionedConcurrency?: number;
 }
-
-/** Lambda's limits, and ours on top of them. */
-export const LAMBDA_LIMITS = {
-  memoryMb: [128, 10240],
-  ephemeralMb: [512, 10240],
-  maxTimeoutSeconds: 29,
-  /** The runtime's own footprint: Node.js, onnxruntime, the AWS SDK. */
-  runtimeMb: 160,
-  /** What a torch model adds: the Python process with torch's CPU libraries loaded. */
-  torchRuntimeMb: 400,
-  /** Starting Python and importing torch, on a cold start (it overlaps the model fetch). */
-  torchImportSeconds: 3,
-  /** Lambda's init phase; a cold start longer than this is billed and may be retried. */
-  initWindowSeconds: 10,
-} as const;
 
 /** Where a RealtimeApi runs. */
 export abstract class Compute {
@@ -59,10 +55,16 @@ export abstract class Compute {
 
   /** Every problem with the props, given the model's size (and format) when known. */
   abstract problems(modelBytes: number | undefined, format?: ModelFormat): string[];
+
+  /**
+   * Builds this compute's backend under `scope` (the RealtimeApi): the model's runtime, the API in front of it, and
+   * their roles, logs and scaling. Throws one error listing every invalid prop.
+   */
+  abstract bind(scope: Construct, context: BackendContext): ComputeBackend;
 }
 
 /** The Lambda compute, with every prop resolved to its default. */
-export class LambdaCompute extends Compute {
+export class LambdaCompute extends Compute implements LambdaSettings {
   readonly kind = 'lambda' as const;
   readonly memorySize: number;
   readonly architecture: lambda.Architecture;
@@ -79,6 +81,10 @@ export class LambdaCompute extends Compute {
     this.timeout = props.timeout ?? Duration.seconds(29);
     this.reservedConcurrency = props.reservedConcurrency;
     this.provisionedConcurrency = props.provisionedConcurrency;
+  }
+
+  override bind(scope: Construct, context: BackendContext): ComputeBackend {
+    return buildLambdaBackend(scope, context, this);
   }
 
   /** Every problem with these props, given the model's size when known; a torch model needs more memory. */
@@ -139,20 +145,8 @@ export class LambdaCompute extends Compute {
   }
 }
 
-/**
- * Memory a model needs at peak: the downloaded bytes and the session built from them, next to the runtime (and, for a
- * torch model, the Python process with torch loaded).
- */
-export function requiredMemoryMb(modelBytes: number, torch = false): number {
-  const runtime = LAMBDA_LIMITS.runtimeMb + (torch ? LAMBDA_LIMITS.torchRuntimeMb : 0);
-  return Math.ceil(runtime + (2 * modelBytes) / 2 ** 20);
-}
-
-/** A rough cold start: an S3 fetch at ~75 MB/s plus session creation at ~300 MB/s plus half a second of imports. */
-export function estimatedColdStartSeconds(modelBytes: number): number {
-  const mb = modelBytes / 2 ** 20;
-  return 0.5 + mb / 75 + mb / 300;
-}
+/** The SageMaker inference host image whose NVIDIA driver (550) runs the GPU images' CUDA 12 (which needs >= 525). */
+export const SAGEMAKER_CUDA12_AMI = 'al2-ami-sagemaker-inference-gpu-3-1';
 
 /** Props of the SageMaker compute. */
 export interface SageMakerComputeProps {
@@ -173,18 +167,18 @@ export interface SageMakerComputeProps {
    * refuse it. @default SageMaker's default for the instance type
    */
   readonly volumeSize?: number;
+  /**
+   * How the REST API in front writes access logs, which need the region's API Gateway account setting (a CloudWatch
+   * Logs role) that a fresh account lacks. @default RestApiAccessLogs.CREATE_ACCOUNT_ROLE
+   */
+  readonly accessLogs?: RestApiAccessLogs;
+  /**
+   * The host image of the endpoint's instances (ProductionVariant `InferenceAmiVersion`), which fixes the NVIDIA
+   * driver. SageMaker's default GPU host runs driver 470 (CUDA 11.4) on ml.g4dn, g5, p4d and p4de, too old for the
+   * image's CUDA 12. @default 'al2-ami-sagemaker-inference-gpu-3-1' (driver 550, CUDA 12.4) on GPU types, none on CPU
+   */
+  readonly inferenceAmiVersion?: string;
 }
-
-/** SageMaker's limits, and the API Gateway ones in front of it. */
-export const SAGEMAKER_LIMITS = {
-  /** InvokeEndpoint's request payload limit. */
-  maxPayloadBytes: 6 * 1024 * 1024,
-  /** InvokeEndpoint gives up on the container after 60 s; the REST API in front gives up at 29 s. */
-  invocationSeconds: 60,
-  apiGatewaySeconds: 29,
-  startupHealthCheckSeconds: [60, 3600],
-  volumeGb: [1, 512],
-} as const;
 
 /** Instance families that carry GPUs (SageMaker's ml.* and EC2's). */
 const GPU_FAMILY = /^(g3s?|g4dn|g4ad|g5|g5g|g6|g6e|gr6|p2|p3|p3dn|p4d|p4de|p5|p5e|p5en)$/;
@@ -205,7 +199,7 @@ export function isGpuInstance(instanceType: string): boolean {
 }
 
 /** The SageMaker compute, with every prop resolved to its default. */
-export class SageMakerCompute extends Compute {
+export class SageMakerCompute extends Compute implements SageMakerSettings {
   readonly kind = 'sagemaker' as const;
   readonly instanceType: string;
   readonly initialInstanceCount: number;
@@ -216,6 +210,8 @@ export class SageMakerCompute extends Compute {
   readonly volumeSize?: number;
   /** Whether the instance type has GPUs: the CUDA image, else the CPU one. */
   readonly gpu: boolean;
+  readonly accessLogs: RestApiAccessLogs;
+  readonly inferenceAmiVersion?: string;
 
   constructor(props: SageMakerComputeProps) {
     super();
@@ -227,6 +223,12 @@ export class SageMakerCompute extends Compute {
     this.containerStartupHealthCheckTimeout = props.containerStartupHealthCheckTimeout ?? Duration.minutes(10);
     this.volumeSize = props.volumeSize;
     this.gpu = isGpuInstance(props.instanceType);
+    this.accessLogs = props.accessLogs ?? RestApiAccessLogs.CREATE_ACCOUNT_ROLE;
+    this.inferenceAmiVersion = props.inferenceAmiVersion ?? (this.gpu ? SAGEMAKER_CUDA12_AMI : undefined);
+  }
+
+  override bind(scope: Construct, context: BackendContext): ComputeBackend {
+    return buildSageMakerBackend(scope, context, this);
   }
 
   override problems(modelBytes: number | undefined): string[] {
@@ -260,6 +262,17 @@ export class SageMakerCompute extends Compute {
       problems.push(
         `containerStartupHealthCheckTimeout ${startup} s is outside SageMaker's ${minStartup}–${maxStartup} s`,
       );
+    }
+    if (this.inferenceAmiVersion !== undefined && !/^[a-z0-9][a-z0-9-]{0,62}$/.test(this.inferenceAmiVersion)) {
+      problems.push(`inferenceAmiVersion '${this.inferenceAmiVersion}' is not a SageMaker inference AMI version`);
+    } else if (this.inferenceAmiVersion?.includes('-gpu-') && !this.gpu) {
+      problems.push(
+        `inferenceAmiVersion '${this.inferenceAmiVersion}' is a GPU host image; ${this.instanceType} has no GPU`,
+      );
+    }
+    const accessLogModes: string[] = Object.values(RestApiAccessLogs);
+    if (!accessLogModes.includes(this.accessLogs)) {
+      problems.push(`accessLogs '${this.accessLogs}' is not one of RestApiAccessLogs: ${accessLogModes.join(', ')}`);
     }
     if (this.volumeSize !== undefined) {
       const [minVolume, maxVolume] = SAGEMAKER_LIMITS.volumeGb;
@@ -322,7 +335,7 @@ const GPUS_PER_INSTANCE: Record<string, number> = {
 };
 
 /** The ECS compute, with every prop resolved to its default. */
-export class EcsCompute extends Compute {
+export class EcsCompute extends Compute implements EcsSettings {
   readonly kind = 'ecs' as const;
   readonly instanceType: string;
   readonly gpuCount: number;
@@ -344,6 +357,10 @@ export class EcsCompute extends Compute {
   /** Whether tasks reserve GPUs (and run the CUDA image). */
   get gpu(): boolean {
     return this.gpuCount > 0;
+  }
+
+  override bind(scope: Construct, context: BackendContext): ComputeBackend {
+    return buildEcsBackend(scope, context, this);
   }
 
   override problems(): string[] {

@@ -1,11 +1,11 @@
 /**
  * The ECS backend of a RealtimeApi: a VPC (unless given), a cluster with Container Insights, an Auto Scaling group on
- * the ECS-optimized GPU AMI as its capacity provider, an EC2 task definition reserving GPUs, a service with a
+ * the ECS-optimized Amazon Linux 2023 (GPU) AMI as its capacity provider, with instance metadata closed to containers, an EC2 task definition reserving GPUs, a service with a
  * deployment circuit breaker behind an internal ALB, autoscaling on ALB requests per target, and an HTTP API that
  * reaches the ALB's listener through a VPC link.
  */
 import { rmSync } from 'node:fs';
-import { Duration, RemovalPolicy, Validations } from 'aws-cdk-lib';
+import { Duration, RemovalPolicy, Stack, Validations } from 'aws-cdk-lib';
 import * as apigwv2 from 'aws-cdk-lib/aws-apigatewayv2';
 import { HttpAlbIntegration } from 'aws-cdk-lib/aws-apigatewayv2-integrations';
 import * as autoscaling from 'aws-cdk-lib/aws-autoscaling';
@@ -16,49 +16,70 @@ import * as elbv2 from 'aws-cdk-lib/aws-elasticloadbalancingv2';
 import * as iam from 'aws-cdk-lib/aws-iam';
 import * as logs from 'aws-cdk-lib/aws-logs';
 import { DISABLE_ASSET_STAGING_CONTEXT } from 'aws-cdk-lib/cx-api';
+import * as cr from 'aws-cdk-lib/custom-resources';
 import type { Construct } from 'constructs';
 import { API_METADATA_KEY, DEFAULTS, ROUTES } from '../contract.js';
 import {
   CONTAINER_REQUEST_TIMEOUT_MS,
   STARTUP_GRACE,
+  acknowledgeOpenApi,
   addHttpRoutes,
   containerEnvironment,
   createHttpStage,
+  validateBatching,
+  validateProps,
+  type ApiMetadata,
   type BackendContext,
-  acknowledgeOpenApi,
+  type ComputeBackend,
+  type ComputeChecks,
 } from './backend-common.js';
-import type { EcsCompute } from './compute.js';
 import { buildContainerImageContext } from './container-image-context.js';
 import { isTorchFormat } from './model-source.js';
-import type { ApiMetadata } from './realtime-api.js';
+
+/** The ECS compute's settings, every prop resolved to its default (`EcsCompute`). */
+export interface EcsSettings extends ComputeChecks {
+  readonly instanceType: string;
+  readonly gpuCount: number;
+  /** Whether tasks reserve GPUs (and run the CUDA image). */
+  readonly gpu: boolean;
+  readonly minTasks: number;
+  readonly maxTasks: number;
+  readonly targetRequestsPerTask: number;
+  readonly vpc?: ec2.IVpc;
+}
+
+/**
+ * The service's rolling deployment: every running task stays until its replacement is healthy (no capacity lost on
+ * a model or code update), and as many new tasks as old may start beside them.
+ */
+export const DEPLOYMENT = { minHealthyPercent: 100, maxHealthyPercent: 200 } as const;
 
 /** The container's name in the task definition. */
 export const CONTAINER_NAME = 'server';
 /** API Gateway's payload limit for HTTP APIs (10 MB). */
 const HTTP_API_MAX_PAYLOAD_BYTES = 10 * 1024 * 1024;
 
-export interface EcsBackend {
-  readonly api: apigwv2.HttpApi;
-  readonly url: string;
-  readonly stageName: string;
-  readonly service: ecs.Ec2Service;
-}
-
 /** Builds the ECS service and its HTTP API under `scope` (the RealtimeApi). */
-export function buildEcsBackend(scope: Construct, context: BackendContext, compute: EcsCompute): EcsBackend {
+export function buildEcsBackend(scope: Construct, context: BackendContext, compute: EcsSettings): ComputeBackend {
   const taskRole = new iam.Role(scope, 'TaskRole', {
     assumedBy: new iam.ServicePrincipal('ecs-tasks.amazonaws.com'),
     description: `Runs the ${context.apiName} Arclight API on ECS: reads its model object`,
   });
   const model = context.model.bind(scope, taskRole);
-  context.validate(model, []);
+  validateProps(scope, context, model, [...compute.problems(model.sizeBytes), ...validateBatching(context.batching)]);
 
   const vpc = compute.vpc ?? createVpc(scope, context);
   const cluster = new ecs.Cluster(scope, 'Cluster', { vpc, containerInsightsV2: ecs.ContainerInsights.ENABLED });
+  cluster.node.addDependency(ecsServiceLinkedRole(scope, context.logRetention));
 
-  const instanceRole = new iam.Role(scope, 'InstanceRole', {
+  const containerLogs = new logs.LogGroup(scope, 'ContainerLogs', {
+    retention: context.logRetention,
+    removalPolicy: RemovalPolicy.DESTROY,
+  });
+  const instanceRole = new InstanceRole(scope, 'InstanceRole', {
     assumedBy: new iam.ServicePrincipal('ec2.amazonaws.com'),
     description: `ECS container instances of the ${context.apiName} Arclight API`,
+    logGroup: containerLogs,
   });
   const instanceSecurityGroup = new ec2.SecurityGroup(scope, 'InstanceSecurityGroup', {
     vpc,
@@ -67,13 +88,17 @@ export function buildEcsBackend(scope: Construct, context: BackendContext, compu
   const userData = ec2.UserData.forLinux();
   const launchTemplate = new ec2.LaunchTemplate(scope, 'LaunchTemplate', {
     instanceType: new ec2.InstanceType(compute.instanceType),
-    machineImage: ecs.EcsOptimizedImage.amazonLinux2(
+    // Amazon Linux 2023: the Amazon Linux 2 ECS AMIs reached end of life on 2026-06-30. The GPU variant's NVIDIA
+    // driver (580.x in late 2026) runs the image's CUDA 12 (which needs >= 525.60.13).
+    machineImage: ecs.EcsOptimizedImage.amazonLinux2023(
       compute.gpu ? ecs.AmiHardwareType.GPU : ecs.AmiHardwareType.STANDARD,
     ),
     userData,
     role: instanceRole,
     securityGroup: instanceSecurityGroup,
     requireImdsv2: true,
+    // One hop: IMDS answers the host (and the ECS agent, on the host's network) but not a container behind a bridge.
+    httpPutResponseHopLimit: 1,
     detailedMonitoring: true,
     blockDevices: [
       // The GPU AMI's root volume holds the CUDA image (several GB): room for two versions during a deployment.
@@ -88,7 +113,7 @@ export function buildEcsBackend(scope: Construct, context: BackendContext, compu
     vpcSubnets: { subnetType: ec2.SubnetType.PRIVATE_WITH_EGRESS },
     launchTemplate,
     minCapacity: 0,
-    maxCapacity: compute.maxTasks,
+    maxCapacity: maxInstances(compute),
     cooldown: Duration.minutes(5),
   });
   const capacityProvider = new ecs.AsgCapacityProvider(scope, 'CapacityProvider', {
@@ -96,10 +121,15 @@ export function buildEcsBackend(scope: Construct, context: BackendContext, compu
     // ECS protects instances running tasks from scale-in, and drains them itself before termination.
     enableManagedTerminationProtection: true,
     enableManagedDraining: true,
+    // The ECS agent's user data (ECS_CLUSTER=...), which Amazon Linux 2023 takes as Amazon Linux 2 did.
     machineImageType: ecs.MachineImageType.AMAZON_LINUX_2,
   });
   cluster.addAsgCapacityProvider(capacityProvider);
-  if (compute.gpu) userData.addCommands('echo ECS_ENABLE_GPU_SUPPORT=true >> /etc/ecs/ecs.config');
+  userData.addCommands(
+    // awsvpc tasks get no route to the instance's metadata service, so no container can take the instance role.
+    'echo ECS_AWSVPC_BLOCK_IMDS=true >> /etc/ecs/ecs.config',
+    ...(compute.gpu ? ['echo ECS_ENABLE_GPU_SUPPORT=true >> /etc/ecs/ecs.config'] : []),
+  );
 
   const contextDir = buildContainerImageContext({
     predictorEntry: context.predictor.entry,
@@ -110,10 +140,6 @@ export function buildEcsBackend(scope: Construct, context: BackendContext, compu
   const taskDefinition = new ecs.Ec2TaskDefinition(scope, 'TaskDefinition', {
     networkMode: ecs.NetworkMode.AWS_VPC,
     taskRole,
-  });
-  const containerLogs = new logs.LogGroup(scope, 'ContainerLogs', {
-    retention: context.logRetention,
-    removalPolicy: RemovalPolicy.DESTROY,
   });
   taskDefinition.addContainer(CONTAINER_NAME, {
     image,
@@ -145,10 +171,15 @@ export function buildEcsBackend(scope: Construct, context: BackendContext, compu
     circuitBreaker: { enable: true, rollback: true },
     capacityProviderStrategies: [{ capacityProvider: capacityProvider.capacityProviderName, weight: 1 }],
     healthCheckGracePeriod: STARTUP_GRACE,
-    minHealthyPercent: 100,
-    maxHealthyPercent: 200,
+    ...DEPLOYMENT,
     vpcSubnets: { subnets: vpc.privateSubnets },
   });
+  // The cluster's capacity-provider association (made at synth, under the cluster) must exist before the service is
+  // created with that provider, and outlive it on deletion: depend on the cluster's whole subtree.
+  service.node.addDependency(cluster);
+  // Tasks pull their image and write their logs with the execution role: its policy must be attached before the first
+  // task starts, or the pull is refused and the circuit breaker rolls back the stack's first deployment.
+  if (taskDefinition.executionRole) service.node.addDependency(taskDefinition.executionRole);
 
   const loadBalancer = new elbv2.ApplicationLoadBalancer(scope, 'LoadBalancer', {
     vpc,
@@ -198,7 +229,94 @@ export function buildEcsBackend(scope: Construct, context: BackendContext, compu
   const stage = createHttpStage(scope, api, context.throttle, context.logRetention);
 
   acknowledge(scope, context, api, taskDefinition, instanceRole, group);
-  return { api, url: stage.url, stageName: stage.stageName, service };
+  return { api, apiId: api.apiId, url: stage.url, stageName: stage.stageName };
+}
+
+/** The id of the stack-wide construct that makes sure ECS's service-linked role exists. */
+const ECS_SERVICE_LINKED_ROLE_ID = 'ArclightEcsServiceLinkedRole';
+
+/**
+ * ECS's service-linked role (AWSServiceRoleForECS), created if the account has none. ECS makes it on first use, but
+ * a CloudFormation stack that creates the account's first cluster and capacity provider fails ("Unable to assume the
+ * service linked role"); an `AWS::IAM::ServiceLinkedRole` would fail wherever it exists already. So a custom
+ * resource calls CreateServiceLinkedRole and takes "has been taken" (InvalidInput) as success; deleting the stack
+ * leaves the role, which other clusters may use. One per stack.
+ */
+function ecsServiceLinkedRole(scope: Construct, retention: logs.RetentionDays): Construct {
+  const stack = Stack.of(scope);
+  const existing = stack.node.tryFindChild(ECS_SERVICE_LINKED_ROLE_ID) as Construct | undefined;
+  if (existing) return existing;
+  const logGroup = new logs.LogGroup(stack, `${ECS_SERVICE_LINKED_ROLE_ID}Logs`, {
+    retention,
+    removalPolicy: RemovalPolicy.DESTROY,
+  });
+  const resource = new cr.AwsCustomResource(stack, ECS_SERVICE_LINKED_ROLE_ID, {
+    onCreate: {
+      service: 'IAM',
+      action: 'createServiceLinkedRole',
+      parameters: { AWSServiceName: 'ecs.amazonaws.com' },
+      physicalResourceId: cr.PhysicalResourceId.of('AWSServiceRoleForECS'),
+      ignoreErrorCodesMatching: 'InvalidInput.*',
+    },
+    policy: cr.AwsCustomResourcePolicy.fromStatements([
+      new iam.PolicyStatement({
+        actions: ['iam:CreateServiceLinkedRole'],
+        resources: [
+          stack.formatArn({
+            service: 'iam',
+            region: '',
+            resource: 'role',
+            resourceName: 'aws-service-role/ecs.amazonaws.com/AWSServiceRoleForECS',
+          }),
+        ],
+        conditions: { StringEquals: { 'iam:AWSServiceName': 'ecs.amazonaws.com' } },
+      }),
+    ]),
+    installLatestAwsSdk: false,
+    logGroup,
+  });
+  // CDK's one provider function for every AwsCustomResource of the stack.
+  const provider = stack.node.findChild(
+    cr.AwsCustomResource.PROVIDER_FUNCTION_UUID.replace(/-/g, '').replace(/^/, 'AWS'),
+  );
+  Validations.of(provider).acknowledge({
+    id: 'AwsSolutions-IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/AWSLambdaBasicExecutionRole]',
+    reason:
+      "CDK's AwsCustomResource provider (it creates ECS's service-linked role) runs with AWSLambdaBasicExecutionRole: it writes only its own logs.",
+  });
+  return resource;
+}
+
+/**
+ * The Auto Scaling group's ceiling: room for a rolling deployment at the service's largest size (`maxTasks` old tasks
+ * beside as many new ones, DEPLOYMENT's 200 %), at one task per instance, the fewest an instance holds. Managed
+ * scaling launches only what pending tasks need, so the ceiling costs nothing until a rollout uses it.
+ */
+export function maxInstances(compute: Pick<EcsSettings, 'maxTasks'>): number {
+  return Math.ceil((compute.maxTasks * DEPLOYMENT.maxHealthyPercent) / 100);
+}
+
+/**
+ * The container instances' role. The ECS agent's grants that CDK adds as the group joins the cluster include
+ * CloudWatch Logs writes on '*' (for the awslogs driver of tasks without an execution role); the task here has one,
+ * so those writes are held to the service's own log group.
+ */
+class InstanceRole extends iam.Role {
+  private readonly logGroupArn: string;
+
+  constructor(scope: Construct, id: string, props: iam.RoleProps & { readonly logGroup: logs.ILogGroup }) {
+    const { logGroup, ...roleProps } = props;
+    super(scope, id, roleProps);
+    this.logGroupArn = logGroup.logGroupArn;
+  }
+
+  override addToPrincipalPolicy(statement: iam.PolicyStatement): iam.AddToPrincipalPolicyResult {
+    const logActions = statement.actions.filter((action) => action.startsWith('logs:'));
+    if (logActions.length === 0 || !statement.resources.includes('*')) return super.addToPrincipalPolicy(statement);
+    const others = statement.actions.filter((action) => !action.startsWith('logs:'));
+    if (others.length > 0) super.addToPrincipalPolicy(statement.copy({ actions: others }));
+    return super.addToPrincipalPolicy(statement.copy({ actions: logActions, resources: [this.logGroupArn] }));
+  }
 }
 
 function createVpc(scope: Construct, context: BackendContext): ec2.Vpc {
@@ -231,7 +349,7 @@ function acknowledge(
   context: BackendContext,
   api: apigwv2.HttpApi,
   taskDefinition: ecs.Ec2TaskDefinition,
-  instanceRole: iam.Role,
+  instanceRole: InstanceRole,
   group: autoscaling.AutoScalingGroup,
 ): void {
   if (taskDefinition.executionRole) {
@@ -244,7 +362,7 @@ function acknowledge(
   Validations.of(instanceRole).acknowledge({
     id: 'AwsSolutions-IAM5[Resource::*]',
     reason:
-      "The ECS agent's calls that have no resource-level permissions (ecs:DiscoverPollEndpoint, ecr:GetAuthorizationToken, as CDK's cluster grants them) take '*'; cluster-scoped ones name the cluster.",
+      "The ECS agent's calls that have no resource-level permissions (ecs:DiscoverPollEndpoint, ecr:GetAuthorizationToken, ecs:Poll and ecs:StartTelemetrySession held to the cluster by condition, as CDK's cluster grants them) take '*'; cluster-scoped ones name the cluster; log writes name the service's log group.",
   });
   Validations.of(instanceRole).acknowledge({
     id: 'AwsSolutions-IAM5[Action::ecs:Submit*]',

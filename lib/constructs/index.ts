@@ -1,8 +1,11 @@
 export { ApiAuth, type JwtAuthOptions } from './api-auth.js';
+export type { BackendContext, ComputeBackend } from './backend-common.js';
 export {
   Compute,
   EcsCompute,
   LambdaCompute,
+  RestApiAccessLogs,
+  SAGEMAKER_CUDA12_AMI,
   SAGEMAKER_LIMITS,
   SageMakerCompute,
   type EcsComputeProps,

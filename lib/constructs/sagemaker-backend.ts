@@ -4,7 +4,7 @@
  * Gateway REST API serving every contract route through InvokeEndpoint with its own role (sagemaker-rest-api.ts).
  */
 import { rmSync } from 'node:fs';
-import { Annotations, Names, RemovalPolicy, Stack, Validations } from 'aws-cdk-lib';
+import { Annotations, type Duration, Names, RemovalPolicy, Stack, Validations } from 'aws-cdk-lib';
 import type * as apigw from 'aws-cdk-lib/aws-apigateway';
 import * as appscaling from 'aws-cdk-lib/aws-applicationautoscaling';
 import { DockerImageAsset, Platform } from 'aws-cdk-lib/aws-ecr-assets';
@@ -16,32 +16,44 @@ import type { Construct } from 'constructs';
 import { API_METADATA_KEY } from '../contract.js';
 import {
   CONTAINER_REQUEST_TIMEOUT_MS,
-  containerEnvironment,
-  type BackendContext,
   acknowledgeOpenApi,
+  containerEnvironment,
+  validateBatching,
+  validateProps,
+  type ApiMetadata,
+  type BackendContext,
+  type ComputeBackend,
+  type ComputeChecks,
 } from './backend-common.js';
-import { SAGEMAKER_LIMITS, type SageMakerCompute } from './compute.js';
 import { buildContainerImageContext } from './container-image-context.js';
+import { SAGEMAKER_LIMITS } from './limits.js';
 import { isTorchFormat } from './model-source.js';
-import { createSageMakerRestApi } from './sagemaker-rest-api.js';
-import type { ApiMetadata } from './realtime-api.js';
+import { RestApiAccessLogs, createSageMakerRestApi } from './sagemaker-rest-api.js';
+
+/** The SageMaker compute's settings, every prop resolved to its default (`SageMakerCompute`). */
+export interface SageMakerSettings extends ComputeChecks {
+  readonly instanceType: string;
+  readonly initialInstanceCount: number;
+  readonly minInstances: number;
+  readonly maxInstances: number;
+  readonly targetInvocationsPerInstance: number;
+  readonly containerStartupHealthCheckTimeout: Duration;
+  readonly volumeSize?: number;
+  /** Whether the instance type has GPUs: the CUDA image, else the CPU one. */
+  readonly gpu: boolean;
+  readonly accessLogs: RestApiAccessLogs;
+  readonly inferenceAmiVersion?: string;
+}
 
 /** The endpoint's one production variant. */
 export const VARIANT_NAME = 'AllTraffic';
-
-export interface SageMakerBackend {
-  readonly api: apigw.RestApi;
-  readonly url: string;
-  readonly stageName: string;
-  readonly endpoint: sagemaker.CfnEndpoint;
-}
 
 /** Builds the SageMaker endpoint and its REST API under `scope` (the RealtimeApi). */
 export function buildSageMakerBackend(
   scope: Construct,
   context: BackendContext,
-  compute: SageMakerCompute,
-): SageMakerBackend {
+  compute: SageMakerSettings,
+): ComputeBackend {
   const stack = Stack.of(scope);
   // A name we choose, so that the endpoint's log group and the ARNs the roles are scoped to are known at synth.
   // SageMaker puts names in ARNs lowercased.
@@ -59,16 +71,18 @@ export function buildSageMakerBackend(
     retention: context.logRetention,
     removalPolicy: RemovalPolicy.DESTROY,
   });
-  endpointLogs.grantWrite(role);
+  grantContainerPermissions(role, endpointLogs);
   const model = context.model.bind(scope, role);
 
-  const problems: string[] = [];
-  if (context.auth.kind === 'jwt') {
-    problems.push(
-      'ApiAuth.jwt() needs an HTTP API; Compute.sageMaker sits behind a REST API: use ApiAuth.iam() or ApiAuth.none()',
-    );
-  }
-  context.validate(model, problems);
+  validateProps(scope, context, model, [
+    ...compute.problems(model.sizeBytes),
+    ...validateBatching(context.batching),
+    ...(context.auth.kind === 'jwt'
+      ? [
+          'ApiAuth.jwt() needs an HTTP API; Compute.sageMaker sits behind a REST API: use ApiAuth.iam() or ApiAuth.none()',
+        ]
+      : []),
+  ]);
   Annotations.of(scope).addInfoV2(
     'arclight:sageMakerLimits',
     `RealtimeApi '${context.apiName}': requests are limited to ${SAGEMAKER_LIMITS.maxPayloadBytes / 2 ** 20} MB (SageMaker's InvokeEndpoint) and ${SAGEMAKER_LIMITS.apiGatewaySeconds} s (API Gateway; SageMaker itself allows ${SAGEMAKER_LIMITS.invocationSeconds} s).`,
@@ -114,12 +128,17 @@ export function buildSageMakerBackend(
         initialVariantWeight: 1,
         containerStartupHealthCheckTimeoutInSeconds: compute.containerStartupHealthCheckTimeout.toSeconds(),
         ...(compute.volumeSize !== undefined ? { volumeSizeInGb: compute.volumeSize } : {}),
+        // The host's NVIDIA driver: SageMaker's default GPU host (driver 470, CUDA 11.4) cannot run CUDA 12.
+        ...(compute.inferenceAmiVersion !== undefined ? { inferenceAmiVersion: compute.inferenceAmiVersion } : {}),
       },
     ],
   });
   const endpoint = new sagemaker.CfnEndpoint(scope, 'Endpoint', {
     endpointName,
     endpointConfigName: config.attrEndpointConfigName,
+    // An update (new image, model or config) keeps the instance count autoscaling reached, rather than starting the
+    // new fleet at initialInstanceCount and dropping capacity in the middle of a busy hour.
+    retainAllVariantProperties: true,
   });
   endpoint.node.addDependency(endpointLogs);
 
@@ -147,23 +166,52 @@ export function buildSageMakerBackend(
     targetValue: compute.targetInvocationsPerInstance,
   });
 
-  const api = createSageMakerRestApi(scope, { context, endpointName, endpointArn });
-  acknowledge(context, role, api);
-  return { api, url: api.url, stageName: api.deploymentStage.stageName, endpoint };
+  const api = createSageMakerRestApi(scope, { context, endpointName, endpointArn, accessLogs: compute.accessLogs });
+  acknowledge(context, role, api, compute.accessLogs);
+  return { api, apiId: api.restApiId, url: api.url, stageName: api.deploymentStage.stageName };
+}
+
+/**
+ * What SageMaker documents for a model's execution role (CreateModel), scoped to this endpoint: its log group
+ * (create, describe streams, write), metrics under SageMaker's own namespaces (PutMetricData has no resource-level
+ * permissions: the namespace condition scopes it). The image pull and the model object are granted where they are made.
+ */
+function grantContainerPermissions(role: iam.Role, endpointLogs: logs.LogGroup): void {
+  endpointLogs.grantWrite(role);
+  role.addToPolicy(
+    new iam.PolicyStatement({
+      actions: ['logs:CreateLogGroup', 'logs:DescribeLogStreams'],
+      resources: [endpointLogs.logGroupArn],
+    }),
+  );
+  role.addToPolicy(
+    new iam.PolicyStatement({
+      actions: ['cloudwatch:PutMetricData'],
+      resources: ['*'],
+      conditions: { StringLike: { 'cloudwatch:namespace': '/aws/sagemaker/*' } },
+    }),
+  );
 }
 
 /** cdk-nag findings that follow from the design, each acknowledged with its reason. */
-function acknowledge(context: BackendContext, role: iam.Role, api: apigw.RestApi): void {
+function acknowledge(context: BackendContext, role: iam.Role, api: apigw.RestApi, accessLogs: RestApiAccessLogs): void {
   Validations.of(role).acknowledge({
     id: 'AwsSolutions-IAM5[Resource::*]',
     reason:
-      "ecr:GetAuthorizationToken has no resource-level permissions (it takes '*'); the image pull is scoped to its repository, logs to the endpoint's own log group, S3 to the model object.",
+      "ecr:GetAuthorizationToken and cloudwatch:PutMetricData have no resource-level permissions (they take '*'; PutMetricData is held to SageMaker's /aws/sagemaker/* namespaces by condition); the image pull is scoped to its repository, logs to the endpoint's own log group, S3 to the model object.",
   });
   Validations.of(api).acknowledge({
     id: 'AwsSolutions-APIG6',
     reason:
-      'Execution logging needs the account-wide API Gateway CloudWatch role, which a library construct must not replace; the stage writes JSON access logs of every request.',
+      'Execution logs (per-request mapping traces, billed per line) are a debugging aid, left off; the stage writes JSON access logs of every request unless the deployer turned them off.',
   });
+  if (accessLogs === RestApiAccessLogs.OFF) {
+    Validations.of(api).acknowledge({
+      id: 'AwsSolutions-APIG1',
+      reason:
+        "The deployer chose accessLogs: RestApiAccessLogs.OFF (no account-wide API Gateway logging role); API Gateway's CloudWatch metrics and the endpoint's container logs remain.",
+    });
+  }
   Validations.of(api).acknowledge({
     id: 'AwsSolutions-APIG3',
     reason:

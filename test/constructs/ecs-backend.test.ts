@@ -63,7 +63,7 @@ describe('capacity', () => {
     assert.deepEqual(cluster['ClusterSettings'], [{ Name: 'containerInsights', Value: 'enabled' }]);
   });
 
-  test('an Auto Scaling group on the ECS-optimized GPU AMI (SSM parameter) as the cluster’s capacity provider', () => {
+  test('an Auto Scaling group on the ECS-optimized AL2023 GPU AMI (SSM parameter) as the cluster’s capacity provider', () => {
     const [, launchTemplate] = onlyResource(template, 'AWS::EC2::LaunchTemplate');
     const data = launchTemplate['LaunchTemplateData'] as Record<string, unknown>;
     assert.equal(data['InstanceType'], 'g5.xlarge');
@@ -71,9 +71,9 @@ describe('capacity', () => {
     const parameters = template.toJSON()['Parameters'] as Record<string, { Default: string }>;
     assert.equal(
       parameters[imageParameter]!.Default,
-      '/aws/service/ecs/optimized-ami/amazon-linux-2/gpu/recommended/image_id',
+      '/aws/service/ecs/optimized-ami/amazon-linux-2023/gpu/recommended/image_id',
+      'Amazon Linux 2 reached end of life on 2026-06-30',
     );
-    assert.deepEqual(data['MetadataOptions'], { HttpTokens: 'required' });
     const userData = JSON.stringify(data['UserData']);
     assert.match(userData, /ECS_ENABLE_GPU_SUPPORT=true/);
     const [, provider] = onlyResource(template, 'AWS::ECS::CapacityProvider');
@@ -81,8 +81,99 @@ describe('capacity', () => {
     assert.equal((asgProvider['ManagedScaling'] as Record<string, unknown>)['Status'], 'ENABLED');
     assert.equal(asgProvider['ManagedTerminationProtection'], 'ENABLED');
     const [, group] = onlyResource(template, 'AWS::AutoScaling::AutoScalingGroup');
-    assert.equal(group['MaxSize'], '5');
     assert.equal(group['NewInstancesProtectedFromScaleIn'], true);
+  });
+
+  test('containers cannot reach the instance metadata service (and with it the instance role)', () => {
+    const [, launchTemplate] = onlyResource(template, 'AWS::EC2::LaunchTemplate');
+    const data = launchTemplate['LaunchTemplateData'] as Record<string, unknown>;
+    // IMDSv2 only, one hop: a container behind a bridge is a second hop, so its token request never comes back.
+    assert.deepEqual(data['MetadataOptions'], { HttpPutResponseHopLimit: 1, HttpTokens: 'required' });
+    // awsvpc tasks (this service's mode) get no route to 169.254.169.254 at all.
+    const [, taskDefinition] = onlyResource(template, 'AWS::ECS::TaskDefinition');
+    assert.equal(taskDefinition['NetworkMode'], 'awsvpc');
+    assert.match(flatten(data['UserData']), /echo ECS_AWSVPC_BLOCK_IMDS=true >> \/etc\/ecs\/ecs\.config/);
+  });
+
+  test('the service is created after, and deleted before, the cluster’s capacity-provider association', () => {
+    const [associationId, association] = onlyResource(template, 'AWS::ECS::ClusterCapacityProviderAssociations');
+    const [, provider] = onlyResource(template, 'AWS::ECS::CapacityProvider');
+    assert.ok(provider);
+    assert.equal((association['CapacityProviders'] as unknown[]).length, 1);
+    const service = Object.values(template.findResources('AWS::ECS::Service'))[0] as { DependsOn?: string[] };
+    assert.ok(service.DependsOn?.includes(associationId), `${associationId} in ${service.DependsOn?.join()}`);
+    // The execution role's policy (image pull, logs) is attached before the first task starts.
+    const [executionPolicyId] = onlyResource(
+      template,
+      'AWS::IAM::Policy',
+      'ecsTaskDefinitionExecutionRoleDefaultPolicy',
+    );
+    assert.ok(service.DependsOn?.includes(executionPolicyId), `${executionPolicyId} in ${service.DependsOn?.join()}`);
+  });
+});
+
+describe("ECS's service-linked role in a fresh account", () => {
+  test('a custom resource creates AWSServiceRoleForECS unless it exists, before the cluster; one per stack', () => {
+    const other = new Stack(tempApp(), 'Two');
+    for (const id of ['a', 'b']) {
+      new RealtimeApi(other, id, {
+        model: ModelSource.fromS3Uri('s3://my-models/m.onnx'),
+        compute: Compute.ecs({ instanceType: 'c7i.large' }),
+      });
+    }
+    const t = Template.fromStack(other);
+    const custom = Object.entries(t.findResources('Custom::AWS'));
+    assert.equal(custom.length, 1, 'one per stack, however many ECS APIs');
+    const [customId, resource] = custom[0]! as [string, { Properties: Record<string, unknown> }];
+    const call = JSON.parse(resource.Properties['Create'] as string) as Record<string, unknown>;
+    assert.equal(call['service'], 'IAM');
+    assert.equal(call['action'], 'createServiceLinkedRole');
+    assert.deepEqual(call['parameters'], { AWSServiceName: 'ecs.amazonaws.com' });
+    // IAM answers InvalidInput ("has been taken") when the role exists: that is success here.
+    assert.ok(new RegExp(call['ignoreErrorCodesMatching'] as string).test('InvalidInputException'));
+    assert.equal(resource.Properties['Delete'], undefined, 'deleting the stack leaves the role to other clusters');
+    assert.equal(resource.Properties['InstallLatestAwsSdk'], false, 'no package download at deploy');
+    const clusters = Object.values(t.findResources('AWS::ECS::Cluster')) as { DependsOn?: string[] }[];
+    assert.equal(clusters.length, 2);
+    for (const cluster of clusters) assert.ok(cluster.DependsOn?.includes(customId));
+    const grants = policyStatements(t).filter((s) => s.actions.includes('iam:CreateServiceLinkedRole'));
+    assert.equal(grants.length, 1);
+    assert.deepEqual(grants[0]!.actions, ['iam:CreateServiceLinkedRole']);
+    assert.deepEqual(grants[0]!.resources, [
+      'arn:{Ref:AWS::Partition}:iam::{Ref:AWS::AccountId}:role/aws-service-role/ecs.amazonaws.com/AWSServiceRoleForECS',
+    ]);
+  });
+});
+
+describe('room to roll out', () => {
+  /** The group's ceiling must hold every task a deployment at the service's largest size runs at once. */
+  function assertRoomAtMaxScale(t: Template, maxTasks: number): void {
+    const [, service] = onlyResource(t, 'AWS::ECS::Service');
+    const deployment = service['DeploymentConfiguration'] as Record<string, number>;
+    assert.equal(deployment['MinimumHealthyPercent'], 100, 'no task stops before its replacement is healthy');
+    const tasksDuringRollout = Math.ceil((maxTasks * deployment['MaximumPercent']!) / 100);
+    assert.ok(tasksDuringRollout > maxTasks, 'a replacement task can start beside every old one');
+    const [, group] = onlyResource(t, 'AWS::AutoScaling::AutoScalingGroup');
+    // One GPU task per g5.xlarge (1 GPU): one instance per task.
+    assert.ok(
+      Number(group['MaxSize']) >= tasksDuringRollout,
+      `MaxSize ${String(group['MaxSize'])} holds the ${tasksDuringRollout} tasks of a rollout at ${maxTasks}`,
+    );
+    const [, scaling] = onlyResource(t, 'AWS::ApplicationAutoScaling::ScalableTarget');
+    assert.equal(scaling['MaxCapacity'], maxTasks, 'the service itself still stops at maxTasks');
+  }
+
+  test('at maxTasks 5, the group can hold 10 tasks while a deployment replaces them', () => {
+    assertRoomAtMaxScale(template, 5);
+  });
+
+  test('minTasks == maxTasks (a fixed-size service) still has room for its replacements', () => {
+    const other = new Stack(tempApp(), 'Fixed');
+    new RealtimeApi(other, 'fixed', {
+      model: ModelSource.fromS3Uri('s3://my-models/m.onnx'),
+      compute: Compute.ecs({ instanceType: 'g5.xlarge', minTasks: 3, maxTasks: 3 }),
+    });
+    assertRoomAtMaxScale(Template.fromStack(other), 3);
   });
 });
 
@@ -173,6 +264,27 @@ describe('IAM', () => {
     const [, taskRole] = onlyResource(template, 'AWS::IAM::Role', 'ecsTaskRole');
     assert.equal(taskRole['ManagedPolicyArns'], undefined);
   });
+
+  test("the instance role writes logs only to the service's log group; no logs action on *", () => {
+    const instance = policyStatements(template).filter((s) => s.holder.startsWith('ecsInstanceRole'));
+    assert.ok(instance.length > 0);
+    const logs = instance.filter((s) => s.actions.some((a) => a.startsWith('logs:')));
+    assert.equal(logs.length, 1);
+    assert.deepEqual(logs[0]!.actions.sort(), ['logs:CreateLogStream', 'logs:PutLogEvents']);
+    assert.equal(logs[0]!.resources.length, 1);
+    assert.match(logs[0]!.resources[0]!, /^\{GetAtt:ecsContainerLogs\w+\.Arn\}$/);
+    for (const statement of policyStatements(template)) {
+      if (statement.resources.includes('*'))
+        assert.ok(
+          !statement.actions.some((a) => a.startsWith('logs:')),
+          `${statement.holder}: ${statement.actions.join()} on *`,
+        );
+    }
+    // The agent keeps what it needs: registration on the cluster, the token for image pulls.
+    const actions = instance.flatMap((s) => s.actions);
+    for (const action of ['ecs:RegisterContainerInstance', 'ecs:DiscoverPollEndpoint', 'ecr:GetAuthorizationToken'])
+      assert.ok(actions.includes(action), action);
+  });
 });
 
 describe('Compute.ecs props', () => {
@@ -197,7 +309,7 @@ describe('Compute.ecs props', () => {
     const parameters = t.toJSON()['Parameters'] as Record<string, { Default: string }>;
     assert.ok(
       Object.values(parameters).some(
-        (p) => p.Default === '/aws/service/ecs/optimized-ami/amazon-linux-2/recommended/image_id',
+        (p) => p.Default === '/aws/service/ecs/optimized-ami/amazon-linux-2023/recommended/image_id',
       ),
     );
   });

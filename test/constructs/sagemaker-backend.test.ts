@@ -12,7 +12,7 @@ import { Template } from 'aws-cdk-lib/assertions';
 import { ENV } from '../../lib/contract.js';
 import { Compute, SAGEMAKER_LIMITS } from '../../lib/constructs/compute.js';
 import { VARIANT_NAME } from '../../lib/constructs/sagemaker-backend.js';
-import { API_METADATA_KEY, ApiAuth, ModelSource, Predictor, RealtimeApi } from '../../lib/index.js';
+import { API_METADATA_KEY, ApiAuth, ModelSource, Predictor, RealtimeApi, RestApiAccessLogs } from '../../lib/index.js';
 import {
   assertNoBroadS3Grant,
   flatten,
@@ -25,6 +25,7 @@ import {
   useScratchTmpdir,
 } from '../cdk-helpers.js';
 import { DIGITS_ONNX, DIGITS_PREDICTOR } from '../helpers.js';
+import { assertIntegrationResponsesSound, overrideStatuses, readmeInvokeTable, selects } from './rest-api-checks.js';
 
 useScratchTmpdir();
 
@@ -77,7 +78,12 @@ describe('the SageMaker model, endpoint config and endpoint', () => {
     assert.equal(variants[0]!['InitialInstanceCount'], 1);
     assert.equal(variants[0]!['ContainerStartupHealthCheckTimeoutInSeconds'], 600);
     assert.equal(variants[0]!['VolumeSizeInGB'], undefined, 'g5 has NVMe instance storage');
+    // SageMaker's default GPU host runs NVIDIA 470 (CUDA 11.4) on ml.g5; the CUDA 12 image needs the 550 host.
+    assert.equal(variants[0]!['InferenceAmiVersion'], 'al2-ami-sagemaker-inference-gpu-3-1');
     assert.match(endpointName(), /^[a-z0-9-]{1,63}$/);
+    // An update keeps the autoscaled instance count (and weight) instead of restarting at InitialInstanceCount.
+    const [, endpoint] = onlyResource(template, 'AWS::SageMaker::Endpoint');
+    assert.equal(endpoint['RetainAllVariantProperties'], true);
   });
 
   test('records arclight:api metadata on the model (sagemaker, GPU)', () => {
@@ -104,11 +110,32 @@ describe('IAM', () => {
     const actions = statements.flatMap((s) => s.actions).sort();
     assert.ok(actions.includes('s3:GetObject'));
     assert.ok(actions.includes('ecr:BatchGetImage'));
-    assert.ok(actions.includes('logs:PutLogEvents'));
-    for (const statement of statements) {
-      if (statement.resources.includes('*'))
-        assert.deepEqual(statement.actions, ['ecr:GetAuthorizationToken'], `only the ECR token takes * (${roleId})`);
-    }
+    const onStar = statements.filter((s) => s.resources.includes('*'));
+    assert.deepEqual(
+      onStar.map((s) => s.actions).sort(),
+      [['cloudwatch:PutMetricData'], ['ecr:GetAuthorizationToken']],
+      `only the calls with no resource-level permissions take * (${roleId})`,
+    );
+  });
+
+  test("the execution role has what SageMaker's CreateModel docs list for a container: logs and metrics", () => {
+    const statements = policyStatements(template).filter((s) => s.holder.startsWith('gpuExecutionRole'));
+    const [, logGroup] = onlyResource(template, 'AWS::Logs::LogGroup', 'gpuEndpointLogs');
+    assert.equal(logGroup['LogGroupName'], `/aws/sagemaker/Endpoints/${endpointName()}`);
+    const onEndpointLogs = statements
+      .filter((s) => s.resources.length === 1 && /^\{GetAtt:gpuEndpointLogs\w+\.Arn\}$/.test(s.resources[0]!))
+      .flatMap((s) => s.actions)
+      .sort();
+    assert.deepEqual(onEndpointLogs, [
+      'logs:CreateLogGroup',
+      'logs:CreateLogStream',
+      'logs:DescribeLogStreams',
+      'logs:PutLogEvents',
+    ]);
+    const metrics = statements.filter((s) => s.actions.includes('cloudwatch:PutMetricData'));
+    assert.equal(metrics.length, 1);
+    assert.deepEqual(metrics[0]!.actions, ['cloudwatch:PutMetricData']);
+    assert.deepEqual(metrics[0]!.conditions, { StringLike: { 'cloudwatch:namespace': '/aws/sagemaker/*' } });
   });
 
   test('no SageMaker action on *: the API role may InvokeEndpoint on exactly this endpoint', () => {
@@ -121,6 +148,10 @@ describe('IAM', () => {
     assert.ok(sageMaker[0]!.holder.startsWith('gpuInvokeRole'));
     const invokeRole = policyStatements(template).filter((s) => s.holder.startsWith('gpuInvokeRole'));
     assert.equal(invokeRole.length, 1, 'the REST API role may do nothing else, whichever route it serves');
+    // The stage goes live only once that policy is attached.
+    const [policyId] = onlyResource(template, 'AWS::IAM::Policy', 'gpuInvokeRole');
+    const stage = Object.values(template.findResources('AWS::ApiGateway::Stage'))[0] as { DependsOn?: string[] };
+    assert.ok(stage.DependsOn?.includes(policyId), `${policyId} in ${stage.DependsOn?.join()}`);
   });
 });
 
@@ -233,57 +264,60 @@ describe('the REST API', () => {
     assert.deepEqual(restApi['BinaryMediaTypes'], ['application/octet-stream', 'image/*']);
   });
 
-  test("container errors keep their status and JSON body; InvokeEndpoint's own errors become contract errors", () => {
-    const responses = integrationOf(methodsByRoute(template).get('POST /v2/models/gpu/infer')!).IntegrationResponses;
-    const patterns = responses.filter((r) => r.SelectionPattern !== undefined);
-    // Disjoint: each InvokeEndpoint status selects at most one response (API Gateway leaves overlaps undefined).
-    const selected = (status: number): (typeof responses)[number] | undefined => {
-      const matching = patterns.filter((r) => new RegExp(`^(?:${r.SelectionPattern!})$`).test(String(status)));
-      assert.ok(matching.length <= 1, `${status} selects ${matching.length} responses`);
-      return matching[0];
-    };
-    for (let status = 200; status < 600; status++) {
-      const response = selected(status);
-      if (status < 400) assert.equal(response, undefined, `${status} is the default (200) response`);
-      else assert.ok(response, `${status} selects a response`);
-    }
-    const success = responses.find((r) => r.SelectionPattern === undefined)!;
-    assert.equal(success.StatusCode, '200');
-    assert.equal(
-      success.ResponseParameters?.['method.response.header.Content-Type'],
-      'integration.response.header.Content-Type',
+  test('one integration response per status, every status declared, patterns disjoint (every method)', () => {
+    const { methods, responses } = assertIntegrationResponsesSound(template);
+    assert.equal(methods, ROUTES_OF_GPU.length + 7 + 2);
+    assert.ok(responses >= ROUTES_OF_GPU.length * 6, `${responses} integration responses checked`);
+  });
+
+  test("InvokeEndpoint's statuses map where the README's table says", () => {
+    const rows = readmeInvokeTable();
+    assert.equal(rows.length, 6, rows.map((r) => r.text).join(' / '));
+    const covered = rows.flatMap((r) => r.statuses).sort((x, y) => x - y);
+    assert.deepEqual(
+      covered,
+      Array.from({ length: 400 }, (_, i) => 200 + i),
+      'the table covers 200–599 once each',
     );
+    for (const route of ROUTES_OF_GPU) {
+      const responses = integrationOf(methodsByRoute(template).get(route)!).IntegrationResponses;
+      for (const row of rows) {
+        for (const status of row.statuses) {
+          const matching = responses.filter((r) => r.SelectionPattern && selects(r.SelectionPattern, status));
+          const response = matching[0] ?? responses.find((r) => r.SelectionPattern === undefined)!;
+          assert.equal(response.StatusCode, row.clientStatus, `${route}: InvokeEndpoint ${status} (${row.text})`);
+          if (row.code) {
+            const body = JSON.parse(response.ResponseTemplates!['application/json']!) as Record<string, string>;
+            assert.deepEqual(Object.keys(body), ['error', 'code', 'requestId'], 'the contract error shape');
+            assert.equal(body['code'], row.code, `${route}: InvokeEndpoint ${status}`);
+            assert.equal(body['requestId'], '$context.requestId');
+            assert.equal(response.ResponseParameters!['method.response.header.x-request-id'], 'context.requestId');
+          }
+        }
+      }
+    }
+  });
 
-    // ModelError (424): the container's status (contract statuses as they are, others 502) and its body.
-    const modelError = selected(424)!.ResponseTemplates!['application/json']!;
-    assert.match(modelError, /\$util\.parseJson\(\$input\.body\)/);
-    assert.match(modelError, /\.matches\('400\|404\|405\|408\|413\|415\|500\|503\|504'\)\)/);
-    assert.match(modelError, /#set\(\$status = \$error\.OriginalStatusCode\)/);
-    assert.match(modelError, /#set\(\$status = 502\)/);
-    assert.equal(modelError.match(/responseOverride\.status/g)?.length, 1, 'an override may be applied only once');
-    assert.match(modelError, /\n\$error\.OriginalMessage$/);
-
-    const contractError = (status: number): { statusCode: string; code: string; retryAfter?: string } => {
-      const response = selected(status)!;
-      const body = JSON.parse(response.ResponseTemplates!['application/json']!) as {
-        error: { code: string; requestId: string };
-      };
-      assert.equal(body.error.requestId, '$context.requestId');
-      assert.equal(response.ResponseParameters!['method.response.header.x-request-id'], 'context.requestId');
-      const retryAfter = response.ResponseParameters!['method.response.header.Retry-After'];
-      return { statusCode: response.StatusCode, code: body.error.code, ...(retryAfter ? { retryAfter } : {}) };
-    };
-    assert.deepEqual(contractError(429), { statusCode: '503', code: 'not_ready', retryAfter: "'1'" });
-    assert.deepEqual(contractError(400), { statusCode: '400', code: 'invalid_input' });
-    assert.deepEqual(contractError(413), { statusCode: '400', code: 'invalid_input' });
-    assert.deepEqual(contractError(503), { statusCode: '503', code: 'overloaded', retryAfter: "'1'" });
-    assert.deepEqual(contractError(500), { statusCode: '502', code: 'internal_error' });
-    assert.deepEqual(contractError(530), { statusCode: '502', code: 'internal_error' });
+  test('a container error keeps its status (contract statuses) and its body; a 503 keeps Retry-After', () => {
+    const responses = integrationOf(methodsByRoute(template).get('POST /v2/models/gpu/infer')!).IntegrationResponses;
+    const modelError = responses.find((r) => r.SelectionPattern === '424')!;
+    assert.equal(modelError.StatusCode, '502', 'a status outside the contract stays 502');
+    const vtl = modelError.ResponseTemplates!['application/json']!;
+    assert.match(vtl, /\$util\.parseJson\(\$input\.body\)/);
+    assert.deepEqual(overrideStatuses(vtl), ['400', '404', '405', '408', '413', '415', '500', '503', '504']);
+    assert.equal(vtl.match(/responseOverride\.status/g)?.length, 1, 'an override may be applied only once');
+    assert.match(
+      vtl,
+      /#if\("\$error\.OriginalStatusCode" == "503"\)\n#set\(\$context\.responseOverride\.header\.Retry-After = "1"\)/,
+    );
+    assert.match(vtl, /\n\$error\.OriginalMessage$/);
+    const throttled = responses.find((r) => r.SelectionPattern === '429|503')!;
+    assert.equal(throttled.ResponseParameters!['method.response.header.Retry-After'], "'1'");
     // Every status a method answers is declared on it.
     const declared = (methodsByRoute(template).get('GET /')!['MethodResponses'] as { StatusCode: string }[]).map(
       (r) => r.StatusCode,
     );
-    for (const status of ['200', '400', '404', '405', '413', '415', '502', '503', '504'])
+    for (const status of ['200', '400', '404', '405', '413', '415', '500', '502', '503', '504'])
       assert.ok(declared.includes(status), status);
   });
 
@@ -303,11 +337,12 @@ describe('the REST API', () => {
       const [response] = integration.IntegrationResponses;
       assert.equal(response!.StatusCode, '405');
       assert.equal(response!.ResponseParameters!['method.response.header.Allow'], `'${allow}'`);
-      const body = JSON.parse(response!.ResponseTemplates!['application/json']!) as {
-        error: { code: string; message: string };
-      };
-      assert.equal(body.error.code, 'method_not_allowed');
-      assert.equal(body.error.message, `$context.httpMethod is not allowed on ${path}; use ${allow}`);
+      const body = JSON.parse(response!.ResponseTemplates!['application/json']!) as Record<string, string>;
+      assert.deepEqual(body, {
+        error: `$context.httpMethod is not allowed on ${path}; use ${allow}`,
+        code: 'method_not_allowed',
+        requestId: '$context.requestId',
+      });
     }
     for (const route of ['ANY /v2/models/{name}', 'ANY /v2/models/{name}/{proxy+}']) {
       const integration = integrationOf(methods.get(route)!);
@@ -320,13 +355,38 @@ describe('the REST API', () => {
         /no model named '\$util\.escapeJavaScript\(\$input\.params\('name'\)\).*'; this API serves 'gpu'/,
       );
     }
-    const [, notFound] = onlyResource(template, 'AWS::ApiGateway::GatewayResponse');
+    const [, notFound] = onlyResource(template, 'AWS::ApiGateway::GatewayResponse', 'gpuApiNotFound');
     assert.equal(notFound['ResponseType'], 'MISSING_AUTHENTICATION_TOKEN');
     assert.equal(notFound['StatusCode'], '404');
     assert.match(
       (notFound['ResponseTemplates'] as Record<string, string>)['application/json']!,
-      /^\{"error":\{"code":"not_found","message":"no route for \$context\.httpMethod \$context\.path"/,
+      /^\{"error":"no route for \$context\.httpMethod \$context\.path","code":"not_found","requestId":"\$context\.requestId"\}$/,
     );
+  });
+
+  test("API Gateway's own timeout, size and 5xx answers use the contract's error shape", () => {
+    const byType = new Map(
+      resourcesOf(template, 'AWS::ApiGateway::GatewayResponse').map(([, r]) => [r['ResponseType'] as string, r]),
+    );
+    const expected: [string, string | undefined, string][] = [
+      ['INTEGRATION_TIMEOUT', '504', 'predictor_timeout'],
+      ['REQUEST_TOO_LARGE', '413', 'payload_too_large'],
+      ['DEFAULT_5XX', undefined, 'internal_error'],
+    ];
+    for (const [type, status, code] of expected) {
+      const response = byType.get(type);
+      assert.ok(response, type);
+      assert.equal(response['StatusCode'], status, type);
+      const body = (response['ResponseTemplates'] as Record<string, string>)['application/json']!;
+      // API Gateway substitutes the variables (messageString comes quoted); the rest must already be JSON.
+      const substituted = body
+        .replace('$context.error.messageString', '"Internal server error"')
+        .replace('$context.requestId', 'req-1');
+      const parsed = JSON.parse(substituted) as Record<string, string>;
+      assert.deepEqual(Object.keys(parsed), ['error', 'code', 'requestId'], type);
+      assert.equal(parsed['code'], code);
+      assert.equal(parsed['requestId'], 'req-1');
+    }
   });
 
   test('the stage is throttled and writes access logs; the URL is an output', () => {
@@ -355,14 +415,100 @@ describe('the REST API', () => {
     assert.equal(methods.length, ROUTES_OF_GPU.length + 7 + 2);
     for (const [id, method] of methods) assert.equal(method['AuthorizationType'], 'AWS_IAM', id);
     // Unsigned requests get the same response type as unknown paths: under IAM it stays API Gateway's 403.
-    assert.equal(resourcesOf(t, 'AWS::ApiGateway::GatewayResponse').length, 0);
+    const types = resourcesOf(t, 'AWS::ApiGateway::GatewayResponse').map(([, r]) => r['ResponseType']);
+    assert.ok(!types.includes('MISSING_AUTHENTICATION_TOKEN'), types.join());
     const [, model] = onlyResource(t, 'AWS::SageMaker::Model');
     const env = (model['PrimaryContainer'] as { Environment: Record<string, string> }).Environment;
     assert.equal(env[ENV.executionProviders], 'cpu');
     assert.equal(env[ENV.maxBatchSize], undefined);
     const variant = (onlyResource(t, 'AWS::SageMaker::EndpointConfig')[1]['ProductionVariants'] as object[])[0];
     assert.equal((variant as Record<string, unknown>)['VolumeSizeInGB'], 30);
+    assert.equal((variant as Record<string, unknown>)['InferenceAmiVersion'], undefined, 'a CPU host needs no driver');
     assertNoBroadS3Grant(t);
+  });
+});
+
+describe('REST API access logs in a fresh account', () => {
+  test('by default the stack sets the account-level CloudWatch Logs role once, retained, before any stage logs', () => {
+    const app = tempApp();
+    const other = new Stack(app, 'Fresh');
+    for (const id of ['one', 'two']) {
+      new RealtimeApi(other, id, {
+        model: ModelSource.fromS3Uri('s3://my-models/m.onnx'),
+        compute: Compute.sageMaker({ instanceType: 'ml.m5.large' }),
+        auth: ApiAuth.iam(),
+      });
+    }
+    const t = Template.fromStack(other);
+    const accounts = Object.entries(t.findResources('AWS::ApiGateway::Account'));
+    assert.equal(accounts.length, 1, 'one account setting per stack, however many REST APIs');
+    const [accountId, account] = accounts[0]! as [string, Record<string, unknown>];
+    assert.equal(account['DeletionPolicy'], 'Retain');
+    const roleRef = flatten((account['Properties'] as Record<string, unknown>)['CloudWatchRoleArn']);
+    const roleId = /^\{GetAtt:(\w+)\.Arn\}$/.exec(roleRef)![1]!;
+    const role = t.toJSON()['Resources'][roleId] as Record<string, unknown>;
+    assert.equal(role['DeletionPolicy'], 'Retain', 'other REST APIs of the region may log through it by then');
+    const props = role['Properties'] as Record<string, unknown>;
+    assert.match(JSON.stringify(props['AssumeRolePolicyDocument']), /apigateway\.amazonaws\.com/);
+    assert.match(flatten(props['ManagedPolicyArns']), /service-role\/AmazonAPIGatewayPushToCloudWatchLogs/);
+    const stages = Object.values(t.findResources('AWS::ApiGateway::Stage')) as {
+      DependsOn?: string[];
+      Properties: Record<string, unknown>;
+    }[];
+    assert.equal(stages.length, 2);
+    for (const stage of stages) {
+      assert.ok(stage.Properties['AccessLogSetting']);
+      assert.ok(stage.DependsOn?.includes(accountId), 'the stage is created once the account setting exists');
+    }
+  });
+
+  test('EXISTING_ACCOUNT_ROLE logs without touching the account; OFF neither logs nor touches it', () => {
+    const other = new Stack(tempApp(), 'Modes');
+    new RealtimeApi(other, 'existing', {
+      model: ModelSource.fromS3Uri('s3://my-models/m.onnx'),
+      compute: Compute.sageMaker({ instanceType: 'ml.m5.large', accessLogs: RestApiAccessLogs.EXISTING_ACCOUNT_ROLE }),
+    });
+    new RealtimeApi(other, 'off', {
+      model: ModelSource.fromS3Uri('s3://my-models/m.onnx'),
+      compute: Compute.sageMaker({ instanceType: 'ml.m5.large', accessLogs: RestApiAccessLogs.OFF }),
+    });
+    const t = Template.fromStack(other);
+    assert.equal(resourcesOf(t, 'AWS::ApiGateway::Account').length, 0);
+    const [, existing] = onlyResource(t, 'AWS::ApiGateway::Stage', 'existingApi');
+    assert.ok(existing['AccessLogSetting']);
+    const [, off] = onlyResource(t, 'AWS::ApiGateway::Stage', 'offApi');
+    assert.equal(off['AccessLogSetting'], undefined);
+    assert.equal(resourcesOf(t, 'AWS::Logs::LogGroup', 'offAccessLogs').length, 0);
+    assertIntegrationResponsesSound(t);
+  });
+
+  test('inferenceAmiVersion: given wins; a GPU host image on a CPU type, or a malformed one, is refused', () => {
+    const given = Compute.sageMaker({
+      instanceType: 'ml.g6.xlarge',
+      inferenceAmiVersion: 'al2-ami-sagemaker-inference-gpu-2',
+    });
+    assert.equal(given.inferenceAmiVersion, 'al2-ami-sagemaker-inference-gpu-2');
+    assert.deepEqual(
+      Compute.sageMaker({
+        instanceType: 'ml.m5.large',
+        inferenceAmiVersion: 'al2-ami-sagemaker-inference-gpu-3-1',
+      }).problems(undefined),
+      ["inferenceAmiVersion 'al2-ami-sagemaker-inference-gpu-3-1' is a GPU host image; ml.m5.large has no GPU"],
+    );
+    assert.deepEqual(
+      Compute.sageMaker({ instanceType: 'ml.g5.xlarge', inferenceAmiVersion: 'AL2 gpu' }).problems(undefined),
+      ["inferenceAmiVersion 'AL2 gpu' is not a SageMaker inference AMI version"],
+    );
+  });
+
+  test('an accessLogs value that is not one of RestApiAccessLogs is refused at synth', () => {
+    const compute = Compute.sageMaker({
+      instanceType: 'ml.m5.large',
+      accessLogs: 'sometimes' as unknown as RestApiAccessLogs,
+    });
+    assert.deepEqual(compute.problems(undefined), [
+      "accessLogs 'sometimes' is not one of RestApiAccessLogs: create-account-role, existing-account-role, off",
+    ]);
   });
 });
 

@@ -42,7 +42,8 @@ const checkpoint = (): ModelSource =>
 
 /** The environment of the stack's one Lambda function, or of its SageMaker model / ECS container. */
 function environmentOf(template: Template): Record<string, unknown> {
-  const [, fn] = resourcesOf(template, 'AWS::Lambda::Function')[0] ?? [];
+  // The API's function (an ECS stack also holds CDK's custom resource provider, which has no environment).
+  const [, fn] = resourcesOf(template, 'AWS::Lambda::Function').find(([, f]) => f['Environment'] !== undefined) ?? [];
   if (fn) return (fn as { Environment: { Variables: Record<string, unknown> } }).Environment.Variables;
   const [, model] = resourcesOf(template, 'AWS::SageMaker::Model')[0] ?? [];
   if (model)

@@ -13,7 +13,8 @@ import { Template } from 'aws-cdk-lib/assertions';
 import type { CloudAssembly } from 'aws-cdk-lib/cx-api';
 import * as lambda from 'aws-cdk-lib/aws-lambda';
 import { buildExampleApp } from '../../bin/app.js';
-import { ApiAuth, Compute, ModelSource, Predictor, RealtimeApi } from '../../lib/index.js';
+import { ApiAuth, Compute, ModelSource, Predictor, RealtimeApi, RestApiAccessLogs } from '../../lib/index.js';
+import { assertIntegrationResponsesSound } from '../constructs/rest-api-checks.js';
 import { flatten, policyStatements, resourcesOf, tempApp, useScratchTmpdir } from '../cdk-helpers.js';
 import { DIGITS_ONNX, DIGITS_PREDICTOR, MOBILENET_ONNX } from '../helpers.js';
 
@@ -47,6 +48,11 @@ before(() => {
     compute: Compute.sageMaker({ instanceType: 'ml.g5.xlarge' }),
     auth: ApiAuth.iam(),
   });
+  // A REST API that writes no access logs and so needs no account-wide API Gateway role.
+  new RealtimeApi(auth, 'nolog', {
+    model: ModelSource.fromS3Uri('s3://my-models/m.onnx', { sha256: 'a'.repeat(64) }),
+    compute: Compute.sageMaker({ instanceType: 'ml.c7i.xlarge', accessLogs: RestApiAccessLogs.OFF }),
+  });
   assembly = app.synth();
   examples = Template.fromStack(stack);
   authModes = Template.fromStack(auth);
@@ -79,11 +85,19 @@ describe('IAM: least privilege', () => {
     assert.ok(checked >= 4, `S3 and SageMaker grants were found and checked (${checked})`);
   });
 
-  test('no role carries a managed policy (every grant is an inline statement checked above)', () => {
+  test('no role carries a managed policy but two AWS documents and CDK ships: API Gateway logging, a CR provider', () => {
+    const allowed: [RegExp, string][] = [
+      // API Gateway's account-wide CloudWatch Logs role (REST access logs).
+      [/^ArclightApiGatewayAccountCloudWatchRole/, 'AmazonAPIGatewayPushToCloudWatchLogs'],
+      // CDK's AwsCustomResource provider, which creates ECS's service-linked role: it writes only its own logs.
+      [/^AWS679f53fac002430cb0da5b7982bd2287ServiceRole/, 'AWSLambdaBasicExecutionRole'],
+    ];
     for (const [name, template] of templates) {
       for (const [id, props] of resourcesOf(template, 'AWS::IAM::Role')) {
-        const managed = (props['ManagedPolicyArns'] as unknown[] | undefined) ?? [];
-        assert.deepEqual(managed.map(flatten), [], `${name}/${id}`);
+        const managed = ((props['ManagedPolicyArns'] as unknown[] | undefined) ?? []).map(flatten);
+        const exception = allowed.find(([pattern]) => pattern.test(id));
+        const expected = exception ? [`arn:{Ref:AWS::Partition}:iam::aws:policy/service-role/${exception[1]}`] : [];
+        assert.deepEqual(managed, expected, `${name}/${id}`);
       }
       assert.equal(resourcesOf(template, 'AWS::IAM::ManagedPolicy').length, 0, name);
     }
@@ -95,8 +109,10 @@ describe('model storage', () => {
     for (const [name, template] of templates) {
       assert.equal(resourcesOf(template, 'AWS::S3::Bucket').length, 0, `${name} makes no bucket of its own`);
     }
-    const uris = resourcesOf(examples, 'AWS::Lambda::Function').map(([, props]) =>
-      flatten((props['Environment'] as { Variables: Record<string, unknown> }).Variables['ARCLIGHT_MODEL_URI']),
+    const uris = resourcesOf(examples, 'AWS::Lambda::Function').flatMap(([, props]) =>
+      props['Environment'] === undefined
+        ? []
+        : [flatten((props['Environment'] as { Variables: Record<string, unknown> }).Variables['ARCLIGHT_MODEL_URI'])],
     );
     assert.ok(uris.length >= 2);
     for (const uri of uris) assert.match(uri, /^s3:\/\/cdk-hnb659fds-assets-/, uri);
@@ -167,6 +183,68 @@ describe('API Gateway', () => {
   });
 });
 
+describe('as AWS documents the services (issue 12: what a fresh account would refuse or expose)', () => {
+  test('every REST method, every backend and auth mode: one integration response per status, all declared', () => {
+    let methods = 0;
+    for (const [, template] of templates) methods += assertIntegrationResponsesSound(template).methods;
+    assert.ok(methods >= 3 * 17, `the REST methods of three SageMaker APIs were checked (${methods})`);
+  });
+
+  test('REST stages that log wait for the account-level CloudWatch role their stack sets; the others do not log', () => {
+    for (const [name, template] of templates) {
+      const accounts = Object.keys(template.findResources('AWS::ApiGateway::Account'));
+      const stages = Object.entries(template.findResources('AWS::ApiGateway::Stage')) as [
+        string,
+        { DependsOn?: string[]; Properties: Record<string, unknown> },
+      ][];
+      for (const [id, stage] of stages) {
+        if (stage.Properties['AccessLogSetting'] === undefined) {
+          assert.ok(id.startsWith('nolog'), `${name}/${id} logs nothing`);
+          continue;
+        }
+        assert.equal(accounts.length, 1, `${name}: one account setting`);
+        assert.ok(stage.DependsOn?.includes(accounts[0]!), `${name}/${id} waits for the account setting`);
+      }
+    }
+  });
+
+  test('ECS hosts: Amazon Linux 2023, IMDS closed to containers, no log writes on *', () => {
+    let hosts = 0;
+    for (const [name, template] of templates) {
+      const parameters = (template.toJSON()['Parameters'] ?? {}) as Record<string, { Default?: string }>;
+      for (const [id, props] of resourcesOf(template, 'AWS::EC2::LaunchTemplate')) {
+        hosts++;
+        const data = props['LaunchTemplateData'] as Record<string, unknown>;
+        const image = parameters[(data['ImageId'] as { Ref: string }).Ref]!.Default!;
+        assert.match(image, /^\/aws\/service\/ecs\/optimized-ami\/amazon-linux-2023\//, `${name}/${id}`);
+        assert.deepEqual(data['MetadataOptions'], { HttpPutResponseHopLimit: 1, HttpTokens: 'required' });
+        assert.match(flatten(data['UserData']), /ECS_AWSVPC_BLOCK_IMDS=true/);
+      }
+      for (const statement of policyStatements(template)) {
+        if (statement.resources.includes('*'))
+          assert.ok(!statement.actions.some((a) => a.startsWith('logs:')), `${name}/${statement.holder}`);
+      }
+    }
+    assert.ok(hosts >= 2, `${hosts} launch templates`);
+  });
+
+  test("cdk-nag AwsSolutions: no violation in any stack (the example app's and the auth modes')", () => {
+    const reportFile = join(assembly.directory, 'validation-report.json');
+    const report = JSON.parse(readFileSync(reportFile, 'utf8')) as {
+      pluginReports: { pluginName: string; violations: { ruleName: string; violatingConstructs: unknown[] }[] }[];
+    };
+    // buildExampleApp registers the AwsSolutions pack on the whole app (AuthModes included): a violation would have
+    // made synth throw in before(); a passing pack writes no plugin report at all.
+    for (const plugin of report.pluginReports) {
+      assert.deepEqual(
+        plugin.violations.map((v) => `${v.ruleName} ${JSON.stringify(v.violatingConstructs)}`),
+        [],
+        plugin.pluginName,
+      );
+    }
+  });
+});
+
 /** Values that look like credentials: AWS keys, private keys, `password=`/`secret:` pairs, bearer tokens. */
 const SECRET_LIKE = [
   /AKIA[0-9A-Z]{16}/,
@@ -187,7 +265,8 @@ describe('secrets', () => {
     let values = 0;
     for (const [name, template] of templates) {
       for (const [id, props] of resourcesOf(template, 'AWS::Lambda::Function')) {
-        const variables = (props['Environment'] as { Variables?: Record<string, unknown> }).Variables ?? {};
+        const variables =
+          (props['Environment'] as { Variables?: Record<string, unknown> } | undefined)?.Variables ?? {};
         for (const [key, value] of Object.entries(variables)) {
           values++;
           assert.doesNotMatch(key, /SECRET|PASSWORD|TOKEN|ACCESS_KEY/i, `${name}/${id} ${key}`);

@@ -1,0 +1,152 @@
+/**
+ * The Lambda backend of a RealtimeApi: a container-image function built from the predictor's bundle (its own log
+ * group and role, the model pulled from S3 in the init phase), optionally behind a provisioned-concurrency alias, and
+ * an API Gateway HTTP API with every contract route on a throttled, access-logged stage.
+ */
+import { rmSync } from 'node:fs';
+import { Annotations, type Duration, RemovalPolicy, type Size, Validations } from 'aws-cdk-lib';
+import * as apigwv2 from 'aws-cdk-lib/aws-apigatewayv2';
+import { HttpLambdaIntegration } from 'aws-cdk-lib/aws-apigatewayv2-integrations';
+import { Platform } from 'aws-cdk-lib/aws-ecr-assets';
+import * as iam from 'aws-cdk-lib/aws-iam';
+import * as lambda from 'aws-cdk-lib/aws-lambda';
+import * as logs from 'aws-cdk-lib/aws-logs';
+import { DISABLE_ASSET_STAGING_CONTEXT } from 'aws-cdk-lib/cx-api';
+import type { Construct } from 'constructs';
+import { API_METADATA_KEY, ENV, LAMBDA_PAYLOAD } from '../contract.js';
+import type { Config } from '../predictor.js';
+import {
+  acknowledgeOpenApi,
+  addHttpRoutes,
+  createHttpStage,
+  validateProps,
+  type ApiMetadata,
+  type BackendContext,
+  type ComputeBackend,
+  type ComputeChecks,
+} from './backend-common.js';
+import { LAMBDA_MODULE_DIR, buildLambdaImageContext, type NodeArch } from './lambda-image-context.js';
+import { LAMBDA_LIMITS, estimatedColdStartSeconds } from './limits.js';
+import { isTorchFormat, modelEnvironment, type ModelSourceConfig } from './model-source.js';
+
+/** The Lambda compute's settings, every prop resolved to its default (`LambdaCompute`). */
+export interface LambdaSettings extends ComputeChecks {
+  readonly memorySize: number;
+  readonly architecture: lambda.Architecture;
+  readonly ephemeralStorageSize: Size;
+  readonly timeout: Duration;
+  readonly reservedConcurrency?: number;
+  readonly provisionedConcurrency?: number;
+}
+
+/** Builds the function and its HTTP API under `scope` (the RealtimeApi). */
+export function buildLambdaBackend(scope: Construct, context: BackendContext, compute: LambdaSettings): ComputeBackend {
+  const functionLogs = new logs.LogGroup(scope, 'FunctionLogs', {
+    retention: context.logRetention,
+    removalPolicy: RemovalPolicy.DESTROY,
+  });
+  const role = new iam.Role(scope, 'FunctionRole', {
+    assumedBy: new iam.ServicePrincipal('lambda.amazonaws.com'),
+    description: `Runs the ${context.apiName} Arclight API: writes its own logs, reads its own model object`,
+  });
+  functionLogs.grantWrite(role);
+  const model = context.model.bind(scope, role);
+
+  validateProps(scope, context, model, [
+    ...compute.problems(model.sizeBytes, model.format),
+    ...(context.batching
+      ? ['batching applies to the container computes (SageMaker, ECS); Lambda serves one request at a time']
+      : []),
+  ]);
+  warnAboutColdStart(scope, context.apiName, model);
+
+  const arch: NodeArch = compute.architecture === lambda.Architecture.ARM_64 ? 'arm64' : 'x64';
+  const contextDir = buildLambdaImageContext({
+    predictorEntry: context.predictor.entry,
+    arch,
+    ...(isTorchFormat(model.format) ? { torch: { module: model.torch?.module } } : {}),
+  });
+  const fn = new lambda.DockerImageFunction(scope, 'Function', {
+    description: `Arclight API ${context.apiName}`,
+    code: lambda.DockerImageCode.fromImageAsset(contextDir, {
+      platform: arch === 'arm64' ? Platform.LINUX_ARM64 : Platform.LINUX_AMD64,
+    }),
+    architecture: compute.architecture,
+    memorySize: compute.memorySize,
+    ephemeralStorageSize: compute.ephemeralStorageSize,
+    timeout: compute.timeout,
+    reservedConcurrentExecutions: compute.reservedConcurrency,
+    role,
+    logGroup: functionLogs,
+    environment: functionEnvironment(context.apiName, model, context.config, compute),
+  });
+  // The function's image asset was staged (copied into the cloud assembly) as it was created: drop the generated
+  // context from the temp dir (tens of MB each synth). With staging off, the assembly points at it, so it stays.
+  if (!scope.node.tryGetContext(DISABLE_ASSET_STAGING_CONTEXT)) rmSync(contextDir, { recursive: true, force: true });
+  (fn.node.defaultChild as lambda.CfnFunction).addMetadata(API_METADATA_KEY, {
+    apiName: context.apiName,
+    compute: 'lambda',
+    architecture: arch,
+  } satisfies ApiMetadata);
+  const target: lambda.IFunction = compute.provisionedConcurrency
+    ? fn.addAlias('live', { provisionedConcurrentExecutions: compute.provisionedConcurrency })
+    : fn;
+
+  const api = new apigwv2.HttpApi(scope, 'Api', {
+    apiName: context.apiName,
+    description: `Arclight API ${context.apiName}`,
+    createDefaultStage: false,
+  });
+  addHttpRoutes(api, new HttpLambdaIntegration('Integration', target), context.auth.bind());
+  const stage = createHttpStage(scope, api, context.throttle, context.logRetention);
+
+  Validations.of(role).acknowledge({
+    id: 'AwsSolutions-IAM5',
+    reason: "CloudWatch Logs stream ARNs under the function's own log group end in ':*'; no other wildcard is granted.",
+  });
+  acknowledgeOpenApi(api, context.auth);
+  return { api, apiId: api.apiId, url: stage.url, stageName: stage.stageName, function: target };
+}
+
+/** The function's environment: the deployed contract (`ENV`), CPU only, its deadline a second inside the timeout. */
+function functionEnvironment(
+  apiName: string,
+  model: ModelSourceConfig,
+  config: Config,
+  compute: LambdaSettings,
+): Record<string, string> {
+  const timeoutMs = Math.max(1000, compute.timeout.toMilliseconds() - 1000);
+  return {
+    [ENV.apiName]: apiName,
+    [ENV.modelUri]: model.uri,
+    ...(model.sha256 ? { [ENV.modelSha256]: model.sha256 } : {}),
+    ...modelEnvironment(model, LAMBDA_MODULE_DIR),
+    [ENV.config]: JSON.stringify(config),
+    [ENV.executionProviders]: 'cpu',
+    [ENV.maxBodyBytes]: String(LAMBDA_PAYLOAD.maxTextBodyBytes),
+    [ENV.requestTimeoutMs]: String(timeoutMs),
+  };
+}
+
+/** Warns when the model's fetch and load likely outlast Lambda's init window, and when torch makes it slower. */
+function warnAboutColdStart(scope: Construct, apiName: string, model: ModelSourceConfig): void {
+  const torch = isTorchFormat(model.format);
+  if (model.sizeBytes !== undefined) {
+    const seconds = Math.max(
+      estimatedColdStartSeconds(model.sizeBytes),
+      torch ? LAMBDA_LIMITS.torchImportSeconds + model.sizeBytes / 2 ** 20 / 300 : 0,
+    );
+    if (seconds > LAMBDA_LIMITS.initWindowSeconds) {
+      Annotations.of(scope).addWarningV2(
+        'arclight:slowColdStart',
+        `RealtimeApi '${apiName}': fetching and loading a ${(model.sizeBytes / 2 ** 20).toFixed(0)} MB model likely takes ~${seconds.toFixed(0)} s, past Lambda's ${LAMBDA_LIMITS.initWindowSeconds} s init window. Consider provisionedConcurrency, a smaller (quantized) model, or a container compute.`,
+      );
+    }
+  }
+  if (torch) {
+    Annotations.of(scope).addWarningV2(
+      'arclight:torchOnLambda',
+      `RealtimeApi '${apiName}' serves a ${model.format} model on Lambda: the image carries Python and CPU torch (about 1 GB more to pull), and each cold start spends ~${LAMBDA_LIMITS.torchImportSeconds} s importing torch. An ONNX export starts faster; see \`arclight bench formats\`.`,
+    );
+  }
+}
