@@ -190,6 +190,7 @@ const ROUTES_OF_GPU = [
   'GET /v2/models/gpu',
   'GET /v2/models/gpu/ready',
   'POST /v2/models/gpu/infer',
+  'GET /v2/models/gpu/stats',
 ];
 
 describe('the REST API', () => {
@@ -297,6 +298,7 @@ describe('the REST API', () => {
       ['/v2/models/gpu', 'GET'],
       ['/v2/models/gpu/ready', 'GET'],
       ['/v2/models/gpu/infer', 'POST'],
+      ['/v2/models/gpu/stats', 'GET'],
     ]) {
       const integration = integrationOf(methods.get(`ANY ${path}`)!);
       assert.equal(integration.Type, 'MOCK', path);
