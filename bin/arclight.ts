@@ -5,7 +5,7 @@ import { Command, InvalidArgumentError, Option } from 'commander';
 import { benchFormats, formatReport } from '../lib/cli/bench-formats.js';
 import { DEV_DEFAULTS, DevClosedError, DevServer } from '../lib/cli/dev.js';
 import { reportError } from '../lib/cli/fail.js';
-import { predict } from '../lib/cli/predict.js';
+import { failureLine, predict } from '../lib/cli/predict.js';
 import { serve, SERVE_DEFAULTS } from '../lib/cli/serve.js';
 import { MODEL_FORMATS } from '../lib/contract.js';
 import { LOG_LEVELS, type LogLevel } from '../lib/runtime/telemetry/logger.js';
@@ -183,7 +183,7 @@ program
     });
     process.stdout.write(`${outcome.body}\n`);
     if (outcome.status >= 400) {
-      process.stderr.write(`arclight: HTTP ${outcome.status}\n`);
+      process.stderr.write(`${failureLine(outcome)}\n`);
       process.exitCode = 1;
     }
   });

@@ -4,12 +4,24 @@
  */
 
 /** Open Inference Protocol v2 tensor datatypes Arclight serves. */
-export type Datatype = 'BOOL' | 'UINT8' | 'INT8' | 'INT16' | 'INT32' | 'INT64' | 'FP16' | 'FP32' | 'FP64';
+export type Datatype =
+  | 'BOOL'
+  | 'UINT8'
+  | 'INT8'
+  | 'INT16'
+  | 'INT32'
+  | 'INT64'
+  | 'FP16'
+  | 'FP32'
+  | 'FP64'
+  /** Strings (UTF-8 text): JSON strings, or in binary each element's 4-byte little-endian length then its bytes. */
+  | 'BYTES';
 
 /** Element types of tensors handed to and returned by `model.run` (onnxruntime's names). */
-export type TensorType = 'bool' | 'uint8' | 'int8' | 'int16' | 'int32' | 'int64' | 'float16' | 'float32' | 'float64';
+export type TensorType =
+  'bool' | 'uint8' | 'int8' | 'int16' | 'int32' | 'int64' | 'float16' | 'float32' | 'float64' | 'string';
 
-/** The typed array behind each tensor type (`float16` is raw IEEE half bits in a Uint16Array). */
+/** The typed array behind each tensor type (`float16` is raw IEEE half bits in a Uint16Array; `string` a plain array). */
 export interface TensorDataByType {
   bool: Uint8Array;
   uint8: Uint8Array;
@@ -20,6 +32,7 @@ export interface TensorDataByType {
   float16: Uint16Array;
   float32: Float32Array;
   float64: Float64Array;
+  string: string[];
 }
 
 export type TensorData = TensorDataByType[TensorType];
@@ -66,7 +79,7 @@ export interface Model {
   /** Builds a tensor; plain arrays are copied into the type's typed array. */
   tensor<T extends TensorType>(
     type: T,
-    data: TensorDataByType[T] | readonly number[] | readonly bigint[] | readonly boolean[],
+    data: TensorDataByType[T] | readonly number[] | readonly bigint[] | readonly boolean[] | readonly string[],
     dims: readonly number[],
   ): Tensor<T>;
   /** Runs the model on named inputs; returns every output, or those named. */

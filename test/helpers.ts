@@ -199,7 +199,9 @@ export function httpApiV2Event(call: Call, requestId: string = randomUUID()): AP
   const body = call.body === undefined ? undefined : Buffer.from(call.body);
   const headers = callHeaders(call);
   const contentType = headers['content-type'] ?? '';
-  const textual = contentType.includes('json') || contentType.startsWith('text/');
+  // A body with a Content-Encoding (gzip) is bytes, not text: API Gateway hands it over base64-encoded.
+  const textual =
+    (contentType.includes('json') || contentType.startsWith('text/')) && headers['content-encoding'] === undefined;
   const method = call.method ?? (call.body === undefined ? 'GET' : 'POST');
   const [rawPath = '/', rawQueryString = ''] = call.path.split('?', 2);
   return {

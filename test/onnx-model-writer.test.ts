@@ -18,6 +18,7 @@ const TYPES: readonly TensorType[] = [
   'float16',
   'float32',
   'float64',
+  'string',
 ];
 
 function session(bytes: Uint8Array): Promise<ort.InferenceSession> {
@@ -46,6 +47,7 @@ test('an Identity model per datatype loads with the declared types and dims, and
     float16: new Uint16Array([0x3c00, 0x7bff]),
     float32: new Float32Array([0.1, -3.5]),
     float64: new Float64Array([0.1, 1e300]),
+    string: ['', 'héllo ✓'],
   };
   TYPES.forEach((type, i) => (feeds[type] = new ort.Tensor(type, data[type] as never, i % 2 ? [1, 2] : [2])));
   const out = await s.run(feeds);

@@ -22,6 +22,7 @@ export const ONNX_DATA_TYPE: Readonly<Record<TensorType, number>> = {
   bool: onnx.TensorProto.DataType.BOOL,
   float16: onnx.TensorProto.DataType.FLOAT16,
   float64: onnx.TensorProto.DataType.DOUBLE,
+  string: onnx.TensorProto.DataType.STRING,
 };
 
 /** A graph input or output: a number is a fixed dimension, a string a symbolic (dynamic) one. */
@@ -38,6 +39,7 @@ export type AttributeValue =
   | { readonly string: string }
   | { readonly ints: readonly number[] }
   | { readonly floats: readonly number[] }
+  | { readonly strings: readonly string[] }
   | { readonly tensor: InitializerSpec };
 
 export interface NodeSpec {
@@ -69,6 +71,8 @@ export interface ModelSpec {
   readonly graphName?: string;
   /** ai.onnx opset. @default 13 */
   readonly opset?: number;
+  /** Other operator domains the graph uses (`ai.onnx.ml`), with their opset. @default none */
+  readonly domains?: Readonly<Record<string, number>>;
   /** @default 8 */
   readonly irVersion?: number;
 }
@@ -79,7 +83,10 @@ export function writeOnnxModel(spec: ModelSpec): Uint8Array {
     irVersion: spec.irVersion ?? 8,
     producerName: 'arclight-test',
     producerVersion: '1',
-    opsetImport: [{ domain: '', version: spec.opset ?? 13 }],
+    opsetImport: [
+      { domain: '', version: spec.opset ?? 13 },
+      ...Object.entries(spec.domains ?? {}).map(([domain, version]) => ({ domain, version })),
+    ],
     graph: {
       name: spec.graphName ?? 'test',
       input: spec.inputs.map(valueInfo),
@@ -125,6 +132,15 @@ function valueInfo(value: ValueSpec): InstanceType<typeof onnx.ValueInfoProto> {
 
 function tensorProto(spec: InitializerSpec): InstanceType<typeof onnx.TensorProto> {
   const { data } = spec;
+  if (Array.isArray(data)) {
+    const stringData = data.map((text) => new TextEncoder().encode(text));
+    return onnx.TensorProto.create({
+      name: spec.name,
+      dataType: ONNX_DATA_TYPE.string,
+      dims: [...spec.dims],
+      stringData,
+    });
+  }
   return onnx.TensorProto.create({
     name: spec.name,
     dataType: ONNX_DATA_TYPE[spec.type],
@@ -141,6 +157,10 @@ function attribute(name: string, value: AttributeValue): InstanceType<typeof onn
     return onnx.AttributeProto.create({ name, type: AttributeType.STRING, s: new TextEncoder().encode(value.string) });
   }
   if ('ints' in value) return onnx.AttributeProto.create({ name, type: AttributeType.INTS, ints: [...value.ints] });
+  if ('strings' in value) {
+    const strings = value.strings.map((text) => new TextEncoder().encode(text));
+    return onnx.AttributeProto.create({ name, type: AttributeType.STRINGS, strings });
+  }
   if ('floats' in value) {
     return onnx.AttributeProto.create({ name, type: AttributeType.FLOATS, floats: [...value.floats] });
   }

@@ -15,7 +15,7 @@ import { createHttpServer, listen } from '../runtime/transports/http-server.js';
 import { createLogger } from '../runtime/telemetry/logger.js';
 import { makeTensor } from '../runtime/executors/model.js';
 import { BINARY_HEADER } from '../runtime/codec/oip.js';
-import { TENSOR_TYPE_OF, isDatatype } from '../runtime/codec/tensor-types.js';
+import { TENSOR_TYPE_OF, binaryElements, isDatatype } from '../runtime/codec/tensor-types.js';
 import { Runtime } from '../runtime/runtime.js';
 import { TorchProcess } from '../runtime/executors/torch-process.js';
 import { UsageError } from './fail.js';
@@ -157,7 +157,7 @@ function forModel(request: InferDocument, inputs: readonly TensorInfo[]): Body {
     const name = names.has(input.name) || inputs[i] === undefined ? input.name : inputs[i]!.name;
     if (!isDatatype(input.datatype)) throw new UsageError(`--input '${input.name}' has datatype ${input.datatype}`);
     const tensor = makeTensor(TENSOR_TYPE_OF[input.datatype], flatten(input.data), input.shape);
-    const bytes = new Uint8Array(tensor.data.buffer, tensor.data.byteOffset, tensor.data.byteLength);
+    const bytes = binaryElements(tensor);
     parts.push(bytes);
     const { datatype, shape } = input;
     return { name, datatype, shape, parameters: { binary_data_size: bytes.byteLength } };

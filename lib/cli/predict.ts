@@ -1,6 +1,7 @@
 /** `arclight predict`: POSTs a payload to an API and prints the answer; non-zero exit on an HTTP error. */
 import { readFile } from 'node:fs/promises';
 import { extname } from 'node:path';
+import { readErrorBody } from '../runtime/codec/json.js';
 import { StartupError } from '../runtime/startup-error.js';
 import { UsageError } from './fail.js';
 
@@ -39,6 +40,21 @@ export async function predict(url: string, options: PredictOptions): Promise<Pre
     );
   }
   return { status: response.status, body: await response.text() };
+}
+
+/** The line a failed call prints: the status, and the contract's error body read when the API sent one. */
+export function failureLine(outcome: PredictOutcome): string {
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(outcome.body);
+  } catch {
+    parsed = undefined;
+  }
+  const error = readErrorBody(parsed);
+  if (!error) return `arclight: HTTP ${outcome.status}`;
+  const code = error.code ? ` ${error.code}` : '';
+  const id = error.requestId ? ` (request id ${error.requestId})` : '';
+  return `arclight: HTTP ${outcome.status}${code}: ${error.error}${id}`;
 }
 
 function parseUrl(url: string): URL {

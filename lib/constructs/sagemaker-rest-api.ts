@@ -32,6 +32,7 @@ export function contractRoutes(apiName: string): ContractRoute[] {
     { path: model, methods: ['GET'] },
     { path: `${model}/ready`, methods: ['GET'] },
     { path: `${model}/infer`, methods: ['POST'] },
+    { path: `${model}/stats`, methods: ['GET'] },
   ];
 }
 

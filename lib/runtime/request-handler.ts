@@ -11,7 +11,7 @@ import { clipText, errorBodyJson, stringifyJson } from './codec/json.js';
 import { withTimeout } from './deadline.js';
 import { infer } from './default-predictor.js';
 import type { ModelLifecycle } from './model-lifecycle.js';
-import { matchRoute, type Route } from './routes.js';
+import { matchRoute, type ModelRef, type Route } from './routes.js';
 import { asError, requestLogger, type Logger } from './telemetry/logger.js';
 import type { Telemetry } from './telemetry/telemetry.js';
 import { requestIdFrom } from './transports/request-id.js';
@@ -58,6 +58,9 @@ export interface ApiIdentity {
 /** The protocol extensions this server implements, as its metadata lists them (Triton's names). */
 const SERVER_EXTENSIONS = ['binary_tensor_data', 'statistics'];
 
+/** The one version of the model an API serves, as the protocol's versioned paths and metadata name it. */
+const MODEL_VERSION = '1';
+
 /** Routes whose requests the statistics count as inferences. */
 const INFERENCE_ROUTES: ReadonlySet<Route['kind']> = new Set(['infer', 'predict']);
 
@@ -79,11 +82,11 @@ export class RequestHandler {
     ping: () => this.ready(),
     server: () => json(200, { name: 'arclight', version: ARCLIGHT_VERSION, extensions: SERVER_EXTENSIONS }),
     metadata: () => json(200, this.describe()),
-    model: ({ route }) => json(200, modelMetadata(this.requireModel(route.model))),
-    'model-ready': ({ route }) => json(200, { name: this.requireModel(route.model).name, ready: true }),
-    infer: ({ route, request, timeoutMs }) => this.infer(this.requireModel(route.model), request, timeoutMs),
+    model: ({ route }) => json(200, modelMetadata(this.requireModel(route))),
+    'model-ready': ({ route }) => json(200, { name: this.requireModel(route).name, ready: true }),
+    infer: ({ route, request, timeoutMs }) => this.infer(this.requireModel(route), request, timeoutMs),
     stats: ({ route }) => {
-      this.requireModel(route.model);
+      this.requireModel(route);
       return json(200, { model_stats: [this.lifecycle.statistics.toJSON()] });
     },
     predict: ({ request, requestId, timeoutMs }) => {
@@ -225,10 +228,16 @@ export class RequestHandler {
     });
   }
 
-  private requireModel(name: string): Model {
+  private requireModel({ model: name, version }: ModelRef): Model {
     const { model } = this.lifecycle.requireReady();
     if (name !== model.name)
       throw httpError('model_not_found', `no model named '${clipText(name)}'; this API serves '${model.name}'`);
+    if (version !== undefined && version !== MODEL_VERSION) {
+      throw httpError(
+        'model_not_found',
+        `model '${model.name}' has no version '${clipText(version)}'; it serves version ${MODEL_VERSION}`,
+      );
+    }
     return model;
   }
 
@@ -249,6 +258,7 @@ function modelMetadata(model: Model): Record<string, unknown> {
   const strip = ({ name, datatype, shape }: Model['inputs'][number]) => ({ name, datatype, shape });
   return {
     name: model.name,
+    versions: [MODEL_VERSION],
     platform: PLATFORM[model.format],
     inputs: model.inputs.map(strip),
     outputs: model.outputs.map(strip),

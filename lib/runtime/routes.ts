@@ -10,17 +10,23 @@ export type Route =
   | { readonly kind: 'ready' }
   | { readonly kind: 'ping' }
   | { readonly kind: 'server' }
-  | { readonly kind: 'model'; readonly model: string }
-  | { readonly kind: 'model-ready'; readonly model: string }
-  | { readonly kind: 'infer'; readonly model: string }
-  | { readonly kind: 'stats'; readonly model: string };
+  | ({ readonly kind: 'model' } & ModelRef)
+  | ({ readonly kind: 'model-ready' } & ModelRef)
+  | ({ readonly kind: 'infer' } & ModelRef)
+  | ({ readonly kind: 'stats' } & ModelRef);
+
+/** A model named in the path, and its version when the path gives one (`/v2/models/{name}/versions/{version}`). */
+export interface ModelRef {
+  readonly model: string;
+  readonly version?: string;
+}
 
 interface RouteRule {
   readonly pattern: RegExp;
   readonly methods: Readonly<Record<string, (match: RegExpExecArray) => Route>>;
 }
 
-const MODEL = '/v2/models/([^/]+)';
+const MODEL = '/v2/models/([^/]+)(?:/versions/([^/]+))?';
 
 const RULES: readonly RouteRule[] = [
   { pattern: /^\/$/, methods: { GET: () => ({ kind: 'metadata' }), POST: () => ({ kind: 'predict' }) } },
@@ -29,11 +35,15 @@ const RULES: readonly RouteRule[] = [
   { pattern: exact(ROUTES.ready), methods: { GET: () => ({ kind: 'ready' }) } },
   { pattern: exact(ROUTES.ping), methods: { GET: () => ({ kind: 'ping' }) } },
   { pattern: /^\/v2$/, methods: { GET: () => ({ kind: 'server' }) } },
-  { pattern: new RegExp(`^${MODEL}$`), methods: { GET: (m) => ({ kind: 'model', model: decode(m[1]!) }) } },
-  { pattern: new RegExp(`^${MODEL}/ready$`), methods: { GET: (m) => ({ kind: 'model-ready', model: decode(m[1]!) }) } },
-  { pattern: new RegExp(`^${MODEL}/infer$`), methods: { POST: (m) => ({ kind: 'infer', model: decode(m[1]!) }) } },
-  { pattern: new RegExp(`^${MODEL}/stats$`), methods: { GET: (m) => ({ kind: 'stats', model: decode(m[1]!) }) } },
+  { pattern: new RegExp(`^${MODEL}$`), methods: { GET: (m) => ({ kind: 'model', ...modelRef(m) }) } },
+  { pattern: new RegExp(`^${MODEL}/ready$`), methods: { GET: (m) => ({ kind: 'model-ready', ...modelRef(m) }) } },
+  { pattern: new RegExp(`^${MODEL}/infer$`), methods: { POST: (m) => ({ kind: 'infer', ...modelRef(m) }) } },
+  { pattern: new RegExp(`^${MODEL}/stats$`), methods: { GET: (m) => ({ kind: 'stats', ...modelRef(m) }) } },
 ];
+
+function modelRef(match: RegExpExecArray): ModelRef {
+  return { model: decode(match[1]!), ...(match[2] === undefined ? {} : { version: decode(match[2]) }) };
+}
 
 function exact(path: string): RegExp {
   return new RegExp(`^${path.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}$`);

@@ -94,14 +94,19 @@ describe('arclight predict', { concurrency: true }, () => {
     const body = { error: contractError(JSON.parse(result.stdout)) };
     assert.equal(body.error.code, 'invalid_input');
     assert.match(body.error.message, /3 pixels/);
-    assert.deepEqual(stderrLines(result.stderr), ['arclight: HTTP 400']);
+    assert.deepEqual(stderrLines(result.stderr), [
+      `arclight: HTTP 400 invalid_input: ${body.error.message} (request id ${body.error.requestId})`,
+    ]);
   });
 
   test('a 404 exits 1 too', async () => {
     const result = await runCli(['predict', `${server.url}/v2/models/other/infer`, '--data', '{}']);
     assert.equal(result.code, 1);
-    assert.equal(contractError(JSON.parse(result.stdout)).code, 'model_not_found');
-    assert.deepEqual(stderrLines(result.stderr), ['arclight: HTTP 404']);
+    const error = contractError(JSON.parse(result.stdout));
+    assert.equal(error.code, 'model_not_found');
+    assert.deepEqual(stderrLines(result.stderr), [
+      `arclight: HTTP 404 model_not_found: ${error.message} (request id ${error.requestId})`,
+    ]);
   });
 
   test('--content-type overrides the type: text to the digits predictor is a 415', async () => {

@@ -111,8 +111,14 @@ describe('arclight serve --embedded-s3 with the digits predictor', () => {
 
       const refused = await runCli(['predict', `${url}/`, '--data', '{"pixels": [1, 2]}']);
       assert.equal(refused.code, 1);
-      assert.equal(contractError(JSON.parse(refused.stdout)).code, 'invalid_input');
-      assert.ok(stderrLines(refused.stderr).includes('arclight: HTTP 400'), refused.stderr);
+      const error = contractError(JSON.parse(refused.stdout));
+      assert.equal(error.code, 'invalid_input');
+      assert.ok(
+        stderrLines(refused.stderr).includes(
+          `arclight: HTTP 400 invalid_input: ${error.message} (request id ${error.requestId})`,
+        ),
+        refused.stderr,
+      );
     } finally {
       child.kill('SIGTERM');
     }

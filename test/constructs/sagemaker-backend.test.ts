@@ -221,6 +221,7 @@ const ROUTES_OF_GPU = [
   'GET /v2/models/gpu',
   'GET /v2/models/gpu/ready',
   'POST /v2/models/gpu/infer',
+  'GET /v2/models/gpu/stats',
 ];
 
 describe('the REST API', () => {
@@ -331,6 +332,7 @@ describe('the REST API', () => {
       ['/v2/models/gpu', 'GET'],
       ['/v2/models/gpu/ready', 'GET'],
       ['/v2/models/gpu/infer', 'POST'],
+      ['/v2/models/gpu/stats', 'GET'],
     ]) {
       const integration = integrationOf(methods.get(`ANY ${path}`)!);
       assert.equal(integration.Type, 'MOCK', path);
@@ -412,7 +414,9 @@ describe('the REST API', () => {
     });
     const t = Template.fromStack(other);
     const methods = resourcesOf(t, 'AWS::ApiGateway::Method');
-    assert.equal(methods.length, ROUTES_OF_GPU.length + 7 + 2);
+    // Each route's method, an ANY (405) per path, and the other-model catch-alls.
+    const paths = new Set(ROUTES_OF_GPU.map((route) => route.split(' ')[1]));
+    assert.equal(methods.length, ROUTES_OF_GPU.length + paths.size + 2);
     for (const [id, method] of methods) assert.equal(method['AuthorizationType'], 'AWS_IAM', id);
     // Unsigned requests get the same response type as unknown paths: under IAM it stays API Gateway's 403.
     const types = resourcesOf(t, 'AWS::ApiGateway::GatewayResponse').map(([, r]) => r['ResponseType']);

@@ -293,6 +293,7 @@ describe('metadata and health routes', () => {
     });
     assert.deepEqual(await okJson(await fetch(`${digits.url}/v2/models/digits`)), {
       name: 'digits',
+      versions: ['1'],
       platform: 'onnxruntime_onnx',
       inputs: [{ name: 'image', datatype: 'FP32', shape: [-1, 1, 8, 8] }],
       outputs: [{ name: 'logits', datatype: 'FP32', shape: [-1, 10] }],
@@ -401,6 +402,7 @@ describe('MobileNet v3 small through the default predictor (OIP on POST /)', () 
     assert.equal(meta['predictor'], 'default');
     assert.deepEqual(await okJson(await fetch(`${mobilenet.url}/v2/models/mobilenet`)), {
       name: 'mobilenet',
+      versions: ['1'],
       platform: 'onnxruntime_onnx',
       inputs: [{ name: 'input', datatype: 'FP32', shape: [-1, 3, 224, 224] }],
       outputs: [{ name: 'output', datatype: 'FP32', shape: [-1, 1000] }],

@@ -15,9 +15,11 @@ import {
   INTEGER_RANGE,
   TENSOR_TYPE_OF,
   allocate,
+  binaryElements,
   bytesPerElement,
   fromFloat16Bits,
   isDatatype,
+  stringsFromBinary,
   tensorDataFromBytes,
   toFloat16Bits,
 } from './tensor-types.js';
@@ -285,6 +287,11 @@ function fromBinary(cursor: BinaryCursor, size: unknown, type: TensorType, count
   if (typeof size !== 'number' || !Number.isSafeInteger(size) || size < 0) {
     throw invalidInput(`${where}: binary_data_size must be a non-negative integer`);
   }
+  if (type === 'string') {
+    const strings = stringsFromBinary(cursor.take(size, where), count);
+    if (!Array.isArray(strings)) throw invalidInput(`${where}: BYTES binary data: ${strings.problem}`);
+    return strings;
+  }
   if (type === 'bool' && size === count) {
     return tensorDataFromBytes(cursor.take(size, where), type, count);
   }
@@ -372,6 +379,15 @@ function fillTyped(flat: readonly unknown[], datatype: Datatype, where: string):
         if (typeof v !== 'number' || !Number.isFinite(v) || Math.abs(v) > 65504)
           bad(i, 'a finite number within ±65504');
         out[i] = toFloat16Bits(v as number);
+      }
+      break;
+    }
+    case 'BYTES': {
+      const out = data as string[];
+      for (let i = 0; i < flat.length; i++) {
+        const v = flat[i];
+        if (typeof v !== 'string') bad(i, 'a string');
+        out[i] = v as string;
       }
       break;
     }
@@ -481,8 +497,8 @@ export function encodeInferResponse(
   const outputs = Object.entries(results).map(([name, tensor]) => {
     const head = { name, datatype: DATATYPE_OF[tensor.type], shape: [...tensor.dims] };
     if (!binaryOutputs.has(name)) return { ...head, data: toJsonData(tensor) };
-    const bytes = Buffer.from(tensor.data.buffer, tensor.data.byteOffset, tensor.data.byteLength);
-    chunks.push(bytes);
+    const bytes = binaryElements(tensor);
+    chunks.push(Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength));
     return { ...head, parameters: { binary_data_size: bytes.length } };
   });
   // Plain JSON.stringify: toJsonData already made every value JSON-safe, and a replacer would slow it severalfold.
@@ -513,6 +529,8 @@ export function toJsonData(tensor: Tensor): unknown[] {
       return floatsAsJson(Array.from(tensor.data as Float32Array | Float64Array));
     case 'bool':
       return Array.from(tensor.data as Uint8Array, (v) => v !== 0);
+    case 'string':
+      return [...(tensor.data as string[])];
     default:
       return Array.from(tensor.data as ArrayLike<number>);
   }

@@ -1,4 +1,4 @@
-import type { Datatype, TensorData, TensorType } from '../../predictor.js';
+import type { Datatype, Tensor, TensorData, TensorDataByType, TensorType } from '../../predictor.js';
 
 /** Open Inference Protocol datatype → onnxruntime tensor type. */
 export const TENSOR_TYPE_OF: Readonly<Record<Datatype, TensorType>> = {
@@ -11,6 +11,7 @@ export const TENSOR_TYPE_OF: Readonly<Record<Datatype, TensorType>> = {
   FP16: 'float16',
   FP32: 'float32',
   FP64: 'float64',
+  BYTES: 'string',
 };
 
 /** onnxruntime tensor type → Open Inference Protocol datatype. */
@@ -24,6 +25,7 @@ export const DATATYPE_OF: Readonly<Record<TensorType, Datatype>> = {
   float16: 'FP16',
   float32: 'FP32',
   float64: 'FP64',
+  string: 'BYTES',
 };
 
 export const DATATYPES = Object.keys(TENSOR_TYPE_OF) as Datatype[];
@@ -42,7 +44,20 @@ interface TypedArrayConstructor {
   readonly BYTES_PER_ELEMENT: number;
 }
 
-const ARRAY_OF: Readonly<Record<TensorType, TypedArrayConstructor>> = {
+/** Tensor types held in a typed array: every one but `string`. */
+export type NumericTensorType = Exclude<TensorType, 'string'>;
+export type NumericTensorData = TensorDataByType[NumericTensorType];
+
+/** Whether a tensor's data is a typed array (not the plain array of strings of a BYTES tensor). */
+export function isNumericData(data: TensorData): data is NumericTensorData {
+  return !Array.isArray(data);
+}
+
+export function isStringTensor(tensor: Tensor): tensor is Tensor<'string'> {
+  return tensor.type === 'string';
+}
+
+const ARRAY_OF: Readonly<Record<NumericTensorType, TypedArrayConstructor>> = {
   bool: Uint8Array,
   uint8: Uint8Array,
   int8: Int8Array,
@@ -55,6 +70,7 @@ const ARRAY_OF: Readonly<Record<TensorType, TypedArrayConstructor>> = {
 };
 
 export function allocate(type: TensorType, length: number): TensorData {
+  if (type === 'string') return new Array<string>(length).fill('');
   return new ARRAY_OF[type](length);
 }
 
@@ -62,12 +78,12 @@ export function allocate(type: TensorType, length: number): TensorData {
  * The elements in `bytes` (little-endian, as sent) as a typed array: a view sharing its memory when the offset is
  * aligned for the type, else an aligned copy. Booleans are always copied, to normalise them to 0/1.
  */
-export function tensorDataFromBytes(bytes: Uint8Array, type: TensorType, length: number): TensorData {
+export function tensorDataFromBytes(bytes: Uint8Array, type: NumericTensorType, length: number): NumericTensorData {
   const constructor = ARRAY_OF[type];
   if (type !== 'bool' && bytes.byteOffset % constructor.BYTES_PER_ELEMENT === 0) {
-    return new constructor(bytes.buffer, bytes.byteOffset, length);
+    return new constructor(bytes.buffer, bytes.byteOffset, length) as NumericTensorData;
   }
-  const data = new constructor(length);
+  const data = new constructor(length) as NumericTensorData;
   new Uint8Array(data.buffer, data.byteOffset, data.byteLength).set(bytes.subarray(0, data.byteLength));
   if (type === 'bool') {
     const flags = data as Uint8Array;
@@ -76,8 +92,53 @@ export function tensorDataFromBytes(bytes: Uint8Array, type: TensorType, length:
   return data;
 }
 
-export function bytesPerElement(type: TensorType): number {
+export function bytesPerElement(type: NumericTensorType): number {
   return ARRAY_OF[type].BYTES_PER_ELEMENT;
+}
+
+/**
+ * A tensor's elements as the binary tensor extension sends them: a numeric tensor's little-endian bytes (a view, no
+ * copy); a BYTES tensor's elements each as a 4-byte little-endian length and then its UTF-8 bytes.
+ */
+export function binaryElements(tensor: Tensor): Uint8Array {
+  const { data } = tensor;
+  if (isNumericData(data)) return new Uint8Array(data.buffer, data.byteOffset, data.byteLength);
+  const encoded = data.map((text) => Buffer.from(text, 'utf8'));
+  const out = Buffer.alloc(encoded.reduce((n, e) => n + 4 + e.length, 0));
+  let at = 0;
+  for (const element of encoded) {
+    at = out.writeUInt32LE(element.length, at);
+    at += element.copy(out, at);
+  }
+  return out;
+}
+
+const utf8 = new TextDecoder('utf-8', { fatal: true });
+
+/**
+ * The elements of a binary BYTES tensor (each a 4-byte little-endian length, then that many bytes of UTF-8), or why
+ * the bytes are not `count` such elements.
+ */
+export function stringsFromBinary(bytes: Uint8Array, count: number): string[] | { readonly problem: string } {
+  const view = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  const out: string[] = [];
+  let at = 0;
+  for (let i = 0; i < count; i++) {
+    if (at + 4 > view.length) return { problem: `element ${i}'s 4-byte length runs past the tensor's bytes` };
+    const length = view.readUInt32LE(at);
+    at += 4;
+    if (at + length > view.length) {
+      return { problem: `element ${i} is ${length} bytes long, past the tensor's ${view.length - at} remaining` };
+    }
+    try {
+      out.push(utf8.decode(view.subarray(at, at + length)));
+    } catch {
+      return { problem: `element ${i} is not UTF-8 text (ONNX string tensors hold text)` };
+    }
+    at += length;
+  }
+  if (at !== view.length) return { problem: `${view.length - at} bytes follow the last of its ${count} elements` };
+  return out;
 }
 
 /** Inclusive integer ranges of the integer datatypes that fit a JS number exactly. */

@@ -7,7 +7,7 @@
  */
 import type { Tensor, TensorInfo } from '../../predictor.js';
 import type { Executor } from './executor.js';
-import { allocate } from '../codec/tensor-types.js';
+import { allocate, isNumericData } from '../codec/tensor-types.js';
 
 export interface BatchingOptions {
   /** Largest batch (1: batching off). */
@@ -255,6 +255,10 @@ export function concat(tensors: readonly Tensor[]): Tensor {
   const first = tensors[0]!;
   const rows = tensors.reduce((n, t) => n + t.dims[0]!, 0);
   const length = tensors.reduce((n, t) => n + t.data.length, 0);
+  if (first.type === 'string') {
+    const strings = tensors.flatMap((t) => t.data as string[]);
+    return { type: first.type, data: strings, dims: [rows, ...first.dims.slice(1)] };
+  }
   const data = allocate(first.type, length);
   let offset = 0;
   for (const t of tensors) {
@@ -272,7 +276,9 @@ export function split(outputs: Readonly<Record<string, Tensor>>, rows: readonly 
     const perRow = total === 0 ? 0 : tensor.data.length / total;
     let start = 0;
     rows.forEach((n, i) => {
-      const data = tensor.data.subarray(start * perRow, (start + n) * perRow);
+      const data = isNumericData(tensor.data)
+        ? tensor.data.subarray(start * perRow, (start + n) * perRow)
+        : tensor.data.slice(start * perRow, (start + n) * perRow);
       parts[i]![name] = { type: tensor.type, data, dims: [n, ...tensor.dims.slice(1)] } as Tensor;
       start += n;
     });

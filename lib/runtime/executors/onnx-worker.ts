@@ -7,6 +7,7 @@ import { readlinkSync } from 'node:fs';
 import { setPriority } from 'node:os';
 import { parentPort, workerData } from 'node:worker_threads';
 import type { Tensor } from '../../predictor.js';
+import { isNumericData, type NumericTensorData } from '../codec/tensor-types.js';
 import { ModelRunError, OnnxExecutor } from './onnx-executor.js';
 import { StartupError } from '../startup-error.js';
 import type { WorkerInit, WorkerJob, WorkerMessage, WorkerReply } from './worker-pool.js';
@@ -105,8 +106,9 @@ async function run(executor: OnnxExecutor, job: WorkerJob): Promise<void> {
     const outputs: Record<string, Tensor> = {};
     const transfer: ArrayBuffer[] = [];
     for (const [name, tensor] of Object.entries(results)) {
-      const data = owned(tensor.data);
-      transfer.push(data.buffer as ArrayBuffer);
+      // A BYTES output's strings are copied (structured clone); typed arrays move.
+      const data = isNumericData(tensor.data) ? owned(tensor.data) : [...tensor.data];
+      if (isNumericData(data)) transfer.push(data.buffer as ArrayBuffer);
       outputs[name] = { type: tensor.type, data, dims: [...tensor.dims] } as Tensor;
     }
     post({ kind: 'result', id: job.id, outputs }, transfer);
@@ -121,7 +123,7 @@ async function run(executor: OnnxExecutor, job: WorkerJob): Promise<void> {
 }
 
 /** The data in a buffer of its own (transferable without detaching anything else). */
-function owned<T extends Tensor['data']>(data: T): T {
+function owned<T extends NumericTensorData>(data: T): T {
   if (data.byteOffset === 0 && data.buffer.byteLength === data.byteLength && data.buffer instanceof ArrayBuffer)
     return data;
   return data.slice() as T;

@@ -152,6 +152,10 @@ export class TorchExecutor implements Executor {
     for (const [name, tensor] of Object.entries(feeds)) {
       if (Buffer.byteLength(name) > 0xffff || tensor.dims.length > 255)
         return Promise.reject(new ModelRunError(`input '${name.slice(0, 64)}' has a name or rank too large`));
+      if (tensor.type === 'string')
+        return Promise.reject(
+          new ModelRunError(`input '${name.slice(0, 64)}': torch models take no BYTES (string) tensors`),
+        );
     }
     return new Promise((resolve, reject) => {
       const id = this.nextId;

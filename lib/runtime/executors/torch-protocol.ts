@@ -7,15 +7,20 @@
  *     tensors = u16 count | per tensor: u16 name length | name | u8 dtype | u8 rank | rank × i64 dims | u64 bytes
  *               | pad to 8 | data | pad to 8          (padding counted from the payload's start)
  */
-import type { Tensor, TensorType } from '../../predictor.js';
-import { bytesPerElement, tensorDataFromBytes } from '../codec/tensor-types.js';
+import type { Tensor } from '../../predictor.js';
+import {
+  bytesPerElement,
+  tensorDataFromBytes,
+  type NumericTensorData,
+  type NumericTensorType,
+} from '../codec/tensor-types.js';
 
 export const FRAME = { hello: 1, load: 2, ready: 3, run: 4, result: 5, error: 6, bye: 7 } as const;
 
 export type FrameKind = (typeof FRAME)[keyof typeof FRAME];
 
 /** Tensor types by their code on the wire (the Python side lists them in the same order). */
-const TYPE_CODES: readonly TensorType[] = [
+const TYPE_CODES: readonly NumericTensorType[] = [
   'bool',
   'uint8',
   'int8',
@@ -47,7 +52,10 @@ export function jsonFrame(kind: FrameKind, value: unknown): Buffer {
 
 /** A RUN frame: the request id, the named tensors and the outputs asked for (none: all). */
 export function runFrame(id: number, feeds: Readonly<Record<string, Tensor>>, outputNames: readonly string[] = []) {
-  const entries = Object.entries(feeds).map(([name, tensor]) => ({ name: Buffer.from(name), tensor }));
+  const entries = Object.entries(feeds).map(([name, tensor]) => ({
+    name: Buffer.from(name),
+    tensor: tensor as Tensor<NumericTensorType> & { readonly data: NumericTensorData },
+  }));
   const wanted = outputNames.map((name) => Buffer.from(name));
   let size = TENSORS_AT + 2;
   for (const { name, tensor } of entries) {

@@ -10,6 +10,7 @@ import { fileURLToPath } from 'node:url';
 import { Worker } from 'node:worker_threads';
 import type { Tensor, TensorInfo } from '../../predictor.js';
 import { timedWarmUp, withQueueWait, type Executor } from './executor.js';
+import { isNumericData } from '../codec/tensor-types.js';
 import { httpError } from '../codec/http-errors.js';
 import type { Logger } from '../telemetry/logger.js';
 import { ModelRunError } from './onnx-executor.js';
@@ -205,6 +206,8 @@ export class WorkerPool implements Executor {
   ): Promise<Record<string, Tensor>> {
     const transfer: ArrayBuffer[] = [];
     for (const tensor of Object.values(feeds)) {
+      // A BYTES tensor's strings are copied (structured clone); only typed arrays can move.
+      if (!isNumericData(tensor.data)) continue;
       const { buffer, byteOffset, byteLength } = tensor.data;
       const fills = byteOffset === 0 && byteLength === buffer.byteLength;
       if (buffer instanceof ArrayBuffer && (fills || isOwned(buffer)) && !transfer.includes(buffer)) {

@@ -75,7 +75,10 @@ export class ModelStatistics {
   };
   private readonly batches = new Map<number, Tally>();
 
-  constructor(private readonly name: string) {}
+  constructor(
+    private readonly name: string,
+    private readonly version = '1',
+  ) {}
 
   /** One inference request as answered: a 2xx is a success, anything else a failure. */
   request(ok: boolean, ms: number): void {
@@ -103,7 +106,7 @@ export class ModelStatistics {
     const none = { count: 0, ns: 0 };
     return {
       name: this.name,
-      version: '1',
+      version: this.version,
       last_inference: this.lastInference,
       inference_count: this.inferences,
       execution_count: this.executions,

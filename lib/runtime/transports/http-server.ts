@@ -4,8 +4,21 @@
  */
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import { promisify } from 'node:util';
+import * as zlib from 'node:zlib';
 import { DEFAULTS, REQUEST_ID_HEADER } from '../../contract.js';
+import type { HttpError } from '../../predictor.js';
 import type { InternalRequest, InternalResponse } from '../codec/codec.js';
+import {
+  COMPRESS_MIN_BYTES,
+  RESPONSE_ZLIB_OPTIONS,
+  badlyEncoded,
+  decoder,
+  requestCoding,
+  responseCoding,
+  tooLarge,
+  type ContentCoding,
+} from '../codec/content-encoding.js';
 import { BINARY_HEADER } from '../codec/oip.js';
 import { markOwned } from '../executors/owned-buffers.js';
 import { errorBodyJson } from '../codec/json.js';
@@ -25,6 +38,9 @@ export interface HttpServerOptions {
    */
   readonly overloaded?: () => boolean;
 }
+
+const gzip = promisify(zlib.gzip);
+const deflate = promisify(zlib.deflate);
 
 /** How long a refused upload may keep sending before its socket is closed (so the client reads our 413, not a reset). */
 const LINGER_MS = 1000;
@@ -68,10 +84,16 @@ async function serve(runtime: Runtime, req: IncomingMessage, res: ServerResponse
   try {
     const url = requestUrl(req.url);
     if (url === undefined) return refuse(req, res, 400, 'invalid_input', 'the request target is not a valid path');
-    const body = await readBody(req, maxBodyBytes);
-    if (body === undefined) return refuseTooLarge(req, res, maxBodyBytes);
-    const response = await runtime.handle(toInternal(req, url, body));
-    send(res, response);
+    let coding: ContentCoding;
+    try {
+      coding = requestCoding(header(req.headers['content-encoding']));
+    } catch (error) {
+      return refuseWith(req, res, error as HttpError);
+    }
+    const read = await readBody(req, maxBodyBytes, coding);
+    if ('refused' in read) return refuseWith(req, res, read.refused);
+    const response = await runtime.handle(toInternal(req, url, read.body));
+    await send(res, response, responseCoding(header(req.headers['accept-encoding'])));
   } catch (error) {
     runtime.log.warn('connection failed', { error: error as Error });
     res.destroy();
@@ -79,30 +101,65 @@ async function serve(runtime: Runtime, req: IncomingMessage, res: ServerResponse
 }
 
 /**
- * Reads the whole body, or undefined as soon as it passes the limit. The body lands in memory of its own (never
- * Node's shared pool), placed so that an OIP binary part starts 8-byte aligned: tensors decode as views into it, and
- * the worker pool moves it to a worker instead of copying.
+ * Reads the whole body, inflating it as it arrives when it is compressed, or refuses it as soon as it (or what it
+ * inflates to) passes the limit. The body lands in memory of its own (never Node's shared pool), placed so that an
+ * OIP binary part starts 8-byte aligned: tensors decode as views into it, and the worker pool moves it to a worker
+ * instead of copying.
  */
-function readBody(req: IncomingMessage, maxBodyBytes: number): Promise<Buffer | undefined> {
+function readBody(
+  req: IncomingMessage,
+  maxBodyBytes: number,
+  coding: ContentCoding,
+): Promise<{ readonly body: Buffer } | { readonly refused: HttpError }> {
   const declared = Number(req.headers['content-length']);
-  if (Number.isFinite(declared) && declared > maxBodyBytes) return Promise.resolve(undefined);
+  if (Number.isFinite(declared) && declared > maxBodyBytes) {
+    return Promise.resolve({ refused: tooLarge(maxBodyBytes, false) });
+  }
   const binaryAt = Number(req.headers[BINARY_HEADER]);
   const pad = Number.isSafeInteger(binaryAt) && binaryAt >= 0 ? (8 - (binaryAt % 8)) % 8 : 0;
+  const inflate = decoder(coding);
   return new Promise((resolve, reject) => {
     const chunks: Buffer[] = [];
     let length = 0;
-    const onData = (chunk: Buffer): void => {
-      length += chunk.length;
-      if (length > maxBodyBytes) {
-        req.off('data', onData);
-        resolve(undefined);
-        return;
+    let received = 0;
+    let settled = false;
+    const finish = (result: { readonly body: Buffer } | { readonly refused: HttpError }): void => {
+      if (settled) return;
+      settled = true;
+      req.off('data', onData);
+      if (inflate) {
+        inflate.off('data', onDecoded);
+        inflate.destroy();
       }
+      resolve(result);
+    };
+    const onDecoded = (chunk: Buffer): void => {
+      length += chunk.length;
+      if (length > maxBodyBytes) return finish({ refused: tooLarge(maxBodyBytes, inflate !== undefined) });
       chunks.push(chunk);
     };
+    const onData = (chunk: Buffer): void => {
+      received += chunk.length;
+      if (received > maxBodyBytes) return finish({ refused: tooLarge(maxBodyBytes, false) });
+      if (inflate) inflate.write(chunk);
+      else onDecoded(chunk);
+    };
+    const done = (): void => {
+      if (!settled) finish({ body: ownedCopy(chunks, length, pad) });
+    };
+    if (inflate) {
+      inflate.on('data', onDecoded);
+      inflate.once('end', done);
+      inflate.once('error', (error) => finish({ refused: badlyEncoded(coding, error) }));
+    }
     req.on('data', onData);
-    req.once('end', () => resolve(ownedCopy(chunks, length, pad)));
-    req.once('error', reject);
+    req.once('end', () => (inflate ? inflate.end() : done()));
+    req.once('error', (error) => {
+      if (settled) return;
+      settled = true;
+      inflate?.destroy();
+      reject(error);
+    });
   });
 }
 
@@ -115,9 +172,13 @@ function ownedCopy(chunks: readonly Buffer[], length: number, pad: number): Buff
   return body;
 }
 
-/** 413 with `connection: close`; the rest of the upload is read and dropped briefly so the client sees the answer. */
-function refuseTooLarge(req: IncomingMessage, res: ServerResponse, maxBodyBytes: number): void {
-  refuse(req, res, 413, 'payload_too_large', `request body exceeds the limit of ${maxBodyBytes} bytes`);
+function header(value: string | string[] | undefined): string | undefined {
+  return Array.isArray(value) ? value.join(', ') : value;
+}
+
+/** An HttpError answered before (or while) the body is read: the rest of the upload is dropped, never buffered. */
+function refuseWith(req: IncomingMessage, res: ServerResponse, error: HttpError): void {
+  refuse(req, res, error.status, error.code, error.message, { ...error.headers });
 }
 
 /** An error answer without reading the body, with `connection: close`; the upload is dropped, never buffered. */
@@ -171,6 +232,8 @@ function toInternal(req: IncomingMessage, url: URL, body: Buffer): InternalReque
   for (const [name, value] of Object.entries(req.headers)) {
     if (value !== undefined) headers[name] = Array.isArray(value) ? value.join(', ') : value;
   }
+  // The body was decoded as it arrived: what the runtime sees is the plain body.
+  delete headers['content-encoding'];
   return {
     method: req.method ?? 'GET',
     path: url.pathname,
@@ -180,13 +243,22 @@ function toInternal(req: IncomingMessage, url: URL, body: Buffer): InternalReque
   };
 }
 
-function send(res: ServerResponse, response: InternalResponse): void {
-  res.writeHead(response.status, {
-    ...response.headers,
-    ...(response.cookies ? { 'set-cookie': [...response.cookies] } : {}),
-    'content-length': response.body.length,
-  });
-  res.end(response.body);
+/** Sends a response, compressed when the client accepts it, it is large enough to gain, and not compressed already. */
+async function send(
+  res: ServerResponse,
+  response: InternalResponse,
+  coding: 'gzip' | 'deflate' | undefined,
+): Promise<void> {
+  let { body } = response;
+  const headers: Record<string, string | number | string[]> = { ...response.headers };
+  if (coding && body.length >= COMPRESS_MIN_BYTES && headers['content-encoding'] === undefined) {
+    body = await (coding === 'gzip' ? gzip : deflate)(body, RESPONSE_ZLIB_OPTIONS);
+    headers['content-encoding'] = coding;
+    headers['vary'] = headers['vary'] ? `${String(headers['vary'])}, accept-encoding` : 'accept-encoding';
+  }
+  if (response.cookies) headers['set-cookie'] = [...response.cookies];
+  res.writeHead(response.status, { ...headers, 'content-length': body.length });
+  res.end(body);
 }
 
 /** Listens and resolves with the bound address. */

@@ -7,7 +7,9 @@
  */
 import type { APIGatewayProxyEvent, APIGatewayProxyEventV2, APIGatewayProxyResult, Context } from 'aws-lambda';
 import { LAMBDA_PAYLOAD } from '../../contract.js';
+import { isHttpError } from '../../predictor.js';
 import type { InternalRequest, InternalResponse } from '../codec/codec.js';
+import { decodeBody, requestCoding } from '../codec/content-encoding.js';
 import { errorBodyJson, isJsonContentType, mediaType } from '../codec/json.js';
 import { requestIdFrom } from './request-id.js';
 import type { Runtime } from '../runtime.js';
@@ -55,6 +57,12 @@ export function createLambdaHandler(runtime: Runtime, options: LambdaHandlerOpti
         `request body exceeds the limit of ${maxBodyBytes} bytes`,
         requestId,
       );
+    }
+    try {
+      request = decodedRequest(request, maxBodyBytes);
+    } catch (error) {
+      if (!isHttpError(error)) throw error;
+      return errorResult(error.status, error.code, error.message, requestId);
     }
     if (runtime.status !== 'ready') await runtime.ensureStarted();
     const remaining = context?.getRemainingTimeInMillis?.();
@@ -208,6 +216,19 @@ function withBody(
       return (bytes ??= Buffer.from(body, 'utf8'));
     },
   };
+}
+
+/**
+ * The request with a compressed body (`Content-Encoding: gzip` or `deflate`) inflated, at most `maxBodyBytes` of
+ * it; the runtime then sees the plain body, without the header. API Gateway hands such a body over base64-encoded.
+ */
+function decodedRequest(request: InternalRequest, maxBodyBytes: number): InternalRequest {
+  const coding = requestCoding(request.headers['content-encoding']);
+  if (request.headers['content-encoding'] === undefined) return request;
+  const headers = { ...request.headers };
+  delete headers['content-encoding'];
+  const { method, path, query } = request;
+  return { method, path, query, headers, body: decodeBody(request.body, coding, maxBodyBytes) };
 }
 
 function bodyBytes(request: InternalRequest): number {

@@ -134,9 +134,8 @@ async function call(url: string, method: string, body?: string, headers: Record<
 
 /** A body without the error's request id, which differs from request to request. */
 function withoutRequestId(body: Record<string, unknown>): Record<string, unknown> {
-  const error = body['error'] as Record<string, unknown> | undefined;
-  if (error === undefined) return body;
-  return { ...body, error: Object.fromEntries(Object.entries(error).filter(([name]) => name !== 'requestId')) };
+  if (typeof body['error'] !== 'string') return body;
+  return Object.fromEntries(Object.entries(body).filter(([name]) => name !== 'requestId'));
 }
 
 type Outputs = { name: string; shape: number[]; data: number[] }[];
@@ -207,7 +206,7 @@ describe('container server: digits from S3, default predictor, batching on, cuda
     assert.deepEqual((infer.body['outputs'] as Outputs)[0]!.shape, [3, 10]);
     const missing = await get(`${container.url}/v2/models/other`);
     assert.equal(missing.status, 404);
-    assert.equal((missing.body['error'] as { code: string }).code, 'model_not_found');
+    assert.equal(contractError(missing.body).code, 'model_not_found');
   });
 
   test('POST /invocations naming a route in the SageMaker custom attributes answers as that route does', async () => {
@@ -246,7 +245,7 @@ describe('container server: digits from S3, default predictor, batching on, cuda
         'x-amzn-sagemaker-custom-attributes': `trace=1; arclight-route=${method} ${path}`,
       });
       assert.equal(reply.status, status, `${method} ${path}`);
-      assert.equal((reply.body['error'] as { code: string }).code, code);
+      assert.equal(contractError(reply.body).code, code);
     }
   });
 
@@ -257,7 +256,7 @@ describe('container server: digits from S3, default predictor, batching on, cuda
         'x-request-id': 'client-id-1',
       });
       assert.equal(reply.status, 400, attribute);
-      const error = reply.body['error'] as { code: string; message: string; requestId: string };
+      const error = contractError(reply.body);
       assert.equal(error.code, 'invalid_input');
       assert.match(
         error.message,
@@ -295,7 +294,7 @@ describe('container server: digits from S3, default predictor, batching on, cuda
     for (const [i, reply] of replies.entries()) {
       if (i === bad) {
         assert.equal(reply.status, 400);
-        assert.equal((reply.body['error'] as { code: string }).code, 'invalid_input');
+        assert.equal(contractError(reply.body).code, 'invalid_input');
         continue;
       }
       assert.equal(reply.status, 200, JSON.stringify(reply.body));
@@ -435,7 +434,7 @@ describe('container server: custom predictor with predictBatch, small queue', ()
       replies.map((r) => r.status),
       [200, 400, 400, 200, 200],
     );
-    assert.equal((replies[2]!.body['error'] as { code: string }).code, 'malformed_json');
+    assert.equal(contractError(replies[2]!.body).code, 'malformed_json');
     assert.deepEqual(replies[0]!.body, { id: 1, batchSize: 4 });
     assert.deepEqual(replies[4]!.body, { id: 5, batchSize: 4 });
   });
@@ -450,7 +449,7 @@ describe('container server: custom predictor with predictBatch, small queue', ()
     assert.equal(ok.length, 6);
     assert.equal(refused.length, 6);
     for (const r of refused) {
-      assert.equal((r.body['error'] as { code: string }).code, 'overloaded');
+      assert.equal(contractError(r.body).code, 'overloaded');
       assert.equal(r.headers.get('retry-after'), '1');
     }
   });
