@@ -12,7 +12,9 @@ export type Route =
   | { readonly kind: 'server' }
   | { readonly kind: 'model'; readonly model: string }
   | { readonly kind: 'model-ready'; readonly model: string }
-  | { readonly kind: 'infer'; readonly model: string };
+  | { readonly kind: 'infer'; readonly model: string }
+  | { readonly kind: 'openapi' }
+  | { readonly kind: 'docs' };
 
 interface RouteRule {
   readonly pattern: RegExp;
@@ -31,6 +33,8 @@ const RULES: readonly RouteRule[] = [
   { pattern: new RegExp(`^${MODEL}$`), methods: { GET: (m) => ({ kind: 'model', model: decode(m[1]!) }) } },
   { pattern: new RegExp(`^${MODEL}/ready$`), methods: { GET: (m) => ({ kind: 'model-ready', model: decode(m[1]!) }) } },
   { pattern: new RegExp(`^${MODEL}/infer$`), methods: { POST: (m) => ({ kind: 'infer', model: decode(m[1]!) }) } },
+  { pattern: exact(ROUTES.openapi), methods: { GET: () => ({ kind: 'openapi' }) } },
+  { pattern: exact(ROUTES.docs), methods: { GET: () => ({ kind: 'docs' }) } },
 ];
 
 function exact(path: string): RegExp {

@@ -20,6 +20,8 @@ import { clipText, stringifyJson } from './json.js';
 import { asError, requestLogger, type Logger } from './logger.js';
 import type { Executor, ExecutorFactory } from './executor.js';
 import { createModel } from './model.js';
+import { apiDocs } from './api-docs.js';
+import { checkResponse, validatedRequest } from './predictor-schemas.js';
 import { detectModelFormat } from '../model-format.js';
 import { loadModelBytes } from './model-store.js';
 import { OnnxExecutor, importOnnxRuntime } from './onnx-executor.js';
@@ -73,6 +75,10 @@ export interface RuntimeOptions {
   readonly torch?: TorchModelOptions;
   /** Called once when cuda was asked for and the model runs on cpu instead. @default a warning in the log */
   readonly onFallback?: (reason: string) => void;
+  /** The playground page at `GET /docs`. @default false */
+  readonly docs?: boolean;
+  /** Check results against the predictor's declared response schema (dev and test mode). @default false */
+  readonly checkResponses?: boolean;
 }
 
 export type RuntimeStatus = 'starting' | 'ready' | 'failed';
@@ -386,6 +392,15 @@ export class Runtime {
         const model = this.requireModel(route.model);
         return this.admit(() => this.withTimeout(timeoutMs, () => infer(model, request).then(encodeResult)));
       }
+      case 'openapi':
+      case 'docs': {
+        const { model } = this.requireReady();
+        return apiDocs(route.kind, {
+          model,
+          predictor: this.options.predictor,
+          playground: this.options.docs === true,
+        });
+      }
       case 'predict': {
         // Without user code, POST / is OIP inference: straight to it, with the transport's text body intact.
         if (!this.options.predictor) {
@@ -467,15 +482,17 @@ export class Runtime {
     if (batcher) {
       const decoded = predictRequest(request);
       return this.withTimeout(timeoutMs, async () => {
-        // A payload that cannot be decoded fails here, alone, before it could join a batch.
+        // A payload that cannot be decoded (or breaks the declared schema) fails here, alone, before it could join a batch.
         void decoded.payload;
-        return encodeResult(await batcher.submit({ request: decoded, requestId }));
+        const result = await batcher.submit({ request: await validatedRequest(this.predictor, decoded), requestId });
+        if (this.options.checkResponses) await checkResponse(this.predictor, result);
+        return encodeResult(result);
       });
     }
     const log = this.log;
     const config = this.config;
     return this.withTimeout(timeoutMs, async (deadline) => {
-      const result = await this.predictor.predict(predictRequest(request), {
+      const result = await this.predictor.predict(await validatedRequest(this.predictor, predictRequest(request)), {
         model,
         state,
         config,
@@ -488,6 +505,7 @@ export class Runtime {
           return deadline.signal;
         },
       });
+      if (this.options.checkResponses) await checkResponse(this.predictor, result);
       return encodeResult(result);
     });
   }
