@@ -93,7 +93,31 @@ const SCRIPT = String.raw`
   }
   data.inputs.forEach(function (t) { row(t, 'input'); });
   data.outputs.forEach(function (t) { row(t, 'output'); });
-  if (data.example !== null && data.example !== undefined) $('body').value = JSON.stringify(data.example, null, 2);
+  if (data.example !== null && data.example !== undefined) $('body').value = pretty(data.example, '');
+
+  /** JSON with arrays of numbers, strings or booleans on one line: tensors stay readable. */
+  function pretty(value, indent) {
+    if (Array.isArray(value)) {
+      if (value.every(function (v) { return v === null || typeof v !== 'object'; })) return JSON.stringify(value);
+      var inner = indent + '  ';
+      return '[\n' + value.map(function (v) { return inner + pretty(v, inner); }).join(',\n') + '\n' + indent + ']';
+    }
+    if (value !== null && typeof value === 'object') {
+      var keys = Object.keys(value);
+      if (keys.length === 0) return '{}';
+      var nested = indent + '  ';
+      return '{\n' + keys.map(function (k) { return nested + JSON.stringify(k) + ': ' + pretty(value[k], nested); })
+        .join(',\n') + '\n' + indent + '}';
+    }
+    return JSON.stringify(value);
+  }
+
+  /** The top-level scalars of an answer (\u201cdigit: 7\u201d): what a custom predictor's answer is about. */
+  function scalars(value) {
+    if (value === null || typeof value !== 'object' || Array.isArray(value)) return '';
+    return Object.keys(value).filter(function (k) { return value[k] === null || typeof value[k] !== 'object'; })
+      .slice(0, 4).map(function (k) { return k + ': ' + JSON.stringify(value[k]); }).join(', ');
+  }
 
   if (data.image) {
     var img = data.image;
@@ -181,9 +205,11 @@ const SCRIPT = String.raw`
           var value = null;
           try { value = JSON.parse(text); } catch (e) { value = null; }
           var summary = '';
-          if (value && response.ok) summary = data.predictor === 'default' ? topClasses(value.outputs) : '';
-          if (value && !response.ok && typeof value.error === 'string') summary = value.error;
-          show(status, response.ok ? 'ok' : 'bad', summary, value === null ? text : JSON.stringify(value, null, 2));
+          if (value && response.ok) summary = data.predictor === 'default' ? topClasses(value.outputs) : scalars(value);
+          if (value && !response.ok && value.error) {
+            summary = typeof value.error === 'string' ? value.error : String(value.error.message || '');
+          }
+          show(status, response.ok ? 'ok' : 'bad', summary, value === null ? text : pretty(value, ''));
         });
       })
       .catch(function (error) { show('no answer', 'bad', error.message, ''); })
