@@ -124,10 +124,10 @@ function inferOperation(id: string, summary: string): Operation {
       content: {
         'application/json': { schema: { $ref: '#/components/schemas/InferResponse' } },
         'application/octet-stream': {
-          schema: { type: 'string', contentMediaType: 'application/octet-stream' },
-          description:
+          schema: binarySchema(
             'Binary tensor extension (when asked for with binary_data_output or binary_data): the JSON header, then ' +
-            'the outputs raw; the Inference-Header-Content-Length response header gives the header length',
+              'the outputs raw; the Inference-Header-Content-Length response header gives the header length',
+          ),
         },
       },
     },
@@ -139,14 +139,18 @@ function inferOperation(id: string, summary: string): Operation {
         content: {
           'application/json': { schema: { $ref: '#/components/schemas/InferRequest' } },
           'application/octet-stream': {
-            schema: { type: 'string', contentMediaType: 'application/octet-stream' },
-            description:
+            schema: binarySchema(
               'Binary tensor extension: the JSON header (its length in Inference-Header-Content-Length), then the tensors raw',
+            ),
           },
         },
       },
     },
   );
+}
+
+function binarySchema(description: string): Schema {
+  return { type: 'string', contentMediaType: 'application/octet-stream', description };
 }
 
 function customPredictOperation(predictor: DefinedPredictor<unknown>): Operation {
