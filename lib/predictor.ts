@@ -219,12 +219,12 @@ export interface PredictorDefinition<
 
 const PREDICTOR_BRAND = Symbol.for('arclight.predictor');
 
-/** A predictor as `definePredictor` returns it. */
+/** A predictor as `definePredictor` returns it (by default: with or without declared schemas). */
 export type DefinedPredictor<
   S = undefined,
   C extends Config = Config,
-  Q extends DeclaredSchema | undefined = undefined,
-  R extends DeclaredSchema | undefined = undefined,
+  Q extends DeclaredSchema | undefined = DeclaredSchema | undefined,
+  R extends DeclaredSchema | undefined = DeclaredSchema | undefined,
 > = PredictorDefinition<S, C, Q, R> & {
   readonly [PREDICTOR_BRAND]: true;
 };
