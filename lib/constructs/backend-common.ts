@@ -39,6 +39,8 @@ export interface BackendContext {
   readonly config: Config;
   readonly throttle?: ThrottleProps;
   readonly batching?: BatchingProps;
+  /** The playground page at `GET /docs`. */
+  readonly docs: boolean;
   readonly logRetention: logs.RetentionDays;
   /** Throws one error listing `problems` together with every problem common to all computes; warns as well. */
   readonly validate: (model: ModelSourceConfig, problems: string[]) => void;
@@ -134,6 +136,7 @@ export function containerEnvironment(
     ...(batching.maxBatchDelay !== undefined
       ? { [ENV.maxBatchDelayMs]: String(batching.maxBatchDelay.toMilliseconds()) }
       : {}),
+    ...(context.docs ? { [ENV.docs]: 'on' } : {}),
   };
 }
 

@@ -57,6 +57,11 @@ export interface RealtimeApiProps {
   readonly logRetention?: logs.RetentionDays;
   /** Dynamic batching in the container server (SageMaker and ECS computes only). @default the server's defaults */
   readonly batching?: BatchingProps;
+  /**
+   * Serve the playground page at `GET /docs` (`/openapi.json` is always served). Off by default: a deployed API is a
+   * machine endpoint, and an HTML page on it is surface that few callers need. @default false
+   */
+  readonly docs?: boolean;
 }
 
 /** The construct metadata `arclight dev` finds APIs by (defined in the contract, which the CLI reads too). */
@@ -104,6 +109,7 @@ export class RealtimeApi extends Construct {
         config: props.config ?? {},
         throttle: props.throttle,
         batching: props.batching,
+        docs: props.docs ?? false,
         logRetention,
         validate: (model, problems) => {
           this.validate(props, predictor, model, auth, [
@@ -163,7 +169,10 @@ export class RealtimeApi extends Construct {
       reservedConcurrentExecutions: compute.reservedConcurrency,
       role,
       logGroup: functionLogs,
-      environment: this.environment(model, props.config ?? {}, compute),
+      environment: {
+        ...this.environment(model, props.config ?? {}, compute),
+        ...(props.docs ? { [ENV.docs]: 'on' } : {}),
+      },
     });
     // The function's image asset was staged (copied into the cloud assembly) as it was created: drop the generated
     // context from the temp dir (tens of MB each synth). With staging off, the assembly points at it, so it stays.

@@ -68,6 +68,11 @@ export function buildSageMakerBackend(
       'ApiAuth.jwt() needs an HTTP API; Compute.sageMaker sits behind a REST API: use ApiAuth.iam() or ApiAuth.none()',
     );
   }
+  if (context.docs) {
+    problems.push(
+      "docs: the playground is not served through SageMaker's REST API (InvokeEndpoint drops the page's Content-Security-Policy header); /openapi.json is",
+    );
+  }
   context.validate(model, problems);
   Annotations.of(scope).addInfoV2(
     'arclight:sageMakerLimits',

@@ -31,6 +31,7 @@ export function contractRoutes(apiName: string): ContractRoute[] {
     { path: model, methods: ['GET'] },
     { path: `${model}/ready`, methods: ['GET'] },
     { path: `${model}/infer`, methods: ['POST'] },
+    { path: ROUTES.openapi, methods: ['GET'] },
   ];
 }
 

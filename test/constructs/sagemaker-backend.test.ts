@@ -190,6 +190,7 @@ const ROUTES_OF_GPU = [
   'GET /v2/models/gpu',
   'GET /v2/models/gpu/ready',
   'POST /v2/models/gpu/infer',
+  'GET /openapi.json',
 ];
 
 describe('the REST API', () => {
@@ -352,7 +353,7 @@ describe('the REST API', () => {
     });
     const t = Template.fromStack(other);
     const methods = resourcesOf(t, 'AWS::ApiGateway::Method');
-    assert.equal(methods.length, ROUTES_OF_GPU.length + 7 + 2);
+    assert.equal(methods.length, ROUTES_OF_GPU.length + 8 + 2);
     for (const [id, method] of methods) assert.equal(method['AuthorizationType'], 'AWS_IAM', id);
     // Unsigned requests get the same response type as unknown paths: under IAM it stays API Gateway's 403.
     assert.equal(resourcesOf(t, 'AWS::ApiGateway::GatewayResponse').length, 0);
@@ -399,9 +400,11 @@ describe('Compute.sageMaker props', () => {
           }),
           auth: ApiAuth.jwt({ issuer: 'https://issuer.example.com', audience: ['a'] }),
           batching: { maxBatchSize: 0, maxBatchDelay: Duration.seconds(2) },
+          docs: true,
         }),
     );
     const expected = [
+      /docs: the playground is not served through SageMaker's REST API/,
       /apiName 'no spaces' is not URL-safe/,
       /instanceType 'g5\.xlarge' is not a SageMaker instance type \(ml\.<family>\.<size>/,
       /maxInstances 2 is less than minInstances 3/,
