@@ -61,7 +61,14 @@ export interface DevApi {
   readonly architecture: string;
   readonly stack: string;
   readonly status: 'starting' | 'ready' | 'failed';
+  /** The playground page (on under `arclight dev`, whatever the deployed setting). */
+  readonly docs: string;
+  /** The API's OpenAPI document. */
+  readonly openapi: string;
 }
+
+/** What `arclight dev` turns on in every API, deployed or not: the playground, and response checks. */
+export const DEV_OVERRIDES = { [ENV.docs]: 'on', [ENV.checkResponses]: 'on' } as const;
 
 const require = createRequire(import.meta.url);
 const HOST_SCRIPT = join(dirname(fileURLToPath(import.meta.url)), 'lambda-host.ts');
@@ -185,7 +192,7 @@ class ApiProcess {
   private watching = false;
 
   constructor(
-    readonly info: Omit<DevApi, 'url' | 'status'>,
+    readonly info: Omit<DevApi, 'url' | 'status' | 'docs' | 'openapi'>,
     private readonly launcher: Launcher,
     private readonly log: (line: string) => void,
   ) {}
@@ -330,6 +337,7 @@ function lambdaLauncher(api: AssemblyApi, hostScript: string, runDir: string, en
           AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED: 'true',
           ...api.environment,
           ...inTaskRoot(api.environment, runDir),
+          ...DEV_OVERRIDES,
         },
         stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
       });
@@ -407,6 +415,8 @@ export class DevServer {
       ...p.info,
       url: `${this.baseUrl}/${p.name}`,
       status: p.status,
+      docs: `${this.baseUrl}/${p.name}${ROUTES.docs}`,
+      openapi: `${this.baseUrl}/${p.name}${ROUTES.openapi}`,
     }));
   }
 
