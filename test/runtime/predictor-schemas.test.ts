@@ -179,6 +179,40 @@ describe('the response schema', () => {
   });
 });
 
+describe('with predictBatch behind the batcher', () => {
+  const batches: unknown[][] = [];
+  const batching = definePredictor({
+    request: z.object({ n: z.string().transform(Number) }),
+    predict: ({ payload }) => ({ n: payload.n }),
+    predictBatch: (requests) => {
+      batches.push(requests.map((r) => r.payload));
+      return requests.map((r) => ({ n: r.payload.n, batched: true }));
+    },
+  });
+  let server: TestServer;
+  before(async () => {
+    server = await startServer(
+      await startRuntime({
+        modelUri: DIGITS_ONNX,
+        predictor: batching,
+        batching: { maxBatchSize: 4, maxBatchDelayMs: 50 },
+      }),
+    );
+  });
+  after(() => server?.close());
+
+  test('a bad request fails alone before joining a batch; its batch-mates get their parsed payloads', async () => {
+    const replies = await Promise.all([post(server, '{"n":"1"}'), post(server, '{"n":2}'), post(server, '{"n":"3"}')]);
+    assert.deepEqual(
+      replies.map((r) => r.status),
+      [200, 400, 200],
+    );
+    assert.match(errorOf(replies[1]!.json).message, /at \$\.n: .*expected string, received number/);
+    assert.deepEqual(replies[0]!.json, { n: 1, batched: true });
+    assert.deepEqual(batches.flat(), [{ n: 1 }, { n: 3 }]);
+  });
+});
+
 describe('definePredictor with schemas', () => {
   test('refuses a request or response that is not a schema', () => {
     assert.throws(
