@@ -14,6 +14,7 @@ import { tmpdir } from 'node:os';
 import { dirname, join, relative } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { buildSync } from 'esbuild';
+import { devIndexPage, wantsHtml } from './dev-index.js';
 import { DEFAULTS, ENV, REQUEST_ID_HEADER, ROUTES } from '../contract.js';
 import { errorBodyJson } from '../runtime/json.js';
 import { requestIdFrom } from '../runtime/request-id.js';
@@ -596,6 +597,7 @@ export class DevServer {
           allow: 'GET',
         });
       }
+      if (wantsHtml(req.headers.accept)) return sendPage(res, devIndexPage(this.apis));
       return sendJson(res, 200, { apis: this.apis });
     }
     if (!this.started) {
@@ -690,6 +692,11 @@ function checkNames(apis: readonly { readonly apiName: string; readonly stackNam
     }
     seen.set(api.apiName, api.stackName);
   }
+}
+
+function sendPage(res: ServerResponse, page: { headers: Record<string, string>; body: string }): void {
+  res.writeHead(200, { ...page.headers, 'content-length': Buffer.byteLength(page.body) });
+  res.end(page.body);
 }
 
 function sendJson(res: ServerResponse, status: number, value: unknown, headers: Record<string, string> = {}): void {

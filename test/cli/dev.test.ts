@@ -120,6 +120,12 @@ describe('arclight dev --assembly <the synthesized example app> --port 0', () =>
         ],
       });
 
+      // A browser at / gets the same list as a page linking each API's playground and OpenAPI document.
+      const page = await http({ path: '/', headers: { accept: 'text/html,*/*;q=0.8' } });
+      assert.equal(page.status, 200);
+      assert.match(page.headers['content-type'] ?? '', /^text\/html/);
+      assert.ok(page.text.includes(`<a href="${base}/digits/docs">playground</a>`), page.text);
+
       // Every API serves its OpenAPI document and, under dev whatever the deployed setting, the playground.
       for (const name of ['digits', 'mobilenet', 'mobilenet-gpu', 'digits-ecs']) {
         const doc = await http({ path: `/${name}/openapi.json` });
