@@ -49,6 +49,10 @@ export const ENV = {
   modelOutputs: 'ARCLIGHT_MODEL_OUTPUTS',
   /** The Python interpreter (with torch) that runs the torch executor. */
   python: 'ARCLIGHT_PYTHON',
+  /** `on` | `off`: the playground page at `GET /docs`. Unset: off (deployed APIs); `arclight serve` and `dev` turn it on. */
+  docs: 'ARCLIGHT_DOCS',
+  /** `on` | `off`: check responses against a predictor's declared schema. Unset: on when NODE_ENV is development or test. */
+  checkResponses: 'ARCLIGHT_CHECK_RESPONSES',
 } as const;
 
 /** Model formats `ARCLIGHT_MODEL_FORMAT` takes; unset, the format is read from the model file. */
@@ -63,6 +67,10 @@ export const ROUTES = {
   modelPrefix: '/v2/models/',
   invocations: '/invocations',
   ping: '/ping',
+  /** The API's OpenAPI 3.1 document. */
+  openapi: '/openapi.json',
+  /** The playground page (when `ARCLIGHT_DOCS` is on). */
+  docs: '/docs',
 } as const;
 
 /**

@@ -109,10 +109,10 @@ export interface InitContext<C extends Config = Config> {
   readonly apiName: string;
 }
 
-/** One request, as `predict` receives it. */
-export interface PredictRequest {
-  /** JSON → parsed value, `text/*` → string, anything else → Buffer. */
-  readonly payload: unknown;
+/** One request, as `predict` receives it; `P` is the payload's type (the declared request schema's output). */
+export interface PredictRequest<P = unknown> {
+  /** JSON → parsed value, `text/*` → string, anything else → Buffer; with a declared `request` schema, its output. */
+  readonly payload: P;
   readonly query: Readonly<Record<string, string>>;
   /** Lower-cased header names. */
   readonly headers: Readonly<Record<string, string>>;
@@ -163,31 +163,93 @@ export interface PredictBatchContext<S, C extends Config = Config> {
  */
 export type PredictBatchResult = readonly (PredictResult | Error)[];
 
-/** A predictor: optional `init` once per cold start, `predict` per request. */
-export interface PredictorDefinition<S = undefined, C extends Config = Config> {
+/**
+ * A schema a predictor declares for its JSON request or response: any Standard Schema that also converts itself to
+ * JSON Schema (Standard JSON Schema), as every zod 4 schema does (`z.object({...})`). Validation runs through
+ * `~standard.validate`; the OpenAPI document takes its JSON Schema from `~standard.jsonSchema`.
+ */
+export interface DeclaredSchema<Input = unknown, Output = Input> {
+  readonly '~standard': {
+    readonly version: 1;
+    readonly vendor: string;
+    readonly types?: { readonly input: Input; readonly output: Output } | undefined;
+    readonly validate: (value: unknown) => SchemaResult<Output> | Promise<SchemaResult<Output>>;
+    readonly jsonSchema?: {
+      readonly input: (options: { readonly target: string }) => Record<string, unknown>;
+      readonly output: (options: { readonly target: string }) => Record<string, unknown>;
+    };
+  };
+}
+
+/** What a declared schema's validation gives: the value, or issues each with the path it is at. */
+export type SchemaResult<Output> =
+  { readonly value: Output; readonly issues?: undefined } | { readonly issues: readonly SchemaIssue[] };
+
+/** One problem a declared schema found. */
+export interface SchemaIssue {
+  readonly message: string;
+  readonly path?: readonly (PropertyKey | { readonly key: PropertyKey })[] | undefined;
+}
+
+/** The type a declared schema gives (its output); `unknown` when none is declared. */
+export type SchemaOutput<Q> = Q extends DeclaredSchema<unknown, infer O> ? O : unknown;
+
+/** The type a declared schema accepts (its input); `unknown` when none is declared. */
+export type SchemaInput<R> = R extends DeclaredSchema<infer I, unknown> ? I : unknown;
+
+/** What `predict` may return once a response schema is declared: that JSON, or a full-control response. */
+export type DeclaredResult<R> = R extends DeclaredSchema ? SchemaInput<R> | PredictorResponse : PredictResult;
+
+/**
+ * A predictor: optional `init` once per cold start, `predict` per request, and optionally the JSON it takes and gives
+ * (`request`, `response`: zod schemas) with an `example` request for the OpenAPI document and the playground.
+ */
+export interface PredictorDefinition<
+  S = undefined,
+  C extends Config = Config,
+  Q extends DeclaredSchema | undefined = undefined,
+  R extends DeclaredSchema | undefined = undefined,
+> {
+  /** The JSON request body: validated before `predict` (400 naming the first bad field); `payload` is its output. */
+  readonly request?: Q;
+  /** The JSON response body: documented in the OpenAPI document and checked in dev and test mode. */
+  readonly response?: R;
+  /** An example request body: the OpenAPI document's example and the playground's starting request. */
+  readonly example?: Q extends DeclaredSchema ? SchemaInput<Q> : JsonValue;
   init?(context: InitContext<C>): S | Promise<S>;
-  predict(request: PredictRequest, context: PredictContext<S, C>): PredictResult | Promise<PredictResult>;
+  predict(
+    request: PredictRequest<SchemaOutput<Q>>,
+    context: PredictContext<S, C>,
+  ): DeclaredResult<R> | Promise<DeclaredResult<R>>;
   /**
    * Optional: answers several requests at once. Container servers with dynamic batching on
    * (`maxBatchSize` > 1) call it with up to `maxBatchSize` requests; elsewhere `predict` serves every request.
    */
   predictBatch?(
-    requests: readonly PredictRequest[],
+    requests: readonly PredictRequest<SchemaOutput<Q>>[],
     context: PredictBatchContext<S, C>,
   ): PredictBatchResult | Promise<PredictBatchResult>;
 }
 
 const PREDICTOR_BRAND = Symbol.for('arclight.predictor');
 
-/** A predictor as `definePredictor` returns it. */
-export type DefinedPredictor<S = undefined, C extends Config = Config> = PredictorDefinition<S, C> & {
+/** A predictor as `definePredictor` returns it (by default: with or without declared schemas). */
+export type DefinedPredictor<
+  S = undefined,
+  C extends Config = Config,
+  Q extends DeclaredSchema | undefined = DeclaredSchema | undefined,
+  R extends DeclaredSchema | undefined = DeclaredSchema | undefined,
+> = PredictorDefinition<S, C, Q, R> & {
   readonly [PREDICTOR_BRAND]: true;
 };
 
 /** Declares a predictor; the default export of a predictor module. */
-export function definePredictor<S = undefined, C extends Config = Config>(
-  definition: PredictorDefinition<S, C>,
-): DefinedPredictor<S, C> {
+export function definePredictor<
+  S = undefined,
+  C extends Config = Config,
+  Q extends DeclaredSchema | undefined = undefined,
+  R extends DeclaredSchema | undefined = undefined,
+>(definition: PredictorDefinition<S, C, Q, R>): DefinedPredictor<S, C, Q, R> {
   if (typeof definition?.predict !== 'function') {
     throw new TypeError('definePredictor: `predict` must be a function');
   }
@@ -197,7 +259,19 @@ export function definePredictor<S = undefined, C extends Config = Config>(
   if (definition.predictBatch !== undefined && typeof definition.predictBatch !== 'function') {
     throw new TypeError('definePredictor: `predictBatch` must be a function when given');
   }
+  for (const key of ['request', 'response'] as const) {
+    const schema: unknown = definition[key];
+    if (schema !== undefined && !isDeclaredSchema(schema)) {
+      throw new TypeError(`definePredictor: \`${key}\` must be a schema (e.g. zod's z.object({...})) when given`);
+    }
+  }
   return Object.freeze({ ...definition, [PREDICTOR_BRAND]: true as const });
+}
+
+/** Whether a value is a Standard Schema (zod 4's schemas are). */
+export function isDeclaredSchema(value: unknown): value is DeclaredSchema {
+  const props = (value as { '~standard'?: { validate?: unknown } } | null | undefined)?.['~standard'];
+  return typeof props === 'object' && props !== null && typeof props.validate === 'function';
 }
 
 /** Whether a value is a predictor (made by `definePredictor`, or shaped like one). */

@@ -45,6 +45,9 @@ export const LOCAL_CONTAINER_OVERRIDES = {
   [ENV.executionProviders]: 'cpu',
   /** The front server is the only way in. */
   [ENV.bindHost]: '127.0.0.1',
+  /** Locally, the playground at /docs and response checks are on, as for every API under `arclight dev`. */
+  [ENV.docs]: 'on',
+  [ENV.checkResponses]: 'on',
 } as const;
 
 /**

@@ -14,6 +14,7 @@ import { tmpdir } from 'node:os';
 import { dirname, join, relative } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { buildSync } from 'esbuild';
+import { devIndexPage, wantsHtml } from './dev-index.js';
 import { DEFAULTS, ENV, REQUEST_ID_HEADER, ROUTES } from '../contract.js';
 import { errorBodyJson, readErrorBody } from '../runtime/codec/json.js';
 import { requestIdFrom } from '../runtime/transports/request-id.js';
@@ -63,7 +64,14 @@ export interface DevApi {
   readonly architecture: string;
   readonly stack: string;
   readonly status: 'starting' | 'ready' | 'failed';
+  /** The playground page (on under `arclight dev`, whatever the deployed setting). */
+  readonly docs: string;
+  /** The API's OpenAPI document. */
+  readonly openapi: string;
 }
+
+/** What `arclight dev` turns on in every API, deployed or not: the playground, and response checks. */
+export const DEV_OVERRIDES = { [ENV.docs]: 'on', [ENV.checkResponses]: 'on' } as const;
 
 const require = createRequire(import.meta.url);
 const HOST_SCRIPT = join(dirname(fileURLToPath(import.meta.url)), 'lambda-host.ts');
@@ -193,7 +201,7 @@ class ApiProcess {
   private frozen: ChildProcess | undefined;
 
   constructor(
-    readonly info: Omit<DevApi, 'url' | 'status'>,
+    readonly info: Omit<DevApi, 'url' | 'status' | 'docs' | 'openapi'>,
     private readonly launcher: Launcher,
     private readonly log: (line: string) => void,
   ) {}
@@ -377,6 +385,7 @@ function lambdaLauncher(
           AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED: 'true',
           ...api.environment,
           ...inTaskRoot(api.environment, runDir),
+          ...DEV_OVERRIDES,
         },
         stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
       });
@@ -455,6 +464,8 @@ export class DevServer {
       ...p.info,
       url: `${this.baseUrl}/${p.name}`,
       status: p.status,
+      docs: `${this.baseUrl}/${p.name}${ROUTES.docs}`,
+      openapi: `${this.baseUrl}/${p.name}${ROUTES.openapi}`,
     }));
   }
 
@@ -640,6 +651,7 @@ export class DevServer {
           allow: 'GET',
         });
       }
+      if (wantsHtml(req.headers.accept)) return sendPage(res, devIndexPage(this.apis));
       return sendJson(res, 200, { apis: this.apis });
     }
     if (!this.started) {
@@ -736,6 +748,11 @@ function checkNames(apis: readonly { readonly apiName: string; readonly stackNam
     }
     seen.set(api.apiName, api.stackName);
   }
+}
+
+function sendPage(res: ServerResponse, page: { headers: Record<string, string>; body: string }): void {
+  res.writeHead(200, { ...page.headers, 'content-length': Buffer.byteLength(page.body) });
+  res.end(page.body);
 }
 
 function sendJson(res: ServerResponse, status: number, value: unknown, headers: Record<string, string> = {}): void {

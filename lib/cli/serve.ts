@@ -87,6 +87,9 @@ export async function serve(options: ServeOptions): Promise<ServeHandle> {
     torch,
     // The CLI reports a failed start itself, in one line (the stack with --verbose).
     logStartupFailure: false,
+    // A local server is where the playground and the response checks help: both on.
+    docs: true,
+    checkResponses: true,
     ...(progress ? { onProgress: progress.update } : {}),
   });
   const server = createHttpServer(runtime, { maxBodyBytes: options.maxBodyBytes });

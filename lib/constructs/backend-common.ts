@@ -42,6 +42,8 @@ export interface BackendContext {
   readonly config: Config;
   readonly throttle?: ThrottleProps;
   readonly batching?: BatchingProps;
+  /** The playground page at `GET /docs`. */
+  readonly docs: boolean;
   readonly logRetention: logs.RetentionDays;
 }
 
@@ -230,6 +232,7 @@ export function containerEnvironment(
     ...(batching.maxBatchDelay !== undefined
       ? { [ENV.maxBatchDelayMs]: String(batching.maxBatchDelay.toMilliseconds()) }
       : {}),
+    ...(context.docs ? { [ENV.docs]: 'on' } : {}),
   };
 }
 

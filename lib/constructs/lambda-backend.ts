@@ -78,7 +78,10 @@ export function buildLambdaBackend(scope: Construct, context: BackendContext, co
     reservedConcurrentExecutions: compute.reservedConcurrency,
     role,
     logGroup: functionLogs,
-    environment: functionEnvironment(context.apiName, model, context.config, compute),
+    environment: {
+      ...functionEnvironment(context.apiName, model, context.config, compute),
+      ...(context.docs ? { [ENV.docs]: 'on' } : {}),
+    },
   });
   // The function's image asset was staged (copied into the cloud assembly) as it was created: drop the generated
   // context from the temp dir (tens of MB each synth). With staging off, the assembly points at it, so it stays.

@@ -35,6 +35,11 @@ export interface RealtimeApiProps {
   readonly logRetention?: logs.RetentionDays;
   /** Dynamic batching in the container server (SageMaker and ECS computes only). @default the server's defaults */
   readonly batching?: BatchingProps;
+  /**
+   * Serve the playground page at `GET /docs` (`/openapi.json` is always served). Off by default: a deployed API is a
+   * machine endpoint, and an HTML page on it is surface that few callers need. @default false
+   */
+  readonly docs?: boolean;
 }
 
 /** The construct metadata `arclight dev` finds APIs by (defined in the contract, which the CLI reads too). */
@@ -69,6 +74,7 @@ export class RealtimeApi extends Construct {
       config: props.config ?? {},
       throttle: props.throttle,
       batching: props.batching,
+      docs: props.docs ?? false,
       logRetention: props.logRetention ?? logs.RetentionDays.ONE_MONTH,
     });
     this.api = this.backend.api;

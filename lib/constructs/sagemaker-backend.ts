@@ -82,6 +82,11 @@ export function buildSageMakerBackend(
           'ApiAuth.jwt() needs an HTTP API; Compute.sageMaker sits behind a REST API: use ApiAuth.iam() or ApiAuth.none()',
         ]
       : []),
+    ...(context.docs
+      ? [
+          "docs: the playground is not served through SageMaker's REST API (InvokeEndpoint drops the page's Content-Security-Policy header); /openapi.json is",
+        ]
+      : []),
   ]);
   Annotations.of(scope).addInfoV2(
     'arclight:sageMakerLimits',

@@ -33,6 +33,7 @@ export function contractRoutes(apiName: string): ContractRoute[] {
     { path: `${model}/ready`, methods: ['GET'] },
     { path: `${model}/infer`, methods: ['POST'] },
     { path: `${model}/stats`, methods: ['GET'] },
+    { path: ROUTES.openapi, methods: ['GET'] },
   ];
 }
 

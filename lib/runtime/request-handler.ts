@@ -7,8 +7,10 @@ import { ARCLIGHT_VERSION, DEFAULTS, REQUEST_ID_HEADER } from '../contract.js';
 import { isHttpError, type HttpError, type Model, type ModelFormat, type PredictRequest } from '../predictor.js';
 import { decodePayload, encodeResult, type InternalRequest, type InternalResponse } from './codec/codec.js';
 import { httpError } from './codec/http-errors.js';
+import { checkResponse, validatedRequest } from './codec/predictor-schemas.js';
 import { clipText, errorBodyJson, stringifyJson } from './codec/json.js';
 import { withTimeout } from './deadline.js';
+import { apiDocs } from './docs/api-docs.js';
 import { infer } from './default-predictor.js';
 import type { ModelLifecycle } from './model-lifecycle.js';
 import { matchRoute, type ModelRef, type Route } from './routes.js';
@@ -22,6 +24,10 @@ export interface RequestHandlingOptions {
   readonly requestTimeoutMs?: number;
   /** Inference requests accepted at once (running and queued); past it 503 `overloaded`. @default unbounded */
   readonly maxPending?: number;
+  /** The playground page at `GET /docs`. @default false */
+  readonly docs?: boolean;
+  /** Check results against the predictor's declared response schema (dev and test mode). @default false */
+  readonly checkResponses?: boolean;
 }
 
 /** Per-call overrides from the transport. */
@@ -89,6 +95,8 @@ export class RequestHandler {
       this.requireModel(route);
       return json(200, { model_stats: [this.lifecycle.statistics.toJSON()] });
     },
+    openapi: ({ route }) => this.apiDocs(route.kind),
+    docs: ({ route }) => this.apiDocs(route.kind),
     predict: ({ request, requestId, timeoutMs }) => {
       const { model } = this.lifecycle.requireReady();
       // Without user code, POST / is OIP inference: straight to it, with the transport's text body intact.
@@ -171,6 +179,12 @@ export class RequestHandler {
     return handler(call);
   }
 
+  private apiDocs(kind: 'openapi' | 'docs'): InternalResponse {
+    const { model } = this.lifecycle.requireReady();
+    const predictor = this.identity.customPredictor ? this.lifecycle.predictor : undefined;
+    return apiDocs(kind, { model, predictor, playground: this.options.docs === true });
+  }
+
   private ready(): InternalResponse {
     this.lifecycle.requireReady();
     return json(200, { ready: true });
@@ -200,18 +214,20 @@ export class RequestHandler {
 
   private predict(request: InternalRequest, requestId: string, timeoutMs: number): Promise<InternalResponse> {
     const { model, state, batcher } = this.lifecycle.requireReady();
+    const { predictor, config } = this.lifecycle;
     if (batcher) {
       const decoded = predictRequest(request);
       return withTimeout(timeoutMs, async () => {
-        // A payload that cannot be decoded fails here, alone, before it could join a batch.
+        // A payload that cannot be decoded (or breaks the declared schema) fails here, alone, before it could join a batch.
         void decoded.payload;
-        return encodeResult(await batcher.submit({ request: decoded, requestId }));
+        const result = await batcher.submit({ request: await validatedRequest(predictor, decoded), requestId });
+        if (this.options.checkResponses) await checkResponse(predictor, result);
+        return encodeResult(result);
       });
     }
     const log = this.log;
-    const { predictor, config } = this.lifecycle;
     return withTimeout(timeoutMs, async (deadline) => {
-      const result = await predictor.predict(predictRequest(request), {
+      const result = await predictor.predict(await validatedRequest(predictor, predictRequest(request)), {
         model,
         state,
         config,
@@ -224,6 +240,7 @@ export class RequestHandler {
           return deadline.signal;
         },
       });
+      if (this.options.checkResponses) await checkResponse(predictor, result);
       return encodeResult(result);
     });
   }

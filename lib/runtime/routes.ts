@@ -13,7 +13,9 @@ export type Route =
   | ({ readonly kind: 'model' } & ModelRef)
   | ({ readonly kind: 'model-ready' } & ModelRef)
   | ({ readonly kind: 'infer' } & ModelRef)
-  | ({ readonly kind: 'stats' } & ModelRef);
+  | ({ readonly kind: 'stats' } & ModelRef)
+  | { readonly kind: 'openapi' }
+  | { readonly kind: 'docs' };
 
 /** A model named in the path, and its version when the path gives one (`/v2/models/{name}/versions/{version}`). */
 export interface ModelRef {
@@ -39,6 +41,8 @@ const RULES: readonly RouteRule[] = [
   { pattern: new RegExp(`^${MODEL}/ready$`), methods: { GET: (m) => ({ kind: 'model-ready', ...modelRef(m) }) } },
   { pattern: new RegExp(`^${MODEL}/infer$`), methods: { POST: (m) => ({ kind: 'infer', ...modelRef(m) }) } },
   { pattern: new RegExp(`^${MODEL}/stats$`), methods: { GET: (m) => ({ kind: 'stats', ...modelRef(m) }) } },
+  { pattern: exact(ROUTES.openapi), methods: { GET: () => ({ kind: 'openapi' }) } },
+  { pattern: exact(ROUTES.docs), methods: { GET: () => ({ kind: 'docs' }) } },
 ];
 
 function modelRef(match: RegExpExecArray): ModelRef {

@@ -6,6 +6,7 @@ import { z } from 'zod';
 import { DEFAULTS, ENV, MODEL_FORMATS } from '../contract.js';
 import type { Config, ModelFormat, TensorDeclaration } from '../predictor.js';
 import { LOG_LEVELS, type LogLevel } from './telemetry/logger.js';
+import { checkResponsesByDefault } from './codec/predictor-schemas.js';
 import { StartupError } from './startup-error.js';
 import { DATATYPES } from './codec/tensor-types.js';
 import type { TorchModelOptions } from './executors/torch-executor.js';
@@ -32,6 +33,10 @@ export interface RuntimeSettings {
   readonly modelFormat?: ModelFormat;
   /** Torch models: module file and class (checkpoints), declared inputs and outputs, the interpreter. */
   readonly torch?: TorchModelOptions;
+  /** The playground page at `GET /docs`. */
+  readonly docs: boolean;
+  /** Check responses against the predictor's declared response schema. */
+  readonly checkResponses: boolean;
 }
 
 const positiveInt = z.coerce.number().int().positive();
@@ -108,6 +113,8 @@ const envSchema = z.object({
   [ENV.modelInputs]: declarationsJson.optional(),
   [ENV.modelOutputs]: declarationsJson.optional(),
   [ENV.python]: z.string().optional(),
+  [ENV.docs]: z.enum(['on', 'off'], 'must be on or off').optional(),
+  [ENV.checkResponses]: z.enum(['on', 'off'], 'must be on or off').optional(),
 });
 
 /** Reads and validates the runtime's settings; throws one StartupError listing every problem. */
@@ -144,6 +151,8 @@ export function settingsFromEnv(env: NodeJS.ProcessEnv = process.env): RuntimeSe
     ...(e[ENV.workers] === undefined ? {} : { workers: e[ENV.workers] }),
     ...(e[ENV.modelFormat] === undefined ? {} : { modelFormat: e[ENV.modelFormat] }),
     torch: torchOptions(e),
+    docs: e[ENV.docs] === 'on',
+    checkResponses: checkResponsesByDefault(e[ENV.checkResponses], env['NODE_ENV']),
   };
 }
 

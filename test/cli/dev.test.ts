@@ -123,6 +123,8 @@ describe('arclight dev --assembly <the synthesized example app> --port 0', () =>
         architecture,
         stack: 'ArclightExamples',
         status: 'ready',
+        docs: `${base}/${name}/docs`,
+        openapi: `${base}/${name}/openapi.json`,
       });
       assert.deepEqual(index.json(), {
         apis: [
@@ -132,6 +134,23 @@ describe('arclight dev --assembly <the synthesized example app> --port 0', () =>
           api('digits-ecs', 'ecs', 'x86_64'),
         ],
       });
+
+      // A browser at / gets the same list as a page linking each API's playground and OpenAPI document.
+      const page = await http({ path: '/', headers: { accept: 'text/html,*/*;q=0.8' } });
+      assert.equal(page.status, 200);
+      assert.match(page.headers['content-type'] ?? '', /^text\/html/);
+      assert.ok(page.text.includes(`<a href="${base}/digits/docs">playground</a>`), page.text);
+
+      // Every API serves its OpenAPI document and, under dev whatever the deployed setting, the playground.
+      for (const name of ['digits', 'mobilenet', 'mobilenet-gpu', 'digits-ecs']) {
+        const doc = await http({ path: `/${name}/openapi.json` });
+        assert.equal(doc.status, 200, `${name}: ${doc.text}`);
+        assert.equal(doc.json<{ openapi: string }>().openapi, '3.1.0');
+        const page = await http({ path: `/${name}/docs` });
+        assert.equal(page.status, 200, `${name}: ${page.text}`);
+        assert.match(page.headers['content-type'] ?? '', /^text\/html/);
+        assert.match(page.headers['content-security-policy'] ?? '', /^default-src 'none'/);
+      }
 
       // digits: the predictor at POST /digits (and /digits/), grey levels 0–16.
       for (const [path, i] of [

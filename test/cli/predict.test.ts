@@ -93,7 +93,7 @@ describe('arclight predict', { concurrency: true }, () => {
     assert.equal(result.code, 1);
     const body = { error: contractError(JSON.parse(result.stdout)) };
     assert.equal(body.error.code, 'invalid_input');
-    assert.match(body.error.message, /3 pixels/);
+    assert.match(body.error.message, /at \$\.pixels: an image has 64 pixels/);
     assert.deepEqual(stderrLines(result.stderr), [
       `arclight: HTTP 400 invalid_input: ${body.error.message} (request id ${body.error.requestId})`,
     ]);

@@ -125,6 +125,7 @@ before(() => {
     auth: ApiAuth.iam(),
     throttle: { rateLimit: 5, burstLimit: 10 },
     logRetention: logs.RetentionDays.ONE_WEEK,
+    docs: true,
   });
   const caller = new iam.Role(tunedStack, 'Caller', { assumedBy: new iam.AccountRootPrincipal() });
   tunedApi.grantInvoke(caller);
@@ -260,6 +261,7 @@ describe('RealtimeApi: the Lambda function', () => {
     assert.equal(tunedEnv[ENV.modelSha256], TUNED_SHA.toLowerCase());
     assert.equal(tunedEnv[ENV.config], '{}');
     assert.equal(tunedEnv[ENV.requestTimeoutMs], '19000', 'a second under the 20 s function timeout');
+    assert.equal(tunedEnv[ENV.docs], 'on', 'docs: true turns the playground on; it is off (unset) by default');
 
     const ownedEnv = envOf(owned);
     assert.equal(flatten(ownedEnv[ENV.modelUri]), `s3://{Ref:${logicalIdOf(owned, 'AWS::S3::Bucket')}}/v1/model.onnx`);

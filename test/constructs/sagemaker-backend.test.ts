@@ -223,6 +223,7 @@ const ROUTES_OF_GPU = [
   'GET /v2/models/gpu/ready',
   'POST /v2/models/gpu/infer',
   'GET /v2/models/gpu/stats',
+  'GET /openapi.json',
 ];
 
 describe('the REST API', () => {
@@ -551,9 +552,11 @@ describe('Compute.sageMaker props', () => {
           }),
           auth: ApiAuth.jwt({ issuer: 'https://issuer.example.com', audience: ['a'] }),
           batching: { maxBatchSize: 0, maxBatchDelay: Duration.seconds(2) },
+          docs: true,
         }),
     );
     const expected = [
+      /docs: the playground is not served through SageMaker's REST API/,
       /apiName 'no spaces' is not URL-safe/,
       /instanceType 'g5\.xlarge' is not a SageMaker instance type \(ml\.<family>\.<size>/,
       /maxInstances 2 is less than minInstances 3/,

@@ -69,65 +69,77 @@ function assertRefused(reply: Reply, status: number, code: string, pattern: RegE
 
 const image0 = greys[0]!;
 const withPixel = (index: number, value: unknown): unknown[] => image0.map((v, i) => (i === index ? value : v));
-const USAGE = /send \{"image": 8×8 nested array of grey levels 0–16\}, \{"pixels": \[64 grey levels\]\} or \{"images"/;
+const ONE_OF = /at \$: send exactly one of "image" \(8×8\), "pixels" \(64\) or "images" \(a list of either\)/;
 
-/** Bodies the predictor refuses with 400, each with what the message must say. */
+/**
+ * Bodies the declared request schema refuses with 400 before the predictor runs, each with what the message must say:
+ * the JSON path of the first bad field and what was expected there.
+ */
 const REFUSALS: readonly [name: string, body: string, message: RegExp][] = [
-  ['7 rows', JSON.stringify({ image: rows(image0).slice(0, 7) }), /image has 7 rows; an image has 8 rows of 8/],
+  ['7 rows', JSON.stringify({ image: rows(image0).slice(0, 7) }), /at \$\.image: an image has 8 rows of 8$/],
   [
     'a row of 9',
     JSON.stringify({ image: rows(image0).map((row, r) => (r === 3 ? [...row, 0] : row)) }),
-    /image row 3 must be 8 grey levels, got 9/,
+    /at \$\.image\[3\]: a row has 8 grey levels$/,
   ],
   [
     'a row that is not an array',
     JSON.stringify({ image: rows(image0).map((row, r) => (r === 2 ? 5 : row)) }),
-    /image row 2 must be 8 grey levels, got number/,
+    /at \$\.image\[2\]: Invalid input: expected array, received number$/,
   ],
-  ['65 pixels', JSON.stringify({ pixels: [...image0, 0] }), /pixels has 65 pixels; an image has 64 \(8×8\)/],
-  ['63 pixels', JSON.stringify({ pixels: image0.slice(1) }), /pixels has 63 pixels; an image has 64 \(8×8\)/],
+  ['65 pixels', JSON.stringify({ pixels: [...image0, 0] }), /at \$\.pixels: an image has 64 pixels \(8×8\)$/],
+  ['63 pixels', JSON.stringify({ pixels: image0.slice(1) }), /at \$\.pixels: an image has 64 pixels \(8×8\)$/],
   [
     'a string pixel',
     JSON.stringify({ pixels: withPixel(5, '7') }),
-    /pixels pixel 5 is "7"; grey levels are numbers from 0 to 16/,
+    /at \$\.pixels\[5\]: Invalid input: expected number, received string$/,
   ],
-  ['a null pixel', JSON.stringify({ pixels: withPixel(9, null) }), /pixels pixel 9 is null; grey levels are numbers/],
   [
-    'a negative pixel',
-    JSON.stringify({ pixels: withPixel(0, -1) }),
-    /pixels pixel 0 is -1; grey levels are numbers from 0 to 16/,
+    'a null pixel',
+    JSON.stringify({ pixels: withPixel(9, null) }),
+    /at \$\.pixels\[9\]: .*expected number, received null/,
   ],
+  ['a negative pixel', JSON.stringify({ pixels: withPixel(0, -1) }), /at \$\.pixels\[0\]: .*expected number to be >=0/],
   [
     'a pixel above 16',
     JSON.stringify({ pixels: withPixel(63, 17) }),
-    /pixels pixel 63 is 17; grey levels are numbers from 0 to 16/,
+    /at \$\.pixels\[63\]: .*expected number to be <=16/,
   ],
-  ['a nested pixel', JSON.stringify({ pixels: withPixel(1, [1]) }), /pixels pixel 1 is an array/],
+  [
+    'a nested pixel',
+    JSON.stringify({ pixels: withPixel(1, [1]) }),
+    /at \$\.pixels\[1\]: .*expected number, received array/,
+  ],
   [
     'a pixel nested 100000 deep',
     `{"pixels":[0,${'['.repeat(100_000)}${']'.repeat(100_000)}${',0'.repeat(62)}]}`,
-    /pixels pixel 1 is an array; grey levels are numbers/,
+    /at \$\.pixels\[1\]: .*expected number, received array/,
   ],
-  ['an empty object', '{}', USAGE],
-  ['an object with other keys', '{"img": []}', USAGE],
-  ['an array body', JSON.stringify([image0]), /expected a JSON object; send \{"image"/],
-  ['null', 'null', /expected a JSON object/],
-  ['a number', '7', /expected a JSON object/],
-  ['images: []', '{"images": []}', /"images" must be a list of 1 to 1024 images, each an 8×8 array or 64 pixels/],
-  ['images not a list', '{"images": {"a": 1}}', /"images" must be a list of 1 to 1024 images/],
+  ['an empty object', '{}', ONE_OF],
+  ['both image and pixels', JSON.stringify({ image: rows(image0), pixels: image0 }), ONE_OF],
+  ['an object with other keys', '{"img": []}', /at \$: Unrecognized key: "img"/],
+  ['an array body', JSON.stringify([image0]), /at \$: .*expected object, received array/],
+  ['null', 'null', /at \$: .*expected object, received null/],
+  ['a number', '7', /at \$: .*expected object, received number/],
+  ['images: []', '{"images": []}', /at \$\.images: .*expected array to have >=1 items/],
+  ['images not a list', '{"images": {"a": 1}}', /at \$\.images: .*expected array, received object/],
   [
     'more than 1024 images',
     JSON.stringify({ images: Array.from({ length: 1025 }, () => image0) }),
-    /"images" must be a list of 1 to 1024 images/,
+    /at \$\.images: .*expected array to have <=1024 items/,
   ],
   [
     'an image among images that is wrong',
     JSON.stringify({ images: [image0, image0.slice(2)] }),
-    /images\[1\] has 62 pixels/,
+    /at \$\.images\[1\]: an image has 64 pixels/,
   ],
-  ['image given flat', JSON.stringify({ image: image0 }), /image must be 8 rows of 8 grey levels/],
-  ['pixels given nested', JSON.stringify({ pixels: rows(image0) }), /pixels must be a flat list of 64 grey levels/],
-  ['image not an array', '{"image": "0,1,2"}', /image must be an array; send \{"image"/],
+  ['image given flat', JSON.stringify({ image: image0 }), /at \$\.image: an image has 8 rows of 8/],
+  [
+    'pixels given nested',
+    JSON.stringify({ pixels: rows(image0) }),
+    /at \$\.pixels\[0\]: .*expected number, received array/,
+  ],
+  ['image not an array', '{"image": "0,1,2"}', /at \$\.image: .*expected array, received string/],
 ];
 
 let runtime: Runtime;
@@ -207,7 +219,7 @@ for (const [transportName, transportOf] of [
           await send({ path: '/', body, headers: { 'content-type': contentType } }),
           415,
           'unsupported_media_type',
-          /send Content-Type: application\/json; send \{"image"/,
+          /send Content-Type: application\/json: this predictor declares a JSON request/,
         );
       }
       assertRefused(

@@ -175,7 +175,7 @@ describe('digits through the predictor (functions/digits/predictor.ts)', () => {
     assert.equal(response.headers.get('x-request-id'), 'bad-pixels-1');
     const body = { error: contractError(await response.json()) };
     assert.equal(body.error.code, 'invalid_input');
-    assert.match(body.error.message, /3 pixels/);
+    assert.match(body.error.message, /at \$\.pixels: an image has 64 pixels/);
     assert.equal(body.error.requestId, 'bad-pixels-1');
   });
 });

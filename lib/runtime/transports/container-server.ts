@@ -87,6 +87,8 @@ export async function startContainerServer(options: ContainerServerOptions): Pro
     ...(settings.modelFormat ? { modelFormat: settings.modelFormat } : {}),
     ...(settings.torch ? { torch: settings.torch } : {}),
     onFallback,
+    docs: settings.docs,
+    checkResponses: settings.checkResponses,
     createExecutor: async (model, source, executorOptions) => {
       pool = await WorkerPool.start(model, source, {
         workers,
