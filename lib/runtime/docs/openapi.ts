@@ -46,6 +46,14 @@ export function openApiDocument(options: OpenApiOptions): Record<string, unknown
       get: operation('modelReady', `Readiness of model '${model.name}'`, jsonResponse('ModelReady'), [404, 503]),
     },
     [`${modelPath}/infer`]: { post: inferOperation('infer', `Inference on model '${model.name}'`) },
+    [`${modelPath}/stats`]: {
+      get: operation(
+        'modelStatistics',
+        `Statistics of model '${model.name}' (the statistics extension, in Triton's form)`,
+        jsonResponse('ModelStatistics'),
+        [404, 503],
+      ),
+    },
     [ROUTES.openapi]: {
       get: operation('openapi', 'This document', {
         description: 'The OpenAPI 3.1 document',
@@ -257,13 +265,14 @@ function commonSchemas(model: Model): Record<string, Schema> {
     },
     ServerMetadata: {
       type: 'object',
-      required: ['name', 'extensions'],
+      required: ['name', 'version', 'extensions'],
       properties: {
         name: { type: 'string' },
         version: { type: 'string' },
         extensions: { type: 'array', items: { type: 'string' } },
       },
     },
+    ModelStatistics: modelStatisticsSchema(),
     Live: { type: 'object', required: ['live'], properties: { live: { type: 'boolean', const: true } } },
     Ready: { type: 'object', required: ['ready'], properties: { ready: { type: 'boolean', const: true } } },
     ModelReady: {
@@ -418,4 +427,60 @@ export function inferExample(inputs: readonly TensorInfo[]): Record<string, unkn
 
 function schemaKey(name: string): string {
   return name.replace(/[^A-Za-z0-9._-]/g, '_');
+}
+
+/** `GET /v2/models/{name}/stats`: Triton's statistics extension, durations as `{count, ns}`. */
+function modelStatisticsSchema(): Schema {
+  const duration = {
+    type: 'object',
+    required: ['count', 'ns'],
+    properties: { count: { type: 'integer', minimum: 0 }, ns: { type: 'integer', minimum: 0 } },
+  };
+  const phases = [
+    'success',
+    'fail',
+    'queue',
+    'compute_input',
+    'compute_infer',
+    'compute_output',
+    'cache_hit',
+    'cache_miss',
+  ];
+  const batchPhases = ['compute_input', 'compute_infer', 'compute_output'];
+  return {
+    type: 'object',
+    required: ['model_stats'],
+    properties: {
+      model_stats: {
+        type: 'array',
+        items: {
+          type: 'object',
+          required: ['name', 'version', 'last_inference', 'inference_count', 'execution_count', 'inference_stats'],
+          properties: {
+            name: { type: 'string' },
+            version: { type: 'string' },
+            last_inference: { type: 'integer', description: 'milliseconds since the epoch; 0 before the first' },
+            inference_count: { type: 'integer', minimum: 0 },
+            execution_count: { type: 'integer', minimum: 0 },
+            inference_stats: {
+              type: 'object',
+              required: phases,
+              properties: Object.fromEntries(phases.map((phase) => [phase, duration])),
+            },
+            batch_stats: {
+              type: 'array',
+              items: {
+                type: 'object',
+                required: ['batch_size', ...batchPhases],
+                properties: {
+                  batch_size: { type: 'integer', minimum: 1 },
+                  ...Object.fromEntries(batchPhases.map((phase) => [phase, duration])),
+                },
+              },
+            },
+          },
+        },
+      },
+    },
+  };
 }
