@@ -83,7 +83,7 @@ const transports: readonly [string, () => Transport][] = [
 
 for (const [name, transportOf] of transports) {
   describe(`a gzip bomb through ${name}`, () => {
-    test('is a 413 once it inflates past the limit, with memory bounded; the next request works', async () => {
+    test('is a 413 once it inflates past the limit, with memory bounded; the next request works', async (t) => {
       const send = transportOf();
       const { result: reply, growth } = await peakGrowth(() =>
         send({
@@ -96,6 +96,9 @@ for (const [name, transportOf] of transports) {
       const error = contractError(reply.json());
       assert.equal(error.code, 'payload_too_large');
       assert.match(error.message, new RegExp(`limit of ${LIMIT} bytes once decompressed`));
+      t.diagnostic(
+        `peak RSS growth while refusing a ${INFLATED / 2 ** 20} MiB bomb: ${(growth / 2 ** 20).toFixed(1)} MiB`,
+      );
       assert.ok(growth < MEMORY_BOUND, `memory grew by ${(growth / 2 ** 20).toFixed(1)} MiB`);
       const next = await send({ path: '/v2/models/digits/infer', body: VALID });
       assert.equal(next.status, 200, next.text);
