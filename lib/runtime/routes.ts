@@ -61,6 +61,16 @@ function decode(segment: string): string {
   }
 }
 
+/** Whether a method and path reach a route (else `matchRoute` answers 404 or 405, before any body matters). */
+export function isRouted(method: string, path: string): boolean {
+  try {
+    matchRoute(method, path);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
 /** Matches a request to a route: 404 for an unknown path, 405 (with `Allow`) for a known path and wrong method. */
 export function matchRoute(method: string, rawPath: string): Route {
   const path = rawPath.length > 1 && rawPath.endsWith('/') ? rawPath.slice(0, -1) : rawPath;

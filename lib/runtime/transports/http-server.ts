@@ -22,6 +22,7 @@ import {
 import { BINARY_HEADER } from '../codec/oip.js';
 import { markOwned } from '../executors/owned-buffers.js';
 import { errorBodyJson } from '../codec/json.js';
+import { isRouted } from '../routes.js';
 import { requestIdFrom } from './request-id.js';
 import type { Runtime } from '../runtime.js';
 
@@ -67,6 +68,10 @@ export function createHttpServer(runtime: Runtime, options: HttpServerOptions = 
       void serve(runtime, req, res, maxBodyBytes);
     },
   );
+  // A client that half-closes after its request (a raw socket's end(), some proxies) still gets its answer: node's
+  // default aborts the request on the client's FIN and ends the socket, so an answer that waits on I/O (a
+  // compressed body's inflation, a worker thread's run) was lost. The socket is ended once that answer is written.
+  (server as Server & { httpAllowHalfOpen: boolean }).httpAllowHalfOpen = true;
   server.on('clientError', (error: NodeJS.ErrnoException, socket) => {
     if (!socket.writable || error.code === 'ECONNRESET') return socket.destroy();
     const status = error.code === 'ERR_HTTP_REQUEST_TIMEOUT' ? 408 : 400;
@@ -84,9 +89,10 @@ async function serve(runtime: Runtime, req: IncomingMessage, res: ServerResponse
   try {
     const url = requestUrl(req.url);
     if (url === undefined) return refuse(req, res, 400, 'invalid_input', 'the request target is not a valid path');
-    let coding: ContentCoding;
+    // A request no route takes is answered 404/405 whatever its body is coded in.
+    let coding: ContentCoding = 'identity';
     try {
-      coding = requestCoding(header(req.headers['content-encoding']));
+      if (isRouted(req.method ?? 'GET', url.pathname)) coding = requestCoding(header(req.headers['content-encoding']));
     } catch (error) {
       return refuseWith(req, res, error as HttpError);
     }

@@ -11,6 +11,7 @@ import { isHttpError } from '../../predictor.js';
 import type { InternalRequest, InternalResponse } from '../codec/codec.js';
 import { decodeBody, requestCoding } from '../codec/content-encoding.js';
 import { errorBodyJson, isJsonContentType, mediaType } from '../codec/json.js';
+import { isRouted } from '../routes.js';
 import { requestIdFrom } from './request-id.js';
 import type { Runtime } from '../runtime.js';
 
@@ -223,8 +224,9 @@ function withBody(
  * it; the runtime then sees the plain body, without the header. API Gateway hands such a body over base64-encoded.
  */
 function decodedRequest(request: InternalRequest, maxBodyBytes: number): InternalRequest {
+  // A request no route takes is answered 404/405 whatever its body is coded in.
+  if (request.headers['content-encoding'] === undefined || !isRouted(request.method, request.path)) return request;
   const coding = requestCoding(request.headers['content-encoding']);
-  if (request.headers['content-encoding'] === undefined) return request;
   const headers = { ...request.headers };
   delete headers['content-encoding'];
   const { method, path, query } = request;

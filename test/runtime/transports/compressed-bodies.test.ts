@@ -4,8 +4,9 @@
  * through node:http (inflated as it streams) and the Lambda adapter (zlib stops at the limit).
  */
 import assert from 'node:assert/strict';
+import { connect } from 'node:net';
 import { after, before, describe, test } from 'node:test';
-import { createGzip } from 'node:zlib';
+import { createGzip, gzipSync } from 'node:zlib';
 import { createLambdaHandler } from '../../../lib/runtime/transports/lambda-adapter.js';
 import type { Runtime } from '../../../lib/runtime/runtime.js';
 import {
@@ -82,7 +83,7 @@ const transports: readonly [string, () => Transport][] = [
 
 for (const [name, transportOf] of transports) {
   describe(`a gzip bomb through ${name}`, () => {
-    test('is a 413 once it inflates past the limit, with memory bounded; the next request works', async () => {
+    test('is a 413 once it inflates past the limit, with memory bounded; the next request works', async (t) => {
       const send = transportOf();
       const { result: reply, growth } = await peakGrowth(() =>
         send({
@@ -95,6 +96,9 @@ for (const [name, transportOf] of transports) {
       const error = contractError(reply.json());
       assert.equal(error.code, 'payload_too_large');
       assert.match(error.message, new RegExp(`limit of ${LIMIT} bytes once decompressed`));
+      t.diagnostic(
+        `peak RSS growth while refusing a ${INFLATED / 2 ** 20} MiB bomb: ${(growth / 2 ** 20).toFixed(1)} MiB`,
+      );
       assert.ok(growth < MEMORY_BOUND, `memory grew by ${(growth / 2 ** 20).toFixed(1)} MiB`);
       const next = await send({ path: '/v2/models/digits/infer', body: VALID });
       assert.equal(next.status, 200, next.text);
@@ -119,3 +123,20 @@ for (const [name, transportOf] of transports) {
     });
   });
 }
+
+test('a client that half-closes after a compressed request still gets its answer (inflation waits on zlib)', async () => {
+  const body = gzipSync(VALID);
+  const head =
+    `POST /v2/models/digits/infer HTTP/1.1\r\nhost: 127.0.0.1\r\ncontent-type: application/json\r\n` +
+    `content-encoding: gzip\r\ncontent-length: ${body.length}\r\n\r\n`;
+  const { port } = new URL(server.url);
+  const answer = await new Promise<string>((resolve, reject) => {
+    const socket = connect(Number(port), '127.0.0.1', () => socket.end(Buffer.concat([Buffer.from(head), body])));
+    let text = '';
+    socket.setEncoding('utf8').on('data', (chunk: string) => (text += chunk));
+    socket.once('close', () => resolve(text));
+    socket.once('error', reject);
+  });
+  assert.match(answer, /^HTTP\/1\.1 200 /, answer.slice(0, 200));
+  assert.match(answer, /"model_name":"digits"/);
+});
