@@ -12,9 +12,9 @@ import type { AddressInfo } from 'node:net';
 import { createRequire } from 'node:module';
 import { tmpdir } from 'node:os';
 import { dirname, join, relative } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { buildSync } from 'esbuild';
 import { DEFAULTS, ENV, REQUEST_ID_HEADER, ROUTES } from '../contract.js';
+import { packageModule } from '../package-files.js';
 import { errorBodyJson } from '../runtime/json.js';
 import { requestIdFrom } from '../runtime/request-id.js';
 import { StartupError } from '../runtime/startup-error.js';
@@ -64,7 +64,7 @@ export interface DevApi {
 }
 
 const require = createRequire(import.meta.url);
-const HOST_SCRIPT = join(dirname(fileURLToPath(import.meta.url)), 'lambda-host.ts');
+const HOST_SCRIPT = packageModule('cli/lambda-host');
 const HOP_BY_HOP = new Set([
   'connection',
   'keep-alive',

@@ -1,15 +1,19 @@
 /**
  * The arclight CLI. Every command has --help; errors are one line (the stack with --verbose).
  */
+import { readFileSync } from 'node:fs';
+import { relative } from 'node:path';
 import { Command, InvalidArgumentError, Option } from 'commander';
-import { benchFormats, formatReport } from '../lib/cli/bench-formats.js';
-import { DEV_DEFAULTS, DevClosedError, DevServer } from '../lib/cli/dev.js';
-import { reportError } from '../lib/cli/fail.js';
-import { predict } from '../lib/cli/predict.js';
-import { serve, SERVE_DEFAULTS } from '../lib/cli/serve.js';
-import { MODEL_FORMATS } from '../lib/contract.js';
-import { LOG_LEVELS, type LogLevel } from '../lib/runtime/logger.js';
-import { guardProcess } from '../lib/runtime/process-guard.js';
+import { benchFormats, formatReport } from './bench-formats.js';
+import { DEV_DEFAULTS, DevClosedError, DevServer } from './dev.js';
+import { reportError } from './fail.js';
+import { init, INIT_TEMPLATES, type InitTemplate } from './init.js';
+import { predict } from './predict.js';
+import { serve, SERVE_DEFAULTS } from './serve.js';
+import { MODEL_FORMATS } from '../contract.js';
+import { packageFile } from '../package-files.js';
+import { LOG_LEVELS, type LogLevel } from '../runtime/logger.js';
+import { guardProcess } from '../runtime/process-guard.js';
 
 function positiveInt(value: string): number {
   const n = Number(value);
@@ -29,13 +33,43 @@ function port(value: string): number {
   return n;
 }
 
+const { version } = JSON.parse(readFileSync(packageFile('package.json'), 'utf8')) as { version: string };
+
 const program = new Command('arclight')
   .description('Serve ML models as HTTP APIs: locally, on Lambda, SageMaker or ECS.')
+  .version(version, '-V, --version', 'print the version')
   .option('--verbose', 'print stacks with errors')
   .showHelpAfterError();
 
 program
+  .command('init')
+  .summary('create a new CDK app with one inference API')
+  .description('create a new CDK app with one inference API (a predictor and a starter model) that runs at once')
+  .argument('[dir]', 'where to create it', '.')
+  .addOption(
+    new Option('--template <name>', 'the starter model: onnx, or torch (TorchScript; needs Python with torch)')
+      .choices(INIT_TEMPLATES)
+      .default('onnx'),
+  )
+  .option('--force', 'write into a directory that is not empty (files of the same name are replaced)')
+  .action((dir: string, options: Record<string, unknown>) => {
+    const result = init({ dir, template: options['template'] as InitTemplate, force: options['force'] === true });
+    const cd = relative(process.cwd(), result.dir);
+    process.stdout.write(
+      [
+        `Created ${result.dir} (${result.files.length} files). Next:`,
+        ...(cd === '' ? [] : [`  cd ${cd}`]),
+        '  npm install',
+        '  npm start      # serves the API locally: POST http://127.0.0.1:8080/digits/',
+        '  npm test       # type-checks and synthesizes the stack',
+        '',
+      ].join('\n'),
+    );
+  });
+
+program
   .command('serve')
+  .summary('serve one model locally, with an optional predictor')
   .description('serve one model (and optionally a predictor) at the root of a local port')
   .requiredOption(
     '--model <path|s3://bucket/key>',
@@ -98,6 +132,7 @@ program
 
 program
   .command('dev')
+  .summary('serve every API of this CDK app locally')
   .description('run every Arclight API of the CDK app locally, from what synth builds: http://HOST:PORT/<apiName>/...')
   .option('--app <command>', 'the CDK app command (default: "app" in cdk.json)')
   .option('--assembly <dir>', 'serve an already synthesized cloud assembly (cdk.out) instead of synthesizing')
@@ -132,9 +167,10 @@ program
     }
   });
 
-const bench = program.command('bench').description('benchmarks of a model as it would be served');
+const bench = program.command('bench').description('benchmark a model as it would be served');
 bench
   .command('formats')
+  .summary('compare ONNX, TorchScript and checkpoint: outputs and speed')
   .description(
     'serve the same model as ONNX, TorchScript and a Lightning checkpoint through the real front: check that their outputs agree and print latency and throughput per format',
   )
@@ -168,6 +204,7 @@ bench
 
 program
   .command('predict')
+  .summary('POST a payload to an API and print the response')
   .description('POST a payload to an API and print the response; exits 1 on an HTTP error')
   .argument('<url>', 'the API URL, e.g. http://127.0.0.1:8080/')
   .option('--data <json>', 'JSON body')
