@@ -1,0 +1,12 @@
+/** The app's own jest test (copied into each app's test/): the stack synthesizes with both APIs. */
+import { App } from 'aws-cdk-lib';
+import { Template } from 'aws-cdk-lib/assertions';
+import { ArclightStack } from '../lib/arclight-stack';
+
+test('both Arclight APIs synthesize', () => {
+  const stack = new ArclightStack(new App(), 'Test');
+  const template = Template.fromStack(stack);
+  template.hasResourceProperties('AWS::Lambda::Function', { PackageType: 'Image' });
+  template.resourceCountIs('AWS::SageMaker::Endpoint', 1);
+  expect(stack.digits.apiName).toBe('digits');
+});
