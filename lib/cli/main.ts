@@ -4,13 +4,9 @@
 import { readFileSync } from 'node:fs';
 import { relative } from 'node:path';
 import { Command, InvalidArgumentError, Option } from 'commander';
-import { benchFormats, formatReport } from './bench-formats.js';
-import { DEV_DEFAULTS, DevClosedError, DevServer } from './dev.js';
 import { reportError } from './fail.js';
 import { init, INIT_TEMPLATES, type InitTemplate } from './init.js';
-import { predict } from './predict.js';
-import { serve, SERVE_DEFAULTS } from './serve.js';
-import { MODEL_FORMATS } from '../contract.js';
+import { DEFAULTS, MODEL_FORMATS } from '../contract.js';
 import { packageFile } from '../package-files.js';
 import { LOG_LEVELS, type LogLevel } from '../runtime/logger.js';
 import { guardProcess } from '../runtime/process-guard.js';
@@ -32,6 +28,16 @@ function port(value: string): number {
   if (!Number.isInteger(n) || n < 0 || n > 65535) throw new InvalidArgumentError('must be a port number, 0 to 65535');
   return n;
 }
+
+// Each command's module loads when that command runs: --help, --version and init start without onnxruntime,
+// esbuild or the AWS SDK.
+const SERVE_DEFAULTS = {
+  port: DEFAULTS.port,
+  host: DEFAULTS.host,
+  maxBodyBytes: DEFAULTS.maxBodyBytes,
+  timeoutMs: DEFAULTS.requestTimeoutMs,
+} as const;
+const DEV_DEFAULTS = { port: DEFAULTS.port, host: DEFAULTS.host } as const;
 
 const { version } = JSON.parse(readFileSync(packageFile('package.json'), 'utf8')) as { version: string };
 
@@ -100,6 +106,7 @@ program
     'upload the local model to an S3 server on loopback and load it from there, as a deployed function does',
   )
   .action(async (options: Record<string, unknown>) => {
+    const { serve } = await import('./serve.js');
     const handle = await serve({
       model: options['model'] as string,
       predictor: options['predictor'] as string | undefined,
@@ -139,6 +146,7 @@ program
   .option('--port <port>', 'port to listen on (0 picks a free one)', port, DEV_DEFAULTS.port)
   .option('--host <host>', 'address to bind', DEV_DEFAULTS.host)
   .action(async (options: Record<string, unknown>) => {
+    const { DevClosedError, DevServer } = await import('./dev.js');
     const server = new DevServer({
       app: options['app'] as string | undefined,
       assembly: options['assembly'] as string | undefined,
@@ -185,6 +193,7 @@ bench
   .option('--tolerance <x>', 'largest max abs diff that counts as agreement', nonNegative, 1e-4)
   .option('--threads <n>', "intra-op threads of every format (default: the engines' own choice)", positiveInt)
   .action(async (options: Record<string, unknown>) => {
+    const { benchFormats, formatReport } = await import('./bench-formats.js');
     const tolerance = options['tolerance'] as number;
     const result = await benchFormats({
       onnx: options['onnx'] as string | undefined,
@@ -212,6 +221,7 @@ program
   .option('--content-type <type>', 'override the Content-Type')
   .option('--timeout-ms <n>', 'give up after this long', positiveInt, 30_000)
   .action(async (url: string, options: Record<string, unknown>) => {
+    const { predict } = await import('./predict.js');
     const outcome = await predict(url, {
       data: options['data'] as string | undefined,
       file: options['file'] as string | undefined,

@@ -8,5 +8,6 @@ test('both Arclight APIs synthesize', () => {
   const template = Template.fromStack(stack);
   template.hasResourceProperties('AWS::Lambda::Function', { PackageType: 'Image' });
   template.resourceCountIs('AWS::SageMaker::Endpoint', 1);
+  template.resourceCountIs('AWS::ECS::Service', 1);
   expect(stack.digits.apiName).toBe('digits');
 });
