@@ -54,7 +54,10 @@ describe('arclight init', () => {
     assert.equal(pkg['devDependencies']!['aws-cdk'], own.devDependencies['aws-cdk']);
     assert.equal(pkg['allowScripts']!['onnxruntime-node'], false);
     assert.match(readFileSync(join(dir, '.npmrc'), 'utf8'), /^onnxruntime-node-install=skip$/m);
-    assert.match(readFileSync(join(dir, 'lib/api-stack.ts'), 'utf8'), /ModelSource\.fromAsset\('models\/digits\.onnx'\)/);
+    assert.match(
+      readFileSync(join(dir, 'lib/api-stack.ts'), 'utf8'),
+      /ModelSource\.fromAsset\('models\/digits\.onnx'\)/,
+    );
     assert.deepEqual(
       readFileSync(join(dir, 'models/digits.onnx')),
       readFileSync(join(REPO_ROOT, 'templates/models/digits.onnx')),
