@@ -9,7 +9,17 @@
  */
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { cpSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import {
+  cpSync,
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  statSync,
+  writeFileSync,
+} from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
@@ -236,6 +246,32 @@ async function assertSynth(dir: string, name: string): Promise<void> {
   assert.ok(types.includes('AWS::Lambda::Function'), 'the Lambda API synthesized');
   // Synth warnings name their ids, which the README documents with how to acknowledge them.
   assert.match(ran.output, /arclight:openApi/);
+  assertBundledFromInstalledPackage(join(dir, 'cdk.out'));
+}
+
+/**
+ * The image bundles were made from the installed package: their source maps (through dist/'s own maps) name the
+ * runtime under node_modules/arclight, and the app's predictor.
+ */
+function assertBundledFromInstalledPackage(assembly: string): void {
+  const sources = readdirSync(assembly, { withFileTypes: true })
+    .filter((entry) => entry.isDirectory() && entry.name.startsWith('asset.'))
+    .flatMap((entry) =>
+      readdirSync(join(assembly, entry.name))
+        .filter((file) => file.endsWith('.mjs.map'))
+        .flatMap(
+          (file) =>
+            (JSON.parse(readFileSync(join(assembly, entry.name, file), 'utf8')) as { sources: string[] }).sources,
+        ),
+    );
+  for (const expected of [
+    'node_modules/arclight/lib/runtime/lambda.ts',
+    'node_modules/arclight/lib/runtime/container-main.ts',
+    'node_modules/arclight/lib/runtime/onnx-worker.ts',
+    'functions/digits.ts',
+  ]) {
+    assert.ok(sources.includes(expected), `${expected} is in a bundle's source map`);
+  }
 }
 
 describe('the tarball', () => {
