@@ -2,7 +2,7 @@ import js from '@eslint/js';
 import tseslint from 'typescript-eslint';
 
 export default tseslint.config(
-  { ignores: ['node_modules/', 'bench-results/', 'cdk.out/'] },
+  { ignores: ['node_modules/', 'bench-results/', 'cdk.out/', 'dist/', 'test/package/app/', 'test/package/classic/'] },
   js.configs.recommended,
   ...tseslint.configs.strict,
   {

@@ -1,9 +1,15 @@
 #!/usr/bin/env node
-// Registers tsx so the CLI and users' TypeScript predictors run without a build step. Both hooks: a predictor in a
-// package without "type": "module" (a CommonJS package, the default) is loaded through require's hooks.
-import { register as registerCjs } from 'tsx/cjs/api';
-import { register } from 'tsx/esm/api';
+// The CLI, compiled: `npm run build` writes dist/ (the published package carries it). A TypeScript predictor given
+// to `serve` loads through tsx, which the CLI registers only then.
+import { URL } from 'node:url';
 
-registerCjs();
-register();
-await import('./arclight.ts');
+const main = new URL('../dist/cli/main.js', import.meta.url);
+try {
+  await import(main.href);
+} catch (error) {
+  if (error?.code === 'ERR_MODULE_NOT_FOUND' && error.url === main.href) {
+    process.stderr.write('arclight: error: dist/ is not built (run `npm run build` in this checkout)\n');
+    process.exit(1);
+  }
+  throw error;
+}

@@ -12,10 +12,10 @@ import type { AddressInfo } from 'node:net';
 import { createRequire } from 'node:module';
 import { tmpdir } from 'node:os';
 import { dirname, join, relative } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { buildSync } from 'esbuild';
 import { devIndexPage, wantsHtml } from './dev-index.js';
 import { DEFAULTS, ENV, REQUEST_ID_HEADER, ROUTES } from '../contract.js';
+import { packageModule } from '../package-files.js';
 import { errorBodyJson, readErrorBody } from '../runtime/codec/json.js';
 import { requestIdFrom } from '../runtime/transports/request-id.js';
 import { StartupError } from '../runtime/startup-error.js';
@@ -74,7 +74,7 @@ export interface DevApi {
 export const DEV_OVERRIDES = { [ENV.docs]: 'on', [ENV.checkResponses]: 'on' } as const;
 
 const require = createRequire(import.meta.url);
-const HOST_SCRIPT = join(dirname(fileURLToPath(import.meta.url)), 'lambda-host.ts');
+const HOST_SCRIPT = packageModule('cli/lambda-host');
 const HOP_BY_HOP = new Set([
   'connection',
   'keep-alive',

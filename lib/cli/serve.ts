@@ -18,6 +18,7 @@ import type { TorchModelOptions } from '../runtime/executors/torch-executor.js';
 import { serveFileFromEmbeddedS3, type EmbeddedS3 } from './embedded-s3.js';
 import { UsageError } from './fail.js';
 import { createDownloadProgress } from './progress.js';
+import { registerTypeScriptFor } from './typescript-loader.js';
 
 export interface ServeOptions {
   readonly model: string;
@@ -59,6 +60,7 @@ export async function serve(options: ServeOptions): Promise<ServeHandle> {
   const config = options.config === undefined ? {} : await parseConfig(options.config);
   const modelFormat = parseFormat(options);
   const torch = await torchOptions(options);
+  if (options.predictor !== undefined) await registerTypeScriptFor(options.predictor);
   const predictor = options.predictor === undefined ? undefined : await loadPredictor(options.predictor);
   let s3: EmbeddedS3 | undefined;
   let modelUri = options.model;

@@ -8,9 +8,9 @@
 import { existsSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { tmpdir } from 'node:os';
-import { dirname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { join } from 'node:path';
 import { DEFAULTS, ENV } from '../contract.js';
+import { packageModule } from '../package-files.js';
 import { copyTorchFiles } from './lambda-image-context.js';
 import { bundleForNode } from './node-bundle.js';
 
@@ -42,11 +42,10 @@ export const NODE_BASE_IMAGE = 'node:22-bookworm-slim';
 /** The uid the server runs as (not root). */
 export const CONTAINER_UID = 10001;
 
-const here = dirname(fileURLToPath(import.meta.url));
 /** The container server's entry (written in lib/runtime). */
-export const CONTAINER_ENTRY = join(here, '..', 'runtime', 'transports', 'container-main.ts');
+export const CONTAINER_ENTRY = packageModule('runtime/transports/container-main');
 /** The inference worker thread's entry: the worker pool looks for `onnx-worker.mjs` beside the bundled server. */
-export const WORKER_ENTRY = join(here, '..', 'runtime', 'executors', 'onnx-worker.ts');
+export const WORKER_ENTRY = packageModule('runtime/executors/onnx-worker');
 export const WORKER_FILE = 'onnx-worker.mjs';
 /** Predictors import 'arclight' for the predictor API; in the image that is predictor.ts alone, not the CDK side. */
 const require = createRequire(import.meta.url);

@@ -8,8 +8,8 @@ import { cpSync, mkdirSync, mkdtempSync, readdirSync, writeFileSync } from 'node
 import { createRequire } from 'node:module';
 import { tmpdir } from 'node:os';
 import { basename, dirname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { ENV } from '../contract.js';
+import { packageFile, packageModule } from '../package-files.js';
 import { bundleForNode } from './node-bundle.js';
 
 /** The CPU architectures Lambda offers, as Node.js names them. */
@@ -30,13 +30,7 @@ export const LAMBDA_PYTHON = '/usr/bin/python3.12';
 /** The torch release the Lambda image installs (CPU). */
 export const TORCH_VERSION = '2.5.1';
 /** The torch executor program, copied into images that serve torch models. */
-export const EXECUTOR_PROGRAM = join(
-  dirname(fileURLToPath(import.meta.url)),
-  '..',
-  '..',
-  'python',
-  'arclight_executor.py',
-);
+export const EXECUTOR_PROGRAM = packageFile('python', 'arclight_executor.py');
 
 /** The file the image's CMD names (`index.handler`). */
 export const BUNDLE_FILE = 'index.mjs';
@@ -46,8 +40,7 @@ export function nativeDir(arch: NodeArch): string {
   return join('bin', 'napi-v6', 'linux', arch);
 }
 
-const here = dirname(fileURLToPath(import.meta.url));
-const RUNTIME_ENTRY = join(here, '..', 'runtime', 'transports', 'lambda.ts');
+const RUNTIME_ENTRY = packageModule('runtime/transports/lambda');
 const require = createRequire(import.meta.url);
 
 /** Writes the build context into a fresh directory and returns its path. */
@@ -81,7 +74,7 @@ function bundleRuntime(dir: string, predictorEntry: string | undefined): void {
   bundleForNode(dir, BUNDLE_FILE, {
     source: {
       contents: `import { lambdaEntryFromEnv } from ${JSON.stringify(RUNTIME_ENTRY)};\n${imports}\n`,
-      resolveDir: here,
+      resolveDir: dirname(RUNTIME_ENTRY),
       sourcefile: 'arclight-lambda-entry.ts',
       loader: 'ts',
     },

@@ -4,11 +4,11 @@
  * resolved to the predictor API alone so no CDK code lands in an image.
  */
 import { readFileSync, writeFileSync } from 'node:fs';
-import { dirname, join, relative, resolve, sep } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { join, relative, resolve, sep } from 'node:path';
 import { buildSync, type StdinOptions } from 'esbuild';
+import { packageModule } from '../package-files.js';
 
-const PREDICTOR_API = join(dirname(fileURLToPath(import.meta.url)), '..', 'predictor.ts');
+const PREDICTOR_API = packageModule('predictor');
 
 /** What to bundle: a module file, or generated source (an entry that wires the runtime to a predictor). */
 export type BundleEntry = { readonly file: string } | { readonly source: StdinOptions };

@@ -25,11 +25,22 @@ export async function loadPredictor(entry: string): Promise<DefinedPredictor<unk
       { cause: error },
     );
   }
-  if (!isPredictor(module.default)) {
+  const predictor = defaultExport(module);
+  if (!isPredictor(predictor)) {
     throw new StartupError(
       `predictor ${entry} has no default export made by definePredictor`,
       'End it with `export default definePredictor({ init, predict })`',
     );
   }
-  return module.default;
+  return predictor;
+}
+
+/**
+ * The module's default export. A TypeScript predictor in a CommonJS package (no "type": "module") compiles
+ * `export default` to `exports.default`, which import() hands back as `default.default`.
+ */
+function defaultExport(module: { default?: unknown }): unknown {
+  const value = module.default;
+  if (isPredictor(value) || typeof value !== 'object' || value === null) return value;
+  return (value as { default?: unknown }).default ?? value;
 }

@@ -1,15 +1,15 @@
 /**
  * The arclight CLI. Every command has --help; errors are one line (the stack with --verbose).
  */
+import { readFileSync } from 'node:fs';
+import { relative } from 'node:path';
 import { Command, InvalidArgumentError, Option } from 'commander';
-import { benchFormats, formatReport } from '../lib/cli/bench-formats.js';
-import { DEV_DEFAULTS, DevClosedError, DevServer } from '../lib/cli/dev.js';
-import { reportError } from '../lib/cli/fail.js';
-import { failureLine, predict } from '../lib/cli/predict.js';
-import { serve, SERVE_DEFAULTS } from '../lib/cli/serve.js';
-import { MODEL_FORMATS } from '../lib/contract.js';
-import { LOG_LEVELS, type LogLevel } from '../lib/runtime/telemetry/logger.js';
-import { guardProcess } from '../lib/runtime/transports/process-guard.js';
+import { reportError } from './fail.js';
+import { init, INIT_TEMPLATES, type InitTemplate } from './init.js';
+import { DEFAULTS, MODEL_FORMATS } from '../contract.js';
+import { packageFile } from '../package-files.js';
+import { LOG_LEVELS, type LogLevel } from '../runtime/telemetry/logger.js';
+import { guardProcess } from '../runtime/transports/process-guard.js';
 
 function positiveInt(value: string): number {
   const n = Number(value);
@@ -29,13 +29,53 @@ function port(value: string): number {
   return n;
 }
 
+// Each command's module loads when that command runs: --help, --version and init start without onnxruntime,
+// esbuild or the AWS SDK.
+const SERVE_DEFAULTS = {
+  port: DEFAULTS.port,
+  host: DEFAULTS.host,
+  maxBodyBytes: DEFAULTS.maxBodyBytes,
+  timeoutMs: DEFAULTS.requestTimeoutMs,
+} as const;
+const DEV_DEFAULTS = { port: DEFAULTS.port, host: DEFAULTS.host } as const;
+
+const { version } = JSON.parse(readFileSync(packageFile('package.json'), 'utf8')) as { version: string };
+
 const program = new Command('arclight')
   .description('Serve ML models as HTTP APIs: locally, on Lambda, SageMaker or ECS.')
+  .version(version, '-V, --version', 'print the version')
   .option('--verbose', 'print stacks with errors')
   .showHelpAfterError();
 
 program
+  .command('init')
+  .summary('create a new CDK app with one inference API')
+  .description('create a new CDK app with one inference API (a predictor and a starter model) that runs at once')
+  .argument('[dir]', 'where to create it', '.')
+  .addOption(
+    new Option('--template <name>', 'the starter model: onnx, or torch (TorchScript; needs Python with torch)')
+      .choices(INIT_TEMPLATES)
+      .default('onnx'),
+  )
+  .option('--force', 'write into a directory that is not empty (files of the same name are replaced)')
+  .action((dir: string, options: Record<string, unknown>) => {
+    const result = init({ dir, template: options['template'] as InitTemplate, force: options['force'] === true });
+    const cd = relative(process.cwd(), result.dir);
+    process.stdout.write(
+      [
+        `Created ${result.dir} (${result.files.length} files). Next:`,
+        ...(cd === '' ? [] : [`  cd ${cd}`]),
+        '  npm install',
+        '  npm start      # serves the API locally: POST http://127.0.0.1:8080/digits/',
+        '  npm test       # type-checks and synthesizes the stack',
+        '',
+      ].join('\n'),
+    );
+  });
+
+program
   .command('serve')
+  .summary('serve one model locally, with an optional predictor')
   .description('serve one model (and optionally a predictor) at the root of a local port')
   .requiredOption(
     '--model <path|s3://bucket/key>',
@@ -66,6 +106,7 @@ program
     'upload the local model to an S3 server on loopback and load it from there, as a deployed function does',
   )
   .action(async (options: Record<string, unknown>) => {
+    const { serve } = await import('./serve.js');
     const handle = await serve({
       model: options['model'] as string,
       predictor: options['predictor'] as string | undefined,
@@ -98,12 +139,14 @@ program
 
 program
   .command('dev')
+  .summary('serve every API of this CDK app locally')
   .description('run every Arclight API of the CDK app locally, from what synth builds: http://HOST:PORT/<apiName>/...')
   .option('--app <command>', 'the CDK app command (default: "app" in cdk.json)')
   .option('--assembly <dir>', 'serve an already synthesized cloud assembly (cdk.out) instead of synthesizing')
   .option('--port <port>', 'port to listen on (0 picks a free one)', port, DEV_DEFAULTS.port)
   .option('--host <host>', 'address to bind', DEV_DEFAULTS.host)
   .action(async (options: Record<string, unknown>) => {
+    const { DevClosedError, DevServer } = await import('./dev.js');
     const server = new DevServer({
       app: options['app'] as string | undefined,
       assembly: options['assembly'] as string | undefined,
@@ -132,9 +175,10 @@ program
     }
   });
 
-const bench = program.command('bench').description('benchmarks of a model as it would be served');
+const bench = program.command('bench').description('benchmark a model as it would be served');
 bench
   .command('formats')
+  .summary('compare ONNX, TorchScript and checkpoint: outputs and speed')
   .description(
     'serve the same model as ONNX, TorchScript and a Lightning checkpoint through the real front: check that their outputs agree and print latency and throughput per format',
   )
@@ -149,6 +193,7 @@ bench
   .option('--tolerance <x>', 'largest max abs diff that counts as agreement', nonNegative, 1e-4)
   .option('--threads <n>', "intra-op threads of every format (default: the engines' own choice)", positiveInt)
   .action(async (options: Record<string, unknown>) => {
+    const { benchFormats, formatReport } = await import('./bench-formats.js');
     const tolerance = options['tolerance'] as number;
     const result = await benchFormats({
       onnx: options['onnx'] as string | undefined,
@@ -168,6 +213,7 @@ bench
 
 program
   .command('predict')
+  .summary('POST a payload to an API and print the response')
   .description('POST a payload to an API and print the response; exits 1 on an HTTP error')
   .argument('<url>', 'the API URL, e.g. http://127.0.0.1:8080/')
   .option('--data <json>', 'JSON body')
@@ -175,6 +221,7 @@ program
   .option('--content-type <type>', 'override the Content-Type')
   .option('--timeout-ms <n>', 'give up after this long', positiveInt, 30_000)
   .action(async (url: string, options: Record<string, unknown>) => {
+    const { failureLine, predict } = await import('./predict.js');
     const outcome = await predict(url, {
       data: options['data'] as string | undefined,
       file: options['file'] as string | undefined,
