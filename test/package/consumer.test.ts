@@ -265,9 +265,9 @@ function assertBundledFromInstalledPackage(assembly: string): void {
         ),
     );
   for (const expected of [
-    'node_modules/arclight/lib/runtime/lambda.ts',
-    'node_modules/arclight/lib/runtime/container-main.ts',
-    'node_modules/arclight/lib/runtime/onnx-worker.ts',
+    'node_modules/arclight/lib/runtime/transports/lambda.ts',
+    'node_modules/arclight/lib/runtime/transports/container-main.ts',
+    'node_modules/arclight/lib/runtime/executors/onnx-worker.ts',
     'functions/digits.ts',
   ]) {
     assert.ok(sources.includes(expected), `${expected} is in a bundle's source map`);
@@ -293,9 +293,9 @@ describe('the tarball', () => {
       'dist/cjs/index.cjs',
       'dist/cjs/index.d.cts',
       'dist/cli/main.js',
-      'dist/runtime/lambda.js',
-      'dist/runtime/container-main.js',
-      'dist/runtime/onnx-worker.js',
+      'dist/runtime/transports/lambda.js',
+      'dist/runtime/transports/container-main.js',
+      'dist/runtime/executors/onnx-worker.js',
       'python/arclight_executor.py',
       'templates/app/_npmrc',
       'templates/models/digits.onnx',
