@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Makes sure Debian's chromium is at /usr/bin/chromium for the playground's browser test
-# (test/runtime/playground.test.ts drives it with playwright-core, which downloads no browser of its own).
+# (test/runtime/docs/playground.test.ts drives it with playwright-core, which downloads no browser of its own).
 # When it is missing and apt-get is here, installs it from the Debian archive. Never fails the caller when it
 # cannot install: the test then names what is missing.
 set -uo pipefail
