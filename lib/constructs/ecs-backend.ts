@@ -22,6 +22,7 @@ import { API_METADATA_KEY, DEFAULTS, ROUTES } from '../contract.js';
 import {
   CONTAINER_REQUEST_TIMEOUT_MS,
   STARTUP_GRACE,
+  acknowledgeFinding,
   acknowledgeOpenApi,
   addHttpRoutes,
   containerEnvironment,
@@ -279,11 +280,11 @@ function ecsServiceLinkedRole(scope: Construct, retention: logs.RetentionDays): 
   const provider = stack.node.findChild(
     cr.AwsCustomResource.PROVIDER_FUNCTION_UUID.replace(/-/g, '').replace(/^/, 'AWS'),
   );
-  Validations.of(provider).acknowledge({
-    id: 'AwsSolutions-IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/AWSLambdaBasicExecutionRole]',
-    reason:
-      "CDK's AwsCustomResource provider (it creates ECS's service-linked role) runs with AWSLambdaBasicExecutionRole: it writes only its own logs.",
-  });
+  acknowledgeFinding(
+    provider,
+    'AwsSolutions-IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/AWSLambdaBasicExecutionRole]',
+    "CDK's AwsCustomResource provider (it creates ECS's service-linked role) runs with AWSLambdaBasicExecutionRole: it writes only its own logs.",
+  );
   return resource;
 }
 

@@ -6,13 +6,13 @@
  * carries the container's status and body; a response mapping template restores both. Known routes with the wrong
  * method and other model names are answered by API Gateway itself (mock integrations) in the contract's error format.
  */
-import { RemovalPolicy, Stack, Validations } from 'aws-cdk-lib';
+import { RemovalPolicy, Stack } from 'aws-cdk-lib';
 import * as apigw from 'aws-cdk-lib/aws-apigateway';
 import * as iam from 'aws-cdk-lib/aws-iam';
 import * as logs from 'aws-cdk-lib/aws-logs';
 import { Construct } from 'constructs';
 import { DEFAULTS, ERROR_STATUS, REQUEST_ID_HEADER, ROUTES, SAGEMAKER_ROUTE, type ErrorCode } from '../contract.js';
-import type { BackendContext } from './backend-common.js';
+import { acknowledgeFinding, type BackendContext } from './backend-common.js';
 import { SAGEMAKER_LIMITS } from './limits.js';
 
 /** One path of the contract and the methods it answers. */
@@ -363,10 +363,10 @@ export function apiGatewayAccountSetting(scope: Construct): apigw.CfnAccount {
   role.applyRemovalPolicy(RemovalPolicy.RETAIN);
   const account = new apigw.CfnAccount(holder, 'Account', { cloudWatchRoleArn: role.roleArn });
   account.applyRemovalPolicy(RemovalPolicy.RETAIN);
-  Validations.of(role).acknowledge({
-    id: 'AwsSolutions-IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/AmazonAPIGatewayPushToCloudWatchLogs]',
-    reason:
-      "AmazonAPIGatewayPushToCloudWatchLogs is the policy AWS documents for API Gateway's account-wide logging role: it serves every REST API in the region, so it cannot be scoped to this stack's log groups.",
-  });
+  acknowledgeFinding(
+    role,
+    'AwsSolutions-IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/AmazonAPIGatewayPushToCloudWatchLogs]',
+    "AmazonAPIGatewayPushToCloudWatchLogs is the policy AWS documents for API Gateway's account-wide logging role: it serves every REST API in the region, so it cannot be scoped to this stack's log groups.",
+  );
   return account;
 }
