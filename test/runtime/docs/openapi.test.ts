@@ -97,6 +97,7 @@ describe('the digits API with declared schemas (custom predictor)', () => {
       '/v2/models/digits',
       '/v2/models/digits/infer',
       '/v2/models/digits/ready',
+      '/v2/models/digits/stats',
     ]);
     for (const [path, methods] of Object.entries(doc.paths)) {
       for (const method of Object.keys(methods)) {
