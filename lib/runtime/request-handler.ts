@@ -12,6 +12,7 @@ import { clipText, errorBodyJson, stringifyJson } from './codec/json.js';
 import { withTimeout } from './deadline.js';
 import { apiDocs } from './docs/api-docs.js';
 import { infer } from './default-predictor.js';
+import { tensorSignature } from './executors/model.js';
 import type { ModelLifecycle } from './model-lifecycle.js';
 import { matchRoute, type ModelRef, type Route } from './routes.js';
 import { asError, requestLogger, type Logger } from './telemetry/logger.js';
@@ -272,13 +273,12 @@ export class RequestHandler {
 }
 
 function modelMetadata(model: Model): Record<string, unknown> {
-  const strip = ({ name, datatype, shape }: Model['inputs'][number]) => ({ name, datatype, shape });
   return {
     name: model.name,
     versions: [MODEL_VERSION],
     platform: PLATFORM[model.format],
-    inputs: model.inputs.map(strip),
-    outputs: model.outputs.map(strip),
+    inputs: model.inputs.map(tensorSignature),
+    outputs: model.outputs.map(tensorSignature),
   };
 }
 

@@ -40,7 +40,7 @@ export function decodePayload(request: InternalRequest): unknown {
 const RESPONSE_KEYS = new Set(['status', 'headers', 'body']);
 
 /** A full-control response: `status` (an HTTP status) plus only `headers` and `body`. */
-function isPredictorResponse(value: unknown): value is PredictorResponse {
+export function isPredictorResponse(value: unknown): value is PredictorResponse {
   if (typeof value !== 'object' || value === null || Array.isArray(value) || ArrayBuffer.isView(value)) return false;
   const status = (value as { status?: unknown }).status;
   return (

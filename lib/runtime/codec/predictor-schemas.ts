@@ -4,6 +4,7 @@
  * declared response (a 500 saying where it differs, so the mistake shows while the predictor is being written).
  */
 import type { DeclaredSchema, DefinedPredictor, PredictRequest, SchemaIssue } from '../../predictor.js';
+import { isPredictorResponse } from './codec.js';
 import { httpError } from './http-errors.js';
 import { clipText } from './json.js';
 
@@ -53,18 +54,10 @@ const SKIP = Symbol('skip');
 
 /** The JSON a result answers with: a full-control response's body when its status is a success, else the result. */
 function fullControlBody(result: unknown): unknown {
-  if (typeof result !== 'object' || result === null || Array.isArray(result) || ArrayBuffer.isView(result)) {
-    return result;
-  }
-  const { status } = result as { status?: unknown };
-  const keys = Object.keys(result);
-  const fullControl =
-    typeof status === 'number' && keys.every((k) => k === 'status' || k === 'headers' || k === 'body');
-  if (!fullControl) return result;
+  if (!isPredictorResponse(result)) return result;
   // Errors and redirects answer with bodies of their own, not the declared response.
-  if (status < 200 || status > 299) return SKIP;
-  const body = (result as { body?: unknown }).body;
-  return ArrayBuffer.isView(body) ? SKIP : body;
+  if (result.status < 200 || result.status > 299) return SKIP;
+  return ArrayBuffer.isView(result.body) ? SKIP : result.body;
 }
 
 function declared(predictor: DefinedPredictor<unknown>, key: 'request' | 'response'): DeclaredSchema | undefined {

@@ -6,6 +6,7 @@ import { ENV, ROUTES } from '../../contract.js';
 import type { DefinedPredictor, Model } from '../../predictor.js';
 import type { InternalResponse } from '../codec/codec.js';
 import { httpError } from '../codec/http-errors.js';
+import { tensorSignature } from '../executors/model.js';
 import { stringifyJson } from '../codec/json.js';
 import { inferExample, openApiDocument } from './openapi.js';
 import { imageInput, playgroundResponse, type PlaygroundData } from './playground.js';
@@ -40,13 +41,12 @@ export function apiDocs(kind: 'openapi' | 'docs', options: ApiDocsOptions): Inte
 }
 
 function playgroundData(model: Model, predictor: DefinedPredictor<unknown> | undefined): PlaygroundData {
-  const signature = (t: Model['inputs'][number]) => ({ name: t.name, datatype: t.datatype, shape: t.shape });
   return {
     name: model.name,
     format: model.format,
     predictor: predictor ? 'custom' : 'default',
-    inputs: model.inputs.map(signature),
-    outputs: model.outputs.map(signature),
+    inputs: model.inputs.map(tensorSignature),
+    outputs: model.outputs.map(tensorSignature),
     target: predictor ? '' : `v2/models/${encodeURIComponent(model.name)}/infer`,
     example: predictor ? (predictor.example ?? null) : (inferExample(model.inputs) ?? null),
     image: predictor ? null : imageInput(model),

@@ -5,6 +5,7 @@
  */
 import { ERROR_STATUS, ROUTES } from '../../contract.js';
 import type { DeclaredSchema, DefinedPredictor, JsonValue, Model, TensorInfo } from '../../predictor.js';
+import { tensorSignature } from '../executors/model.js';
 
 export interface OpenApiOptions {
   readonly model: Model;
@@ -291,15 +292,11 @@ function commonSchemas(model: Model): Record<string, Schema> {
       },
       example: {
         name: model.name,
-        inputs: model.inputs.map(signature),
-        outputs: model.outputs.map(signature),
+        inputs: model.inputs.map(tensorSignature),
+        outputs: model.outputs.map(tensorSignature),
       },
     },
   };
-}
-
-function signature({ name, datatype, shape }: TensorInfo): Record<string, unknown> {
-  return { name, datatype, shape };
 }
 
 /** InferRequest and InferResponse with one schema per input and output of this model. */

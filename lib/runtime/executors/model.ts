@@ -1,8 +1,17 @@
-import type { Model, ModelFormat, Tensor, TensorDataByType, TensorType } from '../../predictor.js';
+import type { Model, ModelFormat, Tensor, TensorDataByType, TensorInfo, TensorType } from '../../predictor.js';
 import type { Executor } from './executor.js';
 import { allocate, isTensorType, toFloat16Bits } from '../codec/tensor-types.js';
 
 /** The `model` predictors see: metadata, a tensor factory and `run`, over one executor. */
+/** A tensor's signature as the protocol's metadata shows it: name, datatype, shape (no dimension names). */
+export function tensorSignature({
+  name,
+  datatype,
+  shape,
+}: TensorInfo): Pick<TensorInfo, 'name' | 'datatype' | 'shape'> {
+  return { name, datatype, shape };
+}
+
 export function createModel(name: string, format: ModelFormat, executor: Executor): Model {
   return {
     name,
