@@ -1,0 +1,234 @@
+/**
+ * Reads an app file (`arclight.yaml`, `.yml` or `.json`: YAML 1.2 reads JSON too, keeping positions), checks it
+ * against the schema and against what the constructs would refuse (each compute's own problems(), the predictor's
+ * and the model's files), and reports every problem at once, each at its file:line:column.
+ */
+import { createHash } from 'node:crypto';
+import { closeSync, existsSync, openSync, readFileSync, readSync, statSync } from 'node:fs';
+import { dirname, join, resolve } from 'node:path';
+import { parseDocument } from 'yaml';
+import { Predictor } from '../constructs/predictor.js';
+import { detectModelFormat } from '../model-format.js';
+import type { ModelFormat } from '../predictor.js';
+import { StartupError } from '../runtime/startup-error.js';
+import { apiStackName, computeOf, isS3Uri, modelOptions, type LoadedAppFile } from './build-app.js';
+import { issueProblems, LineCounter, Locator, type AppFileProblem } from './problems.js';
+import { apiSchema, APP_FILE_NAMES, appFileSchema, type AppFileApi } from './schema.js';
+
+export type { AppFileProblem, LoadedAppFile };
+
+/** An app file with problems: every one of them, one per line. */
+export class AppFileError extends StartupError {
+  constructor(
+    /** The file, as the user named it (relative to the working directory when under it). */
+    readonly file: string,
+    readonly problems: readonly AppFileProblem[],
+  ) {
+    super(
+      `${file} has ${problems.length} problem${problems.length === 1 ? '' : 's'}:\n${problems.map((p) => `  ${formatProblem(file, p)}`).join('\n')}`,
+    );
+  }
+}
+
+/** `arclight.yaml:7:17 apis[0].compute.memorySize: 20000 is above Lambda's 10240 MB` */
+export function formatProblem(file: string, problem: AppFileProblem): string {
+  return `${file}:${problem.line}:${problem.column} ${problem.path ? `${problem.path}: ` : ''}${problem.message}`;
+}
+
+/** The app file in `dir`, if there is one. */
+export function findAppFile(dir: string): string | undefined {
+  return APP_FILE_NAMES.map((name) => join(dir, name)).find((file) => existsSync(file));
+}
+
+/** Reads and checks an app file; throws an AppFileError listing every problem. */
+export function loadAppFile(file: string, shownAs: string = displayName(file)): LoadedAppFile {
+  const path = resolve(file);
+  let text: string;
+  try {
+    text = readFileSync(path, 'utf8');
+  } catch (error) {
+    throw new StartupError(`cannot read ${shownAs}: ${(error as Error).message}`);
+  }
+  const lines = new LineCounter();
+  const doc = parseDocument(text, { lineCounter: lines, prettyErrors: false, uniqueKeys: true });
+  if (doc.errors.length > 0) {
+    throw new AppFileError(
+      shownAs,
+      doc.errors.map((error) => {
+        const { line, col } = lines.linePos(error.pos[0]);
+        return { line, column: col, path: '', message: error.message.split('\n')[0]! };
+      }),
+    );
+  }
+  const input: unknown = doc.toJS();
+  const at = new Locator(doc, lines);
+  if (input === null || input === undefined) {
+    throw new AppFileError(shownAs, [at.problem([], 'the file is empty; it needs at least apis: with one API')]);
+  }
+  const parsed = appFileSchema.safeParse(input);
+  if (parsed.success) {
+    const loaded: LoadedAppFile = { file: path, dir: dirname(path), app: parsed.data };
+    const problems = constructProblems(loaded, validApis(parsed.data.apis), at);
+    if (problems.length > 0) throw new AppFileError(shownAs, sorted(problems));
+    return loaded;
+  }
+  // Every problem at once: the schema's, and the constructs' for each API that passes the schema by itself.
+  const stackName = appFileSchema.shape.stackName.safeParse((input as Record<string, unknown>)['stackName']);
+  const partial: LoadedAppFile = {
+    file: path,
+    dir: dirname(path),
+    app: { apis: [], ...(stackName.success && stackName.data ? { stackName: stackName.data } : {}) },
+  };
+  const apis = (input as Record<string, unknown>)['apis'];
+  const checked = Array.isArray(apis)
+    ? apis.flatMap((api: unknown, i) => {
+        const one = apiSchema.safeParse(api);
+        return one.success ? [[i, one.data] as const] : [];
+      })
+    : [];
+  throw new AppFileError(
+    shownAs,
+    sorted([
+      ...issueProblems(parsed.error.issues, input, appFileSchema, at),
+      ...constructProblems(partial, checked, at),
+    ]),
+  );
+}
+
+function validApis(apis: readonly AppFileApi[]): (readonly [number, AppFileApi])[] {
+  return apis.map((api, i) => [i, api] as const);
+}
+
+function displayName(file: string): string {
+  const path = resolve(file);
+  return path.startsWith(`${process.cwd()}/`) ? path.slice(process.cwd().length + 1) : path;
+}
+
+function sorted(problems: AppFileProblem[]): AppFileProblem[] {
+  return problems.sort((a, b) => a.line - b.line || a.column - b.column);
+}
+
+/**
+ * What the constructs would refuse at synth, placed in the file: names that collide, files that are missing, a local
+ * model whose sha256 differs, and each compute's own problems() (its limits and the model's fit), mapped to the field
+ * they name.
+ */
+function constructProblems(
+  loaded: LoadedAppFile,
+  apis: readonly (readonly [number, AppFileApi])[],
+  at: Locator,
+): AppFileProblem[] {
+  const problems: AppFileProblem[] = [];
+  const names = new Map<string, number>();
+  const stacks = new Map<string, string>();
+  for (const [i, api] of apis) {
+    const previous = names.get(api.name);
+    if (previous !== undefined) {
+      problems.push(at.problem(['apis', i, 'name'], `'${api.name}' is also the name of apis[${previous}]`));
+    }
+    names.set(api.name, i);
+    const stack = apiStackName(loaded, api.name);
+    const clash = stacks.get(stack);
+    if (clash !== undefined && clash !== api.name) {
+      problems.push(at.problem(['apis', i, 'name'], `deploys as stack ${stack}, as '${clash}' does`));
+    }
+    stacks.set(stack, api.name);
+    problems.push(...apiProblems(loaded, api, i, at));
+  }
+  return problems;
+}
+
+function apiProblems(loaded: LoadedAppFile, api: AppFileApi, i: number, at: Locator): AppFileProblem[] {
+  const problems: AppFileProblem[] = [];
+  const base = ['apis', i] as const;
+  if (api.predictor !== undefined) {
+    for (const problem of Predictor.fromEntry(resolve(loaded.dir, api.predictor)).bind().problems) {
+      problems.push(
+        at.problem([...base, 'predictor'], problem.replace(resolve(loaded.dir, api.predictor), api.predictor)),
+      );
+    }
+  }
+  const model = modelOptions(api.model);
+  const modelPath = typeof api.model === 'string' ? [...base, 'model'] : [...base, 'model', 'path'];
+  let modelBytes: number | undefined;
+  let format: ModelFormat | undefined = model.format;
+  if (isS3Uri(model.path)) {
+    if (!/^s3:\/\/([a-z0-9][a-z0-9.-]{1,61}[a-z0-9])\/(.+)$/.test(model.path)) {
+      problems.push(at.problem(modelPath, `'${model.path}' is not an S3 URI (s3://bucket/key)`));
+    }
+    modelBytes = model.sizeBytes;
+  } else {
+    const file = resolve(loaded.dir, model.path);
+    const size = fileSize(file);
+    if (size === undefined) {
+      problems.push(
+        at.problem(modelPath, `model file ${model.path} does not exist (paths are relative to the app file)`),
+      );
+    } else {
+      modelBytes = size;
+      format ??= size > 0 ? detectModelFormat(file) : 'onnx';
+      if (model.sha256 !== undefined) {
+        const actual = sha256OfFile(file);
+        if (actual !== model.sha256.toLowerCase()) {
+          problems.push(at.problem([...base, 'model', 'sha256'], `${model.path} has sha256 ${actual}, not this one`));
+        }
+      }
+    }
+    if (model.sizeBytes !== undefined) {
+      problems.push(
+        at.problem([...base, 'model', 'sizeBytes'], "applies to s3:// models; a local file's size is read from it"),
+      );
+    }
+  }
+  if (model.module !== undefined && fileSize(resolve(loaded.dir, model.module)) === undefined) {
+    problems.push(at.problem([...base, 'model', 'module'], `module file ${model.module} does not exist`));
+  }
+  if (api.compute !== undefined) {
+    const compute = computeOf(api.compute);
+    const keys = Object.keys(api.compute);
+    for (const problem of compute.problems(modelBytes, format ?? 'onnx')) {
+      // A compute problem starts with, or names, the prop it is about; placed there when the file sets it.
+      const key =
+        keys.find((k) => problem.startsWith(`${k} `)) ?? keys.find((k) => k !== 'kind' && problem.includes(k));
+      problems.push(at.problem([...base, 'compute', ...(key ? [key] : [])], problem));
+    }
+    if (api.batching !== undefined && api.compute.kind === 'lambda') {
+      problems.push(
+        at.problem(
+          [...base, 'batching'],
+          'applies to the container computes (sagemaker, ecs); Lambda serves one request at a time',
+        ),
+      );
+    }
+  } else if (api.batching !== undefined) {
+    problems.push(
+      at.problem(
+        [...base, 'batching'],
+        'applies to the container computes (sagemaker, ecs); the default compute, Lambda, serves one request at a time',
+      ),
+    );
+  }
+  return problems;
+}
+
+function fileSize(path: string): number | undefined {
+  try {
+    const info = statSync(path);
+    return info.isFile() ? info.size : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+function sha256OfFile(path: string): string {
+  const hash = createHash('sha256');
+  const buffer = Buffer.alloc(8 * 1024 * 1024);
+  const fd = openSync(path, 'r');
+  try {
+    let read: number;
+    while ((read = readSync(fd, buffer, 0, buffer.length, null)) > 0) hash.update(buffer.subarray(0, read));
+  } finally {
+    closeSync(fd);
+  }
+  return hash.digest('hex');
+}
