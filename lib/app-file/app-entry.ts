@@ -3,7 +3,9 @@
  * only `arclight.yaml`, predictors and models needs no cdk.json and no infrastructure code. The file comes in
  * ARCLIGHT_APP_FILE; a problem with it is printed as the CLI prints it, and the app exits 1.
  */
+import { readFileSync } from 'node:fs';
 import { App } from 'aws-cdk-lib';
+import { packageFile } from '../package-files.js';
 import { APP_FILE_ENV } from './app-command.js';
 import { buildAppFromFile } from './build-app.js';
 import { AppFileError, findAppFile, loadAppFile } from './load.js';
@@ -14,7 +16,11 @@ if (file === undefined) {
   process.exit(1);
 }
 try {
-  const app = new App();
+  // The feature flags `arclight init`'s CDK apps set in cdk.json, so both flavours synthesize alike.
+  const { context } = JSON.parse(readFileSync(packageFile('templates', 'app', 'cdk.json'), 'utf8')) as {
+    context?: Record<string, unknown>;
+  };
+  const app = new App({ context });
   buildAppFromFile(loadAppFile(file), app);
   app.synth();
 } catch (error) {

@@ -8,10 +8,10 @@ import { existsSync, readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { dirname, join, resolve } from 'node:path';
 import { APP_FILE_ENV, appEntryCommand } from '../app-file/app-command.js';
-import { apiStackName, type LoadedAppFile } from '../app-file/build-app.js';
+import type { LoadedAppFile } from '../app-file/build-app.js';
 import { didYouMean } from '../app-file/did-you-mean.js';
 import { findAppFile, loadAppFile } from '../app-file/load.js';
-import { readAssembly, readCdkJson } from './assembly.js';
+import { readCdkJson } from './assembly.js';
 import { UsageError } from './fail.js';
 
 /** What the commands run: the app an app file describes, or the project's cdk.json app. */
@@ -133,12 +133,42 @@ export function cdkArguments(action: CdkAction, project: Project, options: CdkAc
   }
 }
 
-/** Each API's stack, from the synthesized assembly (any CDK app) or the app file's naming (before synth). */
-export function apiStacks(project: Project, assembly?: string): Map<string, string> {
-  if (project.kind === 'app-file' && assembly === undefined) {
-    return new Map(project.loaded.app.apis.map((api) => [api.name, apiStackName(project.loaded, api.name)]));
-  }
-  return new Map(readAssembly(assembly ?? assemblyDir(project)).map((api) => [api.apiName, api.stackName]));
+/** One API of a synthesized assembly: its stack, and the stack output holding its URL. */
+export interface AssemblyApiStack {
+  readonly apiName: string;
+  /** The CloudFormation stack name. */
+  readonly stackName: string;
+  /** The stack's artifact id (what the CDK CLI selects stacks by). */
+  readonly artifactId: string;
+  /** The output key of the API's URL. */
+  readonly urlOutput: string;
+}
+
+/** RealtimeApi's URL output describes itself so: `URL of the <apiName> API`. */
+const URL_OUTPUT = /^URL of the (.+) API$/;
+
+/** Every API of the top-level stacks of the assembly at `dir`, found by RealtimeApi's URL output. */
+export function assemblyApis(dir: string): AssemblyApiStack[] {
+  const manifest = JSON.parse(readFileSync(join(dir, 'manifest.json'), 'utf8')) as {
+    artifacts?: Record<string, { type?: string; properties?: { templateFile?: string; stackName?: string } }>;
+  };
+  return Object.entries(manifest.artifacts ?? {}).flatMap(([artifactId, artifact]) => {
+    if (artifact.type !== 'aws:cloudformation:stack' || artifact.properties?.templateFile === undefined) return [];
+    const template = JSON.parse(readFileSync(join(dir, artifact.properties.templateFile), 'utf8')) as {
+      Outputs?: Record<string, { Description?: string }>;
+    };
+    return Object.entries(template.Outputs ?? {}).flatMap(([key, output]) => {
+      const apiName = URL_OUTPUT.exec(output.Description ?? '')?.[1];
+      return apiName === undefined
+        ? []
+        : [{ apiName, stackName: artifact.properties?.stackName ?? artifactId, artifactId, urlOutput: key }];
+    });
+  });
+}
+
+/** Each API's stack artifact id, by API name. */
+export function apiStacks(assembly: string): Map<string, string> {
+  return new Map(assemblyApis(assembly).map((api) => [api.apiName, api.artifactId]));
 }
 
 /** The stacks of the named APIs (every stack with an API when none is named); an unknown name is a UsageError. */

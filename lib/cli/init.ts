@@ -23,6 +23,8 @@ export interface InitOptions {
   readonly template: InitTemplate;
   /** Write into a directory that is not empty (files of the same name are overwritten). */
   readonly force: boolean;
+  /** The app as an arclight.yaml (no infrastructure code) instead of a CDK app. @default false */
+  readonly yaml?: boolean;
 }
 
 export interface InitResult {
@@ -43,22 +45,29 @@ export function init(options: InitOptions): InitResult {
   assertWritable(dir, options.force);
   const name = projectName(dir);
   const model = STARTER_MODELS[options.template];
-  const substitute = (text: string): string => text.replaceAll('PROJECT_NAME', name).replaceAll('MODEL_FILE', model);
+  const substitute = (text: string): string =>
+    text.replaceAll('PROJECT_NAME', name).replaceAll('STACK_NAME', stackName(name)).replaceAll('MODEL_FILE', model);
   const files: string[] = [];
   const write = (path: string, text: string): void => {
     mkdirSync(dirname(join(dir, path)), { recursive: true });
     writeFileSync(join(dir, path), text);
     files.push(path);
   };
-  const templateDir = packageFile('templates', 'app');
+  const templateDir = packageFile('templates', options.yaml ? 'yaml' : 'app');
   for (const source of listFiles(templateDir)) {
     const path = relative(templateDir, source);
     write(join(dirname(path), RENAMED[basename(path)] ?? basename(path)), substitute(readFileSync(source, 'utf8')));
   }
+  if (options.yaml) {
+    // The same starter predictor as the CDK flavour's.
+    const predictor = join('functions', 'predictor.ts');
+    write(predictor, substitute(readFileSync(packageFile('templates', 'app', predictor), 'utf8')));
+  }
   mkdirSync(join(dir, 'models'), { recursive: true });
   cpSync(packageFile('templates', 'models', model), join(dir, 'models', model));
   files.push(join('models', model));
-  write('package.json', `${JSON.stringify(appPackageJson(name), null, 2)}\n`);
+  const pkg = options.yaml ? yamlPackageJson(appPackageJson(name)) : appPackageJson(name);
+  write('package.json', `${JSON.stringify(pkg, null, 2)}\n`);
   return { dir, files: files.sort() };
 }
 
@@ -80,6 +89,27 @@ function projectName(dir: string): string {
     .replace(/[^a-z0-9._-]+/g, '-')
     .replace(/^[._-]+|-+$/g, '');
   return name.length > 0 ? name : 'arclight-app';
+}
+
+/** A CloudFormation stack name prefix from the project's name. */
+function stackName(name: string): string {
+  const stack = name.replace(/[^A-Za-z0-9-]+/g, '-').replace(/^[^A-Za-z]+|-+$/g, '');
+  return stack.length > 0 ? stack : 'arclight-app';
+}
+
+/** The arclight.yaml flavour's package.json: Arclight and the CDK libraries it synthesizes with; no TypeScript build. */
+function yamlPackageJson(cdkApp: Record<string, unknown>): Record<string, unknown> {
+  const rest = Object.fromEntries(Object.entries(cdkApp).filter(([key]) => key !== 'devDependencies'));
+  return {
+    ...rest,
+    scripts: {
+      start: 'arclight dev',
+      synth: 'arclight synth',
+      deploy: 'arclight deploy',
+      diff: 'arclight diff',
+      delete: 'arclight delete',
+    },
+  };
 }
 
 function listFiles(dir: string): string[] {

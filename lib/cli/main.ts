@@ -58,8 +58,10 @@ program
       .default('onnx'),
   )
   .option('--force', 'write into a directory that is not empty (files of the same name are replaced)')
+  .option('--yaml', 'the API as an arclight.yaml, a predictor and a model: no infrastructure code')
   .action((dir: string, options: Record<string, unknown>) => {
-    const result = init({ dir, template: options['template'] as InitTemplate, force: options['force'] === true });
+    const yaml = options['yaml'] === true;
+    const result = init({ dir, template: options['template'] as InitTemplate, force: options['force'] === true, yaml });
     const cd = relative(process.cwd(), result.dir);
     process.stdout.write(
       [
@@ -67,7 +69,9 @@ program
         ...(cd === '' ? [] : [`  cd ${cd}`]),
         '  npm install',
         '  npm start      # serves the API locally: POST http://127.0.0.1:8080/digits/',
-        '  npm test       # type-checks and synthesizes the stack',
+        yaml
+          ? '  npx arclight deploy   # deploys arclight.yaml (needs AWS credentials)'
+          : '  npm test       # type-checks and synthesizes the stack',
         '',
       ].join('\n'),
     );
@@ -145,10 +149,15 @@ program
   .option('--assembly <dir>', 'serve an already synthesized cloud assembly (cdk.out) instead of synthesizing')
   .option('--port <port>', 'port to listen on (0 picks a free one)', port, DEV_DEFAULTS.port)
   .option('--host <host>', 'address to bind', DEV_DEFAULTS.host)
+  .option(
+    '--file <arclight.yaml>',
+    'the app file (default: arclight.yaml, .yml or .json here, unless cdk.json names an app)',
+  )
   .action(async (options: Record<string, unknown>) => {
     const { DevClosedError, DevServer } = await import('./dev.js');
+    const { appFileCommand } = await import('./app-file-dev.js');
     const server = new DevServer({
-      app: options['app'] as string | undefined,
+      app: (options['app'] as string | undefined) ?? appFileCommand(options['file'] as string | undefined, options),
       assembly: options['assembly'] as string | undefined,
       port: options['port'] as number,
       host: options['host'] as string,
@@ -233,6 +242,75 @@ program
       process.stderr.write(`${failureLine(outcome)}\n`);
       process.exitCode = 1;
     }
+  });
+
+const file = (): Option =>
+  new Option(
+    '--file <arclight.yaml>',
+    'the app file (default: arclight.yaml, .yml or .json here, unless cdk.json names an app)',
+  );
+const collect = (value: string, previous: string[]): string[] => [...previous, value];
+
+program
+  .command('synth')
+  .summary('synthesize the app (arclight.yaml or cdk.json) into cdk.out')
+  .description('check arclight.yaml (every problem at once) and synthesize the app with the CDK CLI into cdk.out')
+  .addOption(file())
+  .option('--cdk-arg <arg>', 'pass an argument to cdk synth (repeatable)', collect, [])
+  .action(async (options: Record<string, unknown>) => {
+    const { synth, synthSummary } = await import('./synth.js');
+    const { assembly } = await synth({
+      file: options['file'] as string | undefined,
+      extra: options['cdkArg'] as string[],
+    });
+    process.stdout.write(`${synthSummary(assembly)}\n`);
+  });
+
+program
+  .command('deploy')
+  .summary('synthesize, validate and deploy the APIs; print their URLs')
+  .description('deploy the named APIs (all when none is named) with the CDK CLI, each its own stack; print each URL')
+  .argument('[api...]', 'the APIs to deploy')
+  .addOption(file())
+  .addOption(
+    new Option('--require-approval <level>', 'passed to cdk deploy: which changes need approval').choices([
+      'never',
+      'any-change',
+      'broadening',
+    ]),
+  )
+  .action(async (apis: string[], options: Record<string, unknown>) => {
+    const { deploy } = await import('./deploy.js');
+    const deployed = await deploy({
+      apis,
+      file: options['file'] as string | undefined,
+      requireApproval: options['requireApproval'] as string | undefined,
+    });
+    for (const api of deployed) process.stdout.write(`${api.apiName}\t${api.url ?? '(no URL output)'}\n`);
+  });
+
+program
+  .command('diff')
+  .summary('show what a deploy would change')
+  .argument('[api...]', 'the APIs to compare (all when none is named)')
+  .addOption(file())
+  .action(async (apis: string[], options: Record<string, unknown>) => {
+    const { diff } = await import('./diff.js');
+    await diff({ apis, file: options['file'] as string | undefined });
+  });
+
+program
+  .command('destroy')
+  .alias('delete')
+  .summary('delete deployed APIs (asks first)')
+  .description('delete the named APIs (all when none is named): their stacks and every resource in them')
+  .argument('[api...]', 'the APIs to delete')
+  .addOption(file())
+  .option('-y, --yes', 'do not ask for confirmation')
+  .action(async (apis: string[], options: Record<string, unknown>) => {
+    const { destroy } = await import('./destroy.js');
+    const deleted = await destroy({ apis, file: options['file'] as string | undefined, yes: options['yes'] === true });
+    process.stdout.write(deleted.length > 0 ? `deleted ${deleted.join(', ')}\n` : 'nothing deleted\n');
   });
 
 try {
