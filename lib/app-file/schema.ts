@@ -247,7 +247,7 @@ export const apiSchema = z.strictObject({
     .optional()
     .describe('Dynamic batching (sagemaker and ecs computes only).'),
   logRetention: z
-    .union(RETENTION_DAYS.map((days) => z.literal(days)) as unknown as [z.ZodLiteral<number>, z.ZodLiteral<number>])
+    .literal(RETENTION_DAYS)
     .optional()
     .meta({
       default: APP_FILE_DEFAULTS.logRetention,
