@@ -1,0 +1,192 @@
+/**
+ * arclight.yaml → app: the example app (bin/app.ts) written as examples/arclight.yaml synthesizes to the same
+ * resources, compared resource by resource with asset hashes masked (the YAML app puts each API in a stack of its own,
+ * so its four templates together are compared with bin/app.ts's one; logical ids match because the constructs' ids
+ * do). A file setting every field maps onto the same RealtimeApi props written in TypeScript.
+ */
+import assert from 'node:assert/strict';
+import { describe, test } from 'node:test';
+import { isDeepStrictEqual } from 'node:util';
+import { Duration, Size, Stack, type App } from 'aws-cdk-lib';
+import * as lambda from 'aws-cdk-lib/aws-lambda';
+import { Template } from 'aws-cdk-lib/assertions';
+import * as logs from 'aws-cdk-lib/aws-logs';
+import { buildExampleApp } from '../../bin/app.js';
+import { buildAppFromFile } from '../../lib/app-file/build-app.js';
+import { loadAppFile } from '../../lib/app-file/load.js';
+import { ApiAuth, Compute, ModelSource, Predictor, RealtimeApi, RestApiAccessLogs } from '../../lib/index.js';
+import { tempApp, useScratchTmpdir } from '../cdk-helpers.js';
+import { writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { DIGITS_ONNX } from '../helpers.js';
+
+const tmp = useScratchTmpdir();
+/** The context bin/app.ts runs with (cdk.json). */
+const CONTEXT = { '@aws-cdk/core:checkSecretUsage': true, '@aws-cdk/aws-iam:minimizePolicies': true };
+
+type Resources = Record<string, { Type: string; Properties?: unknown }>;
+
+/**
+ * Every resource of the app's stacks by logical id, asset hashes masked. Two kinds of logical id hash what differs
+ * between one stack and four: the ECS security-group rules name their peer by its path (which starts with the
+ * stack's id), and a REST API deployment's id hashes its stack's API. Those are compared by their names without
+ * the hash, everywhere they appear; physical names and Name tags made from the stack path likewise.
+ */
+function resourcesOfApp(app: App): Resources {
+  const assembly = app.synth();
+  const all: Resources = {};
+  for (const stack of assembly.stacks) {
+    const resources = (stack.template as { Resources: Resources }).Resources;
+    // Physical names made from the stack's and construct's path (SageMaker's endpoint and its log group).
+    let text = JSON.stringify(resources)
+      .replace(/[0-9a-f]{64}/g, '<hash>')
+      .replace(/arclightexamples[a-z0-9-]*-[0-9a-f]{8}/g, '<name from the stack path>');
+    for (const id of Object.keys(resources)) {
+      const masked = maskedId(id);
+      if (masked !== id) text = text.replaceAll(`"${id}"`, `"${masked}"`);
+    }
+    text = text
+      .replace(/ArclightExamples[A-Za-z0-9-]*[0-9A-F]{8}(?![A-Za-z0-9])/g, '<name from the stack path>')
+      .replace(/"ArclightExamples(-[a-z-]+)?\//g, '"<stack>/');
+    for (const [id, resource] of Object.entries(JSON.parse(text) as Resources)) {
+      assert.ok(!(id in all), `logical id ${id} in two stacks`);
+      all[id] = resource;
+    }
+  }
+  return all;
+}
+
+function maskedId(id: string): string {
+  if (/SecurityGroup(from|to)ArclightExamples/.test(id)) {
+    return id.replace(/ArclightExamples(digits|mobilenet)?/g, '<stack>').replace(/[0-9A-F]{8}\d*[0-9A-F]*$/, '<hash>');
+  }
+  return id.replace(/^(\w+ApiDeployment[0-9A-F]{8})[0-9a-f]{32}$/, '$1<hash>');
+}
+
+describe('arclight.yaml → app', () => {
+  test('examples/arclight.yaml synthesizes to the same resources as bin/app.ts', (t) => {
+    const started = performance.now();
+    const fromCode = resourcesOfApp(buildExampleApp(tempApp(CONTEXT)).app);
+    const app = tempApp(CONTEXT);
+    const stacks = buildAppFromFile(loadAppFile('examples/arclight.yaml'), app);
+    const fromFile = resourcesOfApp(app);
+    t.diagnostic(`both apps synthesized in ${((performance.now() - started) / 1000).toFixed(1)} s`);
+    assert.deepEqual(
+      [...stacks.values()].map((stack) => stack.stackName),
+      [
+        'ArclightExamples-digits',
+        'ArclightExamples-mobilenet',
+        'ArclightExamples-mobilenet-gpu',
+        'ArclightExamples-digits-ecs',
+      ],
+    );
+    assert.ok(Object.keys(fromCode).length > 100, `only ${Object.keys(fromCode).length} resources`);
+    // The custom resource provider CDK adds once per stack (ECS's) is in the ECS API's stack only, as in bin/app.ts.
+    assert.deepEqual(Object.keys(fromFile).sort(), Object.keys(fromCode).sort());
+    const differing = Object.keys(fromCode).filter((id) => !isDeepStrictEqual(fromFile[id], fromCode[id]));
+    for (const id of differing)
+      assert.deepEqual(fromFile[id], fromCode[id], `resource ${id} (of ${differing.join(', ')})`);
+  });
+
+  test('a file setting every field builds the RealtimeApis the same props written in TypeScript build', () => {
+    const issuer = 'https://issuer.example.com/';
+    const model = join(process.cwd(), DIGITS_ONNX);
+    writeFileSync(
+      join(tmp, 'full.yaml'),
+      [
+        'stackName: Full',
+        'region: eu-west-1',
+        'tags: { team: ml }',
+        'apis:',
+        '  - name: digits',
+        `    model: { path: ${model}, format: onnx }`,
+        `    predictor: ${join(process.cwd(), 'functions/digits/predictor.ts')}`,
+        '    config: { labels: [zero, one], threshold: 0.5 }',
+        '    compute: { kind: lambda, memorySize: 1024, architecture: x86_64, ephemeralStorageSize: 1024, timeout: 20, reservedConcurrency: 5, provisionedConcurrency: 1 }',
+        `    auth: { kind: jwt, issuer: '${issuer}', audience: [api] }`,
+        '    throttle: { rateLimit: 10, burstLimit: 20 }',
+        '    logRetention: 90',
+        '    docs: true',
+        '  - name: gpu',
+        `    model: ${model}`,
+        '    compute: { kind: sagemaker, instanceType: ml.c7i.xlarge, minInstances: 2, maxInstances: 4, targetInvocationsPerInstance: 300, containerStartupHealthCheckTimeout: 900, accessLogs: "off" }',
+        '    auth: iam',
+        '    batching: { maxBatchSize: 8, maxBatchDelay: 5 }',
+        '',
+      ].join('\n'),
+    );
+    const app = tempApp(CONTEXT);
+    const fileStacks = buildAppFromFile(loadAppFile(join(tmp, 'full.yaml')), app);
+    const codeApp = tempApp(CONTEXT);
+    const env = { region: 'eu-west-1' };
+    const digits = new Stack(codeApp, 'Full-digits', { env });
+    new RealtimeApi(digits, 'digits', {
+      model: ModelSource.fromAsset(DIGITS_ONNX, { format: 'onnx' }),
+      predictor: Predictor.fromEntry('functions/digits/predictor.ts'),
+      config: { labels: ['zero', 'one'], threshold: 0.5 },
+      compute: Compute.lambda({
+        memorySize: 1024,
+        architecture: lambda.Architecture.X86_64,
+        ephemeralStorageSize: Size.mebibytes(1024),
+        timeout: Duration.seconds(20),
+        reservedConcurrency: 5,
+        provisionedConcurrency: 1,
+      }),
+      auth: ApiAuth.jwt({ issuer, audience: ['api'] }),
+      throttle: { rateLimit: 10, burstLimit: 20 },
+      logRetention: logs.RetentionDays.THREE_MONTHS,
+      docs: true,
+    });
+    const gpu = new Stack(codeApp, 'Full-gpu', { env });
+    new RealtimeApi(gpu, 'gpu', {
+      model: ModelSource.fromAsset(DIGITS_ONNX),
+      compute: Compute.sageMaker({
+        instanceType: 'ml.c7i.xlarge',
+        minInstances: 2,
+        maxInstances: 4,
+        targetInvocationsPerInstance: 300,
+        containerStartupHealthCheckTimeout: Duration.minutes(15),
+        accessLogs: RestApiAccessLogs.OFF,
+      }),
+      auth: ApiAuth.iam(),
+      batching: { maxBatchSize: 8, maxBatchDelay: Duration.millis(5) },
+    });
+    for (const [name, codeStack] of [
+      ['digits', digits],
+      ['gpu', gpu],
+    ] as const) {
+      const fromFile = Template.fromStack(fileStacks.get(name)!).toJSON() as { Resources: Resources };
+      const fromCode = Template.fromStack(codeStack).toJSON() as { Resources: Resources };
+      // Tags are the one addition: the file's stacks tag every taggable resource team=ml.
+      const fileText = JSON.stringify(fromFile.Resources);
+      const tagged = fileText.match(/"Key":"team","Value":"ml"/g) ?? [];
+      assert.ok(tagged.length > 3, `team=ml on ${tagged.length} resources of ${name}`);
+      const file = mask(fileText.replace(/\{"Key":"team","Value":"ml"\},?|,\{"Key":"team","Value":"ml"\}/g, ''));
+      const code = mask(JSON.stringify(fromCode.Resources));
+      assert.deepEqual(Object.keys(file).sort(), Object.keys(code).sort(), name);
+      for (const id of Object.keys(code)) {
+        assert.deepEqual(withoutEmptyTags(file[id]), withoutEmptyTags(code[id]), `${name}: resource ${id}`);
+      }
+    }
+  });
+});
+
+/** Asset hashes and the REST API deployment's content hash (it hashes the API's tags too) masked. */
+function mask(text: string): Resources {
+  return JSON.parse(
+    text.replace(/[0-9a-f]{64}/g, '<hash>').replace(/(ApiDeployment[0-9A-F]{8})[0-9a-f]{32}/g, '$1<hash>'),
+  ) as Resources;
+}
+
+/** The team=ml tag taken out of a tag map (HTTP APIs tag with a map); an emptied Tags is the same as none. */
+function withoutEmptyTags(resource: unknown): unknown {
+  return JSON.parse(JSON.stringify(resource), (key, value: unknown) => {
+    if (key !== 'Tags' && key !== 'tags') return value;
+    if (Array.isArray(value)) return value.length === 0 ? undefined : value;
+    if (value !== null && typeof value === 'object') {
+      const rest = Object.fromEntries(Object.entries(value).filter(([tag]) => tag !== 'team'));
+      return Object.keys(rest).length === 0 ? undefined : rest;
+    }
+    return value;
+  }) as unknown;
+}
