@@ -413,10 +413,12 @@ function report(
   run: { cores: number; loadBefore: number; python?: string; why?: string; seconds: number },
 ): ScenarioReport {
   const best = (kind: Kind): PeerResult | undefined =>
-    results.filter((r) => r.config.kind === kind).reduce<PeerResult | undefined>((a, b) => {
-      if (!a) return b;
-      return peak(b).rps > peak(a).rps ? b : a;
-    }, undefined);
+    results
+      .filter((r) => r.config.kind === kind)
+      .reduce<PeerResult | undefined>((a, b) => {
+        if (!a) return b;
+        return peak(b).rps > peak(a).rps ? b : a;
+      }, undefined);
   const container = best('container')!;
   const handWritten = best('hand-written')!;
   const fastapi = best('fastapi');

@@ -13,6 +13,8 @@ export interface ThreadCpu {
   /** The thread's name (comm): node names its main thread after the process, workers `node`, V8's GC helpers etc. */
   readonly name: string;
   readonly cpuMs: number;
+  /** Of cpuMs, the part in the kernel (system calls, page faults). */
+  readonly sysMs: number;
   readonly minorFaults: number;
   /** Niceness: the container server's inference threads (worker and onnxruntime's intra-op threads) run at +10. */
   readonly nice: number;
@@ -65,6 +67,7 @@ export function threadsOf(pid: number): ThreadCpu[] {
         tid: Number(tid),
         name: stat.name,
         cpuMs: ((Number(stat.fields[11]) + Number(stat.fields[12])) * 1000) / CLOCK_TICKS_PER_SECOND,
+        sysMs: (Number(stat.fields[12]) * 1000) / CLOCK_TICKS_PER_SECOND,
         minorFaults: Number(stat.fields[7]),
         nice: Number(stat.fields[16]),
       });
@@ -78,7 +81,12 @@ export function threadDelta(before: readonly ThreadCpu[], after: readonly Thread
   const start = new Map(before.map((t) => [`${t.pid}/${t.tid}`, t]));
   return after.map((t) => {
     const was = start.get(`${t.pid}/${t.tid}`);
-    return { ...t, cpuMs: t.cpuMs - (was?.cpuMs ?? 0), minorFaults: t.minorFaults - (was?.minorFaults ?? 0) };
+    return {
+      ...t,
+      cpuMs: t.cpuMs - (was?.cpuMs ?? 0),
+      sysMs: t.sysMs - (was?.sysMs ?? 0),
+      minorFaults: t.minorFaults - (was?.minorFaults ?? 0),
+    };
   });
 }
 
@@ -87,16 +95,19 @@ export function cpuByRole(
   delta: readonly ThreadCpu[],
   rootPid: number,
   isInference: (thread: ThreadCpu) => boolean,
-): { mainMs: number; inferenceMs: number; otherMs: number; totalMs: number; minorFaults: number } {
+): { mainMs: number; mainSysMs: number; inferenceMs: number; otherMs: number; totalMs: number; minorFaults: number } {
   let mainMs = 0;
+  let mainSysMs = 0;
   let inferenceMs = 0;
   let otherMs = 0;
   let minorFaults = 0;
   for (const t of delta) {
     minorFaults += t.minorFaults;
-    if (t.tid === rootPid) mainMs += t.cpuMs;
-    else if (isInference(t)) inferenceMs += t.cpuMs;
+    if (t.tid === rootPid) {
+      mainMs += t.cpuMs;
+      mainSysMs += t.sysMs;
+    } else if (isInference(t)) inferenceMs += t.cpuMs;
     else otherMs += t.cpuMs;
   }
-  return { mainMs, inferenceMs, otherMs, totalMs: mainMs + inferenceMs + otherMs, minorFaults };
+  return { mainMs, mainSysMs, inferenceMs, otherMs, totalMs: mainMs + inferenceMs + otherMs, minorFaults };
 }
