@@ -53,7 +53,7 @@ function processCpuMs(pid: number): number {
 /** Linux's USER_HZ: /proc/<pid>/stat counts CPU time in these. */
 const CLOCK_TICKS_PER_SECOND = 100;
 
-interface Server {
+export interface Server {
   readonly port: number;
   readonly child: ChildProcess;
   stop(): Promise<void>;
@@ -64,7 +64,7 @@ const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout
 let context: RunnableContainerContext | undefined;
 
 /** The GPU image's build context, as synth makes it, made runnable here once (onnxruntime-node linked). */
-function serverContext(): RunnableContainerContext {
+export function serverContext(): RunnableContainerContext {
   if (context) return context;
   const built = buildContainerImageContext({ gpu: true });
   context = runnableContainerContext(built);
@@ -72,7 +72,13 @@ function serverContext(): RunnableContainerContext {
   return context;
 }
 
-async function startServer(env: Record<string, string>): Promise<Server> {
+/** Removes the runnable copy of the build context. */
+export function releaseServerContext(): void {
+  context?.cleanup();
+  context = undefined;
+}
+
+export async function startServer(env: Record<string, string>): Promise<Server> {
   const port = await freeLoopbackPort();
   // The bundled server exactly as the image's ENTRYPOINT runs it (no loader), from a runnable copy of its context.
   const child = spawn(process.execPath, [join(serverContext().dir, SERVER_FILE)], {
@@ -350,8 +356,7 @@ export const container: Scenario = {
       },
     ];
     agent.destroy();
-    context?.cleanup();
-    context = undefined;
+    releaseServerContext();
     return {
       tables,
       checks,

@@ -8,9 +8,10 @@ import { coldstart } from './coldstart.js';
 import { container } from './container.js';
 import { DEFAULT_BANDWIDTH_MBPS, fetchScenario } from './fetch.js';
 import { overhead } from './overhead.js';
+import { peers } from './peers.js';
 import { renderChecks, renderTable, writeResults, type BenchOptions, type Scenario } from './report.js';
 
-const SCENARIOS: readonly Scenario[] = [fetchScenario, coldstart, overhead, container];
+const SCENARIOS: readonly Scenario[] = [fetchScenario, coldstart, overhead, container, peers];
 
 function positiveInt(value: string): number {
   const n = Number(value);

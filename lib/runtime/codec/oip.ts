@@ -94,8 +94,12 @@ export function decodeInferRequest(
   signature: ModelSignature,
 ): InferRequest {
   const binaryHeader = headers[BINARY_HEADER];
+  // The body itself, never a copy: the HTTP adapter placed it so the binary part starts aligned, and its tensors are
+  // views into it that move to the worker thread as they are.
   const { json, binary } =
-    binaryHeader === undefined ? { json: body } : splitBinaryBody(Buffer.from(body), binaryHeader);
+    binaryHeader === undefined
+      ? { json: body }
+      : splitBinaryBody(typeof body === 'string' ? Buffer.from(body) : body, binaryHeader);
   const parsed = inferRequestSchema.safeParse(parseJsonBody(json));
   if (!parsed.success) throw invalidInput(`invalid inference request: ${describeSchemaError(parsed.error)}`);
   const request = parsed.data;

@@ -104,14 +104,16 @@ async function run(executor: OnnxExecutor, job: WorkerJob): Promise<void> {
   try {
     const results = await executor.run(job.feeds, job.outputNames);
     const outputs: Record<string, Tensor> = {};
-    const transfer: ArrayBuffer[] = [];
+    // The feeds' memory goes back too: the server reuses it for later request bodies (see owned-buffers.ts).
+    const reclaimed = feedBuffers(job.feeds);
+    const transfer: ArrayBuffer[] = [...reclaimed];
     for (const [name, tensor] of Object.entries(results)) {
       // A BYTES output's strings are copied (structured clone); typed arrays move.
       const data = isNumericData(tensor.data) ? owned(tensor.data) : [...tensor.data];
       if (isNumericData(data)) transfer.push(data.buffer as ArrayBuffer);
       outputs[name] = { type: tensor.type, data, dims: [...tensor.dims] } as Tensor;
     }
-    post({ kind: 'result', id: job.id, outputs }, transfer);
+    post({ kind: 'result', id: job.id, outputs, reclaimed }, transfer);
   } catch (error) {
     post({
       kind: 'error',
@@ -120,6 +122,15 @@ async function run(executor: OnnxExecutor, job: WorkerJob): Promise<void> {
       modelRun: error instanceof ModelRunError,
     });
   }
+}
+
+/** The distinct ArrayBuffers under the numeric feeds (none is an output's: onnxruntime writes outputs anew). */
+function feedBuffers(feeds: Readonly<Record<string, Tensor>>): ArrayBuffer[] {
+  const buffers = new Set<ArrayBuffer>();
+  for (const tensor of Object.values(feeds)) {
+    if (isNumericData(tensor.data) && tensor.data.buffer instanceof ArrayBuffer) buffers.add(tensor.data.buffer);
+  }
+  return [...buffers];
 }
 
 /** The data in a buffer of its own (transferable without detaching anything else). */

@@ -14,7 +14,7 @@ import { isNumericData } from '../codec/tensor-types.js';
 import { httpError } from '../codec/http-errors.js';
 import type { Logger } from '../telemetry/logger.js';
 import { ModelRunError } from './onnx-executor.js';
-import { isOwned } from './owned-buffers.js';
+import { isOwned, reclaim } from './owned-buffers.js';
 import { StartupError } from '../startup-error.js';
 
 /** What each worker starts from. */
@@ -49,7 +49,13 @@ export type WorkerReply =
       readonly firstRunMs?: number;
     }
   | { readonly kind: 'failed'; readonly message: string; readonly hint?: string }
-  | { readonly kind: 'result'; readonly id: number; readonly outputs: Record<string, Tensor> }
+  | {
+      readonly kind: 'result';
+      readonly id: number;
+      readonly outputs: Record<string, Tensor>;
+      /** The feeds' buffers, moved back for reuse. */
+      readonly reclaimed?: readonly ArrayBuffer[];
+    }
   | { readonly kind: 'error'; readonly id: number; readonly message: string; readonly modelRun: boolean };
 
 export interface WorkerPoolOptions {
@@ -274,6 +280,7 @@ export class WorkerPool implements Executor {
       const job = slot.job;
       if (!job || job.id !== reply.id) return;
       slot.job = undefined;
+      if (reply.kind === 'result') for (const buffer of reply.reclaimed ?? []) reclaim(buffer);
       if (reply.kind === 'result')
         job.resolve(withQueueWait(reply.outputs, (job.startedAt ?? job.queuedAt) - job.queuedAt));
       else job.reject(reply.modelRun ? new ModelRunError(reply.message) : new Error(reply.message));

@@ -20,7 +20,7 @@ import {
   type ContentCoding,
 } from '../codec/content-encoding.js';
 import { BINARY_HEADER } from '../codec/oip.js';
-import { markOwned } from '../executors/owned-buffers.js';
+import { ownedBuffer } from '../executors/owned-buffers.js';
 import { errorBodyJson } from '../codec/json.js';
 import { isRouted } from '../routes.js';
 import { requestIdFrom } from './request-id.js';
@@ -170,9 +170,7 @@ function readBody(
 }
 
 function ownedCopy(chunks: readonly Buffer[], length: number, pad: number): Buffer {
-  const memory = new ArrayBuffer(pad + length);
-  markOwned(memory);
-  const body = Buffer.from(memory, pad, length);
+  const body = Buffer.from(ownedBuffer(pad + length), pad, length);
   let offset = 0;
   for (const chunk of chunks) offset += chunk.copy(body, offset);
   return body;

@@ -1,0 +1,83 @@
+/**
+ * One container server under load, its CPU per request split by thread role: the quick side-by-side measure behind
+ * the main-thread work (`npx tsx bench/peers/main-thread.ts [--cpu-prof dir] [c] [seconds]`, env passes through:
+ * ARCLIGHT_LOG_LEVEL=INFO to count the per-request log line). Server from dist/ (run `npm run build` first).
+ */
+import { spawn } from 'node:child_process';
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { freeLoopbackPort } from '../../lib/cli/dev-container.js';
+import { MOBILENET, inputFor, oipBinaryBody } from '../payloads.js';
+import { cpuByRole, threadDelta, threadsOf } from '../proc-cpu.js';
+
+const args = process.argv.slice(2);
+const profIndex = args.indexOf('--cpu-prof');
+const profDir = profIndex >= 0 ? args.splice(profIndex, 2)[1] : undefined;
+const concurrency = Number(args[0] ?? 4);
+const seconds = Number(args[1] ?? 5);
+const port = await freeLoopbackPort();
+const dir = mkdtempSync(join(tmpdir(), 'arclight-mt-'));
+const { body, headers } = oipBinaryBody(MOBILENET, inputFor(MOBILENET));
+const bodyFile = join(dir, 'oip.bin');
+writeFileSync(bodyFile, body);
+const child = spawn(
+  process.execPath,
+  [
+    ...(profDir ? ['--cpu-prof', `--cpu-prof-dir=${profDir}`] : []),
+    resolve('dist/runtime/transports/container-main.js'),
+  ],
+  {
+    env: {
+      ARCLIGHT_API_NAME: 'mobilenet',
+      ARCLIGHT_MODEL_URI: resolve(MOBILENET.path),
+      ARCLIGHT_METRICS: 'off',
+      ARCLIGHT_WORKERS: '2',
+      ARCLIGHT_INTRA_OP_THREADS: '1',
+      ARCLIGHT_MAX_BATCH_SIZE: '1',
+      ARCLIGHT_LOG_LEVEL: 'WARN',
+      ...process.env,
+      SAGEMAKER_BIND_TO_PORT: String(port),
+    },
+    stdio: ['ignore', 'ignore', 'inherit'],
+  },
+);
+for (;;) {
+  const ok = await fetch(`http://127.0.0.1:${port}/ping`).then(
+    (r) => r.status === 200,
+    () => false,
+  );
+  if (ok) break;
+  await new Promise((r) => setTimeout(r, 100));
+}
+const before = threadsOf(child.pid!);
+const generator = spawn(
+  process.execPath,
+  [
+    fileURLToPath(new URL('./load-generator.mjs', import.meta.url)),
+    JSON.stringify({ port, path: '/invocations', headers, bodyFile, concurrency, seconds, warmupSeconds: 1 }),
+  ],
+  { stdio: ['ignore', 'pipe', 'inherit'] },
+);
+let out = '';
+generator.stdout.setEncoding('utf8').on('data', (c: string) => (out += c));
+await new Promise((r) => generator.once('exit', r));
+const load = JSON.parse(out) as { sent: number; rps: number; errors: number };
+const roles = cpuByRole(threadDelta(before, threadsOf(child.pid!)), child.pid!, (t) => t.nice > 0);
+const per = (v: number): string => (v / load.sent).toFixed(3);
+console.log(
+  JSON.stringify({
+    sent: load.sent,
+    rps: Math.round(load.rps * 10) / 10,
+    errors: load.errors,
+    mainMsPerReq: per(roles.mainMs),
+    mainSysMsPerReq: per(roles.mainSysMs),
+    inferenceMsPerReq: per(roles.inferenceMs),
+    otherMsPerReq: per(roles.otherMs),
+    totalMsPerReq: per(roles.totalMs),
+    minorFaultsPerReq: per(roles.minorFaults),
+  }),
+);
+child.kill('SIGTERM');
+await new Promise((r) => child.once('exit', r));
