@@ -39,6 +39,8 @@ export const ENV = {
   modelFetchConcurrency: 'ARCLIGHT_MODEL_FETCH_CONCURRENCY',
   /** `on` | `off`: CloudWatch EMF metrics on stdout. Unset: on on Lambda, off elsewhere. */
   metrics: 'ARCLIGHT_METRICS',
+  /** `on`: X-Ray segments of the phases (fetch, session, init, decode, run, encode) to the daemon. Unset: off. */
+  tracing: 'ARCLIGHT_TRACING',
   /** Lightning checkpoints: the Python file defining the model's class. */
   modelModule: 'ARCLIGHT_MODEL_MODULE',
   /** Lightning checkpoints: the class in that file. */

@@ -33,4 +33,13 @@ export {
   type TensorType,
 } from './predictor.js';
 export { DEFAULTS, ENV, ERROR_STATUS, ROUTES, type ErrorCode } from './contract.js';
+export {
+  API_NAME_DIMENSION,
+  METRICS,
+  METRICS_NAMESPACE,
+  allMetrics,
+  type MetricDefinition,
+  type MetricKey,
+  type MetricUnitName,
+} from './metric-catalog.js';
 export * from './constructs/index.js';

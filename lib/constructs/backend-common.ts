@@ -12,10 +12,17 @@ import type { Construct } from 'constructs';
 import { DEFAULTS, ENV } from '../contract.js';
 import type { Config, ModelFormat } from '../predictor.js';
 import type { ApiAuth } from './api-auth.js';
+import {
+  monitoringProblems,
+  type ApiGatewayMetrics,
+  type ApiMonitoring,
+  type MonitoringProps,
+} from './api-monitoring.js';
 import { APP_DIR, MODEL_MODULE_DIR } from './container-image-context.js';
 import type { NodeArch } from './lambda-image-context.js';
 import { modelEnvironment, type ModelSource, type ModelSourceConfig } from './model-source.js';
 import type { PredictorConfig } from './predictor.js';
+import type { Rollout } from './rollout.js';
 
 /** Stage throttling. */
 export interface ThrottleProps {
@@ -45,6 +52,10 @@ export interface BackendContext {
   /** The playground page at `GET /docs`. */
   readonly docs: boolean;
   readonly logRetention: logs.RetentionDays;
+  /** How a new version takes traffic. @default the backend's: a canary on Lambda and SageMaker, rolling on ECS */
+  readonly rollout?: Rollout;
+  /** Dashboard and default alarms. */
+  readonly monitoring: MonitoringProps;
 }
 
 /** What a compute's props can be checked against: the model's size and format, known once the source is bound. */
@@ -61,8 +72,10 @@ export interface ComputeBackend {
   readonly apiId: string;
   readonly url: string;
   readonly stageName: string;
-  /** The Lambda function (or its provisioned-concurrency alias); only the Lambda backend has one. */
+  /** The Lambda function's alias that API Gateway invokes; only the Lambda backend has one. */
   readonly function?: lambda.IFunction;
+  /** The dashboard and default alarms. */
+  readonly monitoring: ApiMonitoring;
 }
 
 /** What the `arclight:api` metadata record holds (`arclight dev` reads it from the synthesized template). */
@@ -93,6 +106,7 @@ export function validateProps(
     ...context.auth.problems(),
     ...validateThrottle(context.throttle),
     ...validateConfig(context.config),
+    ...monitoringProblems(context.monitoring),
   ];
   if (problems.length > 0) {
     throw new Error(`RealtimeApi '${scope.node.path}' has invalid props:\n  - ${problems.join('\n  - ')}`);
@@ -191,6 +205,28 @@ export function addHttpRoutes(
     integration,
     ...(authorizer ? { authorizer } : {}),
   });
+}
+
+/** API Gateway's metrics of an HTTP API (Lambda and ECS computes), per minute. */
+export function httpApiMetrics(api: apigwv2.HttpApi): ApiGatewayMetrics {
+  const period = Duration.minutes(1);
+  return {
+    requests: api.metricCount({ period, label: 'Requests (API Gateway)' }),
+    serverErrorRate: api.metricServerError({ period, statistic: 'Average', label: '5xx share' }),
+    clientErrors: api.metricClientError({ period, label: '4xx (API Gateway)' }),
+    latency: api.metricLatency({ period, statistic: 'p99', label: 'Latency p99 (API Gateway)' }),
+  };
+}
+
+/** API Gateway's metrics of a REST API (SageMaker compute), per minute. */
+export function restApiMetrics(api: RestApi): ApiGatewayMetrics {
+  const period = Duration.minutes(1);
+  return {
+    requests: api.metricCount({ period, statistic: 'SampleCount', label: 'Requests (API Gateway)' }),
+    serverErrorRate: api.metricServerError({ period, statistic: 'Average', label: '5xx share' }),
+    clientErrors: api.metricClientError({ period, label: '4xx (API Gateway)' }),
+    latency: api.metricLatency({ period, statistic: 'p99', label: 'Latency p99 (API Gateway)' }),
+  };
 }
 
 /** The HTTP API's stage: throttled, with JSON access logs. */

@@ -5,10 +5,11 @@
  * reaches the ALB's listener through a VPC link.
  */
 import { rmSync } from 'node:fs';
-import { Duration, RemovalPolicy, Stack, Validations } from 'aws-cdk-lib';
+import { Annotations, Duration, RemovalPolicy, Stack, Validations } from 'aws-cdk-lib';
 import * as apigwv2 from 'aws-cdk-lib/aws-apigatewayv2';
 import { HttpAlbIntegration } from 'aws-cdk-lib/aws-apigatewayv2-integrations';
 import * as autoscaling from 'aws-cdk-lib/aws-autoscaling';
+import * as cloudwatch from 'aws-cdk-lib/aws-cloudwatch';
 import * as ec2 from 'aws-cdk-lib/aws-ec2';
 import { Platform } from 'aws-cdk-lib/aws-ecr-assets';
 import * as ecs from 'aws-cdk-lib/aws-ecs';
@@ -19,6 +20,8 @@ import { DISABLE_ASSET_STAGING_CONTEXT } from 'aws-cdk-lib/cx-api';
 import * as cr from 'aws-cdk-lib/custom-resources';
 import type { Construct } from 'constructs';
 import { API_METADATA_KEY, DEFAULTS, ROUTES } from '../contract.js';
+import { METRICS } from '../metric-catalog.js';
+import { ApiMonitoring, runtimeMetric, type BackendMetrics } from './api-monitoring.js';
 import {
   CONTAINER_REQUEST_TIMEOUT_MS,
   STARTUP_GRACE,
@@ -27,6 +30,7 @@ import {
   addHttpRoutes,
   containerEnvironment,
   createHttpStage,
+  httpApiMetrics,
   validateBatching,
   validateProps,
   type ApiMetadata,
@@ -36,6 +40,7 @@ import {
 } from './backend-common.js';
 import { buildContainerImageContext } from './container-image-context.js';
 import { isTorchFormat } from './model-source.js';
+import { Rollout } from './rollout.js';
 
 /** The ECS compute's settings, every prop resolved to its default (`EcsCompute`). */
 export interface EcsSettings extends ComputeChecks {
@@ -67,7 +72,18 @@ export function buildEcsBackend(scope: Construct, context: BackendContext, compu
     description: `Runs the ${context.apiName} Arclight API on ECS: reads its model object`,
   });
   const model = context.model.bind(scope, taskRole);
-  validateProps(scope, context, model, [...compute.problems(model.sizeBytes), ...validateBatching(context.batching)]);
+  const rollout = context.rollout ?? Rollout.rolling();
+  validateProps(scope, context, model, [
+    ...compute.problems(model.sizeBytes),
+    ...validateBatching(context.batching),
+    ...rollout.problems('ecs'),
+  ]);
+  if (rollout.kind === 'canary' || rollout.kind === 'linear') {
+    Annotations.of(scope).addWarningV2(
+      'arclight:ecsRolloutRolling',
+      `RealtimeApi '${context.apiName}': ECS replaces tasks in a rolling deployment (new tasks start beside the old, the circuit breaker and the rollout's alarms roll back); the ${rollout.kind}'s percent and interval apply to Lambda and SageMaker only.`,
+    );
+  }
 
   const vpc = compute.vpc ?? createVpc(scope, context);
   const cluster = new ecs.Cluster(scope, 'Cluster', { vpc, containerInsightsV2: ecs.ContainerInsights.ENABLED });
@@ -230,7 +246,53 @@ export function buildEcsBackend(scope: Construct, context: BackendContext, compu
   const stage = createHttpStage(scope, api, context.throttle, context.logRetention);
 
   acknowledge(scope, context, api, taskDefinition, instanceRole, group);
-  return { api, apiId: api.apiId, url: stage.url, stageName: stage.stageName };
+
+  const monitoring = new ApiMonitoring(scope, 'Monitoring', {
+    ...context.monitoring,
+    apiName: context.apiName,
+    apiGateway: httpApiMetrics(api),
+    backend: ecsMetrics(context.apiName, cluster, service, targetGroup),
+  });
+  // The circuit breaker rolls back tasks that never get healthy; the deployment alarms roll back ones that do but
+  // misbehave (5xx, latency) while the deployment runs.
+  const alarms = rollout.ecsRollsBack ? rollout.rollbackAlarms(monitoring.alarms) : [];
+  if (alarms.length > 0) {
+    service.enableDeploymentAlarms(
+      alarms.map((alarm) => alarm.alarmName),
+      { behavior: ecs.AlarmBehavior.ROLLBACK_ON_ALARM },
+    );
+  }
+  return { api, apiId: api.apiId, url: stage.url, stageName: stage.stageName, monitoring };
+}
+
+/** What ECS (Container Insights) and the ALB report about the service, per minute. */
+function ecsMetrics(
+  apiName: string,
+  cluster: ecs.Cluster,
+  service: ecs.Ec2Service,
+  targetGroup: elbv2.ApplicationTargetGroup,
+): BackendMetrics {
+  const period = Duration.minutes(1);
+  return {
+    throttles: runtimeMetric(METRICS.overloaded, apiName, { label: 'Overloaded (503)' }),
+    capacity: [
+      new cloudwatch.Metric({
+        namespace: 'ECS/ContainerInsights',
+        metricName: 'RunningTaskCount',
+        dimensionsMap: { ClusterName: cluster.clusterName, ServiceName: service.serviceName },
+        statistic: 'Average',
+        period,
+        label: 'Running tasks',
+      }),
+    ],
+    healthy: targetGroup.metrics.healthyHostCount({ period, statistic: 'Minimum', label: 'Healthy targets' }),
+    service: [
+      targetGroup.metrics.requestCount({ period }),
+      targetGroup.metrics.httpCodeTarget(elbv2.HttpCodeTarget.TARGET_5XX_COUNT, { period }),
+      targetGroup.metrics.targetResponseTime({ period, statistic: 'p99', label: 'Target response time p99 (s)' }),
+    ],
+    utilization: [service.metricCpuUtilization({ period }), service.metricMemoryUtilization({ period })],
+  };
 }
 
 /** The id of the stack-wide construct that makes sure ECS's service-linked role exists. */

@@ -29,3 +29,18 @@ export {
   type RealtimeApiProps,
   type ThrottleProps,
 } from './realtime-api.js';
+export {
+  ApiMonitoring,
+  MONITORING_DEFAULTS,
+  type ApiGatewayMetrics,
+  type ApiMonitoringProps,
+  type BackendMetrics,
+  type MonitoringProps,
+} from './api-monitoring.js';
+export {
+  Rollout,
+  type RollingRolloutProps,
+  type RolloutAlarmOptions,
+  type RolloutCompute,
+  type StepRolloutProps,
+} from './rollout.js';

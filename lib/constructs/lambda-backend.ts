@@ -1,11 +1,14 @@
 /**
  * The Lambda backend of a RealtimeApi: a container-image function built from the predictor's bundle (its own log
- * group and role, the model pulled from S3 in the init phase), optionally behind a provisioned-concurrency alias, and
- * an API Gateway HTTP API with every contract route on a throttled, access-logged stage.
+ * group and role, the model pulled from S3 in the init phase), a published version per deploy behind the `live` alias
+ * (with provisioned concurrency when asked), which CodeDeploy shifts as the rollout says and rolls back on the alarms,
+ * and an API Gateway HTTP API invoking the alias with every contract route on a throttled, access-logged stage.
  */
 import { rmSync } from 'node:fs';
-import { Annotations, type Duration, RemovalPolicy, type Size, Validations } from 'aws-cdk-lib';
+import { Annotations, Duration, RemovalPolicy, type Size, Validations } from 'aws-cdk-lib';
 import * as apigwv2 from 'aws-cdk-lib/aws-apigatewayv2';
+import type * as cloudwatch from 'aws-cdk-lib/aws-cloudwatch';
+import * as codedeploy from 'aws-cdk-lib/aws-codedeploy';
 import { HttpLambdaIntegration } from 'aws-cdk-lib/aws-apigatewayv2-integrations';
 import { Platform } from 'aws-cdk-lib/aws-ecr-assets';
 import * as iam from 'aws-cdk-lib/aws-iam';
@@ -15,10 +18,12 @@ import { DISABLE_ASSET_STAGING_CONTEXT } from 'aws-cdk-lib/cx-api';
 import type { Construct } from 'constructs';
 import { API_METADATA_KEY, ENV, LAMBDA_PAYLOAD } from '../contract.js';
 import type { Config } from '../predictor.js';
+import { ApiMonitoring, type BackendMetrics } from './api-monitoring.js';
 import {
   acknowledgeOpenApi,
   addHttpRoutes,
   createHttpStage,
+  httpApiMetrics,
   validateProps,
   type ApiMetadata,
   type BackendContext,
@@ -28,6 +33,7 @@ import {
 import { LAMBDA_MODULE_DIR, buildLambdaImageContext, type NodeArch } from './lambda-image-context.js';
 import { LAMBDA_LIMITS, estimatedColdStartSeconds } from './limits.js';
 import { isTorchFormat, modelEnvironment, type ModelSourceConfig } from './model-source.js';
+import { Rollout } from './rollout.js';
 
 /** The Lambda compute's settings, every prop resolved to its default (`LambdaCompute`). */
 export interface LambdaSettings extends ComputeChecks {
@@ -52,8 +58,10 @@ export function buildLambdaBackend(scope: Construct, context: BackendContext, co
   functionLogs.grantWrite(role);
   const model = context.model.bind(scope, role);
 
+  const rollout = context.rollout ?? Rollout.canary();
   validateProps(scope, context, model, [
     ...compute.problems(model.sizeBytes, model.format),
+    ...rollout.problems('lambda'),
     ...(context.batching
       ? ['batching applies to the container computes (SageMaker, ECS); Lambda serves one request at a time']
       : []),
@@ -91,9 +99,12 @@ export function buildLambdaBackend(scope: Construct, context: BackendContext, co
     compute: 'lambda',
     architecture: arch,
   } satisfies ApiMetadata);
-  const target: lambda.IFunction = compute.provisionedConcurrency
-    ? fn.addAlias('live', { provisionedConcurrentExecutions: compute.provisionedConcurrency })
-    : fn;
+  // Each deploy publishes a version: its hash covers the image and the environment, so a new model object (another
+  // key or sha256) is a new version too, rolled out the same way with no image rebuild.
+  const alias = fn.addAlias('live', {
+    ...(compute.provisionedConcurrency ? { provisionedConcurrentExecutions: compute.provisionedConcurrency } : {}),
+  });
+  const target: lambda.IFunction = alias;
 
   const api = new apigwv2.HttpApi(scope, 'Api', {
     apiName: context.apiName,
@@ -103,12 +114,93 @@ export function buildLambdaBackend(scope: Construct, context: BackendContext, co
   addHttpRoutes(api, new HttpLambdaIntegration('Integration', target), context.auth.bind());
   const stage = createHttpStage(scope, api, context.throttle, context.logRetention);
 
+  const monitoring = new ApiMonitoring(scope, 'Monitoring', {
+    ...context.monitoring,
+    apiName: context.apiName,
+    apiGateway: httpApiMetrics(api),
+    backend: lambdaMetrics(fn),
+  });
+  deployWithCodeDeploy(scope, fn, alias, rollout, rollout.rollbackAlarms(monitoring.alarms));
+
   Validations.of(role).acknowledge({
     id: 'AwsSolutions-IAM5',
     reason: "CloudWatch Logs stream ARNs under the function's own log group end in ':*'; no other wildcard is granted.",
   });
   acknowledgeOpenApi(api, context.auth);
-  return { api, apiId: api.apiId, url: stage.url, stageName: stage.stageName, function: target };
+  return { api, apiId: api.apiId, url: stage.url, stageName: stage.stageName, function: target, monitoring };
+}
+
+/** What Lambda reports about the function, per minute. */
+function lambdaMetrics(fn: lambda.Function): BackendMetrics {
+  return {
+    throttles: fn.metricThrottles({ period: Duration.minutes(1), label: 'Throttles (Lambda)' }),
+    capacity: [
+      fn.metric('ConcurrentExecutions', { period: Duration.minutes(1), statistic: 'Maximum', label: 'Concurrency' }),
+    ],
+    service: [
+      fn.metricInvocations({ period: Duration.minutes(1) }),
+      fn.metricErrors({ period: Duration.minutes(1), label: 'Errors (Lambda: crashes, timeouts)' }),
+      fn.metricDuration({ period: Duration.minutes(1), statistic: 'p99', label: 'Duration p99 (Lambda)' }),
+    ],
+    utilization: [],
+  };
+}
+
+/**
+ * A CodeDeploy deployment of the `live` alias: each new version takes traffic as the rollout says, and goes back to
+ * the last one if an alarm fires. Built from the L1 resources so that CodeDeploy's role holds exactly what it uses on
+ * this function's alias and these alarms (the L2 group attaches the broad AWS managed policy).
+ */
+function deployWithCodeDeploy(
+  scope: Construct,
+  fn: lambda.Function,
+  alias: lambda.Alias,
+  rollout: Rollout,
+  alarms: cloudwatch.IAlarm[],
+): void {
+  const routing = rollout.codeDeployTrafficRouting();
+  if (!routing) return;
+  const application = new codedeploy.CfnApplication(scope, 'DeployApplication', { computePlatform: 'Lambda' });
+  const config = new codedeploy.CfnDeploymentConfig(scope, 'DeployConfig', {
+    computePlatform: 'Lambda',
+    trafficRoutingConfig: routing,
+  });
+  const role = new iam.Role(scope, 'DeployRole', {
+    assumedBy: new iam.ServicePrincipal('codedeploy.amazonaws.com'),
+    description: `Shifts the ${fn.node.path} live alias between versions (CodeDeploy) and reads its rollback alarms`,
+  });
+  role.addToPolicy(
+    new iam.PolicyStatement({
+      actions: ['lambda:GetAlias', 'lambda:UpdateAlias', 'lambda:GetProvisionedConcurrencyConfig'],
+      resources: [fn.functionArn, `${fn.functionArn}:*`],
+    }),
+  );
+  if (alarms.length > 0) {
+    role.addToPolicy(
+      new iam.PolicyStatement({ actions: ['cloudwatch:DescribeAlarms'], resources: alarms.map((a) => a.alarmArn) }),
+    );
+  }
+  const group = new codedeploy.CfnDeploymentGroup(scope, 'DeploymentGroup', {
+    applicationName: application.ref,
+    serviceRoleArn: role.roleArn,
+    deploymentConfigName: config.ref,
+    deploymentStyle: { deploymentType: 'BLUE_GREEN', deploymentOption: 'WITH_TRAFFIC_CONTROL' },
+    alarmConfiguration: { enabled: alarms.length > 0, alarms: alarms.map((a) => ({ name: a.alarmName })) },
+    autoRollbackConfiguration: {
+      enabled: true,
+      events: ['DEPLOYMENT_FAILURE', ...(alarms.length > 0 ? ['DEPLOYMENT_STOP_ON_ALARM'] : [])],
+    },
+  });
+  // CodeDeploy checks the role as the group is created and uses it at the first alias update.
+  group.node.addDependency(role);
+  (alias.node.defaultChild as lambda.CfnAlias).cfnOptions.updatePolicy = {
+    codeDeployLambdaAliasUpdate: { applicationName: application.ref, deploymentGroupName: group.ref },
+  };
+  Validations.of(role).acknowledge({
+    id: 'AwsSolutions-IAM5',
+    reason:
+      "CodeDeploy moves the alias between the function's versions, whose ARNs are the function's ARN with ':<version>' or ':<alias>' (':*'); nothing else is granted.",
+  });
 }
 
 /** The function's environment: the deployed contract (`ENV`), CPU only, its deadline a second inside the timeout. */

@@ -1,6 +1,7 @@
 import { CfnOutput, Stack } from 'aws-cdk-lib';
 import type * as apigw from 'aws-cdk-lib/aws-apigateway';
 import type * as apigwv2 from 'aws-cdk-lib/aws-apigatewayv2';
+import type * as cloudwatch from 'aws-cdk-lib/aws-cloudwatch';
 import * as iam from 'aws-cdk-lib/aws-iam';
 import type * as lambda from 'aws-cdk-lib/aws-lambda';
 import * as logs from 'aws-cdk-lib/aws-logs';
@@ -8,10 +9,12 @@ import { Construct } from 'constructs';
 import { API_METADATA_KEY } from '../contract.js';
 import type { Config } from '../predictor.js';
 import { ApiAuth } from './api-auth.js';
+import type { MonitoringProps } from './api-monitoring.js';
 import type { ApiMetadata, BatchingProps, ComputeBackend, ThrottleProps } from './backend-common.js';
 import { Compute } from './compute.js';
 import type { ModelSource } from './model-source.js';
 import { Predictor } from './predictor.js';
+import type { Rollout } from './rollout.js';
 
 export type { ApiMetadata, BatchingProps, ThrottleProps };
 
@@ -40,6 +43,13 @@ export interface RealtimeApiProps {
    * machine endpoint, and an HTML page on it is surface that few callers need. @default false
    */
   readonly docs?: boolean;
+  /**
+   * How a deploy of a new image, predictor, config or model object takes traffic, and which alarms roll it back.
+   * @default Rollout.canary() (10% for 5 minutes, Arclight's alarms) on Lambda and SageMaker; Rollout.rolling() on ECS
+   */
+  readonly rollout?: Rollout;
+  /** The CloudWatch dashboard and default alarms (thresholds, SNS topic). @default a dashboard and the default alarms */
+  readonly monitoring?: MonitoringProps;
 }
 
 /** The construct metadata `arclight dev` finds APIs by (defined in the contract, which the CLI reads too). */
@@ -59,6 +69,10 @@ export class RealtimeApi extends Construct {
   readonly apiName: string;
   /** Which compute serves it. */
   readonly computeKind: Compute['kind'];
+  /** The default alarms (5xx rate, p99 latency, throttles, model-load failures, no healthy capacity on containers). */
+  readonly alarms: readonly cloudwatch.IAlarm[];
+  /** The API's CloudWatch dashboard, unless `monitoring.dashboard` is false. */
+  readonly dashboard?: cloudwatch.Dashboard;
   private readonly backend: ComputeBackend;
 
   constructor(scope: Construct, id: string, props: RealtimeApiProps) {
@@ -76,13 +90,17 @@ export class RealtimeApi extends Construct {
       batching: props.batching,
       docs: props.docs ?? false,
       logRetention: props.logRetention ?? logs.RetentionDays.ONE_MONTH,
+      rollout: props.rollout,
+      monitoring: props.monitoring ?? {},
     });
     this.api = this.backend.api;
     this.url = this.backend.url;
+    this.alarms = this.backend.monitoring.alarms;
+    this.dashboard = this.backend.monitoring.dashboard;
     new CfnOutput(this, 'Url', { value: this.url, description: `URL of the ${this.apiName} API` });
   }
 
-  /** The Lambda function (or its provisioned-concurrency alias); only Lambda-backed APIs have one. */
+  /** The Lambda function's `live` alias, which API Gateway invokes and rollouts shift; only Lambda-backed APIs have one. */
   get function(): lambda.IFunction {
     if (!this.backend.function) {
       throw new Error(`RealtimeApi '${this.apiName}' runs on ${this.computeKind}, not on a Lambda function`);

@@ -4,9 +4,10 @@
  * Gateway REST API serving every contract route through InvokeEndpoint with its own role (sagemaker-rest-api.ts).
  */
 import { rmSync } from 'node:fs';
-import { Annotations, type Duration, Names, RemovalPolicy, Stack, Validations } from 'aws-cdk-lib';
+import { Annotations, Duration, Names, RemovalPolicy, Stack, Validations } from 'aws-cdk-lib';
 import type * as apigw from 'aws-cdk-lib/aws-apigateway';
 import * as appscaling from 'aws-cdk-lib/aws-applicationautoscaling';
+import * as cloudwatch from 'aws-cdk-lib/aws-cloudwatch';
 import { DockerImageAsset, Platform } from 'aws-cdk-lib/aws-ecr-assets';
 import * as iam from 'aws-cdk-lib/aws-iam';
 import * as logs from 'aws-cdk-lib/aws-logs';
@@ -14,10 +15,13 @@ import * as sagemaker from 'aws-cdk-lib/aws-sagemaker';
 import { DISABLE_ASSET_STAGING_CONTEXT } from 'aws-cdk-lib/cx-api';
 import type { Construct } from 'constructs';
 import { API_METADATA_KEY } from '../contract.js';
+import { METRICS } from '../metric-catalog.js';
+import { ApiMonitoring, runtimeMetric, type BackendMetrics } from './api-monitoring.js';
 import {
   CONTAINER_REQUEST_TIMEOUT_MS,
   acknowledgeOpenApi,
   containerEnvironment,
+  restApiMetrics,
   validateBatching,
   validateProps,
   type ApiMetadata,
@@ -28,6 +32,7 @@ import {
 import { buildContainerImageContext } from './container-image-context.js';
 import { SAGEMAKER_LIMITS } from './limits.js';
 import { isTorchFormat } from './model-source.js';
+import { Rollout } from './rollout.js';
 import { RestApiAccessLogs, createSageMakerRestApi } from './sagemaker-rest-api.js';
 
 /** The SageMaker compute's settings, every prop resolved to its default (`SageMakerCompute`). */
@@ -74,8 +79,10 @@ export function buildSageMakerBackend(
   grantContainerPermissions(role, endpointLogs);
   const model = context.model.bind(scope, role);
 
+  const rollout = context.rollout ?? Rollout.canary();
   validateProps(scope, context, model, [
     ...compute.problems(model.sizeBytes),
+    ...rollout.problems('sagemaker'),
     ...validateBatching(context.batching),
     ...(context.auth.kind === 'jwt'
       ? [
@@ -173,7 +180,54 @@ export function buildSageMakerBackend(
 
   const api = createSageMakerRestApi(scope, { context, endpointName, endpointArn, accessLogs: compute.accessLogs });
   acknowledge(context, role, api, compute.accessLogs);
-  return { api, apiId: api.restApiId, url: api.url, stageName: api.deploymentStage.stageName };
+
+  const monitoring = new ApiMonitoring(scope, 'Monitoring', {
+    ...context.monitoring,
+    apiName: context.apiName,
+    apiGateway: restApiMetrics(api),
+    backend: sageMakerMetrics(context.apiName, endpointName, compute.gpu),
+  });
+  // Blue/green (or rolling) with the rollout's shifts; SageMaker rolls back when one of the alarms fires meanwhile.
+  const alarmNames = rollout.rollbackAlarms(monitoring.alarms).map((alarm) => alarm.alarmName);
+  const deploymentConfig = rollout.sageMakerDeploymentConfig(alarmNames);
+  if (deploymentConfig) endpoint.deploymentConfig = deploymentConfig;
+  return { api, apiId: api.restApiId, url: api.url, stageName: api.deploymentStage.stageName, monitoring };
+}
+
+/** What SageMaker reports about the endpoint's variant, per minute. */
+function sageMakerMetrics(apiName: string, endpointName: string, gpu: boolean): BackendMetrics {
+  const period = Duration.minutes(1);
+  const dimensionsMap = { EndpointName: endpointName, VariantName: VARIANT_NAME };
+  const invocation = (metricName: string, statistic: string, label?: string): cloudwatch.Metric =>
+    new cloudwatch.Metric({ namespace: 'AWS/SageMaker', metricName, dimensionsMap, statistic, period, label });
+  const instance = (metricName: string, statistic: string, label?: string): cloudwatch.Metric =>
+    new cloudwatch.Metric({
+      namespace: '/aws/sagemaker/Endpoints',
+      metricName,
+      dimensionsMap,
+      statistic,
+      period,
+      label,
+    });
+  // Each instance reports its CPU once a minute: the count of samples is the count of instances up.
+  const instancesReporting = instance('CPUUtilization', 'SampleCount', 'Instances reporting');
+  return {
+    throttles: runtimeMetric(METRICS.overloaded, apiName, { label: 'Overloaded (503)' }),
+    capacity: [instancesReporting],
+    healthy: instancesReporting,
+    service: [
+      invocation('Invocations', 'Sum'),
+      invocation('Invocation4XXErrors', 'Sum'),
+      invocation('Invocation5XXErrors', 'Sum'),
+      invocation('ModelLatency', 'p99', 'ModelLatency p99 (µs)'),
+      invocation('OverheadLatency', 'p99', 'OverheadLatency p99 (µs)'),
+    ],
+    utilization: [
+      instance('CPUUtilization', 'Average'),
+      instance('MemoryUtilization', 'Average'),
+      ...(gpu ? [instance('GPUUtilization', 'Average'), instance('GPUMemoryUtilization', 'Average')] : []),
+    ],
+  };
 }
 
 /**

@@ -8,6 +8,7 @@ import { clipText, isJsonContentType, mediaType } from './codec/json.js';
 import { BINARY_HEADER, decodeInferRequest, encodeInferResponse } from './codec/oip.js';
 import { ModelRunError } from './executors/onnx-executor.js';
 import type { ModelStatistics } from './telemetry/model-statistics.js';
+import { activeTrace } from './telemetry/tracing.js';
 
 interface InferInput {
   readonly body: Buffer;
@@ -24,7 +25,9 @@ export async function infer(
   const started = performance.now();
   checkContentType(request.headers);
   const decoded = decodeInferRequest(request.text ?? request.body, request.headers, model);
-  statistics?.phase('compute_input', performance.now() - started);
+  const decodedAt = performance.now();
+  statistics?.phase('compute_input', decodedAt - started);
+  activeTrace()?.phase('decode', started, decodedAt);
   let results;
   try {
     results = await model.run(decoded.feeds, decoded.outputNames);
@@ -34,7 +37,9 @@ export async function infer(
   }
   const encoding = performance.now();
   const { body, headers } = encodeInferResponse(model.name, decoded.id, results, decoded.binaryOutputs);
-  statistics?.phase('compute_output', performance.now() - encoding);
+  const encodedAt = performance.now();
+  statistics?.phase('compute_output', encodedAt - encoding);
+  activeTrace()?.phase('encode', encoding, encodedAt);
   return { status: 200, headers, body };
 }
 

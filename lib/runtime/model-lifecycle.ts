@@ -17,6 +17,7 @@ import { StartupError } from './startup-error.js';
 import { asError, requestLogger, type Logger } from './telemetry/logger.js';
 import { ModelStatistics, StatisticsExecutor } from './telemetry/model-statistics.js';
 import type { Telemetry } from './telemetry/telemetry.js';
+import { METRICS } from '../metric-catalog.js';
 
 /** What loading the model needs. */
 export interface ModelLifecycleOptions {
@@ -143,6 +144,7 @@ export class ModelLifecycle {
           : new StartupError(`startup failed: ${(error as Error).message}`, undefined, { cause: error });
       this.starting = undefined;
       this.failedAt = performance.now();
+      this.telemetry.event(METRICS.modelLoadFailure.name);
       if (this.options.logStartupFailure !== false) {
         this.log.error('startup failed', { error: this.failure, cause: this.failure.cause });
       }

@@ -17,6 +17,7 @@ import type { ModelLifecycle } from './model-lifecycle.js';
 import { matchRoute, type ModelRef, type Route } from './routes.js';
 import { asError, requestLogger, type Logger } from './telemetry/logger.js';
 import type { Telemetry } from './telemetry/telemetry.js';
+import { METRICS } from '../metric-catalog.js';
 import { requestIdFrom } from './transports/request-id.js';
 
 /** What answering requests needs besides the lifecycle. */
@@ -200,7 +201,7 @@ export class RequestHandler {
   private async admit(work: () => Promise<InternalResponse>): Promise<InternalResponse> {
     const limit = this.options.maxPending;
     if (limit !== undefined && this.pending >= limit) {
-      this.telemetry.event('Overloaded');
+      this.telemetry.event(METRICS.overloaded.name);
       throw httpError('overloaded', `the server is at capacity (${limit} requests in flight); retry shortly`, {
         'retry-after': String(DEFAULTS.retryAfterSeconds),
       });

@@ -16,6 +16,8 @@ import { RequestHandler, type HandleOptions, type RequestHandlingOptions } from 
 import type { StartupError } from './startup-error.js';
 import type { Logger } from './telemetry/logger.js';
 import { Telemetry, metricsModeFromEnv } from './telemetry/telemetry.js';
+import { tracingFromEnv } from './telemetry/tracing.js';
+import type { XRayTracer } from './telemetry/xray-tracer.js';
 
 export type { HandleOptions } from './request-handler.js';
 export type { RuntimeStatus, StartupTimings } from './model-lifecycle.js';
@@ -30,9 +32,21 @@ export class Runtime {
   readonly telemetry: Telemetry;
   private readonly lifecycle: ModelLifecycle;
   private readonly requests: RequestHandler;
+  /** X-Ray, when ARCLIGHT_TRACING=on: its module is imported only then. */
+  private tracer: XRayTracer | undefined;
+  private readonly tracerLoading: Promise<void> | undefined;
+  private coldStartTraced = false;
 
   constructor(private readonly options: RuntimeOptions) {
     this.log = options.logger;
+    if (tracingFromEnv(options.env ?? process.env)) {
+      this.tracerLoading = import('./telemetry/xray-tracer.js').then(
+        ({ XRayTracer }) => {
+          this.tracer = new XRayTracer({ apiName: options.apiName, ...(options.env ? { env: options.env } : {}) });
+        },
+        (error: unknown) => this.log.warn('tracing is off: the X-Ray writer did not load', { error }),
+      );
+    }
     this.telemetry =
       options.telemetry ??
       new Telemetry({
@@ -69,8 +83,14 @@ export class Runtime {
   }
 
   /** Loads model and predictor; concurrent calls share one start, and a failed start may be retried. */
-  start(): Promise<StartupTimings> {
-    return this.lifecycle.start();
+  async start(): Promise<StartupTimings> {
+    await this.tracerLoading;
+    const timings = await this.lifecycle.start();
+    if (this.tracer && !this.coldStartTraced) {
+      this.coldStartTraced = true;
+      this.tracer.coldStart(timings);
+    }
+    return timings;
   }
 
   /** Waits for the start under way, or retries a failed one after `retryAfterMs`. Never throws. */
@@ -80,7 +100,10 @@ export class Runtime {
 
   /** Answers one request; never throws. */
   handle(request: InternalRequest, options?: HandleOptions): Promise<InternalResponse> {
-    return this.requests.handle(request, options);
+    const tracer = this.tracer;
+    // Inference is traced; health checks (every few seconds from the ALB or SageMaker) and metadata are not.
+    if (!tracer || request.method !== 'POST') return this.requests.handle(request, options);
+    return tracer.traceRequest(request.headers['x-amzn-trace-id'], () => this.requests.handle(request, options));
   }
 
   /** Inference requests accepted and not yet answered. */

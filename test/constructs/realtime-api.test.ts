@@ -305,10 +305,12 @@ describe('RealtimeApi: the HTTP API', () => {
     assert.equal(api['ProtocolType'], 'HTTP');
   });
 
-  test('integrates the function itself, or the provisioned alias when provisionedConcurrency is set', () => {
-    assert.equal(resourcesOf(open.template, 'AWS::Lambda::Alias').length, 0);
+  test("integrates the function's live alias (a published version), provisioned when provisionedConcurrency is set", () => {
+    const [openAliasId, openAlias] = onlyResource(open.template, 'AWS::Lambda::Alias');
+    assert.equal(openAlias['Name'], 'live');
+    assert.equal(openAlias['ProvisionedConcurrencyConfig'], undefined);
     const [openIntegration] = resourcesOf(open.template, 'AWS::ApiGatewayV2::Integration');
-    assert.equal(flatten(openIntegration![1]['IntegrationUri']), `{GetAtt:${functionOf(open)[0]}.Arn}`);
+    assert.equal(flatten(openIntegration![1]['IntegrationUri']), `{Ref:${openAliasId}}`);
 
     const [aliasId, alias] = onlyResource(tuned.template, 'AWS::Lambda::Alias');
     assert.equal(alias['Name'], 'live');

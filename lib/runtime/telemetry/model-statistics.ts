@@ -7,6 +7,7 @@
 import type { Tensor, TensorInfo } from '../../predictor.js';
 import type { BatchTarget } from '../executors/batcher.js';
 import { queueWaitOf } from '../executors/executor.js';
+import { activeTrace } from './tracing.js';
 
 /** A count and the nanoseconds spent, as Triton reports each statistic. */
 export interface StatDuration {
@@ -184,7 +185,9 @@ export class StatisticsExecutor implements BatchTarget {
     const batchSize = this.batchSizeOf(feeds);
     const started = performance.now();
     const outputs = await work();
-    const ms = performance.now() - started;
+    const ended = performance.now();
+    const ms = ended - started;
+    activeTrace()?.phase('run', started, ended);
     const queueMs = Math.min(ms, queueWaitOf(outputs));
     this.stats.execution(batchSize, queueMs, ms - queueMs);
     return outputs;

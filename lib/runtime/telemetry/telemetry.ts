@@ -1,6 +1,7 @@
 /**
  * Telemetry: CloudWatch metrics as EMF (Embedded Metric Format) lines on stdout, written by Powertools for AWS Lambda
- * (`@aws-lambda-powertools/metrics`), namespace `Arclight`, dimension `apiName`.
+ * (`@aws-lambda-powertools/metrics`), namespace `Arclight`, dimension `apiName`. Every name, unit and dimension comes
+ * from lib/metric-catalog.ts, which the constructs' dashboards and alarms read too.
  *
  * - Per cold start: one EMF line with the breakdown (runtime import, fetch, bytes, MB/s, parts, retries, session
  *   create, first run, predictor init, total), written as soon as the model is ready.
@@ -11,11 +12,19 @@
  * On by default on Lambda (AWS_LAMBDA_FUNCTION_NAME is set), off elsewhere unless ARCLIGHT_METRICS=on, so
  * `arclight serve` does not interleave EMF with its logs. ARCLIGHT_METRICS=off turns it off on Lambda too.
  */
-import { Metrics, MetricUnit } from '@aws-lambda-powertools/metrics';
+import { Metrics } from '@aws-lambda-powertools/metrics';
 import { ENV } from '../../contract.js';
+import {
+  API_NAME_DIMENSION,
+  METRICS,
+  METRICS_NAMESPACE,
+  STATUS_CLASS_METRICS,
+  type MetricDefinition,
+  type MetricEventName,
+} from '../../metric-catalog.js';
 import type { Logger } from './logger.js';
 
-export const METRICS_NAMESPACE = 'Arclight';
+export { METRICS_NAMESPACE };
 
 /** `invocation`: flush after every Lambda invocation; `interval`: flush periodically; `off`: nothing. */
 export type MetricsMode = 'off' | 'invocation' | 'interval';
@@ -94,7 +103,7 @@ export class Telemetry {
     });
     // Powertools adds a `service` dimension by default; the API name is the one dimension wanted.
     this.metrics.clearDefaultDimensions();
-    this.metrics.setDefaultDimensions({ apiName: options.apiName });
+    this.metrics.setDefaultDimensions({ [API_NAME_DIMENSION]: options.apiName });
     if (this.mode === 'interval') {
       this.timer = setInterval(() => this.flush(), options.flushIntervalMs ?? 60_000);
       this.timer.unref();
@@ -105,27 +114,29 @@ export class Telemetry {
   coldStart(breakdown: ColdStartBreakdown): void {
     const m = this.metrics;
     if (!m) return;
-    const ms = MetricUnit.Milliseconds;
-    m.addMetric('ColdStart', MetricUnit.Count, 1);
-    m.addMetric('RuntimeImportTime', ms, breakdown.importMs);
-    m.addMetric('ModelFetchTime', ms, breakdown.fetchMs);
-    m.addMetric('ModelBytes', MetricUnit.Bytes, breakdown.modelBytes);
-    m.addMetric('ModelFetchThroughput', MetricUnit.MegabytesPerSecond, breakdown.mbPerS);
-    if (breakdown.parts !== undefined) m.addMetric('ModelFetchParts', MetricUnit.Count, breakdown.parts);
-    if (breakdown.retries !== undefined) m.addMetric('ModelFetchRetries', MetricUnit.Count, breakdown.retries);
-    if (breakdown.verifyMs !== undefined) m.addMetric('ModelVerifyTime', ms, breakdown.verifyMs);
-    m.addMetric('SessionCreateTime', ms, breakdown.sessionMs);
-    if (breakdown.firstRunMs !== undefined) m.addMetric('FirstRunTime', ms, breakdown.firstRunMs);
-    m.addMetric('PredictorInitTime', ms, breakdown.initMs);
-    m.addMetric('ColdStartTime', ms, breakdown.totalMs);
+    const add = (definition: MetricDefinition, value: number | undefined): void => {
+      if (value !== undefined) m.addMetric(definition.name, definition.unit, value);
+    };
+    add(METRICS.coldStart, 1);
+    add(METRICS.runtimeImportTime, breakdown.importMs);
+    add(METRICS.modelFetchTime, breakdown.fetchMs);
+    add(METRICS.modelBytes, breakdown.modelBytes);
+    add(METRICS.modelFetchThroughput, breakdown.mbPerS);
+    add(METRICS.modelFetchParts, breakdown.parts);
+    add(METRICS.modelFetchRetries, breakdown.retries);
+    add(METRICS.modelVerifyTime, breakdown.verifyMs);
+    add(METRICS.sessionCreateTime, breakdown.sessionMs);
+    add(METRICS.firstRunTime, breakdown.firstRunMs);
+    add(METRICS.predictorInitTime, breakdown.initMs);
+    add(METRICS.coldStartTime, breakdown.totalMs);
     m.publishStoredMetrics();
   }
 
   /** An event worth an alarm (e.g. `ExecutionProviderFallback`), counted and written at once. */
-  event(name: string): void {
+  event(name: MetricEventName): void {
     const m = this.metrics;
     if (!m) return;
-    m.addMetric(name, MetricUnit.Count, 1);
+    m.addMetric(name, 'Count', 1);
     m.publishStoredMetrics();
   }
 
@@ -152,15 +163,18 @@ export class Telemetry {
     this.latencies = [];
     this.batchSizes = [];
     this.classes = [0, 0, 0, 0, 0, 0];
-    const count = MetricUnit.Count;
     for (let start = 0; start < latencies.length; start += LINE_VALUES) {
       // The request count is Latency's SampleCount in CloudWatch; only the split by status class is written.
       if (start === 0)
-        for (let c = 2; c <= 5; c++) if (classes[c]! > 0) m.addMetric(`Requests${c}xx`, count, classes[c]!);
+        for (const [i, definition] of STATUS_CLASS_METRICS.entries()) {
+          const requests = classes[i + 2]!;
+          if (requests > 0) m.addMetric(definition.name, definition.unit, requests);
+        }
       const end = Math.min(latencies.length, start + LINE_VALUES);
+      const { latency, batchSize } = METRICS;
       for (let i = start; i < end; i++) {
-        m.addMetric('Latency', MetricUnit.Milliseconds, latencies[i]!);
-        m.addMetric('BatchSize', count, batchSizes[i]!);
+        m.addMetric(latency.name, latency.unit, latencies[i]!);
+        m.addMetric(batchSize.name, batchSize.unit, batchSizes[i]!);
       }
       m.publishStoredMetrics();
     }

@@ -16,6 +16,7 @@ import { requestIdFrom } from './request-id.js';
 import { Runtime } from '../runtime.js';
 import { settingsFromEnv, type RuntimeSettings } from '../settings.js';
 import { Telemetry, metricsModeFromEnv } from '../telemetry/telemetry.js';
+import { METRICS } from '../../metric-catalog.js';
 import { WorkerPool, defaultWorkerCount } from '../executors/worker-pool.js';
 
 export interface ContainerServerOptions {
@@ -67,7 +68,7 @@ export async function startContainerServer(options: ContainerServerOptions): Pro
       using: ['cpu'],
       reason,
     });
-    telemetry.event('ExecutionProviderFallback');
+    telemetry.event(METRICS.executionProviderFallback.name);
   };
   const runtime = new Runtime({
     apiName: settings.apiName,

@@ -11,6 +11,7 @@ import type { Logger } from '../../../lib/runtime/telemetry/logger.js';
 import { Runtime } from '../../../lib/runtime/runtime.js';
 import { settingsFromEnv } from '../../../lib/runtime/settings.js';
 import { METRICS_NAMESPACE, Telemetry, metricsModeFromEnv } from '../../../lib/runtime/telemetry/telemetry.js';
+import { allMetrics, METRICS } from '../../../lib/metric-catalog.js';
 import { DIGITS_ONNX } from '../../helpers.js';
 
 interface Emf {
@@ -249,5 +250,44 @@ describe('the runtime', () => {
     assert.equal(runtime.telemetry.enabled, false);
     assert.equal(emf.length, 0);
     assert.ok(logger.records.some((r) => r.message === 'model ready'));
+  });
+
+  test('a model that fails to load counts ModelLoadFailure (the alarm the rollouts roll back on), a catalog metric', async () => {
+    const runtime = new Runtime({
+      apiName: 'digits',
+      modelUri: 'models/no-such-model.onnx',
+      logger: recordingLogger(),
+      env: { AWS_LAMBDA_FUNCTION_NAME: 'digits-fn' },
+    });
+    await assert.rejects(runtime.start());
+    assert.equal(emf.length, 1);
+    const metrics = assertValidEmf(emf[0]!, 'digits');
+    assert.deepEqual(Object.fromEntries(metrics), { [METRICS.modelLoadFailure.name]: METRICS.modelLoadFailure.unit });
+    assert.equal(emf[0]![METRICS.modelLoadFailure.name], 1);
+  });
+
+  test('everything a real cold start and requests write is in the metric catalog, with its unit', async () => {
+    const runtime = new Runtime({
+      apiName: 'digits',
+      modelUri: DIGITS_ONNX,
+      logger: recordingLogger(),
+      env: { AWS_LAMBDA_FUNCTION_NAME: 'digits-fn' },
+    });
+    await runtime.start();
+    const handler = createLambdaHandler(runtime);
+    for (const rawPath of ['/v2/health/ready', '/no-such-route']) {
+      await handler({
+        version: '2.0',
+        rawPath,
+        rawQueryString: '',
+        headers: {},
+        requestContext: { http: { method: 'GET' }, requestId: rawPath, stage: '$default' },
+        isBase64Encoded: false,
+      });
+    }
+    const catalog = new Map(allMetrics().map((m) => [m.name, m.unit]));
+    const written = emf.flatMap((line) => [...assertValidEmf(line, 'digits')]);
+    assert.ok(written.length > 10);
+    for (const [name, unit] of written) assert.equal(catalog.get(name), unit, name);
   });
 });
