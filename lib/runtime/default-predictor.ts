@@ -33,7 +33,7 @@ export async function infer(
     throw error;
   }
   const encoding = performance.now();
-  const { body, headers } = encodeInferResponse(model.name, decoded.id, results, decoded.binaryOutputs);
+  const { body, headers } = encodeInferResponse(model.name, decoded.id, results, decoded.binaryOutputs, model.version);
   statistics?.phase('compute_output', performance.now() - encoding);
   return { status: 200, headers, body };
 }
