@@ -55,6 +55,14 @@ export const ENV = {
   docs: 'ARCLIGHT_DOCS',
   /** `on` | `off`: check responses against a predictor's declared schema. Unset: on when NODE_ENV is development or test. */
   checkResponses: 'ARCLIGHT_CHECK_RESPONSES',
+  /** A versioned model (ARCLIGHT_MODEL_URI ending in `/`): serve this version folder only. Unset: the highest. */
+  modelVersion: 'ARCLIGHT_MODEL_VERSION',
+  /** Containers: seconds between looks for a new version under a versioned prefix (live reload). Unset or 0: off. */
+  modelPollSeconds: 'ARCLIGHT_MODEL_POLL_SECONDS',
+  /** Data capture: `s3://bucket/prefix/` receiving sampled requests and responses as JSON lines. Unset: off. */
+  dataCaptureUri: 'ARCLIGHT_DATA_CAPTURE_URI',
+  /** Data capture: the percentage of requests captured (0-100). @default 100 when the URI is set */
+  dataCapturePercent: 'ARCLIGHT_DATA_CAPTURE_PERCENT',
 } as const;
 
 /** Model formats `ARCLIGHT_MODEL_FORMAT` takes; unset, the format is read from the model file. */
@@ -140,6 +148,9 @@ export const LAMBDA_PAYLOAD = {
   /** The largest binary body that can arrive: base64 makes 3 bytes 4 characters. */
   maxBinaryBodyBytes: Math.floor((6_291_456 - 16_384) / 4) * 3,
 } as const;
+
+/** The response header naming the model version that produced the answer. */
+export const MODEL_VERSION_HEADER = 'x-model-version';
 
 /** The header that carries the request id, both ways. */
 export const REQUEST_ID_HEADER = 'x-request-id';

@@ -73,6 +73,8 @@ export interface TensorDeclaration {
 export interface Model {
   /** The name the model is served under (the API name). */
   readonly name: string;
+  /** The model version served (a versioned prefix's folder number; `1` for one model object). @default absent */
+  readonly version?: string;
   readonly format: ModelFormat;
   readonly inputs: readonly TensorInfo[];
   readonly outputs: readonly TensorInfo[];

@@ -83,7 +83,12 @@ program
   .description('serve one model (and optionally a predictor) at the root of a local port')
   .requiredOption(
     '--model <path|s3://bucket/key>',
-    'the model (ONNX, TorchScript .pt or Lightning .ckpt): a local file or an S3 object',
+    'the model (ONNX, TorchScript .pt or Lightning .ckpt): a local file or an S3 object; ending in /, a versioned prefix (numbered folders 1/, 2/, …: the highest is served)',
+  )
+  .option(
+    '--poll-interval <seconds>',
+    'with a versioned --model prefix: look for a new version this often and swap to it under load (default: off)',
+    nonNegative,
   )
   .addOption(
     new Option('--format <format>', 'the model format (default: read from the file)').choices([...MODEL_FORMATS]),
@@ -129,6 +134,7 @@ program
       className: options['class'] as string | undefined,
       inputs: options['inputs'] as string | undefined,
       outputs: options['outputs'] as string | undefined,
+      pollInterval: options['pollInterval'] as number | undefined,
     });
     const stop = (signal: string): void => {
       process.stderr.write(`arclight: ${signal}, stopping\n`);
@@ -139,6 +145,7 @@ program
     process.once('SIGINT', stop);
     process.once('SIGTERM', stop);
     process.stderr.write(`arclight: serving '${handle.runtime.apiName}' on ${handle.url}/ (ready)\n`);
+    if (handle.versioned) process.stderr.write(`arclight: model version ${handle.runtime.version ?? '?'}\n`);
   });
 
 program

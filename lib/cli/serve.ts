@@ -11,7 +11,7 @@ import { createHttpServer, listen } from '../runtime/transports/http-server.js';
 import { createLogger, type LogLevel } from '../runtime/telemetry/logger.js';
 import { isS3Uri } from '../runtime/model-store/model-store.js';
 import { loadPredictor } from '../runtime/predictor-loader.js';
-import { Runtime } from '../runtime/runtime.js';
+import { Runtime, type ReloadOutcome } from '../runtime/runtime.js';
 import { tensorDeclarations } from '../runtime/settings.js';
 import { StartupError } from '../runtime/startup-error.js';
 import type { TorchModelOptions } from '../runtime/executors/torch-executor.js';
@@ -44,6 +44,8 @@ export interface ServeOptions {
   readonly inputs?: string;
   /** Torch models: JSON `[{ name, datatype, shape }]` naming the outputs. */
   readonly outputs?: string;
+  /** A versioned `model` prefix: seconds between looks for a new version (live reload). @default off */
+  readonly pollInterval?: number;
 }
 
 /** A running local API. */
@@ -51,6 +53,8 @@ export interface ServeHandle {
   readonly url: string;
   readonly runtime: Runtime;
   readonly server: Server;
+  /** Whether the model is a versioned prefix (its version is worth showing). */
+  readonly versioned: boolean;
   close(): Promise<void>;
 }
 
@@ -93,6 +97,7 @@ export async function serve(options: ServeOptions): Promise<ServeHandle> {
     docs: true,
     checkResponses: true,
     ...(progress ? { onProgress: progress.update } : {}),
+    ...(options.pollInterval ? { pollIntervalMs: options.pollInterval * 1000, onReload: reportReload } : {}),
   });
   const server = createHttpServer(runtime, { maxBodyBytes: options.maxBodyBytes });
   const close = async (): Promise<void> => {
@@ -110,10 +115,19 @@ export async function serve(options: ServeOptions): Promise<ServeHandle> {
     });
     await runtime.start().finally(() => progress?.done());
     const host = address.family === 'IPv6' ? `[${address.address}]` : address.address;
-    return { url: `http://${host}:${address.port}`, runtime, server, close };
+    const versioned = modelUri.endsWith('/');
+    return { url: `http://${host}:${address.port}`, runtime, server, versioned, close };
   } catch (error) {
     await close();
     throw error;
+  }
+}
+
+/** Live reload's swaps and refusals, one line each on stderr beside the status line (the JSON log has the details). */
+function reportReload(outcome: ReloadOutcome): void {
+  if (outcome.kind === 'swapped') process.stderr.write(`arclight: model version ${outcome.to} (was ${outcome.from})\n`);
+  if (outcome.kind === 'refused') {
+    process.stderr.write(`arclight: model version ${outcome.version} refused: ${outcome.error.oneLine()}\n`);
   }
 }
 

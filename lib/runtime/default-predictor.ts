@@ -36,7 +36,7 @@ export async function infer(
     throw error;
   }
   const encoding = performance.now();
-  const { body, headers } = encodeInferResponse(model.name, decoded.id, results, decoded.binaryOutputs);
+  const { body, headers } = encodeInferResponse(model.name, decoded.id, results, decoded.binaryOutputs, model.version);
   const encodedAt = performance.now();
   statistics?.phase('compute_output', encodedAt - encoding);
   activeTrace()?.phase('encode', encoding, encodedAt);

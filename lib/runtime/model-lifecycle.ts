@@ -6,6 +6,7 @@ import { DEFAULTS } from '../contract.js';
 import { detectModelFormat } from '../model-format.js';
 import type { Config, DefinedPredictor, Model, ModelFormat, PredictRequest } from '../predictor.js';
 import { httpError } from './codec/http-errors.js';
+import { clipText } from './codec/json.js';
 import { Batcher, BatchingExecutor, type BatchingOptions, type Settled } from './executors/batcher.js';
 import type { Executor, ExecutorFactory } from './executors/executor.js';
 import { createModel } from './executors/model.js';
@@ -13,6 +14,7 @@ import { OnnxExecutor, importOnnxRuntime } from './executors/onnx-executor.js';
 import { torchExecutorFactory, type TorchModelOptions } from './executors/torch-executor.js';
 import { TorchProcess } from './executors/torch-process.js';
 import { loadModelBytes } from './model-store/model-store.js';
+import { isVersionedModelUri, resolveModelVersion, type ModelVersion } from './model-store/model-versions.js';
 import { StartupError } from './startup-error.js';
 import { asError, requestLogger, type Logger } from './telemetry/logger.js';
 import { ModelStatistics, StatisticsExecutor } from './telemetry/model-statistics.js';
@@ -23,8 +25,10 @@ import { METRICS } from '../metric-catalog.js';
 export interface ModelLifecycleOptions {
   /** The API's name: the OIP model name and the log service name. */
   readonly apiName: string;
-  /** `s3://bucket/key` or a local path. */
+  /** `s3://bucket/key` or a local path; with a trailing slash, a versioned prefix (model-versions.ts). */
   readonly modelUri: string;
+  /** A versioned prefix: serve this version only (no reload picks another). @default the highest version */
+  readonly modelVersion?: string;
   /** Refuse a model whose sha256 differs. @default no check */
   readonly modelSha256?: string;
   /** User code; the Open Inference Protocol predictor when absent. @default defaultPredictor */
@@ -87,6 +91,8 @@ export interface StartupTimings {
 
 /** What a successful start leaves behind for the request path. */
 export interface Loaded {
+  /** The model version: the version folder's number under a versioned prefix, else `1`. */
+  readonly version: string;
   readonly format: ModelFormat;
   readonly model: Model;
   readonly state: unknown;
@@ -101,8 +107,28 @@ export interface BatchItem {
   readonly requestId: string;
 }
 
+/** The version an unversioned model (one object, not a prefix) is served as. */
+export const UNVERSIONED = '1';
+
+/** What one reload did. */
+export type ReloadOutcome =
+  | { readonly kind: 'unchanged'; readonly version: string }
+  | { readonly kind: 'swapped'; readonly from: string; readonly to: string; readonly timings: StartupTimings }
+  | { readonly kind: 'refused'; readonly version: string; readonly error: StartupError };
+
+/** A loaded version and the requests using it; a retired one is released once the last of them is done. */
+interface VersionSlot {
+  readonly loaded: Loaded;
+  leases: number;
+  retired: boolean;
+  released?: Promise<void>;
+}
+
 export class ModelLifecycle {
   private current: Loaded | undefined;
+  private readonly slots = new Map<string, VersionSlot>();
+  /** Versions refused (failed to fetch, verify or load), by fingerprint: not retried until their objects change. */
+  private readonly refused = new Map<string, string>();
   private failure: StartupError | undefined;
   private failedAt = 0;
   private starting: Promise<StartupTimings> | undefined;
@@ -172,16 +198,125 @@ export class ModelLifecycle {
     throw httpError('not_ready', 'the model is still loading', retryAfter);
   }
 
-  /** Releases the executor (the worker threads). */
-  async close(): Promise<void> {
-    await this.current?.executor.release?.();
+  /** The versions loaded now, lowest first: the current one, and one being retired while requests finish on it. */
+  get versions(): string[] {
+    return [...this.slots.keys()].sort((a, b) => Number(a) - Number(b));
   }
 
+  /**
+   * Runs `work` on a loaded version (`version`, else the current one) and holds that version until `work` settles,
+   * so a request finishes on the version it started on however many swaps happen meanwhile.
+   * A 503 before the model is ready; a 404 `model_not_found` for a version that is not loaded.
+   */
+  async use<T>(version: string | undefined, work: (loaded: Loaded) => Promise<T> | T): Promise<T> {
+    const current = this.requireReady();
+    const slot = this.slots.get(version ?? current.version);
+    if (!slot || (version !== undefined && slot.retired && slot.leases === 0)) {
+      throw httpError(
+        'model_not_found',
+        `model '${current.model.name}' version '${clipText(version ?? '')}' is not loaded; loaded: ${this.versions.join(', ')}`,
+      );
+    }
+    slot.leases++;
+    try {
+      return await work(slot.loaded);
+    } finally {
+      slot.leases--;
+      if (slot.retired && slot.leases === 0) void this.release(slot);
+    }
+  }
+
+  /**
+   * Looks for a new version under a versioned prefix and, when there is one, fetches, verifies, loads and warms it
+   * up beside the current one, then swaps: new requests go to it, requests in flight finish on the old one, which is
+   * released after them. A version that fails is logged and kept out (until its objects change); the current one
+   * keeps serving. Call only once ready, and one reload at a time.
+   */
+  async reload(): Promise<ReloadOutcome> {
+    const previous = this.requireReady();
+    const pinned = this.options.modelVersion;
+    let found: ModelVersion;
+    try {
+      found = await resolveModelVersion(this.options.modelUri, { env: this.options.env, pinned });
+    } catch (error) {
+      return this.refuse('unknown', undefined, error);
+    }
+    if (found.version === previous.version || this.refused.get(found.version) === found.fingerprint) {
+      return { kind: 'unchanged', version: previous.version };
+    }
+    let timings: StartupTimings;
+    try {
+      timings = await this.loadVersion(found);
+    } catch (error) {
+      return this.refuse(found.version, found.fingerprint, error);
+    }
+    const old = this.slots.get(previous.version);
+    if (old) {
+      old.retired = true;
+      if (old.leases === 0) void this.release(old);
+    }
+    this.log.info('model version swapped', { from: previous.version, to: found.version, model: found.uri });
+    this.telemetry.event('ModelReloaded');
+    return { kind: 'swapped', from: previous.version, to: found.version, timings };
+  }
+
+  /** Releases every loaded version's executor (the worker threads); call after requests have drained. */
+  async close(): Promise<void> {
+    await Promise.all([...this.slots.values()].map((slot) => this.release(slot)));
+  }
+
+  private release(slot: VersionSlot): Promise<void> {
+    slot.released ??= (async () => {
+      this.slots.delete(slot.loaded.version);
+      await slot.loaded.executor.release?.().catch((error: unknown) => {
+        this.log.warn('releasing a model version failed', { version: slot.loaded.version, error: asError(error) });
+      });
+      if (slot.retired) this.log.info('model version released', { version: slot.loaded.version });
+    })();
+    return slot.released;
+  }
+
+  private refuse(version: string, fingerprint: string | undefined, error: unknown): ReloadOutcome {
+    const failure =
+      error instanceof StartupError
+        ? error
+        : new StartupError(`reload failed: ${(error as Error).message}`, undefined, { cause: error });
+    if (fingerprint !== undefined) this.refused.set(version, fingerprint);
+    this.log.error('model version refused; the current version keeps serving', {
+      version,
+      serving: this.current?.version,
+      error: failure,
+      cause: failure.cause,
+    });
+    this.telemetry.event('ModelReloadFailed');
+    return { kind: 'refused', version, error: failure };
+  }
+
+  /** The first load: the one model object, or the chosen version under a versioned prefix. */
   private async load(): Promise<StartupTimings> {
+    const uri = this.options.modelUri;
+    if (!isVersionedModelUri(uri)) {
+      return this.loadVersion({ version: UNVERSIONED, uri, fingerprint: '' }, this.options.modelSha256);
+    }
+    const found = await resolveModelVersion(uri, { env: this.options.env, pinned: this.options.modelVersion });
+    return this.loadVersion(found, this.options.modelSha256);
+  }
+
+  /**
+   * Fetches, verifies, loads, warms up and inits one version, then makes it the current one. A pinned sha256
+   * (`deployed`, from the deployment) and the version's sidecar must agree when both are given.
+   */
+  private async loadVersion(source: ModelVersion, deployed?: string): Promise<StartupTimings> {
+    if (deployed !== undefined && source.sha256 !== undefined && deployed.toLowerCase() !== source.sha256) {
+      throw new StartupError(
+        `model ${source.uri}: its sha256 sidecar (${source.sha256}) differs from the deployed sha256 (${deployed})`,
+        'Upload the model that was deployed, or deploy the new sha256',
+      );
+    }
     const t0 = performance.now();
     // The fetch goes out first, then onnxruntime-node loads while the bytes arrive.
-    const fetching = loadModelBytes(this.options.modelUri, {
-      expectedSha256: this.options.modelSha256,
+    const fetching = loadModelBytes(source.uri, {
+      expectedSha256: deployed ?? source.sha256,
       env: this.options.env,
       ...(this.options.onProgress ? { onProgress: this.options.onProgress } : {}),
     });
@@ -199,7 +334,7 @@ export class ModelLifecycle {
     const format = declared ?? detectModelFormat(fetched.path ?? fetched.bytes);
     const { importMs, process } = await (format === declared ? importing : this.importEngine(format));
     const t2 = performance.now();
-    const executor = await this.executorFactory(format, process)(fetched.path ?? fetched.bytes, this.options.modelUri, {
+    const executor = await this.executorFactory(format, process)(fetched.path ?? fetched.bytes, source.uri, {
       intraOpThreads: this.options.intraOpThreads,
       executionProviders: this.options.executionProviders,
     });
@@ -215,6 +350,7 @@ export class ModelLifecycle {
       this.options.apiName,
       format,
       batching !== undefined && !this.options.predictor ? new BatchingExecutor(timed, batching) : timed,
+      source.version,
     );
     let state: unknown;
     try {
@@ -225,7 +361,8 @@ export class ModelLifecycle {
     }
     const t5 = performance.now();
     const predictBatch = this.predictor.predictBatch;
-    this.current = {
+    const loaded: Loaded = {
+      version: source.version,
       format,
       model,
       state,
@@ -234,6 +371,10 @@ export class ModelLifecycle {
         ? { batcher: this.requestBatcher(batching, model, state, predictBatch.bind(this.predictor)) }
         : {}),
     };
+    // The swap: one assignment, so every request after it sees the new version and none sees a half-made one.
+    const first = this.current === undefined;
+    this.slots.set(loaded.version, { loaded, leases: 0, retired: false });
+    this.current = loaded;
     this.failure = undefined;
     const stats = fetched.stats;
     const fetchMs = t1 - t0;
@@ -251,8 +392,13 @@ export class ModelLifecycle {
       totalMs: t5 - t0,
       processMs: t5,
     };
-    this.log.info('model ready', { model: this.options.modelUri, sha256: fetched.sha256, ...round(timings) });
-    this.telemetry.coldStart(timings);
+    this.log.info('model ready', {
+      model: source.uri,
+      version: source.version,
+      sha256: fetched.sha256,
+      ...round(timings),
+    });
+    if (first) this.telemetry.coldStart(timings);
     return timings;
   }
 

@@ -3,7 +3,7 @@
  * It asks the model's lifecycle (model-lifecycle.ts) only whether the model is ready and for what was loaded.
  * Routes answer through one table (`RouteKind` → handler), so a new route is a row here and one in routes.ts.
  */
-import { ARCLIGHT_VERSION, DEFAULTS, REQUEST_ID_HEADER } from '../contract.js';
+import { ARCLIGHT_VERSION, DEFAULTS, MODEL_VERSION_HEADER, REQUEST_ID_HEADER } from '../contract.js';
 import { isHttpError, type HttpError, type Model, type ModelFormat, type PredictRequest } from '../predictor.js';
 import { decodePayload, encodeResult, type InternalRequest, type InternalResponse } from './codec/codec.js';
 import { httpError } from './codec/http-errors.js';
@@ -13,7 +13,7 @@ import { withTimeout } from './deadline.js';
 import { apiDocs } from './docs/api-docs.js';
 import { infer } from './default-predictor.js';
 import { tensorSignature } from './executors/model.js';
-import type { ModelLifecycle } from './model-lifecycle.js';
+import type { Loaded, ModelLifecycle } from './model-lifecycle.js';
 import { matchRoute, type ModelRef, type Route } from './routes.js';
 import { asError, requestLogger, type Logger } from './telemetry/logger.js';
 import type { Telemetry } from './telemetry/telemetry.js';
@@ -66,9 +66,6 @@ export interface ApiIdentity {
 /** The protocol extensions this server implements, as its metadata lists them (Triton's names). */
 const SERVER_EXTENSIONS = ['binary_tensor_data', 'statistics'];
 
-/** The one version of the model an API serves, as the protocol's versioned paths and metadata name it. */
-const MODEL_VERSION = '1';
-
 /** Routes whose requests the statistics count as inferences. */
 const INFERENCE_ROUTES: ReadonlySet<Route['kind']> = new Set(['infer', 'predict']);
 
@@ -90,21 +87,21 @@ export class RequestHandler {
     ping: () => this.ready(),
     server: () => json(200, { name: 'arclight', version: ARCLIGHT_VERSION, extensions: SERVER_EXTENSIONS }),
     metadata: () => json(200, this.describe()),
-    model: ({ route }) => json(200, modelMetadata(this.requireModel(route))),
-    'model-ready': ({ route }) => json(200, { name: this.requireModel(route).name, ready: true }),
-    infer: ({ route, request, timeoutMs }) => this.infer(this.requireModel(route), request, timeoutMs),
-    stats: ({ route }) => {
-      this.requireModel(route);
-      return json(200, { model_stats: [this.lifecycle.statistics.toJSON()] });
-    },
+    model: ({ route }) =>
+      this.onVersion(route, (loaded) => json(200, modelMetadata(loaded.model, this.lifecycle.versions))),
+    'model-ready': ({ route }) =>
+      this.onVersion(route, (loaded) => json(200, { name: loaded.model.name, ready: true })),
+    infer: ({ route, request, timeoutMs }) => this.onVersion(route, (loaded) => this.infer(loaded, request, timeoutMs)),
+    stats: ({ route }) => this.onVersion(route, () => json(200, { model_stats: [this.lifecycle.statistics.toJSON()] })),
     openapi: ({ route }) => this.apiDocs(route.kind),
     docs: ({ route }) => this.apiDocs(route.kind),
-    predict: ({ request, requestId, timeoutMs }) => {
-      const { model } = this.lifecycle.requireReady();
-      // Without user code, POST / is OIP inference: straight to it, with the transport's text body intact.
-      if (!this.identity.customPredictor) return this.infer(model, request, timeoutMs);
-      return this.admit(() => this.predict(request, requestId, timeoutMs));
-    },
+    predict: ({ request, requestId, timeoutMs }) =>
+      this.lifecycle.use(undefined, (loaded) =>
+        // Without user code, POST / is OIP inference: straight to it, with the transport's text body intact.
+        this.identity.customPredictor
+          ? this.admit(() => this.predict(loaded, request, requestId, timeoutMs))
+          : this.infer(loaded, request, timeoutMs),
+      ),
   };
 
   constructor(
@@ -170,6 +167,7 @@ export class RequestHandler {
       name: this.identity.apiName,
       format: loaded?.format ?? this.identity.declaredFormat ?? null,
       ready: model !== undefined,
+      ...(loaded ? { version: loaded.version, versions: this.lifecycle.versions } : {}),
       predictor: this.identity.customPredictor ? 'custom' : 'default',
       inputs: model?.inputs ?? [],
       outputs: model?.outputs ?? [],
@@ -192,9 +190,11 @@ export class RequestHandler {
     return json(200, { ready: true });
   }
 
-  private infer(model: Model, request: InternalRequest, timeoutMs: number): Promise<InternalResponse> {
+  private infer(loaded: Loaded, request: InternalRequest, timeoutMs: number): Promise<InternalResponse> {
     const statistics = this.lifecycle.statistics;
-    return this.admit(() => withTimeout(timeoutMs, () => infer(model, request, statistics).then(encodeResult)));
+    return this.admit(() =>
+      withTimeout(timeoutMs, () => infer(loaded.model, request, statistics).then(encodeResult)),
+    ).then((response) => withVersion(response, loaded));
   }
 
   /** Admission control: past `maxPending` requests in flight, 503 `overloaded` with Retry-After, never a queue without end. */
@@ -214,8 +214,21 @@ export class RequestHandler {
     }
   }
 
-  private predict(request: InternalRequest, requestId: string, timeoutMs: number): Promise<InternalResponse> {
-    const { model, state, batcher } = this.lifecycle.requireReady();
+  private async predict(
+    loaded: Loaded,
+    request: InternalRequest,
+    requestId: string,
+    timeoutMs: number,
+  ): Promise<InternalResponse> {
+    return withVersion(await this.runPredictor(loaded, request, requestId, timeoutMs), loaded);
+  }
+
+  private runPredictor(
+    { model, state, batcher }: Loaded,
+    request: InternalRequest,
+    requestId: string,
+    timeoutMs: number,
+  ): Promise<InternalResponse> {
     const { predictor, config } = this.lifecycle;
     if (batcher) {
       const decoded = predictRequest(request);
@@ -247,17 +260,20 @@ export class RequestHandler {
     });
   }
 
-  private requireModel({ model: name, version }: ModelRef): Model {
+  private requireModel({ model: name }: ModelRef): Model {
     const { model } = this.lifecycle.requireReady();
     if (name !== model.name)
       throw httpError('model_not_found', `no model named '${clipText(name)}'; this API serves '${model.name}'`);
-    if (version !== undefined && version !== MODEL_VERSION) {
-      throw httpError(
-        'model_not_found',
-        `model '${model.name}' has no version '${clipText(version)}'; it serves version ${MODEL_VERSION}`,
-      );
-    }
     return model;
+  }
+
+  /** Runs `work` on the version the path names (else the current one), holding it until `work` is done. */
+  private onVersion(
+    route: ModelRef,
+    work: (loaded: Loaded) => Promise<InternalResponse> | InternalResponse,
+  ): Promise<InternalResponse> {
+    this.requireModel(route);
+    return this.lifecycle.use(route.version, work);
   }
 
   private errorResponse(error: unknown, requestId: string, route: Route | undefined): InternalResponse {
@@ -273,10 +289,16 @@ export class RequestHandler {
   }
 }
 
-function modelMetadata(model: Model): Record<string, unknown> {
+/** Names the version that answered, in the header every inference response carries. */
+function withVersion(response: InternalResponse, loaded: Loaded): InternalResponse {
+  response.headers[MODEL_VERSION_HEADER] = loaded.version;
+  return response;
+}
+
+function modelMetadata(model: Model, versions: readonly string[]): Record<string, unknown> {
   return {
     name: model.name,
-    versions: [MODEL_VERSION],
+    versions,
     platform: PLATFORM[model.format],
     inputs: model.inputs.map(tensorSignature),
     outputs: model.outputs.map(tensorSignature),

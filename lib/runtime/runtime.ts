@@ -9,9 +9,11 @@ import { defaultPredictor } from './default-predictor.js';
 import {
   ModelLifecycle,
   type ModelLifecycleOptions,
+  type ReloadOutcome,
   type RuntimeStatus,
   type StartupTimings,
 } from './model-lifecycle.js';
+import { ModelReloader } from './model-reloader.js';
 import { RequestHandler, type HandleOptions, type RequestHandlingOptions } from './request-handler.js';
 import type { StartupError } from './startup-error.js';
 import type { Logger } from './telemetry/logger.js';
@@ -20,11 +22,18 @@ import { tracingFromEnv } from './telemetry/tracing.js';
 import type { XRayTracer } from './telemetry/xray-tracer.js';
 
 export type { HandleOptions } from './request-handler.js';
-export type { RuntimeStatus, StartupTimings } from './model-lifecycle.js';
+export type { ReloadOutcome, RuntimeStatus, StartupTimings } from './model-lifecycle.js';
 
 export interface RuntimeOptions extends ModelLifecycleOptions, RequestHandlingOptions {
   /** CloudWatch EMF metrics. @default from `env`: on on Lambda, ARCLIGHT_METRICS=on|off elsewhere */
   readonly telemetry?: Telemetry;
+  /**
+   * Live reload (containers and `arclight serve`): once ready, look under the versioned prefix this often for a new
+   * version and swap to it. Only with a versioned `modelUri` and no pinned `modelVersion`. @default off
+   */
+  readonly pollIntervalMs?: number;
+  /** Each live-reload look's outcome. @default none */
+  readonly onReload?: (outcome: ReloadOutcome) => void;
 }
 
 export class Runtime {
@@ -36,6 +45,7 @@ export class Runtime {
   private tracer: XRayTracer | undefined;
   private readonly tracerLoading: Promise<void> | undefined;
   private coldStartTraced = false;
+  private readonly reloader: ModelReloader | undefined;
 
   constructor(private readonly options: RuntimeOptions) {
     this.log = options.logger;
@@ -67,6 +77,10 @@ export class Runtime {
       this.log,
       this.telemetry,
     );
+    const interval = options.pollIntervalMs;
+    if (interval !== undefined && interval > 0 && options.modelUri.endsWith('/') && !options.modelVersion) {
+      this.reloader = new ModelReloader(this.lifecycle, interval, this.log, options.onReload);
+    }
   }
 
   get status(): RuntimeStatus {
@@ -90,12 +104,29 @@ export class Runtime {
       this.coldStartTraced = true;
       this.tracer.coldStart(timings);
     }
+    this.reloader?.start();
     return timings;
   }
 
+  /** Looks for a new model version now and swaps to it (live reload does this on its own every poll interval). */
+  reload(): Promise<ReloadOutcome> {
+    return this.lifecycle.reload();
+  }
+
+  /** The model versions loaded now, lowest first (two only while a swap's old version finishes its requests). */
+  get versions(): string[] {
+    return this.lifecycle.versions;
+  }
+
+  /** The version new requests go to, once ready. */
+  get version(): string | undefined {
+    return this.lifecycle.loaded?.version;
+  }
+
   /** Waits for the start under way, or retries a failed one after `retryAfterMs`. Never throws. */
-  ensureStarted(retryAfterMs?: number): Promise<void> {
-    return this.lifecycle.ensureStarted(retryAfterMs);
+  async ensureStarted(retryAfterMs?: number): Promise<void> {
+    await this.lifecycle.ensureStarted(retryAfterMs);
+    if (this.lifecycle.status === 'ready') this.reloader?.start();
   }
 
   /** Answers one request; never throws. */
@@ -117,8 +148,9 @@ export class Runtime {
   }
 
   /** Releases the executor (the worker threads); call after `drained()`. */
-  close(): Promise<void> {
-    return this.lifecycle.close();
+  async close(): Promise<void> {
+    await this.reloader?.stop();
+    await this.lifecycle.close();
   }
 
   /** `GET /`: API name, model format, inputs and outputs. */

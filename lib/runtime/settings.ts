@@ -37,6 +37,14 @@ export interface RuntimeSettings {
   readonly docs: boolean;
   /** Check responses against the predictor's declared response schema. */
   readonly checkResponses: boolean;
+  /** A versioned model: the version folder to serve. @default the highest */
+  readonly modelVersion?: string;
+  /** Containers: seconds between looks for a new model version (live reload). @default off */
+  readonly modelPollSeconds?: number;
+  /** Data capture: where sampled requests and responses go (`s3://bucket/prefix/`). @default off */
+  readonly dataCaptureUri?: string;
+  /** Data capture: the percentage of requests captured. @default 100 */
+  readonly dataCapturePercent?: number;
 }
 
 const positiveInt = z.coerce.number().int().positive();
@@ -115,6 +123,16 @@ const envSchema = z.object({
   [ENV.python]: z.string().optional(),
   [ENV.docs]: z.enum(['on', 'off'], 'must be on or off').optional(),
   [ENV.checkResponses]: z.enum(['on', 'off'], 'must be on or off').optional(),
+  [ENV.modelVersion]: z
+    .string()
+    .regex(/^\d{1,15}$/, 'must be a version folder number')
+    .optional(),
+  [ENV.modelPollSeconds]: z.coerce.number().min(0, 'must be 0 (off) or more seconds').max(86_400).optional(),
+  [ENV.dataCaptureUri]: z
+    .string()
+    .regex(/^s3:\/\/[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]\/(.*\/)?$/, 'must be s3://bucket/prefix/ (ending in /)')
+    .optional(),
+  [ENV.dataCapturePercent]: z.coerce.number().min(0).max(100, 'must be a percentage from 0 to 100').optional(),
 });
 
 /** Reads and validates the runtime's settings; throws one StartupError listing every problem. */
@@ -153,6 +171,10 @@ export function settingsFromEnv(env: NodeJS.ProcessEnv = process.env): RuntimeSe
     torch: torchOptions(e),
     docs: e[ENV.docs] === 'on',
     checkResponses: checkResponsesByDefault(e[ENV.checkResponses], env['NODE_ENV']),
+    ...(e[ENV.modelVersion] === undefined ? {} : { modelVersion: e[ENV.modelVersion] }),
+    ...(e[ENV.modelPollSeconds] === undefined ? {} : { modelPollSeconds: e[ENV.modelPollSeconds] }),
+    ...(e[ENV.dataCaptureUri] === undefined ? {} : { dataCaptureUri: e[ENV.dataCaptureUri] }),
+    ...(e[ENV.dataCapturePercent] === undefined ? {} : { dataCapturePercent: e[ENV.dataCapturePercent] }),
   };
 }
 

@@ -496,6 +496,7 @@ export function encodeInferResponse(
   id: string | undefined,
   results: Readonly<Record<string, Tensor>>,
   binaryOutputs: ReadonlySet<string> = new Set(),
+  modelVersion?: string,
 ): EncodedResponse {
   const chunks: Buffer[] = [];
   const outputs = Object.entries(results).map(([name, tensor]) => {
@@ -506,7 +507,10 @@ export function encodeInferResponse(
     return { ...head, parameters: { binary_data_size: bytes.length } };
   });
   // Plain JSON.stringify: toJsonData already made every value JSON-safe, and a replacer would slow it severalfold.
-  const json = Buffer.from(JSON.stringify({ model_name: modelName, ...(id === undefined ? {} : { id }), outputs }));
+  const version = modelVersion === undefined ? {} : { model_version: modelVersion };
+  const json = Buffer.from(
+    JSON.stringify({ model_name: modelName, ...version, ...(id === undefined ? {} : { id }), outputs }),
+  );
   if (chunks.length === 0) return { body: json, headers: { 'content-type': 'application/json' } };
   return {
     body: Buffer.concat([json, ...chunks]),

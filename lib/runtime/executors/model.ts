@@ -12,9 +12,10 @@ export function tensorSignature({
   return { name, datatype, shape };
 }
 
-export function createModel(name: string, format: ModelFormat, executor: Executor): Model {
+export function createModel(name: string, format: ModelFormat, executor: Executor, version?: string): Model {
   return {
     name,
+    ...(version === undefined ? {} : { version }),
     format,
     inputs: executor.inputs,
     outputs: executor.outputs,

@@ -74,6 +74,8 @@ export async function startContainerServer(options: ContainerServerOptions): Pro
     apiName: settings.apiName,
     modelUri: settings.modelUri,
     ...(settings.modelSha256 === undefined ? {} : { modelSha256: settings.modelSha256 }),
+    ...(settings.modelVersion === undefined ? {} : { modelVersion: settings.modelVersion }),
+    ...(settings.modelPollSeconds ? { pollIntervalMs: settings.modelPollSeconds * 1000 } : {}),
     config: settings.config,
     ...(options.predictor ? { predictor: options.predictor } : {}),
     ...(settings.intraOpThreads === undefined ? {} : { intraOpThreads: settings.intraOpThreads }),
