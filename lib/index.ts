@@ -32,5 +32,15 @@ export {
   type TensorInfo,
   type TensorType,
 } from './predictor.js';
-export { DEFAULTS, ENV, ERROR_STATUS, ROUTES, type ErrorCode } from './contract.js';
+export {
+  ASYNC_DEFAULTS,
+  ASYNC_ENV,
+  ASYNC_HEADERS,
+  ASYNC_ROUTES,
+  DEFAULTS,
+  ENV,
+  ERROR_STATUS,
+  ROUTES,
+  type ErrorCode,
+} from './contract.js';
 export * from './constructs/index.js';

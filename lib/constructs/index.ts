@@ -29,3 +29,4 @@ export {
   type RealtimeApiProps,
   type ThrottleProps,
 } from './realtime-api.js';
+export { AsyncApi, type AsyncApiProps } from './async/async-api.js';
