@@ -101,7 +101,7 @@ export interface DevAsyncApiOptions {
   /** `http://host:port/<api>` */
   readonly baseUrl: string;
   readonly invoke: InvokePredictor;
-  /** Jobs run at once. @default 4 */
+  /** Jobs run at once. @default 8 */
   readonly concurrency?: number;
   readonly redeliveryDelayMs?: number;
   readonly log: (line: string) => void;
@@ -125,7 +125,7 @@ export class DevAsyncApi {
     const maxReceives = number(ASYNC_ENV.maxReceives, ASYNC_DEFAULTS.maxReceives);
     this.payloads = new JobPayloads(options.s3, options.bucket);
     this.queue = new LocalJobQueue({
-      concurrency: options.concurrency ?? 4,
+      concurrency: options.concurrency ?? 8,
       maxReceives,
       ...(options.redeliveryDelayMs === undefined ? {} : { redeliveryDelayMs: options.redeliveryDelayMs }),
       handle: (id, receiveCount) => this.work(id, receiveCount, maxReceives),
@@ -145,6 +145,10 @@ export class DevAsyncApi {
   }
 
   /** Creates the API's bucket in the embedded S3. */
+  get bucket(): string {
+    return this.options.bucket;
+  }
+
   async start(): Promise<void> {
     await this.options.s3.send(new CreateBucketCommand({ Bucket: this.options.bucket }));
   }

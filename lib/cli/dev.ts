@@ -803,6 +803,16 @@ export class DevServer {
     }
   }
 
+  /** The env pointing the AWS SDK at the embedded S3, once it runs. */
+  get embeddedS3Env(): Record<string, string> | undefined {
+    return this.s3?.env;
+  }
+
+  /** The process id of an API's child (its local Lambda host or container server), while it runs. */
+  pidOf(name: string): number | undefined {
+    return this.processes.get(name)?.child?.pid;
+  }
+
   /** An async API of this server (tests read its store and queue). */
   asyncApi(name: string): DevAsyncApi | undefined {
     return this.asyncApis.get(name);

@@ -370,11 +370,13 @@ export async function runLambdaHost(spec: LambdaHostSpec): Promise<void> {
   const server = createServer((req, res) => {
     void (async () => {
       const arrived = Date.now();
-      const gatewayId = randomUUID();
       // An async job (sent by arclight dev's worker, never by a client): deployed, the worker reads its body from S3
       // inside the function, so neither API Gateway's limits nor Lambda's event limit stand between it and the
       // predictor; the runtime's own body limit (the async API's) still does.
       const asyncJob = req.headers[ASYNC_HEADERS.job] !== undefined;
+      // The deployed worker's event carries the job id as its request id (the job's logs and error name it).
+      const jobId = req.headers[ASYNC_HEADERS.job];
+      const gatewayId = typeof jobId === 'string' && /^[0-9a-f]{32}$/.test(jobId) ? jobId : randomUUID();
       const body = await readBody(req, asyncJob ? Number.MAX_SAFE_INTEGER : LAMBDA_HOST_LIMITS.maxGatewayBodyBytes);
       if (body === undefined) {
         process.stderr.write(

@@ -13,7 +13,7 @@ import type { InternalResponse } from '../codec/codec.js';
 import { createS3Client } from '../model-store/model-store.js';
 import { createLambdaHandler, type LambdaHandler, type LambdaResult } from '../transports/lambda-adapter.js';
 import { initBudgetMs } from '../transports/lambda.js';
-import { asyncSettingsFromEnv } from './async-settings.js';
+import { asyncSettingsFromEnv, type AsyncSettings } from './async-settings.js';
 import type { JobRequest } from './async-worker.js';
 import { DynamoDbJobStore } from './dynamodb-job-store.js';
 import { JobPayloads } from './job-payloads.js';
@@ -37,23 +37,31 @@ export async function asyncLambdaEntryFromEnv(
     maxBodyBytes: settings.maxBodyBytes,
     maxResultBytes: Number.POSITIVE_INFINITY,
   });
-  const async = asyncSettingsFromEnv(env, false);
-  const store = new DynamoDbJobStore(new DynamoDBClient({}), async.table);
-  const payloads = new JobPayloads(createS3Client(env), async.bucket);
   let timer: NodeJS.Timeout | undefined;
   const budget = new Promise<void>((resolve) => {
     timer = setTimeout(resolve, Math.max(0, initBudgetMs(env) - performance.now()));
   });
   await Promise.race([started, budget]);
   clearTimeout(timer);
-  const worker: AsyncLambdaEntry['worker'] = (event, context) =>
-    createSqsHandler({
-      store,
-      payloads,
-      maxReceives: async.maxReceives,
+  // Read on the first job, not at init: `arclight dev` runs this bundle's `handler` with no bucket or table of its own.
+  let deps: { settings: AsyncSettings; store: DynamoDbJobStore; payloads: JobPayloads } | undefined;
+  const worker: AsyncLambdaEntry['worker'] = (event, context) => {
+    if (!deps) {
+      const settings = asyncSettingsFromEnv(env, false);
+      deps = {
+        settings,
+        store: new DynamoDbJobStore(new DynamoDBClient({}), settings.table),
+        payloads: new JobPayloads(createS3Client(env), settings.bucket),
+      };
+    }
+    return createSqsHandler({
+      store: deps.store,
+      payloads: deps.payloads,
+      maxReceives: deps.settings.maxReceives,
       invoke: (job) => invokeThroughAdapter(direct, job, context),
       log: (message, fields) => runtime.log.info(message, fields),
     })(event);
+  };
   return { handler, worker };
 }
 
