@@ -102,6 +102,8 @@ export const ERROR_STATUS = {
   method_not_allowed: 405,
   request_timeout: 408,
   payload_too_large: 413,
+  /** Async API: an Idempotency-Key sent again with a different request (400, not 422: no status the SageMaker front lacks). */
+  idempotency_key_reused: 400,
   unsupported_media_type: 415,
   predictor_error: 500,
   internal_error: 500,
@@ -160,3 +162,65 @@ export const REQUEST_ID_HEADER = 'x-request-id';
  * `arclight dev` finds the APIs of a synthesized app by it.
  */
 export const API_METADATA_KEY = 'arclight:api';
+
+/** The async API's routes, under the API's base URL (`/<api>` under `arclight dev`). */
+export const ASYNC_ROUTES = {
+  /** `POST`: submit a request; 202 `{ id, status: "queued", statusUrl }`. */
+  submit: '/async',
+  /** `POST`: a presigned S3 PUT URL for a body above API Gateway's limit. */
+  uploads: '/async/uploads',
+  /** `GET /async/{id}`: the job's status, and its result or error once it ended. */
+  jobPrefix: '/async/',
+} as const;
+
+/** Headers of the async API. */
+export const ASYNC_HEADERS = {
+  /** A client's key for a submission: a retried submission with the same key gets the same id. */
+  idempotencyKey: 'idempotency-key',
+  /** Submits the body uploaded through `POST /async/uploads` (its `uploadId`) instead of the request's own body. */
+  upload: 'x-arclight-upload',
+  /**
+   * Set by the async worker on the request it hands the predictor (the job id). The local Lambda host lets such a
+   * request past API Gateway's body and time limits, as the deployed worker reads its body from S3 inside the function;
+   * `arclight dev` drops it from clients' requests.
+   */
+  job: 'x-arclight-async-job',
+} as const;
+
+/** Environment variables of an async API's functions (constructs set them; the runtime reads them). */
+export const ASYNC_ENV = {
+  /** The bucket holding requests (`requests/`, `uploads/`) and results (`results/`). */
+  bucket: 'ARCLIGHT_ASYNC_BUCKET',
+  /** The DynamoDB table of job statuses. */
+  table: 'ARCLIGHT_ASYNC_TABLE',
+  /** The SQS queue the worker consumes. */
+  queueUrl: 'ARCLIGHT_ASYNC_QUEUE_URL',
+  /** The largest request body accepted (bytes). */
+  maxBodyBytes: 'ARCLIGHT_ASYNC_MAX_BODY_BYTES',
+  /** Results up to this size (bytes) are returned inline by `GET /async/{id}`; larger ones as a presigned URL. */
+  inlineResultBytes: 'ARCLIGHT_ASYNC_INLINE_RESULT_BYTES',
+  /** How long presigned upload and result URLs are valid (seconds). */
+  urlTtlSeconds: 'ARCLIGHT_ASYNC_URL_TTL_SECONDS',
+  /** How long a job's status is kept (days); its objects expire by the bucket's lifecycle rule. */
+  retentionDays: 'ARCLIGHT_ASYNC_RETENTION_DAYS',
+  /** Deliveries of a job's message before it is given up (the queue's maxReceiveCount). */
+  maxReceives: 'ARCLIGHT_ASYNC_MAX_RECEIVES',
+} as const;
+
+/** The async API's defaults. */
+export const ASYNC_DEFAULTS = {
+  /** Largest request body: 1 GiB (SageMaker asynchronous inference's limit). */
+  maxBodyBytes: 1024 ** 3,
+  /**
+   * The largest body `POST /async` takes itself: the front runs on Lambda, whose event holds 6 MB (API Gateway's 10 MB
+   * never comes into play); above it, clients upload through `POST /async/uploads`.
+   */
+  directBodyBytes: LAMBDA_PAYLOAD.maxTextBodyBytes,
+  /** Results up to 256 KiB come back inline. */
+  inlineResultBytes: 256 * 1024,
+  /** Presigned URLs are valid for 15 minutes. */
+  urlTtlSeconds: 900,
+  retentionDays: 7,
+  /** Three deliveries, then the message goes to the dead-letter queue and the job is failed. */
+  maxReceives: 3,
+} as const;

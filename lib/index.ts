@@ -32,7 +32,17 @@ export {
   type TensorInfo,
   type TensorType,
 } from './predictor.js';
-export { DEFAULTS, ENV, ERROR_STATUS, ROUTES, type ErrorCode } from './contract.js';
+export {
+  ASYNC_DEFAULTS,
+  ASYNC_ENV,
+  ASYNC_HEADERS,
+  ASYNC_ROUTES,
+  DEFAULTS,
+  ENV,
+  ERROR_STATUS,
+  ROUTES,
+  type ErrorCode,
+} from './contract.js';
 export {
   API_NAME_DIMENSION,
   METRICS,

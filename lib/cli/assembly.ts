@@ -8,7 +8,7 @@ import { spawn } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync, statSync } from 'node:fs';
 import { isAbsolute, join, posix, resolve } from 'node:path';
 import type { ApiMetadata } from '../constructs/realtime-api.js';
-import { API_METADATA_KEY } from '../contract.js';
+import { API_METADATA_KEY, ASYNC_ENV } from '../contract.js';
 import { StartupError } from '../runtime/startup-error.js';
 
 /** What the pseudo parameters stand for locally: no AWS account is involved. */
@@ -51,7 +51,15 @@ export interface AssemblyApi {
   readonly memorySize: number;
   /** The file assets the environment points at (the model). */
   readonly assets: readonly FileAsset[];
+  /** An AsyncApi's worker: `arclight dev` serves its async routes. */
+  readonly async?: boolean;
 }
+
+/**
+ * An async worker's resources (its bucket, table, queue) exist only once deployed; `arclight dev` puts its own in their
+ * place, so these variables are not resolved.
+ */
+const DEPLOYED_ASYNC_VARIABLES = new Set<string>([ASYNC_ENV.bucket, ASYNC_ENV.table, ASYNC_ENV.queueUrl]);
 
 /** A value of the template that cannot be known without deploying it. */
 export class UnresolvableError extends StartupError {}
@@ -288,6 +296,8 @@ export interface AssemblyContainerApi {
   readonly environment: Readonly<Record<string, string>>;
   /** The file assets the environment points at (the model). */
   readonly assets: readonly FileAsset[];
+  /** An AsyncApi on SageMaker asynchronous inference (or ECS queue workers). */
+  readonly async?: boolean;
 }
 
 function readAssetManifest(
@@ -347,7 +357,10 @@ function apisOfStack(template: Template, stackName: string, assets: StackAssets)
     const image = imageAsset(imageUri, assets.images, metadata.apiName, stackName);
     const variables =
       (properties['Environment'] as { Variables?: Record<string, unknown> } | undefined)?.Variables ?? {};
-    const environment = resolveEnvironment(Object.entries(variables), where);
+    const environment = resolveEnvironment(
+      Object.entries(variables).filter(([name]) => !(metadata.async && DEPLOYED_ASYNC_VARIABLES.has(name))),
+      where,
+    );
     const { file, exportName } = handlerOf(image);
     apis.push({
       apiName: metadata.apiName,
@@ -365,6 +378,7 @@ function apisOfStack(template: Template, stackName: string, assets: StackAssets)
       timeoutSeconds: Number(resolveString(properties['Timeout'] ?? 3, where('Timeout'))),
       memorySize: Number(resolveString(properties['MemorySize'] ?? 128, where('MemorySize'))),
       assets: assetsReferenced(environment, assets.files),
+      async: metadata.async === true,
     });
   }
   return apis;
@@ -433,6 +447,7 @@ function containerApisOfStack(template: Template, stackName: string, assets: Sta
       imageEnvironment,
       environment,
       assets: assetsReferenced(environment, assets.files),
+      async: metadata.async === true,
     });
   }
   return apis;

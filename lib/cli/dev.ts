@@ -14,7 +14,12 @@ import { tmpdir } from 'node:os';
 import { dirname, join, relative } from 'node:path';
 import { buildSync } from 'esbuild';
 import { devIndexPage, wantsHtml } from './dev-index.js';
-import { DEFAULTS, ENV, REQUEST_ID_HEADER, ROUTES } from '../contract.js';
+import { ASYNC_HEADERS, DEFAULTS, ENV, REQUEST_ID_HEADER, ROUTES } from '../contract.js';
+import { AsyncFront } from '../runtime/async/async-front.js';
+import type { JobRequest } from '../runtime/async/async-worker.js';
+import type { InternalResponse } from '../runtime/codec/codec.js';
+import { createS3Client } from '../runtime/model-store/model-store.js';
+import { DevAsyncApi } from './dev-async.js';
 import { packageModule } from '../package-files.js';
 import { errorBodyJson, readErrorBody } from '../runtime/codec/json.js';
 import { requestIdFrom } from '../runtime/transports/request-id.js';
@@ -83,6 +88,8 @@ const HOP_BY_HOP = new Set([
   'proxy-connection',
   'te',
   'trailer',
+  // Only the async worker may send it (it lifts API Gateway's limits in the local Lambda host).
+  ASYNC_HEADERS.job,
 ]);
 
 /**
@@ -439,6 +446,8 @@ async function whenListening(child: ChildProcess, port: number): Promise<void> {
 export class DevServer {
   private readonly log: (line: string) => void;
   private readonly processes = new Map<string, ApiProcess>();
+  /** The async APIs' fronts and queues, by API name. */
+  private readonly asyncApis = new Map<string, DevAsyncApi>();
   private readonly cleanups: (() => void)[] = [];
   private readonly agent = new Agent({ keepAlive: true });
   private server: Server | undefined;
@@ -491,10 +500,12 @@ export class DevServer {
       );
     }
     checkNames([...apis, ...containers]);
-    const env = await this.startS3([...apis, ...containers]);
+    const asyncApis = [...apis, ...containers].filter((api) => api.async);
+    const env = await this.startS3([...apis, ...containers], asyncApis.length > 0);
     this.checkOpen();
     if (apis.length > 0) this.addLambdaApis(apis, env);
     for (const api of containers) this.addContainerApi(api, env);
+    await this.addAsyncApis(asyncApis);
     this.started = true;
     const statuses = await Promise.all([...this.processes.values()].map((p) => p.waitReady(() => !!this.closing)));
     this.checkOpen();
@@ -597,11 +608,14 @@ export class DevServer {
   }
 
   /** The env for API children: one pointing the AWS SDK at the embedded S3, one left to the shell's AWS setup. */
-  private async startS3(apis: readonly { readonly assets: readonly FileAsset[] }[]): Promise<ApiEnvironments> {
+  private async startS3(
+    apis: readonly { readonly assets: readonly FileAsset[] }[],
+    forAsync = false,
+  ): Promise<ApiEnvironments> {
     const region = LOCAL_PSEUDO_PARAMETERS['AWS::Region']!;
     const aws = { AWS_REGION: region, AWS_DEFAULT_REGION: region, ...process.env };
     const assets = new Map(apis.flatMap((api) => api.assets.map((asset) => [asset.uri, asset] as const)));
-    if (assets.size === 0) return { embedded: aws, aws };
+    if (assets.size === 0 && !forAsync) return { embedded: aws, aws };
     const buckets = [...new Set([...assets.values()].map((asset) => asset.bucket))];
     this.s3 = await startEmbeddedS3(buckets);
     let bytes = 0;
@@ -665,6 +679,19 @@ export class DevServer {
       const names = [...this.processes.keys()].map((name) => `/${name}`).join(', ');
       return sendError(res, 404, 'not_found', `no API at ${path}; this app serves ${names} (GET / lists them)`);
     }
+    const asyncApi = this.asyncApis.get(target.name);
+    if (asyncApi) {
+      // Deployed, an async API has only its async routes.
+      const own = match[2] ?? '/';
+      if (AsyncFront.serves(own)) return asyncApi.serve(req, res, own);
+      req.resume();
+      return sendError(
+        res,
+        404,
+        'not_found',
+        `'${target.name}' is an async API: POST /${target.name}/async, POST /${target.name}/async/uploads, GET /${target.name}/async/{id}`,
+      );
+    }
     this.proxy(target, req, res, (match[2] ?? '/') + query);
   }
 
@@ -713,6 +740,84 @@ export class DevServer {
     );
   }
 
+  /** The async APIs: a front and an in-process queue each, the worker handing jobs to the API's own process. */
+  private async addAsyncApis(apis: readonly (AssemblyApi | AssemblyContainerApi)[]): Promise<void> {
+    if (apis.length === 0) return;
+    const s3 = this.s3!;
+    const client = createS3Client(s3.env);
+    this.cleanups.push(() => client.destroy());
+    for (const [index, api] of apis.entries()) {
+      const target = this.processes.get(api.apiName)!;
+      const path = 'compute' in api && api.compute === 'sagemaker' ? ROUTES.invocations : ROUTES.predict;
+      const asyncApi = new DevAsyncApi({
+        apiName: api.apiName,
+        environment: api.environment,
+        s3: client,
+        bucket: `arclight-async-${index}`,
+        baseUrl: `${this.baseUrl}/${api.apiName}`,
+        invoke: (job) => this.invokeJob(target, path, job),
+        log: this.log,
+      });
+      await asyncApi.start();
+      this.asyncApis.set(api.apiName, asyncApi);
+      this.log(
+        `'${api.apiName}' is an async API: jobs queue in this process, their bodies and results in the embedded S3`,
+      );
+    }
+  }
+
+  /** Hands one job to the API's process, as the deployed worker hands it to the predictor. */
+  private async invokeJob(target: ApiProcess, path: string, job: JobRequest): Promise<InternalResponse> {
+    const port = await target.ensure();
+    if (this.started) target.watch(() => !!this.closing);
+    target.enter();
+    try {
+      return await new Promise<InternalResponse>((resolve, reject) => {
+        const upstream = request(
+          {
+            host: '127.0.0.1',
+            port,
+            method: 'POST',
+            path,
+            headers: { ...job.headers, 'content-length': job.body.length },
+            agent: this.agent,
+          },
+          (response) => {
+            const chunks: Buffer[] = [];
+            response.on('data', (chunk: Buffer) => chunks.push(chunk));
+            response.on('error', reject);
+            response.on('end', () => {
+              const headers: Record<string, string> = {};
+              for (const [name, value] of Object.entries(response.headers)) {
+                if (typeof value === 'string') headers[name] = value;
+              }
+              resolve({ status: response.statusCode ?? 502, headers, body: Buffer.concat(chunks) });
+            });
+          },
+        );
+        upstream.on('error', reject);
+        upstream.end(job.body);
+      });
+    } finally {
+      target.leave();
+    }
+  }
+
+  /** The env pointing the AWS SDK at the embedded S3, once it runs. */
+  get embeddedS3Env(): Record<string, string> | undefined {
+    return this.s3?.env;
+  }
+
+  /** The process id of an API's child (its local Lambda host or container server), while it runs. */
+  pidOf(name: string): number | undefined {
+    return this.processes.get(name)?.child?.pid;
+  }
+
+  /** An async API of this server (tests read its store and queue). */
+  asyncApi(name: string): DevAsyncApi | undefined {
+    return this.asyncApis.get(name);
+  }
+
   private checkOpen(): void {
     if (this.closing) throw new DevClosedError('arclight dev was stopped');
   }
@@ -727,6 +832,7 @@ export class DevServer {
         server.closeAllConnections();
         await closed;
       }
+      for (const asyncApi of this.asyncApis.values()) asyncApi.close();
       this.agent.destroy();
       await Promise.all([...this.processes.values()].map((p) => p.stop()));
       await this.s3?.close();

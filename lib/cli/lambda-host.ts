@@ -27,7 +27,7 @@ import type { AddressInfo } from 'node:net';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { AsyncLocalStorage } from 'node:async_hooks';
 import { format } from 'node:util';
-import { LAMBDA_PAYLOAD } from '../contract.js';
+import { ASYNC_HEADERS, LAMBDA_PAYLOAD } from '../contract.js';
 
 /** What the host runs; `arclight dev` passes it as the first argument. */
 export interface LambdaHostSpec {
@@ -370,8 +370,14 @@ export async function runLambdaHost(spec: LambdaHostSpec): Promise<void> {
   const server = createServer((req, res) => {
     void (async () => {
       const arrived = Date.now();
-      const gatewayId = randomUUID();
-      const body = await readBody(req, LAMBDA_HOST_LIMITS.maxGatewayBodyBytes);
+      // An async job (sent by arclight dev's worker, never by a client): deployed, the worker reads its body from S3
+      // inside the function, so neither API Gateway's limits nor Lambda's event limit stand between it and the
+      // predictor; the runtime's own body limit (the async API's) still does.
+      const asyncJob = req.headers[ASYNC_HEADERS.job] !== undefined;
+      // The deployed worker's event carries the job id as its request id (the job's logs and error name it).
+      const jobId = req.headers[ASYNC_HEADERS.job];
+      const gatewayId = typeof jobId === 'string' && /^[0-9a-f]{32}$/.test(jobId) ? jobId : randomUUID();
+      const body = await readBody(req, asyncJob ? Number.MAX_SAFE_INTEGER : LAMBDA_HOST_LIMITS.maxGatewayBodyBytes);
       if (body === undefined) {
         process.stderr.write(
           `arclight: '${spec.apiName}' ${gatewayId}: 413 as API Gateway answers: the body is above its ${LAMBDA_HOST_LIMITS.maxGatewayBodyBytes} bytes\n`,
@@ -390,7 +396,7 @@ export async function runLambdaHost(spec: LambdaHostSpec): Promise<void> {
         { requestId: gatewayId, accountId: spec.accountId },
       );
       const eventBytes = Buffer.byteLength(JSON.stringify(event), 'utf8');
-      if (eventBytes > LAMBDA_HOST_LIMITS.maxEventBytes) {
+      if (!asyncJob && eventBytes > LAMBDA_HOST_LIMITS.maxEventBytes) {
         process.stderr.write(
           `arclight: '${spec.apiName}' ${gatewayId}: 413 as Lambda refuses it: the event is ${eventBytes} bytes (a ${body.length}-byte body${event.isBase64Encoded ? ', base64-encoded' : ''}), above Lambda's ${LAMBDA_HOST_LIMITS.maxEventBytes}\n`,
         );
@@ -402,7 +408,9 @@ export async function runLambdaHost(spec: LambdaHostSpec): Promise<void> {
       const requestId = context.awsRequestId;
       const outcome = await invokeWithin(handler, event, context, {
         functionMs: timeoutMs,
-        integrationMs: Math.max(0, LAMBDA_HOST_LIMITS.integrationTimeoutMs - (Date.now() - arrived)),
+        integrationMs: asyncJob
+          ? timeoutMs
+          : Math.max(0, LAMBDA_HOST_LIMITS.integrationTimeoutMs - (Date.now() - arrived)),
       });
       const answer = logInvocation(spec, requestId, outcome, init);
       if (answer) return sendGatewayAnswer(res, answer, gatewayId);

@@ -85,6 +85,8 @@ export interface ApiMetadata {
   readonly architecture: NodeArch;
   /** Container computes: whether the image is the CUDA one. */
   readonly gpu?: boolean;
+  /** An AsyncApi: `arclight dev` serves its async routes (and only those). */
+  readonly async?: boolean;
 }
 
 /**

@@ -44,3 +44,4 @@ export {
   type RolloutCompute,
   type StepRolloutProps,
 } from './rollout.js';
+export { AsyncApi, type AsyncApiProps } from './async/async-api.js';

@@ -21,6 +21,8 @@ export interface LambdaImageContextOptions {
   readonly arch: NodeArch;
   /** A torch model: Python, CPU torch and the executor go into the image; `module` is a checkpoint's class file. */
   readonly torch?: { readonly module?: string };
+  /** An AsyncApi's worker: the bundle also exports `worker`, the SQS consumer, over the same runtime. */
+  readonly async?: boolean;
 }
 
 /** Where the image keeps a checkpoint's module file (`${LAMBDA_TASK_ROOT}/model`). */
@@ -41,12 +43,14 @@ export function nativeDir(arch: NodeArch): string {
 }
 
 const RUNTIME_ENTRY = packageModule('runtime/transports/lambda');
+const ASYNC_RUNTIME_ENTRY = packageModule('runtime/async/lambda-worker');
 const require = createRequire(import.meta.url);
 
 /** Writes the build context into a fresh directory and returns its path. */
 export function buildLambdaImageContext(options: LambdaImageContextOptions): string {
   const dir = mkdtempSync(join(tmpdir(), 'arclight-lambda-'));
-  bundleRuntime(dir, options.predictorEntry);
+  if (options.async) bundleAsyncRuntime(dir, options.predictorEntry);
+  else bundleRuntime(dir, options.predictorEntry);
   copyOnnxRuntime(join(dir, 'node_modules'), options.arch);
   if (options.torch) copyTorchFiles(dir, options.torch.module);
   writeFileSync(
@@ -76,6 +80,21 @@ function bundleRuntime(dir: string, predictorEntry: string | undefined): void {
       contents: `import { lambdaEntryFromEnv } from ${JSON.stringify(RUNTIME_ENTRY)};\n${imports}\n`,
       resolveDir: dirname(RUNTIME_ENTRY),
       sourcefile: 'arclight-lambda-entry.ts',
+      loader: 'ts',
+    },
+  });
+}
+
+/** The async worker's entry: `handler` (API Gateway events, what `arclight dev` runs) and `worker` (SQS events). */
+function bundleAsyncRuntime(dir: string, predictorEntry: string | undefined): void {
+  const entry = predictorEntry
+    ? `import predictor from ${JSON.stringify(predictorEntry)};\nconst entry = await asyncLambdaEntryFromEnv(predictor);`
+    : 'const entry = await asyncLambdaEntryFromEnv();';
+  bundleForNode(dir, BUNDLE_FILE, {
+    source: {
+      contents: `import { asyncLambdaEntryFromEnv } from ${JSON.stringify(ASYNC_RUNTIME_ENTRY)};\n${entry}\nexport const handler = entry.handler;\nexport const worker = entry.worker;\n`,
+      resolveDir: dirname(ASYNC_RUNTIME_ENTRY),
+      sourcefile: 'arclight-async-entry.ts',
       loader: 'ts',
     },
   });

@@ -1,0 +1,227 @@
+/**
+ * AsyncApi: a model (and optionally a predictor) served as an asynchronous HTTPS API. `POST /async` stores the request
+ * and answers 202 with the job's id; `GET /async/{id}` tells queued, running, succeeded (with the result inline, or a
+ * short-lived presigned URL) or failed (with the contract's error); `POST /async/uploads` gives a presigned S3 PUT URL
+ * for a body above the 6 MB a request can carry. The same predictor, model sources and computes as RealtimeApi.
+ *
+ * On the Lambda compute: a small front function behind an HTTP API, the job's bytes in S3, its status in DynamoDB,
+ * its id in SQS (with a dead-letter queue), and the RealtimeApi's image as the queue's consumer, with up to 15 minutes
+ * per job instead of API Gateway's 29 s.
+ */
+import { CfnOutput, Duration, Size, SizeRoundingBehavior, Stack } from 'aws-cdk-lib';
+import type * as apigwv2 from 'aws-cdk-lib/aws-apigatewayv2';
+import * as iam from 'aws-cdk-lib/aws-iam';
+import type * as lambda from 'aws-cdk-lib/aws-lambda';
+import * as logs from 'aws-cdk-lib/aws-logs';
+import { Construct } from 'constructs';
+import { ASYNC_DEFAULTS, ASYNC_ENV } from '../../contract.js';
+import type { Config } from '../../predictor.js';
+import { ApiAuth } from '../api-auth.js';
+import { validateProps, type ThrottleProps } from '../backend-common.js';
+import { Compute, LambdaCompute } from '../compute.js';
+import { requiredMemoryMb } from '../limits.js';
+import type { ModelSource, ModelSourceConfig } from '../model-source.js';
+import { Predictor } from '../predictor.js';
+import { AsyncFrontFunction } from './async-front-function.js';
+import { AsyncLambdaWorker, LAMBDA_MAX_TIMEOUT } from './async-lambda-worker.js';
+import { AsyncStorage, SQS_MAX_VISIBILITY } from './async-storage.js';
+
+/** Props of an AsyncApi. */
+export interface AsyncApiProps {
+  /** The model to serve. */
+  readonly model: ModelSource;
+  /** URL-safe name of the API. @default the construct id */
+  readonly apiName?: string;
+  /** The code each job runs, as `POST /` would. @default Predictor.default(), the Open Inference Protocol */
+  readonly predictor?: Predictor;
+  /** Where jobs run. @default Compute.lambda() */
+  readonly compute?: Compute;
+  /** JSON handed to the predictor's init() and predict() as `config`. @default {} */
+  readonly config?: Config;
+  /** Who may submit and read jobs. @default ApiAuth.none(), with a synth warning */
+  readonly auth?: ApiAuth;
+  /** Stage throttling of the front. @default 100 requests/s, burst 200 */
+  readonly throttle?: ThrottleProps;
+  /** How long the functions' and the API's logs are kept. @default logs.RetentionDays.ONE_MONTH */
+  readonly logRetention?: logs.RetentionDays;
+  /** How long one job may run. @default Duration.minutes(15) on Lambda (its limit) */
+  readonly timeout?: Duration;
+  /** The largest request body, uploads included. @default Size.mebibytes(100) on Lambda */
+  readonly maxBodySize?: Size;
+  /** Results up to this size are returned inline by `GET /async/{id}`. @default Size.kibibytes(256) */
+  readonly inlineResultSize?: Size;
+  /** How long presigned upload and result URLs are valid. @default Duration.minutes(15) */
+  readonly urlExpiry?: Duration;
+  /** How long requests, results and statuses are kept (the bucket's lifecycle rules, the table's TTL). @default Duration.days(7) */
+  readonly retention?: Duration;
+  /** Deliveries of a job before it is failed and its message goes to the dead-letter queue. @default 3 */
+  readonly maxReceiveCount?: number;
+}
+
+export class AsyncApi extends Construct {
+  /** The API's base URL (ends with `/`): `POST <url>async`. */
+  readonly url: string;
+  readonly api: apigwv2.HttpApi;
+  readonly apiName: string;
+  readonly storage: AsyncStorage;
+  /** The worker function (Lambda compute). */
+  readonly worker: lambda.IFunction;
+  /** The front function: submit, upload, status. */
+  readonly front: lambda.IFunction;
+  private readonly frontStage: apigwv2.HttpStage;
+
+  constructor(scope: Construct, id: string, props: AsyncApiProps) {
+    super(scope, id);
+    this.apiName = props.apiName ?? id;
+    const compute = props.compute ?? Compute.lambda();
+    const timeout = props.timeout ?? LAMBDA_MAX_TIMEOUT;
+    const maxBodyBytes = (props.maxBodySize ?? Size.mebibytes(100)).toBytes({ rounding: SizeRoundingBehavior.FLOOR });
+    const inlineResultBytes = (props.inlineResultSize ?? Size.kibibytes(256)).toBytes({
+      rounding: SizeRoundingBehavior.FLOOR,
+    });
+    const urlExpiry = props.urlExpiry ?? Duration.minutes(15);
+    const retention = props.retention ?? Duration.days(ASYNC_DEFAULTS.retentionDays);
+    const maxReceiveCount = props.maxReceiveCount ?? ASYNC_DEFAULTS.maxReceives;
+    const auth = props.auth ?? ApiAuth.none();
+    const logRetention = props.logRetention ?? logs.RetentionDays.ONE_MONTH;
+    const asyncProblems = [
+      ...computeProblems(compute),
+      ...timeoutProblems(timeout),
+      ...(maxBodyBytes < 1 || maxBodyBytes > ASYNC_DEFAULTS.maxBodyBytes
+        ? [`maxBodySize ${maxBodyBytes} bytes is outside 1 byte–1 GiB`]
+        : []),
+      ...(inlineResultBytes > 1024 * 1024 ? [`inlineResultSize ${inlineResultBytes} bytes is above 1 MiB`] : []),
+      ...(urlExpiry.toSeconds() < 60 || urlExpiry.toSeconds() > 43_200
+        ? [
+            `urlExpiry ${urlExpiry.toSeconds()} s is outside 60 s–12 h (a presigned URL lives no longer than the role session that signs it)`,
+          ]
+        : []),
+      ...(retention.toDays({ integral: false }) < 1 ? [`retention must be at least one day`] : []),
+      ...(!Number.isInteger(maxReceiveCount) || maxReceiveCount < 1 || maxReceiveCount > 1000
+        ? [`maxReceiveCount must be an integer from 1 to 1000 (SQS's redrive limit), got ${maxReceiveCount}`]
+        : []),
+    ];
+    const environment: Record<string, string> = {
+      [ASYNC_ENV.maxBodyBytes]: String(maxBodyBytes),
+      [ASYNC_ENV.inlineResultBytes]: String(inlineResultBytes),
+      [ASYNC_ENV.urlTtlSeconds]: String(urlExpiry.toSeconds()),
+      [ASYNC_ENV.retentionDays]: String(Math.ceil(retention.toDays({ integral: false }))),
+      [ASYNC_ENV.maxReceives]: String(maxReceiveCount),
+    };
+    const predictor = (props.predictor ?? Predictor.default()).bind();
+    const validate = (model: ModelSourceConfig): void => {
+      const context = {
+        apiName: this.apiName,
+        model: props.model,
+        predictor,
+        auth,
+        config: props.config ?? {},
+        throttle: props.throttle,
+        docs: false,
+        logRetention,
+      };
+      const problems = [
+        ...asyncProblems,
+        ...(compute instanceof LambdaCompute
+          ? [
+              ...withoutRealtimeTimeout(compute.problems(model.sizeBytes, model.format)),
+              ...lambdaMemoryProblems(compute, model, maxBodyBytes),
+            ]
+          : []),
+      ];
+      try {
+        validateProps(this, context, model, problems);
+      } catch (error) {
+        throw new Error((error as Error).message.replace(/^RealtimeApi /, 'AsyncApi '), { cause: error });
+      }
+    };
+
+    this.storage = new AsyncStorage(this, 'Storage', {
+      jobTimeout: timeout,
+      maxReceiveCount: Number.isInteger(maxReceiveCount) && maxReceiveCount >= 1 ? maxReceiveCount : 1,
+      retention,
+    });
+    const worker = new AsyncLambdaWorker(this, 'Worker', {
+      apiName: this.apiName,
+      model: props.model,
+      predictor,
+      config: props.config ?? {},
+      compute: compute as LambdaCompute,
+      storage: this.storage,
+      timeout,
+      maxBodyBytes,
+      environment,
+      logRetention,
+      validate,
+    });
+    this.worker = worker.function;
+    const front = new AsyncFrontFunction(this, 'Front', {
+      apiName: this.apiName,
+      storage: this.storage,
+      environment,
+      auth,
+      throttle: props.throttle,
+      logRetention,
+    });
+    this.front = front.function;
+    this.api = front.api;
+    this.frontStage = front.stage;
+    this.url = front.stage.url;
+    new CfnOutput(this, 'Url', { value: this.url, description: `URL of the ${this.apiName} async API` });
+  }
+
+  /** Allows `grantee` to call the API (meaningful with `ApiAuth.iam()`). */
+  grantInvoke(grantee: iam.IGrantable): iam.Grant {
+    return iam.Grant.addToPrincipal({
+      grantee,
+      actions: ['execute-api:Invoke'],
+      resourceArns: [
+        Stack.of(this).formatArn({
+          service: 'execute-api',
+          resource: this.api.apiId,
+          resourceName: `${this.frontStage.stageName}/*/async*`,
+        }),
+      ],
+    });
+  }
+}
+
+function computeProblems(compute: Compute): string[] {
+  return compute instanceof LambdaCompute
+    ? []
+    : [
+        `compute ${compute.kind}: AsyncApi runs on Compute.lambda() in this release (SageMaker asynchronous inference and ECS queue workers are not built yet)`,
+      ];
+}
+
+function timeoutProblems(timeout: Duration): string[] {
+  const seconds = timeout.toSeconds();
+  const problems: string[] = [];
+  if (seconds < 1 || seconds > LAMBDA_MAX_TIMEOUT.toSeconds()) {
+    problems.push(`timeout ${seconds} s is outside Lambda's 1–${LAMBDA_MAX_TIMEOUT.toSeconds()} s`);
+  }
+  if (seconds * 6 > SQS_MAX_VISIBILITY.toSeconds()) {
+    // Not reachable on Lambda (15 min × 6 < 12 h); kept for the computes with longer jobs.
+    problems.push(`timeout ${seconds} s × 6 is above SQS's 12 h visibility timeout`);
+  }
+  return problems;
+}
+
+/** The Lambda compute's own timeout check is API Gateway's 29 s, which the async worker is not behind. */
+function withoutRealtimeTimeout(problems: string[]): string[] {
+  return problems.filter((problem) => !/^timeout .* API Gateway/.test(problem));
+}
+
+/**
+ * A job's body is in memory about four times at its peak (the S3 read, the base64 event, the decoded body, the
+ * payload) beside the model.
+ */
+function lambdaMemoryProblems(compute: LambdaCompute, model: ModelSourceConfig, maxBodyBytes: number): string[] {
+  const neededMb =
+    Math.ceil((4 * maxBodyBytes) / 2 ** 20) + requiredMemoryMb(model.sizeBytes ?? 0, model.format !== 'onnx');
+  return neededMb > compute.memorySize
+    ? [
+        `maxBodySize ${(maxBodyBytes / 2 ** 20).toFixed(0)} MiB needs about ${neededMb} MB of memory with the model (a body is held about four times while a job runs); memorySize is ${compute.memorySize} MB`,
+      ]
+    : [];
+}
