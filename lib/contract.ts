@@ -53,6 +53,8 @@ export const ENV = {
   docs: 'ARCLIGHT_DOCS',
   /** `on` | `off`: check responses against a predictor's declared schema. Unset: on when NODE_ENV is development or test. */
   checkResponses: 'ARCLIGHT_CHECK_RESPONSES',
+  /** Batch jobs (the Step Functions item handler): items of one batch in flight at once. Unset: 4. */
+  batchConcurrency: 'ARCLIGHT_BATCH_CONCURRENCY',
 } as const;
 
 /** Model formats `ARCLIGHT_MODEL_FORMAT` takes; unset, the format is read from the model file. */
