@@ -63,6 +63,8 @@ export const ENV = {
   dataCaptureUri: 'ARCLIGHT_DATA_CAPTURE_URI',
   /** Data capture: the percentage of requests captured (0-100). @default 100 when the URI is set */
   dataCapturePercent: 'ARCLIGHT_DATA_CAPTURE_PERCENT',
+  /** Batch jobs (the Step Functions item handler): items of one batch in flight at once. Unset: 4. */
+  batchConcurrency: 'ARCLIGHT_BATCH_CONCURRENCY',
 } as const;
 
 /** Model formats `ARCLIGHT_MODEL_FORMAT` takes; unset, the format is read from the model file. */

@@ -320,6 +320,65 @@ program
     process.stdout.write(deleted.length > 0 ? `deleted ${deleted.join(', ')}\n` : 'nothing deleted\n');
   });
 
+const batch = program
+  .command('batch')
+  .description('batch jobs: every request in a JSON Lines file, folder or S3 prefix');
+batch
+  .command('run')
+  .summary('run a batch job on this machine (--local)')
+  .description(
+    'run every request of the input through the model and predictor, writing results/, failures.jsonl and summary.json under the output; run again on the same output to retry only the failures. Exits 2 when items failed',
+  )
+  .requiredOption('--local', 'run on this machine (deployed jobs start with their state machine or CreateTransformJob)')
+  .requiredOption('--model <path|s3://bucket/key>', 'the model: a local file or an S3 object')
+  .option('--predictor <file.ts>', 'predictor module; default: Open Inference Protocol')
+  .requiredOption(
+    '--input <file.jsonl|dir|s3://bucket/prefix/>',
+    'JSON Lines (one request per line) or objects (one request each)',
+  )
+  .requiredOption('--output <dir|s3://bucket/prefix/>', 'where results, the failures manifest and the summary go')
+  .option('--concurrency <n>', 'items in flight at once (default: one per core)', positiveInt)
+  .option('--timeout-ms <n>', 'per-item timeout; past it the item fails with 504', positiveInt, 60_000)
+  .option('--config <json|@file>', 'JSON object handed to init() and predict() as config')
+  .option('--sha256 <hex>', 'refuse a model whose sha256 differs')
+  .option('--threads <n>', 'onnxruntime intra-op threads', positiveInt)
+  .option('--restart', 'discard what --output holds and run every item again')
+  .action(async (options: Record<string, unknown>) => {
+    const { batchRun, parseBatchConfig, reportLines } = await import('./batch.js');
+    const output = options['output'] as string;
+    const config = await parseBatchConfig(options['config'] as string | undefined);
+    const result = await batchRun({
+      model: options['model'] as string,
+      predictor: options['predictor'] as string | undefined,
+      input: options['input'] as string,
+      output,
+      concurrency: options['concurrency'] as number | undefined,
+      timeoutMs: options['timeoutMs'] as number,
+      sha256: options['sha256'] as string | undefined,
+      threads: options['threads'] as number | undefined,
+      restart: options['restart'] === true,
+      ...(config ? { config } : {}),
+    });
+    process.stderr.write(`${reportLines(result, output).join('\n')}\n`);
+    if (result.summary.failed > 0) process.exitCode = 2;
+  });
+batch
+  .command('status')
+  .summary('show a deployed batch job')
+  .argument('<job>', 'a Step Functions execution ARN, or a SageMaker transform job name or ARN')
+  .action(async (job: string) => {
+    const { formatStatus, jobStatus } = await import('./batch-jobs.js');
+    process.stdout.write(`${formatStatus(await jobStatus(job))}\n`);
+  });
+batch
+  .command('cancel')
+  .summary('stop a deployed batch job')
+  .argument('<job>', 'a Step Functions execution ARN, or a SageMaker transform job name or ARN')
+  .action(async (job: string) => {
+    const { cancelJob } = await import('./batch-jobs.js');
+    process.stdout.write(`${await cancelJob(job)}\n`);
+  });
+
 try {
   await program.parseAsync(process.argv);
 } catch (error) {
