@@ -23,6 +23,14 @@ function nonNegative(value: string): number {
   return n;
 }
 
+function numberList(value: string): number[] {
+  const numbers = value.split(',').map((part) => Number(part.trim()));
+  if (numbers.length === 0 || numbers.some((n) => !Number.isFinite(n))) {
+    throw new InvalidArgumentError('must be numbers separated by commas, e.g. 0.485,0.456,0.406');
+  }
+  return numbers;
+}
+
 function port(value: string): number {
   const n = Number(value);
   if (!Number.isInteger(n) || n < 0 || n > 65535) throw new InvalidArgumentError('must be a port number, 0 to 65535');
@@ -230,19 +238,58 @@ bench
 program
   .command('predict')
   .summary('POST a payload to an API and print the response')
-  .description('POST a payload to an API and print the response; exits 1 on an HTTP error')
-  .argument('<url>', 'the API URL, e.g. http://127.0.0.1:8080/')
+  .description(
+    "POST a payload to an API (a URL, or the name of an API of this app, deployed) and print the response; exits 1 on an HTTP error. IAM APIs are called with SigV4-signed requests, JWT APIs with --token; an image file becomes the model's input tensor",
+  )
+  .argument('<url|api>', "the API URL (e.g. http://127.0.0.1:8080/), or the name of one of the app's APIs")
   .option('--data <json>', 'JSON body')
-  .option('--file <path>', 'body from a file (.json is sent as JSON, anything else as bytes)')
+  .option(
+    '--file <path>',
+    "body from a file: .json is sent as JSON; a PNG or JPEG becomes the model's input tensor (OIP APIs) or is sent as image/* (custom predictors); anything else as bytes",
+  )
   .option('--content-type <type>', 'override the Content-Type')
   .option('--timeout-ms <n>', 'give up after this long', positiveInt, 30_000)
-  .action(async (url: string, options: Record<string, unknown>) => {
+  .addOption(
+    new Option(
+      '--auth <mode>',
+      "iam: SigV4-sign (execute-api); jwt: send the bearer token; auto: the API's own auth for a name, else jwt with a token, iam for an execute-api URL, none otherwise",
+    )
+      .choices(['auto', 'iam', 'jwt', 'none'])
+      .default('auto'),
+  )
+  .option('--token <jwt>', 'the bearer token of a JWT API (default: $ARCLIGHT_TOKEN)')
+  .option('--region <region>', 'the AWS region (default: from the URL, the stack, or AWS_REGION)')
+  .option('--profile <name>', 'the AWS profile to sign with and look the API up with (default: AWS_PROFILE)')
+  .option('--app <command>', 'API names: the CDK app command (default: "app" in cdk.json)')
+  .option('--assembly <dir>', 'API names: read an already synthesized cloud assembly (cdk.out)')
+  .option('--raw', 'send an image file as it is, not as a tensor')
+  .option(
+    '--mean <r,g,b>',
+    "images: per-channel mean after scaling (default: ImageNet's 0.485,0.456,0.406)",
+    numberList,
+  )
+  .option('--std <r,g,b>', "images: per-channel standard deviation (default: ImageNet's 0.229,0.224,0.225)", numberList)
+  .option('--pixel-scale <n>', 'images: pixels (0-255) are divided by this first', nonNegative, 255)
+  .option('--size <n>', "images: height and width where the model's shape is dynamic", positiveInt, 224)
+  .action(async (target: string, options: Record<string, unknown>) => {
     const { failureLine, predict } = await import('./predict.js');
-    const outcome = await predict(url, {
+    const outcome = await predict(target, {
       data: options['data'] as string | undefined,
       file: options['file'] as string | undefined,
       contentType: options['contentType'] as string | undefined,
       timeoutMs: options['timeoutMs'] as number,
+      auth: options['auth'] as 'auto' | 'iam' | 'jwt' | 'none',
+      token: options['token'] as string | undefined,
+      region: options['region'] as string | undefined,
+      profile: options['profile'] as string | undefined,
+      app: options['app'] as string | undefined,
+      assembly: options['assembly'] as string | undefined,
+      verbose: program.opts<{ verbose?: boolean }>().verbose === true,
+      raw: options['raw'] === true,
+      mean: options['mean'] as number[] | undefined,
+      std: options['std'] as number[] | undefined,
+      scale: options['pixelScale'] as number,
+      size: options['size'] as number,
     });
     process.stdout.write(`${outcome.body}\n`);
     if (outcome.status >= 400) {

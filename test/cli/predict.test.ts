@@ -126,7 +126,7 @@ describe('arclight predict', { concurrency: true }, () => {
       [['predict', `${server.url}/`, '--data', '{pixels: [1]}'], /--data is not valid JSON/],
       [['predict', `${server.url}/`, '--data', '{}', '--file', 'x.json'], /give --data or --file, not both/],
       [['predict', `${server.url}/`], /nothing to send/],
-      [['predict', 'not a url', '--data', '{}'], /'not a url' is not a URL/],
+      [['predict', 'not a url', '--data', '{}'], /'not a url' is neither a URL nor an API name/],
       [
         ['predict', `${server.url}/`, '--file', join(dir, 'absent.json')],
         /--file .*absent\.json cannot be read \(ENOENT\)/,
