@@ -19,6 +19,8 @@ export class AwsSetupError extends UsageError {}
  * AwsSetupError in one line when either is missing. Returns the region.
  */
 export async function checkAwsAccess(region: string | undefined): Promise<string> {
+  // The SDK's multi-line notice about its future Node.js versions would bury the one line this check prints.
+  process.env['AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED'] ??= 'true';
   const { S3Client } = await import('@aws-sdk/client-s3');
   const client = new S3Client(region ? { region } : {});
   try {

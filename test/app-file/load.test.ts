@@ -208,3 +208,22 @@ describe('the schema', () => {
     assert.equal(didYouMean('colour', ['region', 'apis']), undefined);
   });
 });
+
+describe("README's arclight.yaml", () => {
+  test('loads without a problem', () => {
+    const readme = readFileSync('README.md', 'utf8');
+    const section = readme.slice(readme.indexOf('## Without infra code'));
+    const yaml = /```yaml\n([\s\S]+?)```/.exec(section)?.[1];
+    assert.ok(yaml, 'no yaml block in "Without infra code"');
+    mkdirSync(join(dir, 'functions'), { recursive: true });
+    writeFileSync(join(dir, 'functions', 'predictor.ts'), 'export default {};\n');
+    const loaded = loadAppFile(write('readme.yaml', yaml));
+    assert.deepEqual(
+      loaded.app.apis.map((api) => [api.name, api.compute?.kind]),
+      [
+        ['digits', 'lambda'],
+        ['mobilenet-gpu', 'sagemaker'],
+      ],
+    );
+  });
+});
