@@ -8,6 +8,7 @@
 import { spawnSync } from 'node:child_process';
 import { readFileSync, statSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
+import { importOnnxRuntime } from '../lib/runtime/executors/onnx-executor.js';
 
 const PAGE = 4096;
 const VARIANTS = ['bytes', 'path', 'bytes-no-prepack', 'path-no-prepack', 'bytes-no-arena'] as const;
@@ -31,10 +32,7 @@ function phase(
 }
 
 async function measure(model: string, variant: string): Promise<void> {
-  const imported = (await import('onnxruntime-node')) as unknown as {
-    default?: typeof import('onnxruntime-node');
-  } & typeof import('onnxruntime-node');
-  const ort = imported.default ?? imported;
+  const { ort } = await importOnnxRuntime();
   const m0 = mark();
   const bytes = variant.startsWith('bytes') ? readFileSync(model) : undefined;
   const m1 = mark();
