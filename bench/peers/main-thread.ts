@@ -1,7 +1,8 @@
 /**
  * One container server under load, its CPU per request split by thread role: the quick side-by-side measure behind
  * the main-thread work (`npx tsx bench/peers/main-thread.ts [--cpu-prof dir] [c] [seconds]`, env passes through:
- * ARCLIGHT_LOG_LEVEL=INFO to count the per-request log line). Server from dist/ (run `npm run build` first).
+ * ARCLIGHT_LOG_LEVEL=INFO to count the per-request log line). Server from dist/ (run `npm run build` first), or
+ * `--server <container-main.js>` of another build, for a side-by-side comparison.
  */
 import { spawn } from 'node:child_process';
 import { mkdtempSync, writeFileSync } from 'node:fs';
@@ -15,6 +16,9 @@ import { cpuByRole, threadDelta, threadsOf } from '../proc-cpu.js';
 const args = process.argv.slice(2);
 const profIndex = args.indexOf('--cpu-prof');
 const profDir = profIndex >= 0 ? args.splice(profIndex, 2)[1] : undefined;
+// Another build's container main (e.g. a worktree of main, built) for a side-by-side run.
+const serverIndex = args.indexOf('--server');
+const serverFile = serverIndex >= 0 ? args.splice(serverIndex, 2)[1]! : 'dist/runtime/transports/container-main.js';
 const concurrency = Number(args[0] ?? 4);
 const seconds = Number(args[1] ?? 5);
 const port = await freeLoopbackPort();
@@ -24,10 +28,7 @@ const bodyFile = join(dir, 'oip.bin');
 writeFileSync(bodyFile, body);
 const child = spawn(
   process.execPath,
-  [
-    ...(profDir ? ['--cpu-prof', `--cpu-prof-dir=${profDir}`] : []),
-    resolve('dist/runtime/transports/container-main.js'),
-  ],
+  [...(profDir ? ['--cpu-prof', `--cpu-prof-dir=${profDir}`] : []), resolve(serverFile)],
   {
     env: {
       ARCLIGHT_API_NAME: 'mobilenet',

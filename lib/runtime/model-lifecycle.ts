@@ -16,6 +16,7 @@ import { TorchProcess } from './executors/torch-process.js';
 import { loadModelBytes } from './model-store/model-store.js';
 import { isVersionedModelUri, resolveModelVersion, type ModelVersion } from './model-store/model-versions.js';
 import { StartupError } from './startup-error.js';
+import { freshMiB, freshSinceStartMiB, memoryMark, rssMiB } from './telemetry/fresh-memory.js';
 import { asError, requestLogger, type Logger } from './telemetry/logger.js';
 import { ModelStatistics, StatisticsExecutor } from './telemetry/model-statistics.js';
 import type { Telemetry } from './telemetry/telemetry.js';
@@ -87,6 +88,16 @@ export interface StartupTimings {
   readonly totalMs: number;
   /** From the process's start to ready. */
   readonly processMs: number;
+  /** Fresh memory touched (minor page faults × 4 KiB), MiB, per phase: fetch, session, first run, init. */
+  readonly fetchFreshMiB: number;
+  readonly sessionFreshMiB: number;
+  readonly firstRunFreshMiB: number;
+  readonly initFreshMiB: number;
+  /** From the process's start to ready. */
+  readonly processFreshMiB: number;
+  /** Resident memory when ready, and its growth over the load. */
+  readonly rssMiB: number;
+  readonly rssGrowthMiB: number;
 }
 
 /** What a successful start leaves behind for the request path. */
@@ -314,6 +325,7 @@ export class ModelLifecycle {
       );
     }
     const t0 = performance.now();
+    const m0 = memoryMark();
     // The fetch goes out first, then onnxruntime-node loads while the bytes arrive.
     const fetching = loadModelBytes(source.uri, {
       expectedSha256: deployed ?? source.sha256,
@@ -331,16 +343,20 @@ export class ModelLifecycle {
       throw error;
     });
     const t1 = performance.now();
+    const m1 = memoryMark();
     const format = declared ?? detectModelFormat(fetched.path ?? fetched.bytes);
     const { importMs, process } = await (format === declared ? importing : this.importEngine(format));
     const t2 = performance.now();
+    const m2 = memoryMark();
     const executor = await this.executorFactory(format, process)(fetched.path ?? fetched.bytes, source.uri, {
       intraOpThreads: this.options.intraOpThreads,
       executionProviders: this.options.executionProviders,
     });
     const t3 = performance.now();
+    const m3 = memoryMark();
     const firstRunMs = this.options.warmUp === false ? undefined : await executor.warmUp?.();
     const t4 = performance.now();
+    const m4 = memoryMark();
     const batching = this.options.batching;
     const batchingOn = batching !== undefined && batching.maxBatchSize > 1;
     // The default predictor's runs batch along the first axis (and move their fresh tensors to the worker when alone);
@@ -360,6 +376,7 @@ export class ModelLifecycle {
       throw error;
     }
     const t5 = performance.now();
+    const m5 = memoryMark();
     const predictBatch = this.predictor.predictBatch;
     const loaded: Loaded = {
       version: source.version,
@@ -391,6 +408,14 @@ export class ModelLifecycle {
       initMs: t5 - t4,
       totalMs: t5 - t0,
       processMs: t5,
+      // The import's share (m1 → m2) is left out of the phases: it is the runtime's, not the model's.
+      fetchFreshMiB: freshMiB(m0, m1),
+      sessionFreshMiB: freshMiB(m2, m3),
+      firstRunFreshMiB: freshMiB(m3, m4),
+      initFreshMiB: freshMiB(m4, m5),
+      processFreshMiB: freshSinceStartMiB(m5),
+      rssMiB: rssMiB(m5),
+      rssGrowthMiB: rssMiB(m5) - rssMiB(m0),
     };
     this.log.info('model ready', {
       model: source.uri,

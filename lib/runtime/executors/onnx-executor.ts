@@ -5,6 +5,7 @@
  */
 import type ort from 'onnxruntime-node';
 import type { Datatype, Tensor, TensorInfo } from '../../predictor.js';
+import { ORT_BYTES_IN_PLACE, isOrtFormat } from './ort-format.js';
 import { StartupError } from '../startup-error.js';
 import { DATATYPE_OF, isTensorType } from '../codec/tensor-types.js';
 import { timedWarmUp } from './executor.js';
@@ -72,7 +73,14 @@ export class OnnxExecutor {
     private readonly session: ort.InferenceSession,
     readonly inputs: readonly TensorInfo[],
     readonly outputs: readonly TensorInfo[],
+    /** An ORT-format model's bytes, which the session reads in place: held as long as the session lives. */
+    private readonly modelBytes?: Uint8Array,
   ) {}
+
+  /** Whether the session runs from the model's bytes in place (an ORT-format model): no copy of the weights. */
+  get bytesInPlace(): boolean {
+    return this.modelBytes !== undefined;
+  }
 
   /**
    * Creates a session from the model's bytes, or from the path of a model file (a model too large for memory);
@@ -85,7 +93,10 @@ export class OnnxExecutor {
   ): Promise<OnnxExecutor> {
     const { ort } = await importOnnxRuntime();
     let session: ort.InferenceSession;
-    const sessionOptions = onnxSessionOptions(options);
+    const inPlace = typeof model !== 'string' && isOrtFormat(model);
+    const sessionOptions = inPlace
+      ? { ...onnxSessionOptions(options), extra: { session: sessionConfig(ORT_BYTES_IN_PLACE) } }
+      : onnxSessionOptions(options);
     try {
       session =
         typeof model === 'string'
@@ -102,6 +113,7 @@ export class OnnxExecutor {
       session,
       session.inputMetadata.map((m) => describeValue(m, 'input', source)),
       session.outputMetadata.map((m) => describeValue(m, 'output', source)),
+      inPlace ? model : undefined,
     );
   }
 
@@ -130,6 +142,11 @@ export class OnnxExecutor {
   async release(): Promise<void> {
     await this.session.release();
   }
+}
+
+/** `session.x.y` config keys as onnxruntime-node's `extra` option nests them (`{ session: { 'x.y': … } }`). */
+function sessionConfig(entries: Readonly<Record<string, string>>): Record<string, string> {
+  return Object.fromEntries(Object.entries(entries).map(([key, value]) => [key.replace(/^session\./, ''), value]));
 }
 
 /** Wraps typed data in an onnxruntime tensor (no copy). */
