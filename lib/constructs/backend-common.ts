@@ -126,7 +126,7 @@ function warnCommon(scope: Construct, context: BackendContext, model: ModelSourc
   if (model.sha256 === undefined) {
     Annotations.of(scope).addWarningV2(
       'arclight:noModelHash',
-      `RealtimeApi '${context.apiName}': the model has no sha256, so a corrupted or replaced object would be served. Pass { sha256 } to the model source.`,
+      `RealtimeApi '${context.apiName}': the model has no sha256, so a corrupted or replaced object would be served. Pass { sha256 } to the model source${model.versions ? ', or put a .sha256 sidecar in each version folder' : ''}.`,
     );
   }
 }

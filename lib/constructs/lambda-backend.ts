@@ -62,6 +62,9 @@ export function buildLambdaBackend(scope: Construct, context: BackendContext, co
   validateProps(scope, context, model, [
     ...compute.problems(model.sizeBytes, model.format),
     ...rollout.problems('lambda'),
+    ...(model.versions && model.versions.version === undefined
+      ? ['a versioned model on Lambda needs a pinned version (each sandbox loads what the deployment pinned)']
+      : []),
     ...(context.batching
       ? ['batching applies to the container computes (SageMaker, ECS); Lambda serves one request at a time']
       : []),

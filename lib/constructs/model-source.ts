@@ -1,6 +1,7 @@
 import { createHash } from 'node:crypto';
 import { closeSync, openSync, readSync, statSync } from 'node:fs';
 import { basename, resolve } from 'node:path';
+import { Aspects, Duration, Stack, Validations } from 'aws-cdk-lib';
 import * as iam from 'aws-cdk-lib/aws-iam';
 import * as s3 from 'aws-cdk-lib/aws-s3';
 import { Asset } from 'aws-cdk-lib/aws-s3-assets';
@@ -43,6 +44,34 @@ export interface ExistingModelOptions extends ModelFormatOptions {
   readonly sizeBytes?: number;
 }
 
+/**
+ * A versioned model under a prefix: numbered folders (`model/1/`, `model/2/`, …), each holding one model object and
+ * optionally its sha256 sidecar (`model.onnx.sha256`); the highest number is the current version.
+ */
+export interface VersionedModelOptions extends ModelFormatOptions {
+  /** The prefix holding the version folders, e.g. `models/digits/` (a trailing slash is added when missing). */
+  readonly prefix: string;
+  /** Serve this version only (Lambda needs one: its sandboxes load what the deployment pinned). @default the highest */
+  readonly version?: number;
+  /**
+   * Containers (SageMaker, ECS): how often to look for a new version and swap to it under load. Not with `version`.
+   * @default 1 minute when no version is pinned
+   */
+  readonly pollInterval?: Duration;
+  /** With `version`: that version's model sha256 (hex); the runtime refuses bytes that differ. @default its sidecar */
+  readonly sha256?: string;
+  /** The model's size in bytes, for synth-time memory and storage checks. @default unknown */
+  readonly sizeBytes?: number;
+}
+
+/** A versioned source, as bound: what the runtime needs beyond the prefix URI. */
+export interface ModelVersionsConfig {
+  /** The pinned version, when one is. */
+  readonly version?: number;
+  /** Seconds between looks for a new version (containers); absent when pinned. */
+  readonly pollSeconds?: number;
+}
+
 /** What a bound model source gives the compute. */
 export interface ModelSourceConfig {
   readonly bucket: s3.IBucket;
@@ -57,6 +86,8 @@ export interface ModelSourceConfig {
   readonly torch?: TorchModelConfig;
   /** Problems found with the source, reported at synth together with the others. */
   readonly problems: readonly string[];
+  /** A versioned prefix (`uri` ends in `/`): the pinned version or the poll interval. @default one object */
+  readonly versions?: ModelVersionsConfig;
 }
 
 /** Whether a format runs in the torch executor (Python and torch in the image). */
@@ -69,6 +100,10 @@ export function modelEnvironment(model: ModelSourceConfig, moduleDir: string): R
   const torch = model.torch;
   return {
     [ENV.modelFormat]: model.format,
+    ...(model.versions?.version !== undefined ? { [ENV.modelVersion]: String(model.versions.version) } : {}),
+    ...(model.versions?.pollSeconds !== undefined
+      ? { [ENV.modelPollSeconds]: String(model.versions.pollSeconds) }
+      : {}),
     ...(torch?.module ? { [ENV.modelModule]: `${moduleDir}/${basename(torch.module)}` } : {}),
     ...(torch?.className ? { [ENV.modelClass]: torch.className } : {}),
     ...(torch?.inputs ? { [ENV.modelInputs]: JSON.stringify(torch.inputs) } : {}),
@@ -87,8 +122,19 @@ export abstract class ModelSource {
   }
 
   /** An object in a bucket you own. */
-  static fromBucket(bucket: s3.IBucket, key: string, options: ExistingModelOptions = {}): ModelSource {
-    return new BucketModelSource(() => bucket, key, options);
+  static fromBucket(bucket: s3.IBucket, key: string, options?: ExistingModelOptions): ModelSource;
+  /**
+   * Versions under a prefix of a bucket you own (`{ prefix: 'models/digits/' }`: folders `1/`, `2/`, …); containers
+   * swap to a new version as it appears. The role may list and read that prefix only.
+   */
+  static fromBucket(bucket: s3.IBucket, versions: VersionedModelOptions): ModelSource;
+  static fromBucket(
+    bucket: s3.IBucket,
+    keyOrVersions: string | VersionedModelOptions,
+    options: ExistingModelOptions = {},
+  ): ModelSource {
+    if (typeof keyOrVersions === 'string') return new BucketModelSource(() => bucket, keyOrVersions, options);
+    return new VersionedModelSource(bucket, keyOrVersions);
   }
 
   /** An object named by `s3://bucket/key`. */
@@ -231,6 +277,117 @@ class BucketModelSource extends ModelSource {
       problems: [...problems, ...served.problems],
     };
   }
+}
+
+/** Versions as numbered folders under a prefix: list and read that prefix (or the pinned version's folder) only. */
+class VersionedModelSource extends ModelSource {
+  constructor(
+    private readonly bucket: s3.IBucket,
+    private readonly options: VersionedModelOptions,
+  ) {
+    super();
+  }
+
+  bind(scope: Construct, grantee: iam.IGrantable): ModelSourceConfig {
+    const { version, pollInterval, sha256 } = this.options;
+    const prefix = this.options.prefix.endsWith('/') ? this.options.prefix : `${this.options.prefix}/`;
+    const served = formatConfig(this.options.format ?? 'onnx', this.options);
+    const problems = [...versionProblems(prefix, this.options), ...served.problems];
+    if (problems.length === 0) {
+      grantReadPrefix(scope, grantee, this.bucket, version === undefined ? prefix : `${prefix}${version}/`);
+    }
+    const pollSeconds =
+      version === undefined ? (pollInterval ?? Duration.minutes(1)).toSeconds({ integral: false }) : undefined;
+    return {
+      bucket: this.bucket,
+      key: prefix,
+      uri: `s3://${this.bucket.bucketName}/${prefix}`,
+      sha256: sha256?.toLowerCase(),
+      sizeBytes: this.options.sizeBytes,
+      ...served.config,
+      versions: {
+        ...(version === undefined ? {} : { version }),
+        ...(pollSeconds === undefined ? {} : { pollSeconds }),
+      },
+      problems,
+    };
+  }
+}
+
+function versionProblems(prefix: string, options: VersionedModelOptions): string[] {
+  const problems: string[] = [];
+  if (prefix === '/' || prefix.startsWith('/'))
+    problems.push(`prefix '${options.prefix}' must name a folder, without a leading /`);
+  // IAM reads * and ? in a resource ARN or an s3:prefix condition as wildcards.
+  if (/[*?]/.test(prefix)) problems.push(`prefix '${options.prefix}' holds an IAM wildcard (* or ?)`);
+  const { version, pollInterval, sha256 } = options;
+  if (version !== undefined && !(Number.isSafeInteger(version) && version >= 0)) {
+    problems.push(`version ${version} must be a folder number (a non-negative integer)`);
+  }
+  if (version !== undefined && pollInterval !== undefined) {
+    problems.push('pollInterval watches for new versions; a pinned version never changes: drop one of them');
+  }
+  const seconds = pollInterval?.toSeconds({ integral: false });
+  if (seconds !== undefined && !(seconds >= 1 && seconds <= 86_400)) {
+    problems.push(`pollInterval must be from 1 second to 1 day, got ${seconds} s`);
+  }
+  if (sha256 !== undefined && version === undefined) {
+    problems.push('sha256 names one object: pin a version with it, or give each version a .sha256 sidecar');
+  }
+  if (sha256 !== undefined && !/^[0-9a-fA-F]{64}$/.test(sha256))
+    problems.push(`sha256 '${sha256}' is not 64 hex digits`);
+  return problems;
+}
+
+/**
+ * Grants reading one prefix: `s3:GetObject` on its objects and `s3:ListBucket` on the bucket only for listings of
+ * that prefix (the `s3:prefix` condition), which finding the newest version needs; never the bucket's other objects.
+ * A role gets them in a policy of their own, so cdk-nag's wildcard finding is acknowledged on exactly these two.
+ */
+export function grantReadPrefix(scope: Construct, grantee: iam.IGrantable, bucket: s3.IBucket, prefix: string): void {
+  const statements = [
+    new iam.PolicyStatement({ actions: ['s3:GetObject'], resources: [bucket.arnForObjects(`${prefix}*`)] }),
+    new iam.PolicyStatement({
+      actions: ['s3:ListBucket'],
+      resources: [bucket.bucketArn],
+      conditions: { StringLike: { 's3:prefix': [prefix, `${prefix}*`] } },
+    }),
+  ];
+  const principal = grantee.grantPrincipal;
+  if (!(principal instanceof iam.Role)) {
+    for (const statement of statements) principal.addToPrincipalPolicy(statement);
+    return;
+  }
+  const policy = new iam.Policy(scope, 'ModelVersionsRead', { statements, roles: [principal] });
+  // cdk-nag names the finding by the resolved ARN (`<Bucket1234.Arn>/prefix/*`), known only once tokens resolve.
+  const objects = bucket.arnForObjects(`${prefix}*`);
+  Aspects.of(policy).add({
+    visit: (node) => {
+      if (node !== policy) return;
+      acknowledgeWildcard(policy, `AwsSolutions-IAM5[Resource::${nagNotation(Stack.of(policy).resolve(objects))}]`);
+    },
+  });
+}
+
+function acknowledgeWildcard(policy: iam.Policy, id: string): void {
+  Validations.of(policy).acknowledge({
+    id,
+    reason:
+      'A versioned model is every object under its prefix (new versions appear there): read and list that prefix only, nothing else in the bucket.',
+  });
+}
+
+/** A resolved CloudFormation value as cdk-nag writes it in finding ids: `<Logical.Attr>`, `<Ref>`, strings as they are. */
+function nagNotation(value: unknown): string {
+  if (typeof value === 'string') return value;
+  const v = value as Record<string, unknown>;
+  if (Array.isArray(v['Fn::Join'])) {
+    const [separator, parts] = v['Fn::Join'] as [string, unknown[]];
+    return parts.map(nagNotation).join(separator);
+  }
+  if (Array.isArray(v['Fn::GetAtt'])) return `<${(v['Fn::GetAtt'] as string[]).join('.')}>`;
+  if (typeof v['Ref'] === 'string') return `<${v['Ref']}>`;
+  return JSON.stringify(value);
 }
 
 /** The config of a source already known to be invalid: synth fails with its problem, reported beside the others. */
