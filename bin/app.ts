@@ -5,9 +5,9 @@
 import { App, Stack, Validations } from 'aws-cdk-lib';
 import * as lambda from 'aws-cdk-lib/aws-lambda';
 import { AwsSolutionsChecks } from 'cdk-nag';
-import { Compute, ModelSource, Predictor, RealtimeApi } from '../lib/index.js';
+import { AsyncApi, Compute, ModelSource, Predictor, RealtimeApi } from '../lib/index.js';
 
-export function buildExampleApp(app: App = new App()): { app: App; stack: Stack } {
+export function buildExampleApp(app: App = new App()): { app: App; stack: Stack; asyncStack: Stack } {
   const stack = new Stack(app, 'ArclightExamples', {
     description:
       'Arclight examples: handwritten digits and MobileNetV3-small as HTTPS inference APIs, on Lambda, SageMaker (GPU) and ECS (GPU)',
@@ -37,8 +37,21 @@ export function buildExampleApp(app: App = new App()): { app: App; stack: Stack 
     compute: Compute.ecs({ instanceType: 'g5.xlarge' }),
   });
 
+  // The async APIs in a stack of their own: they bring a bucket, a queue and a table, which the realtime ones never do.
+  const asyncStack = new Stack(app, 'ArclightAsyncExamples', {
+    description:
+      'Arclight async examples: the digits predictor as an async API on Lambda (S3, SQS, DynamoDB; up to 15 minutes per job)',
+  });
+  // The digits predictor, unchanged, as jobs: POST /async, GET /async/{id}; bodies above 6 MB through POST /async/uploads.
+  new AsyncApi(asyncStack, 'digits-async', {
+    predictor: Predictor.fromEntry('functions/digits/predictor.ts'),
+    model: ModelSource.fromAsset('models/digits.onnx'),
+    compute: Compute.lambda({ architecture: lambda.Architecture.ARM_64, memorySize: 1769 }),
+  });
+  // mobilenet-async (SageMaker asynchronous inference, scale to zero) comes with AsyncApi's SageMaker compute.
+
   Validations.of(app).addPlugins(new AwsSolutionsChecks(app));
-  return { app, stack };
+  return { app, stack, asyncStack };
 }
 
 if (import.meta.url === `file://${process.argv[1]}`) {

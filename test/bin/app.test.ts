@@ -67,7 +67,7 @@ describe('the example app', () => {
     assert.equal(stack.stackName, 'ArclightExamples');
     assert.deepEqual(
       app.node.children.filter(Stack.isStack).map((c) => c.node.id),
-      ['ArclightExamples'],
+      ['ArclightExamples', 'ArclightAsyncExamples'],
     );
     // The APIs' functions; CDK's custom resource provider (ECS's service-linked role) is not one of them.
     const functions = resourcesOf(template, 'AWS::Lambda::Function')
@@ -150,7 +150,13 @@ describe('the example app', () => {
       readAssembly(app.outdir)
         .map((api) => api.apiName)
         .sort(),
-      ['digits', 'mobilenet'],
+      ['digits', 'digits-async', 'mobilenet'],
+    );
+    assert.deepEqual(
+      readAssembly(app.outdir)
+        .filter((api) => api.async)
+        .map((api) => [api.apiName, api.stackName, api.handlerExport]),
+      [['digits-async', 'ArclightAsyncExamples', 'handler']],
     );
     const containers = readContainerApis(app.outdir).sort((a, b) => a.apiName.localeCompare(b.apiName));
     assert.deepEqual(
@@ -245,9 +251,19 @@ describe('the example app', () => {
     );
     assert.deepEqual(counts, {
       // Every API is public in the example (ApiAuth.none()): one per API.
-      APIG4: 4,
-      // The Lambda functions' roles (log stream ARNs).
-      IAM5: 2,
+      APIG4: 5,
+      // The Lambda functions' roles (log stream ARNs): digits, mobilenet, digits-async's front and worker.
+      IAM5: 4,
+      // digits-async: its roles' grants on one prefix each of its own bucket (front and worker), the access log
+      // bucket (not logged into itself) and the dead-letter queue (none of its own).
+      ...Object.fromEntries(
+        ['requests', 'uploads', 'results'].map((prefix) => [
+          `IAM5[Resource::<digitsasyncStorageBucket1D6459C1.Arn>/${prefix}/*]`,
+          2,
+        ]),
+      ),
+      S1: 1,
+      SQS3: 1,
       // ecr:GetAuthorizationToken (SageMaker execution role, ECS execution role) and the ECS agent's calls (instance role).
       'IAM5[Resource::*]': 3,
       'IAM5[Action::ecs:Submit*]': 1,

@@ -94,21 +94,22 @@ function assertOneLineError(result: CliResult, pattern: RegExp): void {
 }
 
 describe('arclight dev --assembly <the synthesized example app> --port 0', () => {
-  test('serves all four APIs on the port it prints, lists them at /, and SIGTERM stops it all with exit 0', async () => {
+  test('serves all five APIs on the port it prints, lists them at /, and SIGTERM stops it all with exit 0', async () => {
     const child = spawnCli(['dev', '--assembly', outdir, '--port', '0']);
     const exited = collect(child, 240_000);
     const children: { pid: number; command: string }[] = [];
     try {
       const [, count, base, port, listing] = await waitForStderr(child, READY, 180_000);
-      assert.equal(count, '4');
+      assert.equal(count, '5');
       assert.notEqual(Number(port), 0, 'the chosen port, not 0');
       assert.match(listing!, new RegExp(`^ {2}digits +${base}/digits +lambda arm64$`, 'm'));
       assert.match(listing!, new RegExp(`^ {2}mobilenet +${base}/mobilenet +lambda x86_64$`, 'm'));
+      assert.match(listing!, new RegExp(`^ {2}digits-async +${base}/digits-async +lambda arm64$`, 'm'));
       assert.match(listing!, new RegExp(`^ {2}mobilenet-gpu +${base}/mobilenet-gpu +sagemaker x86_64, on CPU$`, 'm'));
       assert.match(listing!, new RegExp(`^ {2}digits-ecs +${base}/digits-ecs +ecs x86_64, on CPU$`, 'm'));
       children.push(...childrenOf(child.pid!));
       const hosts = children.filter((c) => c.command.includes('lambda-host'));
-      assert.equal(hosts.length, 2, `one local Lambda host per Lambda API; children: ${JSON.stringify(children)}`);
+      assert.equal(hosts.length, 3, `one local Lambda host per Lambda API; children: ${JSON.stringify(children)}`);
       // The container APIs: `node <a copy of the build context>/server.mjs`, as the image's ENTRYPOINT runs it.
       const servers = children.filter((c) => /^\S*node \S*\/arclight-container-\w+\/server\.mjs $/.test(c.command));
       assert.equal(servers.length, 2, `one container server per container API; children: ${JSON.stringify(children)}`);
@@ -116,12 +117,17 @@ describe('arclight dev --assembly <the synthesized example app> --port 0', () =>
 
       const index = await http({ path: '/' });
       assert.equal(index.status, 200);
-      const api = (name: string, compute: string, architecture: string): Record<string, string> => ({
+      const api = (
+        name: string,
+        compute: string,
+        architecture: string,
+        stack = 'ArclightExamples',
+      ): Record<string, string> => ({
         name,
         url: `${base}/${name}`,
         compute,
         architecture,
-        stack: 'ArclightExamples',
+        stack,
         status: 'ready',
         docs: `${base}/${name}/docs`,
         openapi: `${base}/${name}/openapi.json`,
@@ -130,6 +136,7 @@ describe('arclight dev --assembly <the synthesized example app> --port 0', () =>
         apis: [
           api('digits', 'lambda', 'arm64'),
           api('mobilenet', 'lambda', 'x86_64'),
+          api('digits-async', 'lambda', 'arm64', 'ArclightAsyncExamples'),
           api('mobilenet-gpu', 'sagemaker', 'x86_64'),
           api('digits-ecs', 'ecs', 'x86_64'),
         ],
@@ -199,7 +206,7 @@ describe('arclight dev --assembly <the synthesized example app> --port 0', () =>
       assert.equal(error.code, 'not_found');
       assert.match(
         error.message,
-        /no API at \/nope\/v2\/health\/ready; this app serves \/digits, \/mobilenet, \/mobilenet-gpu, \/digits-ecs/,
+        /no API at \/nope\/v2\/health\/ready; this app serves \/digits, \/mobilenet, \/digits-async, \/mobilenet-gpu, \/digits-ecs/,
       );
       assert.equal(error.requestId, unknown.headers['x-request-id']);
       const otherModel = await http({ path: '/digits/v2/models/mobilenet' });

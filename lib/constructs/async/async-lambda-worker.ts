@@ -19,6 +19,7 @@ import type { LambdaCompute } from '../compute.js';
 import { LAMBDA_MODULE_DIR, buildLambdaImageContext, type NodeArch } from '../lambda-image-context.js';
 import { isTorchFormat, modelEnvironment, type ModelSource } from '../model-source.js';
 import type { PredictorConfig } from '../predictor.js';
+import { acknowledgePrefixGrants } from './async-front-function.js';
 import { ASYNC_PREFIXES, type AsyncStorage } from './async-storage.js';
 
 export interface AsyncLambdaWorkerProps {
@@ -119,9 +120,9 @@ export class AsyncLambdaWorker extends Construct {
     this.function.addEventSource(new SqsEventSource(storage.queue, { batchSize: 1, reportBatchItemFailures: true }));
     Validations.of(role).acknowledge({
       id: 'AwsSolutions-IAM5',
-      reason:
-        "Object ARNs end in '<prefix>*' under the API's own bucket (requests/, uploads/ read; results/ written), and log stream ARNs under its own log group in ':*'; nothing else is wildcarded.",
+      reason: "Log stream ARNs under the worker's own log group end in ':*'; nothing else is wildcarded.",
     });
+    acknowledgePrefixGrants(role, storage, [ASYNC_PREFIXES.requests, ASYNC_PREFIXES.uploads, ASYNC_PREFIXES.results]);
   }
 }
 
