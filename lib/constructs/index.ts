@@ -29,3 +29,10 @@ export {
   type RealtimeApiProps,
   type ThrottleProps,
 } from './realtime-api.js';
+export { BatchJob, type BatchJobProps } from './batch/batch-job.js';
+export {
+  BatchCompute,
+  BATCH_LIMITS,
+  type LambdaBatchComputeProps,
+  type SageMakerBatchComputeProps,
+} from './batch/batch-compute.js';
