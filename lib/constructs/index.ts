@@ -45,3 +45,10 @@ export {
   type StepRolloutProps,
 } from './rollout.js';
 export { AsyncApi, type AsyncApiProps } from './async/async-api.js';
+export { BatchJob, type BatchJobProps } from './batch/batch-job.js';
+export {
+  BatchCompute,
+  BATCH_LIMITS,
+  type LambdaBatchComputeProps,
+  type SageMakerBatchComputeProps,
+} from './batch/batch-compute.js';

@@ -23,6 +23,8 @@ export interface LambdaImageContextOptions {
   readonly torch?: { readonly module?: string };
   /** An AsyncApi's worker: the bundle also exports `worker`, the SQS consumer, over the same runtime. */
   readonly async?: boolean;
+  /** What the handler answers: API Gateway events, or a BatchJob's Step Functions events. @default 'api' */
+  readonly entry?: 'api' | 'batch';
 }
 
 /** Where the image keeps a checkpoint's module file (`${LAMBDA_TASK_ROOT}/model`). */
@@ -44,13 +46,15 @@ export function nativeDir(arch: NodeArch): string {
 
 const RUNTIME_ENTRY = packageModule('runtime/transports/lambda');
 const ASYNC_RUNTIME_ENTRY = packageModule('runtime/async/lambda-worker');
+/** The BatchJob's handler (Step Functions events), exported as `handler` like the API's. */
+const BATCH_ENTRY = { module: packageModule('runtime/batch/step-functions-handler'), factory: 'batchHandlerFromEnv' };
 const require = createRequire(import.meta.url);
 
 /** Writes the build context into a fresh directory and returns its path. */
 export function buildLambdaImageContext(options: LambdaImageContextOptions): string {
   const dir = mkdtempSync(join(tmpdir(), 'arclight-lambda-'));
   if (options.async) bundleAsyncRuntime(dir, options.predictorEntry);
-  else bundleRuntime(dir, options.predictorEntry);
+  else bundleRuntime(dir, options.predictorEntry, options.entry === 'batch' ? BATCH_ENTRY : undefined);
   copyOnnxRuntime(join(dir, 'node_modules'), options.arch);
   if (options.torch) copyTorchFiles(dir, options.torch.module);
   writeFileSync(
@@ -70,15 +74,19 @@ export function copyTorchFiles(dir: string, module: string | undefined): void {
   }
 }
 
-function bundleRuntime(dir: string, predictorEntry: string | undefined): void {
+function bundleRuntime(
+  dir: string,
+  predictorEntry: string | undefined,
+  entry: { module: string; factory: string } = { module: RUNTIME_ENTRY, factory: 'lambdaEntryFromEnv' },
+): void {
   // A top-level await: Lambda's init phase lasts until the model is loaded (or the init budget is spent).
   const imports = predictorEntry
-    ? `import predictor from ${JSON.stringify(predictorEntry)};\nexport const handler = await lambdaEntryFromEnv(predictor);`
-    : 'export const handler = await lambdaEntryFromEnv();';
+    ? `import predictor from ${JSON.stringify(predictorEntry)};\nexport const handler = await ${entry.factory}(predictor);`
+    : `export const handler = await ${entry.factory}();`;
   bundleForNode(dir, BUNDLE_FILE, {
     source: {
-      contents: `import { lambdaEntryFromEnv } from ${JSON.stringify(RUNTIME_ENTRY)};\n${imports}\n`,
-      resolveDir: dirname(RUNTIME_ENTRY),
+      contents: `import { ${entry.factory} } from ${JSON.stringify(entry.module)};\n${imports}\n`,
+      resolveDir: dirname(entry.module),
       sourcefile: 'arclight-lambda-entry.ts',
       loader: 'ts',
     },
