@@ -339,6 +339,33 @@ program
     });
   });
 
+program
+  .command('plan')
+  .summary('estimate cold start and cost per API before deploying')
+  .description(
+    "per API of the app: the compute and its settings, the model's size, the expected cold start and the cost per million requests and per idle hour, each figure with its source",
+  )
+  .argument('[api]', 'one API by name (default: all)')
+  .option('--prices <file>', "a price table of the shipped shape (default: the package's prices/aws-us-east-1.json)")
+  .option('--bench-results <dir>', "where bench results are read from (fetch.json's rates)", 'bench-results')
+  .option('--request-ms <n>', 'how long a request runs on Lambda, for its duration cost', positiveInt)
+  .option('--app <command>', 'the CDK app command (default: "app" in cdk.json)')
+  .option('--assembly <dir>', 'read an already synthesized cloud assembly (cdk.out) instead of synthesizing')
+  .option('--json', 'print JSON')
+  .action(async (api: string | undefined, options: Record<string, unknown>) => {
+    const { formatPlan, plan } = await import('./plan.js');
+    const result = await plan({
+      api,
+      prices: options['prices'] as string | undefined,
+      benchResults: options['benchResults'] as string,
+      requestMs: options['requestMs'] as number | undefined,
+      app: options['app'] as string | undefined,
+      assembly: options['assembly'] as string | undefined,
+      verbose: program.opts<{ verbose?: boolean }>().verbose === true,
+    });
+    process.stdout.write(`${options['json'] === true ? JSON.stringify(result, null, 2) : formatPlan(result)}\n`);
+  });
+
 try {
   await program.parseAsync(process.argv);
 } catch (error) {
