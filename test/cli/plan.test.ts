@@ -166,13 +166,13 @@ describe('arclight plan', { concurrency: false }, () => {
     const result = await runCli(['plan', '--assembly', assembly, '--bench-results', join(scratch, 'none')]);
     assert.equal(result.code, 0, result.stderr);
     const text = result.stdout;
-    assert.match(text, /^digits\n  compute    Lambda arm64, 1769 MB/);
+    assert.match(text, /^digits\n {2}compute {4}Lambda arm64, 1769 MB/);
     assert.match(
       text,
-      /\n  per 1M req \$\d+\.\d\d = Lambda requests \$0\.20 \+ Lambda duration \(100 ms × 1\.728 GB, arm64\) \$\d+\.\d\d \+ HTTP API requests \$1\.00\n/,
+      /\n {2}per 1M req \$\d+\.\d\d = Lambda requests \$0\.20 \+ Lambda duration \(100 ms × 1\.728 GB, arm64\) \$\d+\.\d\d \+ HTTP API requests \$1\.00\n/,
     );
-    assert.match(text, /\n  idle hour  \$1\.41 = 1 × ml\.g5\.xlarge/);
-    assert.match(text, /\nSources:\n  prices: the price table shipped with arclight /);
+    assert.match(text, /\n {2}idle hour {2}\$1\.41 = 1 × ml\.g5\.xlarge/);
+    assert.match(text, /\nSources:\n {2}prices: the price table shipped with arclight /);
   });
 
   test('a price table that is not valid: one line naming every problem', async () => {
