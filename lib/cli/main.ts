@@ -426,6 +426,90 @@ batch
     process.stdout.write(`${await cancelJob(job)}\n`);
   });
 
+program
+  .command('get')
+  .summary("show the app's deployed APIs: URL, status, model, last hour's traffic")
+  .description(
+    "for each API of the app (or one): its backend, URL, stack status, function/endpoint/service state, model version and sha256, and the last hour's request count, error rate and p99 latency from CloudWatch",
+  )
+  .argument('[api]', 'one API by name (default: all)')
+  .option('--region <region>', "the AWS region (default: the stack's, or AWS_REGION)")
+  .option('--profile <name>', 'the AWS profile (default: AWS_PROFILE)')
+  .option('--app <command>', 'the CDK app command (default: "app" in cdk.json)')
+  .option('--assembly <dir>', 'read an already synthesized cloud assembly (cdk.out) instead of synthesizing')
+  .option('--json', 'print JSON')
+  .action(async (api: string | undefined, options: Record<string, unknown>) => {
+    const { formatReports, getApis } = await import('./get.js');
+    const reports = await getApis({
+      api,
+      region: options['region'] as string | undefined,
+      profile: options['profile'] as string | undefined,
+      app: options['app'] as string | undefined,
+      assembly: options['assembly'] as string | undefined,
+      verbose: program.opts<{ verbose?: boolean }>().verbose === true,
+    });
+    process.stdout.write(`${options['json'] === true ? JSON.stringify(reports, null, 2) : formatReports(reports)}\n`);
+  });
+
+program
+  .command('logs')
+  .summary("print an API's logs from CloudWatch")
+  .description(
+    "print an API's log lines (its function's, endpoint's or containers' log group), our JSON records pretty-printed; colour on a terminal",
+  )
+  .argument('<api>', 'the API by name')
+  .option('--since <when>', 'how far back: 30s, 10m, 2h, 1d, or an ISO 8601 time', '10m')
+  .option('--request-id <id>', "only this request's lines")
+  .option('-f, --follow', 'keep printing new lines until stopped')
+  .option('--region <region>', "the AWS region (default: the stack's, or AWS_REGION)")
+  .option('--profile <name>', 'the AWS profile (default: AWS_PROFILE)')
+  .option('--app <command>', 'the CDK app command (default: "app" in cdk.json)')
+  .option('--assembly <dir>', 'read an already synthesized cloud assembly (cdk.out) instead of synthesizing')
+  .action(async (api: string, options: Record<string, unknown>) => {
+    const { logs } = await import('./logs.js');
+    const stop = new AbortController();
+    process.once('SIGINT', () => stop.abort());
+    process.once('SIGTERM', () => stop.abort());
+    await logs(api, {
+      since: options['since'] as string,
+      requestId: options['requestId'] as string | undefined,
+      follow: options['follow'] === true,
+      region: options['region'] as string | undefined,
+      profile: options['profile'] as string | undefined,
+      app: options['app'] as string | undefined,
+      assembly: options['assembly'] as string | undefined,
+      verbose: program.opts<{ verbose?: boolean }>().verbose === true,
+      signal: stop.signal,
+    });
+  });
+
+program
+  .command('plan')
+  .summary('estimate cold start and cost per API before deploying')
+  .description(
+    "per API of the app: the compute and its settings, the model's size, the expected cold start and the cost per million requests and per idle hour, each figure with its source",
+  )
+  .argument('[api]', 'one API by name (default: all)')
+  .option('--prices <file>', "a price table of the shipped shape (default: the package's prices/aws-us-east-1.json)")
+  .option('--bench-results <dir>', "where bench results are read from (fetch.json's rates)", 'bench-results')
+  .option('--request-ms <n>', 'how long a request runs on Lambda, for its duration cost', positiveInt)
+  .option('--app <command>', 'the CDK app command (default: "app" in cdk.json)')
+  .option('--assembly <dir>', 'read an already synthesized cloud assembly (cdk.out) instead of synthesizing')
+  .option('--json', 'print JSON')
+  .action(async (api: string | undefined, options: Record<string, unknown>) => {
+    const { formatPlan, plan } = await import('./plan.js');
+    const result = await plan({
+      api,
+      prices: options['prices'] as string | undefined,
+      benchResults: options['benchResults'] as string,
+      requestMs: options['requestMs'] as number | undefined,
+      app: options['app'] as string | undefined,
+      assembly: options['assembly'] as string | undefined,
+      verbose: program.opts<{ verbose?: boolean }>().verbose === true,
+    });
+    process.stdout.write(`${options['json'] === true ? JSON.stringify(result, null, 2) : formatPlan(result)}\n`);
+  });
+
 try {
   await program.parseAsync(process.argv);
 } catch (error) {

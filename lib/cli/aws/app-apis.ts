@@ -47,6 +47,9 @@ export interface AppComputeSettings {
   readonly instanceCount?: number;
   readonly minCapacity?: number;
   readonly maxCapacity?: number;
+  /** Load balancers and NAT gateways the API's own VPC runs (ECS). */
+  readonly loadBalancers?: number;
+  readonly natGateways?: number;
 }
 
 /** One Arclight API of a synthesized app. */
@@ -322,10 +325,13 @@ function settingsOf(
     };
   }
   const launch = ofType('AWS::EC2::LaunchTemplate')?.['LaunchTemplateData'] as { InstanceType?: unknown } | undefined;
+  const count = (type: string): number => own.filter((r) => r.resource.Type === type).length;
   return {
     instanceType: typeof launch?.InstanceType === 'string' ? launch.InstanceType : undefined,
     instanceCount: numberOf(ofType('AWS::ECS::Service')?.['DesiredCount']),
     ...capacity,
+    loadBalancers: count('AWS::ElasticLoadBalancingV2::LoadBalancer'),
+    natGateways: count('AWS::EC2::NatGateway'),
   };
 }
 
