@@ -2,12 +2,13 @@
  * arclight.yaml → app: the example app (bin/app.ts) written as examples/arclight.yaml synthesizes to the same
  * resources, compared resource by resource with asset hashes masked (the YAML app puts each API in a stack of its own,
  * so its four templates together are compared with bin/app.ts's one; logical ids match because the constructs' ids
- * do). A file setting every field maps onto the same RealtimeApi props written in TypeScript.
+ * do), cdk-nag's AwsSolutions pack passing as it does on bin/app.ts. A file setting every field maps onto the same RealtimeApi props written in TypeScript.
  */
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import { isDeepStrictEqual } from 'node:util';
-import { Duration, Size, Stack, type App } from 'aws-cdk-lib';
+import { Duration, Size, Stack, Validations, type App } from 'aws-cdk-lib';
+import { AwsSolutionsChecks } from 'cdk-nag';
 import * as lambda from 'aws-cdk-lib/aws-lambda';
 import { Template } from 'aws-cdk-lib/assertions';
 import * as logs from 'aws-cdk-lib/aws-logs';
@@ -69,6 +70,8 @@ describe('arclight.yaml → app', () => {
     const fromCode = resourcesOfApp(buildExampleApp(tempApp(CONTEXT)).app);
     const app = tempApp(CONTEXT);
     const stacks = buildAppFromFile(loadAppFile('examples/arclight.yaml'), app);
+    // cdk-nag's AwsSolutions pack, as bin/app.ts runs it: synth fails on any finding not acknowledged with a reason.
+    Validations.of(app).addPlugins(new AwsSolutionsChecks(app));
     const fromFile = resourcesOfApp(app);
     t.diagnostic(`both apps synthesized in ${((performance.now() - started) / 1000).toFixed(1)} s`);
     assert.deepEqual(
