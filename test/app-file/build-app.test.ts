@@ -15,6 +15,7 @@ import * as logs from 'aws-cdk-lib/aws-logs';
 import { buildExampleApp } from '../../bin/app.js';
 import { buildAppFromFile } from '../../lib/app-file/build-app.js';
 import { loadAppFile } from '../../lib/app-file/load.js';
+import { APP_FILE_DEFAULTS } from '../../lib/app-file/schema.js';
 import { ApiAuth, Compute, ModelSource, Predictor, RealtimeApi, RestApiAccessLogs } from '../../lib/index.js';
 import { tempApp, useScratchTmpdir } from '../cdk-helpers.js';
 import { writeFileSync } from 'node:fs';
@@ -86,6 +87,19 @@ describe('arclight.yaml → app', () => {
     assert.ok(Object.keys(fromCode).length > 100, `only ${Object.keys(fromCode).length} resources`);
     // The custom resource provider CDK adds once per stack (ECS's) is in the ECS API's stack only, as in bin/app.ts.
     assert.deepEqual(Object.keys(fromFile).sort(), Object.keys(fromCode).sort());
+    // The defaults the schema documents (and editors show) are what the constructs applied.
+    const stage = Object.values(fromFile).find((r) => r.Type === 'AWS::ApiGatewayV2::Stage')!;
+    assert.deepEqual((stage.Properties as { DefaultRouteSettings: unknown }).DefaultRouteSettings, {
+      ThrottlingRateLimit: APP_FILE_DEFAULTS.throttle.rateLimit,
+      ThrottlingBurstLimit: APP_FILE_DEFAULTS.throttle.burstLimit,
+    });
+    const retention = Object.values(fromFile)
+      .filter((r) => r.Type === 'AWS::Logs::LogGroup')
+      .map((r) => (r.Properties as { RetentionInDays?: number }).RetentionInDays);
+    assert.ok(
+      retention.length > 0 && retention.every((days) => days === APP_FILE_DEFAULTS.logRetention),
+      `${retention}`,
+    );
     const differing = Object.keys(fromCode).filter((id) => !isDeepStrictEqual(fromFile[id], fromCode[id]));
     for (const id of differing)
       assert.deepEqual(fromFile[id], fromCode[id], `resource ${id} (of ${differing.join(', ')})`);
