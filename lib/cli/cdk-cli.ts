@@ -206,10 +206,12 @@ export async function runCdk(
     const child = spawn(process.execPath, [script, ...args], {
       cwd: project.kind === 'app-file' ? project.loaded.dir : project.dir,
       env: cdkEnvironment(project, env),
-      stdio: ['inherit', 'pipe', 'pipe'],
+      // On a terminal the CDK CLI keeps it as its stdout: it asks for approvals (--require-approval) only when its
+      // stdout is a TTY. Its progress and errors go to stderr (to stdout under CI=true, where stdout is piped too).
+      stdio: ['inherit', process.stdout.isTTY ? 'inherit' : 'pipe', 'pipe'],
     });
     for (const stream of [child.stdout, child.stderr]) {
-      stream.setEncoding('utf8').on('data', (chunk: string) => {
+      stream?.setEncoding('utf8').on('data', (chunk: string) => {
         if (kept < 2 * 2 ** 20) {
           chunks.push(chunk);
           kept += chunk.length;

@@ -3,7 +3,7 @@
  */
 import { readFileSync } from 'node:fs';
 import { relative } from 'node:path';
-import { Command, InvalidArgumentError, Option } from 'commander';
+import { Command, InvalidArgumentError, Option, type Argument } from 'commander';
 import { reportError } from './fail.js';
 import { init, INIT_TEMPLATES, type InitTemplate } from './init.js';
 import { DEFAULTS, MODEL_FORMATS } from '../contract.js';
@@ -47,12 +47,23 @@ const SERVE_DEFAULTS = {
 } as const;
 const DEV_DEFAULTS = { port: DEFAULTS.port, host: DEFAULTS.host } as const;
 
+/** `<name>`, `[name]`, `[name...]`, as commander writes an argument. */
+function argumentTerm(argument: Argument): string {
+  const name = `${argument.name()}${argument.variadic ? '...' : ''}`;
+  return argument.required ? `<${name}>` : `[${name}]`;
+}
+
 const { version } = JSON.parse(readFileSync(packageFile('package.json'), 'utf8')) as { version: string };
 
 const program = new Command('arclight')
   .description('Serve ML models as HTTP APIs: locally, on Lambda, SageMaker or ECS.')
   .version(version, '-V, --version', 'print the version')
   .option('--verbose', 'print stacks with errors')
+  // Commands listed without "[options]" (each has some; `<command> --help` lists them), so each fits on its line.
+  .configureHelp({
+    subcommandTerm: (cmd) =>
+      [[cmd.name(), ...cmd.aliases()].join('|'), ...cmd.registeredArguments.map(argumentTerm)].join(' '),
+  })
   .showHelpAfterError();
 
 program
@@ -307,7 +318,7 @@ const collect = (value: string, previous: string[]): string[] => [...previous, v
 
 program
   .command('synth')
-  .summary('synthesize the app (arclight.yaml or cdk.json) into cdk.out')
+  .summary("synthesize arclight.yaml (or cdk.json's app)")
   .description('check arclight.yaml (every problem at once) and synthesize the app with the CDK CLI into cdk.out')
   .addOption(file())
   .option('--cdk-arg <arg>', 'pass an argument to cdk synth (repeatable)', collect, [])
@@ -322,7 +333,7 @@ program
 
 program
   .command('deploy')
-  .summary('synthesize, validate and deploy the APIs; print their URLs')
+  .summary('deploy the APIs and print their URLs')
   .description('deploy the named APIs (all when none is named) with the CDK CLI, each its own stack; print each URL')
   .argument('[api...]', 'the APIs to deploy')
   .addOption(file())

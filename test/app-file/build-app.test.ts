@@ -2,18 +2,20 @@
  * arclight.yaml → app: the example app (bin/app.ts) written as examples/arclight.yaml synthesizes to the same
  * resources, compared resource by resource with asset hashes masked (the YAML app puts each API in a stack of its own,
  * so its four templates together are compared with bin/app.ts's one; logical ids match because the constructs' ids
- * do). A file setting every field maps onto the same RealtimeApi props written in TypeScript.
+ * do), cdk-nag's AwsSolutions pack passing as it does on bin/app.ts. A file setting every field maps onto the same RealtimeApi props written in TypeScript.
  */
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import { isDeepStrictEqual } from 'node:util';
-import { Duration, Size, Stack, type App } from 'aws-cdk-lib';
+import { Duration, Size, Stack, Validations, type App } from 'aws-cdk-lib';
+import { AwsSolutionsChecks } from 'cdk-nag';
 import * as lambda from 'aws-cdk-lib/aws-lambda';
 import { Template } from 'aws-cdk-lib/assertions';
 import * as logs from 'aws-cdk-lib/aws-logs';
 import { buildExampleApp } from '../../bin/app.js';
 import { buildAppFromFile } from '../../lib/app-file/build-app.js';
 import { loadAppFile } from '../../lib/app-file/load.js';
+import { APP_FILE_DEFAULTS } from '../../lib/app-file/schema.js';
 import { ApiAuth, Compute, ModelSource, Predictor, RealtimeApi, RestApiAccessLogs } from '../../lib/index.js';
 import { tempApp, useScratchTmpdir } from '../cdk-helpers.js';
 import { writeFileSync } from 'node:fs';
@@ -69,6 +71,8 @@ describe('arclight.yaml → app', () => {
     const fromCode = resourcesOfApp(buildExampleApp(tempApp(CONTEXT)).app);
     const app = tempApp(CONTEXT);
     const stacks = buildAppFromFile(loadAppFile('examples/arclight.yaml'), app);
+    // cdk-nag's AwsSolutions pack, as bin/app.ts runs it: synth fails on any finding not acknowledged with a reason.
+    Validations.of(app).addPlugins(new AwsSolutionsChecks(app));
     const fromFile = resourcesOfApp(app);
     t.diagnostic(`both apps synthesized in ${((performance.now() - started) / 1000).toFixed(1)} s`);
     assert.deepEqual(
@@ -83,6 +87,19 @@ describe('arclight.yaml → app', () => {
     assert.ok(Object.keys(fromCode).length > 100, `only ${Object.keys(fromCode).length} resources`);
     // The custom resource provider CDK adds once per stack (ECS's) is in the ECS API's stack only, as in bin/app.ts.
     assert.deepEqual(Object.keys(fromFile).sort(), Object.keys(fromCode).sort());
+    // The defaults the schema documents (and editors show) are what the constructs applied.
+    const stage = Object.values(fromFile).find((r) => r.Type === 'AWS::ApiGatewayV2::Stage')!;
+    assert.deepEqual((stage.Properties as { DefaultRouteSettings: unknown }).DefaultRouteSettings, {
+      ThrottlingRateLimit: APP_FILE_DEFAULTS.throttle.rateLimit,
+      ThrottlingBurstLimit: APP_FILE_DEFAULTS.throttle.burstLimit,
+    });
+    const retention = Object.values(fromFile)
+      .filter((r) => r.Type === 'AWS::Logs::LogGroup')
+      .map((r) => (r.Properties as { RetentionInDays?: number }).RetentionInDays);
+    assert.ok(
+      retention.length > 0 && retention.every((days) => days === APP_FILE_DEFAULTS.logRetention),
+      `${retention}`,
+    );
     const differing = Object.keys(fromCode).filter((id) => !isDeepStrictEqual(fromFile[id], fromCode[id]));
     for (const id of differing)
       assert.deepEqual(fromFile[id], fromCode[id], `resource ${id} (of ${differing.join(', ')})`);

@@ -237,6 +237,19 @@ describe('a folder with only arclight.yaml, a predictor and a model', () => {
     ]);
   });
 
+  test('deploy goes as far as it can without an account: synth, then the CDK CLI refusing in one line', async (t) => {
+    // Credentials of the right shape that no account knows, and no network: the CDK CLI cannot resolve the account.
+    const env = { ...NO_AWS, AWS_REGION: 'us-east-1', AWS_ACCESS_KEY_ID: 'AKIDEXAMPLE', AWS_SECRET_ACCESS_KEY: 'x' };
+    const started = performance.now();
+    const result = await run(['deploy', 'digits', '--require-approval', 'never'], dir, env, 400_000);
+    t.diagnostic(`deploy until the CDK CLI gave up: ${((performance.now() - started) / 1000).toFixed(1)} s`);
+    assert.equal(result.code, 1);
+    assert.equal(result.stdout, '');
+    assert.match(result.stderr, /Synthesis time/);
+    const last = result.stderr.trim().split('\n').at(-1)!;
+    assert.match(last, /^arclight: error: deploy failed: .*(AWS account|credentials|security token)/i);
+  });
+
   test('delete without a terminal to ask on, and without --yes, deletes nothing', async () => {
     // Static credentials pass the check (nothing reaches AWS: the refusal comes first).
     const env = { ...NO_AWS, AWS_REGION: 'us-east-1', AWS_ACCESS_KEY_ID: 'AKIDEXAMPLE', AWS_SECRET_ACCESS_KEY: 'x' };
