@@ -16,13 +16,16 @@ import type Ort from 'onnxruntime-node';
 import { serveWorker } from './child.js';
 import { onnxSessionOptions } from '../lib/runtime/executors/onnx-executor.js';
 
-export type FetchVariant = 'arclight' | 'naive' | 'local' | 'transfer';
+export type FetchVariant = 'arclight' | 'arclight-ort' | 'naive' | 'local' | 'local-ort' | 'transfer';
 
 export interface FetchWorkerInput {
   readonly variant: FetchVariant;
   readonly uri: string;
-  /** Local copy of the model (the `local` variant). */
+  /** The same model in ORT format (the `-ort` variants). */
+  readonly ortUri: string;
+  /** Local copy of the model (the `local` variant), and of its ORT-format conversion (`local-ort`). */
   readonly path: string;
+  readonly ortPath: string;
   /** S3 endpoint and credentials (through the throttling proxy). */
   readonly env: Record<string, string>;
   readonly threads: number;
@@ -46,7 +49,12 @@ export interface FetchWorkerResult {
   readonly peakRssDuringFetch?: number;
   /** What the model store reported about the fetch, when it reports anything. */
   readonly fetchStats?: unknown;
+  /** Fresh memory touched (minor faults × 4 KiB), MiB: before the clock (process start → t0), then per phase. */
+  readonly fresh: { beforeMiB: number; fetchMiB?: number; sessionMiB: number; firstRunMiB: number; totalMiB: number };
 }
+
+const faults = (): number => process.resourceUsage().minorPageFault;
+const mib = (pages: number): number => (pages * 4096) / 2 ** 20;
 
 /** Samples RSS until stopped; resolves with the peak. */
 function sampleRss(): { stop: () => number } {
@@ -62,30 +70,42 @@ function sampleRss(): { stop: () => number } {
   };
 }
 
-async function arclight(input: FetchWorkerInput): Promise<FetchWorkerResult> {
+async function arclight(input: FetchWorkerInput, ortFormat = false): Promise<FetchWorkerResult> {
   Object.assign(process.env, input.env);
+  const f0 = faults();
   const t0 = performance.now();
   const { loadModelBytes } = await import('../lib/runtime/model-store/model-store.js');
   const { OnnxExecutor, importOnnxRuntime } = await import('../lib/runtime/executors/onnx-executor.js');
   const rssBeforeFetch = process.memoryUsage.rss();
   const rss = sampleRss();
-  const fetching = loadModelBytes(input.uri, { env: process.env });
+  const fetching = loadModelBytes(ortFormat ? input.ortUri : input.uri, { env: process.env });
   const importing = importOnnxRuntime();
   const fetched = await fetching;
   const t1 = performance.now();
   const peakRssDuringFetch = rss.stop();
+  const f1 = faults();
   const { importMs } = await importing;
   const t2 = performance.now();
+  const f2 = faults();
   const executor = await OnnxExecutor.load(fetched.path ?? fetched.bytes, input.uri, {
     intraOpThreads: input.threads,
     executionProviders: ['cpu'],
   });
   const t3 = performance.now();
+  const f3 = faults();
   const index = { type: 'int64' as const, data: BigInt64Array.from([7n]), dims: [1] };
   await executor.run({ index });
   const t4 = performance.now();
+  const f4 = faults();
   return {
-    variant: 'arclight',
+    variant: ortFormat ? 'arclight-ort' : 'arclight',
+    fresh: {
+      beforeMiB: mib(f0),
+      fetchMiB: mib(f1 - f0),
+      sessionMiB: mib(f3 - f2),
+      firstRunMiB: mib(f4 - f3),
+      totalMiB: mib(f4 - f0),
+    },
     firstPredictionMs: t4 - t0,
     importMs,
     fetchMs: t1 - t0,
@@ -99,6 +119,7 @@ async function arclight(input: FetchWorkerInput): Promise<FetchWorkerResult> {
 }
 
 async function naive(input: FetchWorkerInput): Promise<FetchWorkerResult> {
+  const f0 = faults();
   const t0 = performance.now();
   // A hand-written handler's static imports, in the order users write them.
   const ortModule = (await import('onnxruntime-node')) as typeof Ort & { default?: typeof Ort };
@@ -113,14 +134,24 @@ async function naive(input: FetchWorkerInput): Promise<FetchWorkerResult> {
   const response = await client.send(new GetObjectCommand({ Bucket: bucket, Key: key }));
   const bytes = Buffer.from(await response.Body!.transformToByteArray());
   const t1 = performance.now();
+  const f1 = faults();
   const peakRssDuringFetch = rss.stop();
   const session = await ort.InferenceSession.create(bytes, onnxSessionOptions({ intraOpThreads: input.threads }));
   const t2 = performance.now();
+  const f2 = faults();
   await session.run({ index: new ort.Tensor('int64', BigInt64Array.from([7n]), [1]) });
   const t3 = performance.now();
+  const f3 = faults();
   client.destroy();
   return {
     variant: 'naive',
+    fresh: {
+      beforeMiB: mib(f0),
+      fetchMiB: mib(f1 - f0),
+      sessionMiB: mib(f2 - f1),
+      firstRunMiB: mib(f3 - f2),
+      totalMiB: mib(f3 - f0),
+    },
     firstPredictionMs: t3 - t0,
     importMs: tImported - t0,
     fetchMs: t1 - tImported,
@@ -132,17 +163,42 @@ async function naive(input: FetchWorkerInput): Promise<FetchWorkerResult> {
   };
 }
 
-async function local(input: FetchWorkerInput): Promise<FetchWorkerResult> {
+/**
+ * The model's bytes already on this machine: session create and first run alone (`local`), or for the ORT format
+ * (`local-ort`) one touch of the bytes (copied into fresh memory, as a fetch lands them) + the in-place session + run:
+ * the floor's part beyond the transfer.
+ */
+async function local(input: FetchWorkerInput, ortFormat = false): Promise<FetchWorkerResult> {
   const ortModule = (await import('onnxruntime-node')) as typeof Ort & { default?: typeof Ort };
   const ort = ortModule.default ?? ortModule;
-  const bytes = await readFile(input.path);
+  const read = await readFile(ortFormat ? input.ortPath : input.path);
+  const f0 = faults();
   const t0 = performance.now();
-  const session = await ort.InferenceSession.create(bytes, onnxSessionOptions({ intraOpThreads: input.threads }));
+  let bytes = read;
+  const options = onnxSessionOptions({ intraOpThreads: input.threads });
+  if (ortFormat) {
+    bytes = Buffer.allocUnsafeSlow(read.length);
+    read.copy(bytes);
+    Object.assign(options, {
+      extra: { session: { use_ort_model_bytes_directly: '1', use_ort_model_bytes_for_initializers: '1' } },
+    });
+  }
+  const fTouched = faults();
+  const session = await ort.InferenceSession.create(bytes, options);
   const t1 = performance.now();
+  const f1 = faults();
   await session.run({ index: new ort.Tensor('int64', BigInt64Array.from([7n]), [1]) });
   const t2 = performance.now();
+  const f2 = faults();
   return {
-    variant: 'local',
+    variant: ortFormat ? 'local-ort' : 'local',
+    fresh: {
+      beforeMiB: mib(f0),
+      ...(ortFormat ? { fetchMiB: mib(fTouched - f0) } : {}),
+      sessionMiB: mib(f1 - fTouched),
+      firstRunMiB: mib(f2 - f1),
+      totalMiB: mib(f2 - f0),
+    },
     firstPredictionMs: t2 - t0,
     sessionMs: t1 - t0,
     firstRunMs: t2 - t1,
@@ -185,6 +241,7 @@ async function transfer(input: FetchWorkerInput): Promise<FetchWorkerResult> {
   client.destroy();
   return {
     variant: 'transfer',
+    fresh: { beforeMiB: 0, sessionMiB: 0, firstRunMiB: 0, totalMiB: 0 },
     firstPredictionMs: ms,
     fetchMs: ms,
     sessionMs: 0,
@@ -196,6 +253,7 @@ async function transfer(input: FetchWorkerInput): Promise<FetchWorkerResult> {
 serveWorker<FetchWorkerInput, FetchWorkerResult>(async (input) => {
   if (input.variant === 'transfer') return transfer(input);
   if (input.variant === 'arclight') return arclight(input);
+  if (input.variant === 'arclight-ort') return arclight(input, true);
   if (input.variant === 'naive') return naive(input);
-  return local(input);
+  return local(input, input.variant === 'local-ort');
 });

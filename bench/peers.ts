@@ -237,11 +237,11 @@ async function start(config: PeerConfig, bodies: Bodies, python: string | undefi
           '127.0.0.1',
           '--port',
           String(port),
-          '--threads',
-          String(config.threads),
+          ...(config.threads > 0 ? ['--threads', String(config.threads)] : []),
           '--log-level',
           'WARN',
-          ...(config.workers > 0 ? ['--workers', String(config.workers)] : []),
+          // -1: serve's own default engine.
+          ...(config.workers >= 0 ? ['--workers', String(config.workers)] : []),
         ],
         { env: process.env, stdio: 'ignore' },
       );
@@ -252,7 +252,7 @@ async function start(config: PeerConfig, bodies: Bodies, python: string | undefi
         path: '/',
         headers: bodies.oipHeaders,
         bodyFile: bodies.oip,
-        isInference: config.workers > 0 ? (t) => t.nice > 0 : everyThreadInfers,
+        isInference: config.workers !== 0 ? (t) => t.nice > 0 : everyThreadInfers,
         stop: stopper(child),
       };
     }
@@ -360,7 +360,8 @@ function configs(python: string | undefined, cores: number): PeerConfig[] {
   list.push(
     { kind: 'container', label: `container server, ${cores} workers × 1 thread`, workers: cores, threads: 1 },
     { kind: 'container', label: 'container server, defaults', workers: 0, threads: 0 },
-    { kind: 'serve', label: `arclight serve, defaults (${cores} threads)`, workers: 0, threads: cores },
+    { kind: 'serve', label: 'arclight serve, defaults (worker threads)', workers: -1, threads: 0 },
+    { kind: 'serve', label: `arclight serve --workers 0 (in-process, ${cores} threads)`, workers: 0, threads: cores },
   );
   return list;
 }

@@ -59,7 +59,8 @@ let measureStart = 0;
 await Promise.all(Array.from({ length: spec.concurrency }, client));
 const elapsed = (performance.now() - measureStart) / 1000;
 latencies.sort((a, b) => a - b);
-const q = (p) => (latencies.length === 0 ? NaN : latencies[Math.min(latencies.length - 1, Math.floor(p * latencies.length))]);
+const q = (p) =>
+  latencies.length === 0 ? NaN : latencies[Math.min(latencies.length - 1, Math.floor(p * latencies.length))];
 process.stdout.write(
   `${JSON.stringify({ answered: latencies.length, sent, errors, rps: latencies.length / elapsed, p50Ms: q(0.5), p90Ms: q(0.9), p99Ms: q(0.99) })}\n`,
 );

@@ -17,6 +17,12 @@ function positiveInt(value: string): number {
   return n;
 }
 
+function nonNegativeInt(value: string): number {
+  const n = Number(value);
+  if (!Number.isSafeInteger(n) || n < 0) throw new InvalidArgumentError('must be a non-negative integer');
+  return n;
+}
+
 function nonNegative(value: string): number {
   const n = Number(value);
   if (!Number.isFinite(n) || n < 0) throw new InvalidArgumentError('must be a non-negative number');
@@ -126,6 +132,11 @@ program
   .option('--config <json|@file>', 'JSON object handed to init() and predict() as config')
   .option('--sha256 <hex>', 'refuse a model whose sha256 differs')
   .option('--threads <n>', 'onnxruntime intra-op threads, or torch threads (default: one per core)', positiveInt)
+  .option(
+    '--workers <n>',
+    'inference worker threads, as the container server runs them; 0: in the server thread (default: one per core, up to 4)',
+    nonNegativeInt,
+  )
   .option('--max-body-bytes <n>', 'largest request body; above it 413', positiveInt, SERVE_DEFAULTS.maxBodyBytes)
   .option('--timeout-ms <n>', 'per-request timeout; past it 504', positiveInt, SERVE_DEFAULTS.timeoutMs)
   .addOption(new Option('--log-level <level>', 'log level').choices(LOG_LEVELS).default('INFO'))
@@ -144,6 +155,7 @@ program
       config: options['config'] as string | undefined,
       sha256: options['sha256'] as string | undefined,
       threads: options['threads'] as number | undefined,
+      workers: options['workers'] as number | undefined,
       maxBodyBytes: options['maxBodyBytes'] as number,
       timeoutMs: options['timeoutMs'] as number,
       logLevel: options['logLevel'] as LogLevel,

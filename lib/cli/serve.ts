@@ -11,7 +11,8 @@ import { createHttpServer, listen } from '../runtime/transports/http-server.js';
 import { createLogger, type LogLevel } from '../runtime/telemetry/logger.js';
 import { isS3Uri } from '../runtime/model-store/model-store.js';
 import { loadPredictor } from '../runtime/predictor-loader.js';
-import { Runtime, type ReloadOutcome } from '../runtime/runtime.js';
+import { Runtime, type ReloadOutcome, type RuntimeOptions } from '../runtime/runtime.js';
+import { WorkerPool, defaultWorkerCount } from '../runtime/executors/worker-pool.js';
 import { tensorDeclarations } from '../runtime/settings.js';
 import { StartupError } from '../runtime/startup-error.js';
 import type { TorchModelOptions } from '../runtime/executors/torch-executor.js';
@@ -29,6 +30,11 @@ export interface ServeOptions {
   readonly config?: string;
   readonly sha256?: string;
   readonly threads?: number;
+  /**
+   * Inference worker threads, as the container server runs them (admission control included); 0 runs the model
+   * in the server's own thread. @default the container server's default (one per core, up to 4)
+   */
+  readonly workers?: number;
   readonly maxBodyBytes: number;
   readonly timeoutMs: number;
   readonly logLevel: LogLevel;
@@ -78,6 +84,7 @@ export async function serve(options: ServeOptions): Promise<ServeHandle> {
     modelSha256 ??= embedded.sha256;
     Object.assign(process.env, s3.env);
   }
+  const engine = serveEngine(options.workers);
   // A bar (or plain lines off a terminal) on stderr while a large model downloads from S3.
   const progress = isS3Uri(modelUri) ? createDownloadProgress({ label: modelUri }) : undefined;
   const runtime = new Runtime({
@@ -98,8 +105,12 @@ export async function serve(options: ServeOptions): Promise<ServeHandle> {
     checkResponses: true,
     ...(progress ? { onProgress: progress.update } : {}),
     ...(options.pollInterval ? { pollIntervalMs: options.pollInterval * 1000, onReload: reportReload } : {}),
+    ...engine.runtimeOptions,
   });
-  const server = createHttpServer(runtime, { maxBodyBytes: options.maxBodyBytes });
+  const server = createHttpServer(runtime, {
+    maxBodyBytes: options.maxBodyBytes,
+    ...(engine.maxPending === undefined ? {} : { overloaded: () => runtime.inFlight >= engine.maxPending! }),
+  });
   const close = async (): Promise<void> => {
     await closeServer(server);
     // The model's executor: the torch executor's Python process exits with it.
@@ -129,6 +140,34 @@ function reportReload(outcome: ReloadOutcome): void {
   if (outcome.kind === 'refused') {
     process.stderr.write(`arclight: model version ${outcome.version} refused: ${outcome.error.oneLine()}\n`);
   }
+}
+
+/** Requests queued beyond those running before serve answers 503, as the container server's default. */
+const SERVE_QUEUE_LENGTH = 64;
+
+/**
+ * The container server's engine (ONNX models in worker threads, a bounded queue, 503 past it) unless `workers` is 0:
+ * then the model runs in the server's thread, as Lambda runs it. Torch models run in their Python process either way.
+ */
+function serveEngine(workers: number | undefined): {
+  runtimeOptions: Pick<RuntimeOptions, 'createExecutor' | 'maxPending'>;
+  maxPending?: number;
+} {
+  if (workers === 0) return { runtimeOptions: {} };
+  const count = workers ?? defaultWorkerCount();
+  const maxPending = count + SERVE_QUEUE_LENGTH;
+  return {
+    maxPending,
+    runtimeOptions: {
+      maxPending,
+      createExecutor: (model, source, executorOptions) =>
+        WorkerPool.start(model, source, {
+          workers: count,
+          ...(executorOptions.intraOpThreads === undefined ? {} : { intraOpThreads: executorOptions.intraOpThreads }),
+          ...(executorOptions.executionProviders ? { executionProviders: executorOptions.executionProviders } : {}),
+        }),
+    },
+  };
 }
 
 function parseFormat(options: ServeOptions): ModelFormat | undefined {

@@ -59,7 +59,7 @@ export type WorkerReply =
   | { readonly kind: 'error'; readonly id: number; readonly message: string; readonly modelRun: boolean };
 
 export interface WorkerPoolOptions {
-  /** Worker threads, each with its own session. @default half the cores, 1 to 4 */
+  /** Worker threads, each with its own session. @default one per core, 1 to 4 */
   readonly workers?: number;
   /** Intra-op threads per worker. @default the cores but one (the server's own thread) divided among the workers */
   readonly intraOpThreads?: number;
@@ -93,9 +93,13 @@ interface Slot {
   ready: boolean;
 }
 
-/** Default worker count: half the cores (the other half runs intra-op threads), 1 to 4. */
+/**
+ * Default worker count: one per core up to 4 (each with one intra-op thread), then 4. Measured on 2 cores (bench
+ * `peers`, MobileNet): 2 workers × 1 thread serve about twice what 1 × 2 does, as onnxruntime's spare intra-op thread
+ * spin-waits between runs; more than 4 cores were not measured.
+ */
 export function defaultWorkerCount(cores = availableParallelism()): number {
-  return Math.max(1, Math.min(4, Math.floor(cores / 2)));
+  return Math.max(1, Math.min(4, cores));
 }
 
 /** Intra-op threads per worker: one core is left to the server's thread (health checks, HTTP), the rest shared. */

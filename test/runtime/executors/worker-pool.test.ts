@@ -106,9 +106,11 @@ describe('WorkerPool on digits', () => {
     await pool.run(digitsFeeds([expected.images[0]!]));
   });
 
-  test('defaultWorkerCount: half the cores, 1 to 4', () => {
+  test('defaultWorkerCount: one per core, 1 to 4 (each then gets one intra-op thread)', () => {
     assert.equal(defaultWorkerCount(1), 1);
-    assert.equal(defaultWorkerCount(2), 1);
+    assert.equal(defaultWorkerCount(2), 2);
+    assert.equal(defaultIntraOpThreads(defaultWorkerCount(2), 2), 1);
+    assert.equal(defaultWorkerCount(4), 4);
     assert.equal(defaultWorkerCount(8), 4);
     assert.equal(defaultWorkerCount(64), 4);
   });
