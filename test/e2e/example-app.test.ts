@@ -93,7 +93,7 @@ after(async () => {
 
 describe('the synthesized example app', () => {
   test('holds digits (arm64) and mobilenet (x86_64), each context with one platform of onnxruntime natives', () => {
-    assert.deepEqual([...apis.keys()].sort(), ['digits', 'mobilenet']);
+    assert.deepEqual([...apis.keys()].sort(), ['digits', 'digits-async', 'mobilenet']);
     const platforms = (dir: string): string[] =>
       readdirSync(join(dir, 'node_modules', 'onnxruntime-node', 'bin', 'napi-v6', 'linux')).sort();
     const d = apis.get('digits')!;

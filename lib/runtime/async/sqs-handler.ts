@@ -29,9 +29,7 @@ export function parseJobMessage(body: string): string | undefined {
 
 export type SqsHandler = (event: SQSEvent) => Promise<SQSBatchResponse>;
 
-export function createSqsHandler(
-  deps: AsyncWorkerDeps & { readonly maxReceives: number; readonly beforeJob?: () => Promise<void> },
-): SqsHandler {
+export function createSqsHandler(deps: AsyncWorkerDeps & { readonly maxReceives: number }): SqsHandler {
   return async (event) => {
     const batchItemFailures: SQSBatchResponse['batchItemFailures'] = [];
     for (const record of event.Records) {
@@ -42,7 +40,6 @@ export function createSqsHandler(
         continue;
       }
       try {
-        await deps.beforeJob?.();
         const receiveCount = Number(record.attributes.ApproximateReceiveCount) || 1;
         const outcome = await processJob(id, { receiveCount, maxReceives: deps.maxReceives }, deps);
         deps.log?.('async job processed', { id, outcome, receiveCount });

@@ -12,6 +12,7 @@ import { AsyncFront } from '../../../lib/runtime/async/async-front.js';
 import { processJob, type AsyncWorkerDeps } from '../../../lib/runtime/async/async-worker.js';
 import { JobPayloads } from '../../../lib/runtime/async/job-payloads.js';
 import { MemoryJobStore } from '../../../lib/runtime/async/job-store.js';
+import { createAsyncFrontHandler } from '../../../lib/runtime/async/lambda-front.js';
 import { invokeThroughAdapter } from '../../../lib/runtime/async/lambda-worker.js';
 import { createSqsHandler, jobMessage } from '../../../lib/runtime/async/sqs-handler.js';
 import { createS3Client } from '../../../lib/runtime/model-store/model-store.js';
@@ -149,5 +150,39 @@ describe('the async worker as an SQS event handler', () => {
       answers.map((answer) => answer.status),
       Array(8).fill(202),
     );
+  });
+});
+
+describe('the async front as an HTTP API (payload 2.0) Lambda handler', () => {
+  test('a base64 body on a named stage is stored as sent; the status route answers the job', async () => {
+    const handler = createAsyncFrontHandler(front);
+    const body = Buffer.from(JSON.stringify({ tag: 'from API Gateway' }));
+    const event = {
+      version: '2.0',
+      routeKey: 'POST /async',
+      rawPath: '/prod/async',
+      rawQueryString: '',
+      headers: { 'Content-Type': 'application/json', host: 'abc.execute-api.us-east-1.amazonaws.com' },
+      requestContext: { http: { method: 'POST', path: '/prod/async' }, stage: 'prod', requestId: 'gw-1' },
+      body: body.toString('base64'),
+      isBase64Encoded: true,
+    } as unknown as Parameters<typeof handler>[0];
+    const submitted = await handler(event);
+    assert.equal(submitted.statusCode, 202, String(submitted.body));
+    const { id } = JSON.parse(String(submitted.body)) as { id: string };
+    const record = (await store.get(id))!;
+    assert.equal(record.contentType, 'application/json');
+    const stored = await deps.payloads.get(record.requestKey);
+    assert.deepEqual(stored.bytes, body);
+    const status = await handler({
+      ...event,
+      routeKey: 'GET /async/{id}',
+      rawPath: `/prod/async/${id}`,
+      requestContext: { http: { method: 'GET', path: `/prod/async/${id}` }, stage: 'prod', requestId: 'gw-2' },
+      body: undefined,
+      isBase64Encoded: false,
+    } as unknown as Parameters<typeof handler>[0]);
+    assert.equal(status.statusCode, 200);
+    assert.equal((JSON.parse(String(status.body)) as { status: string }).status, 'queued');
   });
 });
