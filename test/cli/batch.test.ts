@@ -8,7 +8,10 @@ import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, test } from 'node:test';
+import { GetObjectCommand } from '@aws-sdk/client-s3';
 import { createBatchProgress } from '../../lib/cli/batch-progress.js';
+import { startEmbeddedS3 } from '../../lib/cli/embedded-s3.js';
+import { createS3Client } from '../../lib/runtime/model-store/model-store.js';
 import { parseJobRef } from '../../lib/cli/batch-jobs.js';
 import type { ProgressStream } from '../../lib/cli/progress.js';
 import type { BatchSummary } from '../../lib/runtime/batch/batch-layout.js';
@@ -67,6 +70,43 @@ describe('arclight batch run --local', () => {
     const summary = JSON.parse(readFileSync(join(output, 'summary.json'), 'utf8')) as BatchSummary;
     assert.deepEqual(summary.lastAttempt, { processed: 2, succeeded: 0, failed: 2 });
     assert.equal(summary.succeeded, 38);
+  });
+
+  test('model, input and output on S3 (s3rver): exit 0, _SUCCESS and the summary in the output prefix', async () => {
+    const s3 = await startEmbeddedS3(['models', 'data']);
+    try {
+      await s3.put('models', 'digits.onnx', readFileSync(DIGITS_ONNX));
+      const images = loadDigitsExpected().images;
+      const lines = images
+        .slice(0, 25)
+        .map((image) => JSON.stringify({ pixels: image.map((v) => Math.round(v * 16)) }));
+      await s3.put('data', 'in/part-1.jsonl', Buffer.from(`${lines.slice(0, 10).join('\n')}\n`));
+      await s3.put('data', 'in/part-2.jsonl', Buffer.from(lines.slice(10).join('\n')));
+      const result = await runCli(
+        ['batch', 'run', '--local', '--model', 's3://models/digits.onnx', '--predictor', DIGITS_PREDICTOR].concat([
+          '--input',
+          's3://data/in/',
+          '--output',
+          's3://data/out/',
+        ]),
+        { env: s3.env, timeoutMs: 60_000 },
+      );
+      assert.equal(result.code, 0, result.stderr);
+      assert.match(result.stderr, /attempt 1: 25 succeeded, 0 failed of 25/);
+      const client = createS3Client(s3.env);
+      try {
+        const read = async (key: string): Promise<string> =>
+          (await client.send(new GetObjectCommand({ Bucket: 'data', Key: key }))).Body!.transformToString();
+        const summary = JSON.parse(await read('out/summary.json')) as BatchSummary;
+        assert.equal(summary.input, 's3://data/in/');
+        assert.equal(summary.succeeded, 25);
+        assert.equal(await read('out/_SUCCESS'), '');
+      } finally {
+        client.destroy();
+      }
+    } finally {
+      await s3.close();
+    }
   });
 
   test('a missing input is one line, exit 1', async () => {

@@ -199,6 +199,13 @@ function buildStateMachine(
   rerun.next(plan);
   plan.next(
     new sfn.Choice(scope, 'WhichItems')
+      .when(
+        sfn.Condition.and(
+          sfn.Condition.booleanEquals('$.plan.rerun', true),
+          sfn.Condition.numberEquals('$.plan.failures', 0),
+        ),
+        new sfn.Succeed(scope, 'NothingFailed', { comment: 'The run named by "rerun" has no failures to retry' }),
+      )
       .when(sfn.Condition.booleanEquals('$.plan.rerun', true), overFailures)
       .otherwise(overInputs),
   );

@@ -52,8 +52,8 @@ export interface Plan extends BatchInput {
   readonly startedAt: string;
   /** The failures manifest's key in the output bucket (what a rerun's Map reads). */
   readonly failuresKey: string;
-  /** Items the rerun will run (the manifest's lines); absent on a first attempt. */
-  readonly failures?: number;
+  /** Items a rerun will run (the manifest's lines); 0 on a first attempt (the state machine's Choice reads it). */
+  readonly failures: number;
 }
 
 export interface ItemsResult {
@@ -94,7 +94,7 @@ async function plan(output: BatchStore, event: PlanEvent): Promise<Plan> {
   const base = { input: event.input, output: output.uri, startedAt: new Date().toISOString(), failuresKey };
   if (!event.rerun) {
     if (state.kind !== 'empty') throw new BatchJobError(`${output.uri} already holds a batch job's output`);
-    return { ...base, attempt: 1, rerun: false };
+    return { ...base, attempt: 1, rerun: false, failures: 0 };
   }
   if (state.kind !== 'finished') {
     throw new BatchJobError(

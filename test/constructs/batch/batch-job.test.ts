@@ -81,6 +81,7 @@ describe('BatchJob on Lambda: a Distributed Map over the Lambda image', () => {
       'Done',
       'Finish',
       'NewRun',
+      'NothingFailed',
       'OverFailures',
       'OverInputs',
       'Plan',
@@ -127,6 +128,13 @@ describe('BatchJob on Lambda: a Distributed Map over the Lambda image', () => {
       { Variable: '$.rerun', IsPresent: true, Next: 'RerunFailures' },
     ]);
     assert.deepEqual(states['WhichItems']!['Choices'], [
+      {
+        And: [
+          { Variable: '$.plan.rerun', BooleanEquals: true },
+          { Variable: '$.plan.failures', NumericEquals: 0 },
+        ],
+        Next: 'NothingFailed',
+      },
       { Variable: '$.plan.rerun', BooleanEquals: true, Next: 'OverFailures' },
     ]);
     assert.equal((states['Finish']!['Parameters'] as Record<string, string>)['action'], 'finish');
