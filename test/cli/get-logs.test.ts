@@ -45,6 +45,10 @@ before(async () => {
       apiCalls.push({ method, target: path, headers, body });
       return { status: 200, body: '{"digit":7}' };
     })
+    .onPath('/ecs-api/', ({ method, path, headers, body }) => {
+      apiCalls.push({ method, target: path, headers, body });
+      return { status: 200, body: '{"digit":3}' };
+    })
     .start();
 });
 
@@ -62,7 +66,7 @@ function healthyFixtures(): void {
   const output = (key: string | undefined, url: string, name: string): string =>
     `<member><OutputKey>${key}</OutputKey><OutputValue>${url}</OutputValue><Description>URL of the ${name} API</Description></member>`;
   aws.on('DescribeStacks', {
-    body: `<DescribeStacksResponse xmlns="http://cloudformation.amazonaws.com/doc/2010-05-15/"><DescribeStacksResult><Stacks><member><StackName>${TEST_STACK}</StackName><StackId>${STACK_ID}</StackId><CreationTime>2026-12-01T10:00:00.000Z</CreationTime><StackStatus>UPDATE_COMPLETE</StackStatus><Outputs>${output(digits.urlOutputKey, `${aws.url}/digits-api/`, 'digits')}${output(gpu.urlOutputKey, `https://${PHYSICAL.gpuApi}.execute-api.${TEST_REGION}.amazonaws.com/api/`, 'mobilenet-gpu')}${output(ecs.urlOutputKey, `https://${PHYSICAL.ecsApi}.execute-api.${TEST_REGION}.amazonaws.com/`, 'digits-ecs')}</Outputs></member></Stacks></DescribeStacksResult><ResponseMetadata><RequestId>7d3f0c9e-0000-4000-8000-000000000001</RequestId></ResponseMetadata></DescribeStacksResponse>`,
+    body: `<DescribeStacksResponse xmlns="http://cloudformation.amazonaws.com/doc/2010-05-15/"><DescribeStacksResult><Stacks><member><StackName>${TEST_STACK}</StackName><StackId>${STACK_ID}</StackId><CreationTime>2026-12-01T10:00:00.000Z</CreationTime><StackStatus>UPDATE_COMPLETE</StackStatus><Outputs>${output(digits.urlOutputKey, `${aws.url}/digits-api/`, 'digits')}${output(gpu.urlOutputKey, `https://${PHYSICAL.gpuApi}.execute-api.${TEST_REGION}.amazonaws.com/api/`, 'mobilenet-gpu')}${output(ecs.urlOutputKey, `${aws.url}/ecs-api/`, 'digits-ecs')}</Outputs></member></Stacks></DescribeStacksResult><ResponseMetadata><RequestId>7d3f0c9e-0000-4000-8000-000000000001</RequestId></ResponseMetadata></DescribeStacksResponse>`,
   });
   const resource = (logicalId: string | undefined, physicalId: string, type: string): string =>
     `<member><LogicalResourceId>${logicalId}</LogicalResourceId><PhysicalResourceId>${physicalId}</PhysicalResourceId><ResourceType>${type}</ResourceType><LastUpdatedTimestamp>2026-12-01T10:05:00.000Z</LastUpdatedTimestamp><ResourceStatus>UPDATE_COMPLETE</ResourceStatus></member>`;
@@ -372,6 +376,25 @@ describe('arclight predict <api>', { concurrency: false }, () => {
     assert.equal(call.target, '/digits-api/');
     assert.match(String(call.headers['authorization']), new RegExp(`/${TEST_REGION}/execute-api/aws4_request`));
     assert.equal(call.headers['authorization'], await expectedAuthorization(call, CREDENTIALS, TEST_REGION));
+  });
+});
+
+describe('arclight predict <jwt api>', { concurrency: false }, () => {
+  beforeEach(healthyFixtures);
+
+  test('the template says JWT: the token goes as a bearer token, no SigV4; without one, one line and nothing sent', async () => {
+    apiCalls.length = 0;
+    const result = await cli(['predict', 'digits-ecs', '--token', 'header.payload.signature', '--data', '{}']);
+    assert.equal(result.code, 0, result.stderr);
+    assert.equal(result.stdout, '{"digit":3}\n');
+    assert.equal(apiCalls.length, 1);
+    assert.equal(apiCalls[0]!.headers['authorization'], 'Bearer header.payload.signature');
+    assert.equal(apiCalls[0]!.headers['x-amz-date'], undefined);
+    assertOneLineError(
+      await cli(['predict', 'digits-ecs', '--data', '{}'], { ARCLIGHT_TOKEN: '' }),
+      /the API takes a JWT and none was given\. Pass --token <jwt> or set ARCLIGHT_TOKEN$/,
+    );
+    assert.equal(apiCalls.length, 1);
   });
 });
 
