@@ -1,6 +1,7 @@
 /**
  * An image file (PNG or JPEG) as a vision model's input tensor: decoded with pngjs / jpeg-js (pure JavaScript), resized
- * so its shorter side fits the model's input then centre-cropped (torchvision's Resize + CenterCrop, bilinear), and
+ * so its shorter side fits the model's input then centre-cropped (torchvision's Resize + CenterCrop: area-averaged
+ * when shrinking, bilinear when enlarging), and
  * normalized per channel: `(pixel / scale - mean) / std`, ImageNet's mean and std by default for 3 channels.
  */
 import jpeg from 'jpeg-js';
@@ -156,36 +157,64 @@ function normalization(
 }
 
 /**
- * RGB bytes of `width`×`height`: the image scaled (bilinear, alpha dropped) so that it covers the target, then its
- * centre cut out, so the aspect ratio is kept.
+ * RGB values of `width`×`height`: the image scaled so that it covers the target, then its centre cut out, so the
+ * aspect ratio is kept. Shrinking averages every source pixel under each output pixel (as an antialiased resize
+ * does, so a large photo does not alias); enlarging interpolates bilinearly. Alpha is dropped.
  */
 function resizeAndCrop(image: Rgba, width: number, height: number): Float64Array {
   const factor = Math.max(width / image.width, height / image.height);
-  const scaledWidth = image.width * factor;
-  const scaledHeight = image.height * factor;
-  const left = (scaledWidth - width) / 2;
-  const top = (scaledHeight - height) / 2;
+  const left = (image.width * factor - width) / 2;
+  const top = (image.height * factor - height) / 2;
   const out = new Float64Array(width * height * 3);
+  const sample = factor < 1 ? boxAverage : bilinear;
   for (let y = 0; y < height; y++) {
-    // The centre of the output pixel, mapped back into source pixel coordinates (half-pixel centres).
-    const sy = clamp((y + top + 0.5) / factor - 0.5, 0, image.height - 1);
-    const y0 = Math.floor(sy);
-    const y1 = Math.min(y0 + 1, image.height - 1);
-    const wy = sy - y0;
     for (let x = 0; x < width; x++) {
-      const sx = clamp((x + left + 0.5) / factor - 0.5, 0, image.width - 1);
-      const x0 = Math.floor(sx);
-      const x1 = Math.min(x0 + 1, image.width - 1);
-      const wx = sx - x0;
-      for (let c = 0; c < 3; c++) {
-        const at = (px: number, py: number): number => image.data[(py * image.width + px) * 4 + c]!;
-        const top = at(x0, y0) * (1 - wx) + at(x1, y0) * wx;
-        const bottom = at(x0, y1) * (1 - wx) + at(x1, y1) * wx;
-        out[(y * width + x) * 3 + c] = top * (1 - wy) + bottom * wy;
-      }
+      sample(
+        image,
+        (x + left) / factor,
+        (x + 1 + left) / factor,
+        (y + top) / factor,
+        (y + 1 + top) / factor,
+        out,
+        (y * width + x) * 3,
+      );
     }
   }
   return out;
+}
+
+/** The mean of the source pixels whose centres lie in [x0, x1) × [y0, y1) (at least the nearest one). */
+function boxAverage(image: Rgba, x0: number, x1: number, y0: number, y1: number, out: Float64Array, at: number): void {
+  const fromX = clamp(Math.ceil(x0 - 0.5), 0, image.width - 1);
+  const toX = clamp(Math.max(Math.ceil(x1 - 0.5), fromX + 1), 1, image.width);
+  const fromY = clamp(Math.ceil(y0 - 0.5), 0, image.height - 1);
+  const toY = clamp(Math.max(Math.ceil(y1 - 0.5), fromY + 1), 1, image.height);
+  const count = (toX - fromX) * (toY - fromY);
+  for (let c = 0; c < 3; c++) {
+    let sum = 0;
+    for (let py = fromY; py < toY; py++) {
+      for (let px = fromX; px < toX; px++) sum += image.data[(py * image.width + px) * 4 + c]!;
+    }
+    out[at + c] = sum / count;
+  }
+}
+
+/** Bilinear interpolation at the centre of the output pixel, mapped back to source coordinates (half-pixel centres). */
+function bilinear(image: Rgba, x0: number, x1: number, y0: number, y1: number, out: Float64Array, at: number): void {
+  const sx = clamp((x0 + x1) / 2 - 0.5, 0, image.width - 1);
+  const sy = clamp((y0 + y1) / 2 - 0.5, 0, image.height - 1);
+  const left = Math.floor(sx);
+  const right = Math.min(left + 1, image.width - 1);
+  const upper = Math.floor(sy);
+  const lower = Math.min(upper + 1, image.height - 1);
+  const wx = sx - left;
+  const wy = sy - upper;
+  for (let c = 0; c < 3; c++) {
+    const pixel = (px: number, py: number): number => image.data[(py * image.width + px) * 4 + c]!;
+    const above = pixel(left, upper) * (1 - wx) + pixel(right, upper) * wx;
+    const below = pixel(left, lower) * (1 - wx) + pixel(right, lower) * wx;
+    out[at + c] = above * (1 - wy) + below * wy;
+  }
 }
 
 function clamp(value: number, low: number, high: number): number {

@@ -45,6 +45,10 @@ before(async () => {
       apiCalls.push({ method, target: path, headers, body });
       return { status: 200, body: '{"digit":7}' };
     })
+    .onPath('/ecs-api/', ({ method, path, headers, body }) => {
+      apiCalls.push({ method, target: path, headers, body });
+      return { status: 200, body: '{"digit":3}' };
+    })
     .start();
 });
 
@@ -62,24 +66,32 @@ function healthyFixtures(): void {
   const output = (key: string | undefined, url: string, name: string): string =>
     `<member><OutputKey>${key}</OutputKey><OutputValue>${url}</OutputValue><Description>URL of the ${name} API</Description></member>`;
   aws.on('DescribeStacks', {
-    body: `<DescribeStacksResponse xmlns="http://cloudformation.amazonaws.com/doc/2010-05-15/"><DescribeStacksResult><Stacks><member><StackName>${TEST_STACK}</StackName><StackId>${STACK_ID}</StackId><CreationTime>2026-12-01T10:00:00.000Z</CreationTime><StackStatus>UPDATE_COMPLETE</StackStatus><Outputs>${output(digits.urlOutputKey, `${aws.url}/digits-api/`, 'digits')}${output(gpu.urlOutputKey, `https://${PHYSICAL.gpuApi}.execute-api.${TEST_REGION}.amazonaws.com/api/`, 'mobilenet-gpu')}${output(ecs.urlOutputKey, `https://${PHYSICAL.ecsApi}.execute-api.${TEST_REGION}.amazonaws.com/`, 'digits-ecs')}</Outputs></member></Stacks></DescribeStacksResult><ResponseMetadata><RequestId>7d3f0c9e-0000-4000-8000-000000000001</RequestId></ResponseMetadata></DescribeStacksResponse>`,
+    body: `<DescribeStacksResponse xmlns="http://cloudformation.amazonaws.com/doc/2010-05-15/"><DescribeStacksResult><Stacks><member><StackName>${TEST_STACK}</StackName><StackId>${STACK_ID}</StackId><CreationTime>2026-12-01T10:00:00.000Z</CreationTime><StackStatus>UPDATE_COMPLETE</StackStatus><Outputs>${output(digits.urlOutputKey, `${aws.url}/digits-api/`, 'digits')}${output(gpu.urlOutputKey, `https://${PHYSICAL.gpuApi}.execute-api.${TEST_REGION}.amazonaws.com/api/`, 'mobilenet-gpu')}${output(ecs.urlOutputKey, `${aws.url}/ecs-api/`, 'digits-ecs')}</Outputs></member></Stacks></DescribeStacksResult><ResponseMetadata><RequestId>7d3f0c9e-0000-4000-8000-000000000001</RequestId></ResponseMetadata></DescribeStacksResponse>`,
   });
   const resource = (logicalId: string | undefined, physicalId: string, type: string): string =>
-    `<member><StackName>${TEST_STACK}</StackName><StackId>${STACK_ID}</StackId><LogicalResourceId>${logicalId}</LogicalResourceId><PhysicalResourceId>${physicalId}</PhysicalResourceId><ResourceType>${type}</ResourceType><Timestamp>2026-12-01T10:05:00.000Z</Timestamp><ResourceStatus>UPDATE_COMPLETE</ResourceStatus></member>`;
-  aws.on('DescribeStackResources', {
-    body: `<DescribeStackResourcesResponse xmlns="http://cloudformation.amazonaws.com/doc/2010-05-15/"><DescribeStackResourcesResult><StackResources>${[
-      resource(digits.ids.api, PHYSICAL.digitsApi, 'AWS::ApiGatewayV2::Api'),
+    `<member><LogicalResourceId>${logicalId}</LogicalResourceId><PhysicalResourceId>${physicalId}</PhysicalResourceId><ResourceType>${type}</ResourceType><LastUpdatedTimestamp>2026-12-01T10:05:00.000Z</LastUpdatedTimestamp><ResourceStatus>UPDATE_COMPLETE</ResourceStatus></member>`;
+  const page = (members: string[], nextToken?: string): { body: string } => ({
+    body: `<ListStackResourcesResponse xmlns="http://cloudformation.amazonaws.com/doc/2010-05-15/"><ListStackResourcesResult><StackResourceSummaries>${members.join('')}</StackResourceSummaries>${nextToken ? `<NextToken>${nextToken}</NextToken>` : ''}</ListStackResourcesResult><ResponseMetadata><RequestId>7d3f0c9e-0000-4000-8000-000000000002</RequestId></ResponseMetadata></ListStackResourcesResponse>`,
+  });
+  // Two pages, the digits API's function and log group on the second: found only by following NextToken.
+  aws.on(
+    'ListStackResources',
+    page(
+      [
+        resource(digits.ids.api, PHYSICAL.digitsApi, 'AWS::ApiGatewayV2::Api'),
+        resource(gpu.ids.api, PHYSICAL.gpuApi, 'AWS::ApiGateway::RestApi'),
+        resource(gpu.ids.endpoint, PHYSICAL.gpuEndpoint, 'AWS::SageMaker::Endpoint'),
+        resource(ecs.ids.api, PHYSICAL.ecsApi, 'AWS::ApiGatewayV2::Api'),
+        resource(ecs.ids.service, PHYSICAL.ecsService, 'AWS::ECS::Service'),
+        resource(ecs.ids.cluster, PHYSICAL.ecsCluster, 'AWS::ECS::Cluster'),
+      ],
+      'resources-page-2',
+    ),
+    page([
       resource(digits.ids.function, PHYSICAL.digitsFunction, 'AWS::Lambda::Function'),
       resource(digits.ids.logGroup, PHYSICAL.digitsLogs, 'AWS::Logs::LogGroup'),
-      resource(gpu.ids.api, PHYSICAL.gpuApi, 'AWS::ApiGateway::RestApi'),
-      resource(gpu.ids.endpoint, PHYSICAL.gpuEndpoint, 'AWS::SageMaker::Endpoint'),
-      resource(ecs.ids.api, PHYSICAL.ecsApi, 'AWS::ApiGatewayV2::Api'),
-      resource(ecs.ids.service, PHYSICAL.ecsService, 'AWS::ECS::Service'),
-      resource(ecs.ids.cluster, PHYSICAL.ecsCluster, 'AWS::ECS::Cluster'),
-    ].join(
-      '',
-    )}</StackResources></DescribeStackResourcesResult><ResponseMetadata><RequestId>7d3f0c9e-0000-4000-8000-000000000002</RequestId></ResponseMetadata></DescribeStackResourcesResponse>`,
-  });
+    ]),
+  );
   aws.on('GetFunction', {
     body: {
       Configuration: {
@@ -243,6 +255,10 @@ describe('arclight get', { concurrency: false }, () => {
     // What was asked: the stack by name once each, the right physical ids, CloudWatch's dimensions per API flavour.
     assert.equal(aws.callsOf('DescribeStacks').length, 1);
     assert.equal(aws.callsOf('DescribeStacks')[0]!.params['StackName'], TEST_STACK);
+    assert.deepEqual(
+      aws.callsOf('ListStackResources').map((call) => call.params['NextToken']),
+      [undefined, 'resources-page-2'],
+    );
     assert.equal(aws.callsOf('GetFunction')[0]!.params['FunctionName'], PHYSICAL.digitsFunction);
     assert.equal(aws.callsOf('DescribeEndpoint')[0]!.params['EndpointName'], PHYSICAL.gpuEndpoint);
     assert.deepEqual(aws.callsOf('DescribeServices')[0]!.params, {
@@ -360,6 +376,25 @@ describe('arclight predict <api>', { concurrency: false }, () => {
     assert.equal(call.target, '/digits-api/');
     assert.match(String(call.headers['authorization']), new RegExp(`/${TEST_REGION}/execute-api/aws4_request`));
     assert.equal(call.headers['authorization'], await expectedAuthorization(call, CREDENTIALS, TEST_REGION));
+  });
+});
+
+describe('arclight predict <jwt api>', { concurrency: false }, () => {
+  beforeEach(healthyFixtures);
+
+  test('the template says JWT: the token goes as a bearer token, no SigV4; without one, one line and nothing sent', async () => {
+    apiCalls.length = 0;
+    const result = await cli(['predict', 'digits-ecs', '--token', 'header.payload.signature', '--data', '{}']);
+    assert.equal(result.code, 0, result.stderr);
+    assert.equal(result.stdout, '{"digit":3}\n');
+    assert.equal(apiCalls.length, 1);
+    assert.equal(apiCalls[0]!.headers['authorization'], 'Bearer header.payload.signature');
+    assert.equal(apiCalls[0]!.headers['x-amz-date'], undefined);
+    assertOneLineError(
+      await cli(['predict', 'digits-ecs', '--data', '{}'], { ARCLIGHT_TOKEN: '' }),
+      /the API takes a JWT and none was given\. Pass --token <jwt> or set ARCLIGHT_TOKEN$/,
+    );
+    assert.equal(apiCalls.length, 1);
   });
 });
 

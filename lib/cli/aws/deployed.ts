@@ -1,13 +1,14 @@
 /**
  * An API's deployed identity: its stack's status and outputs (the URL) from DescribeStacks, and the physical ids of
- * its resources from DescribeStackResources, for the logical ids the synthesized app names.
+ * its resources from ListStackResources (every page: DescribeStackResources stops at 100 resources, and one ECS API
+ * alone has about 60), for the logical ids the synthesized app names.
  */
 import {
   CloudFormationClient,
-  DescribeStackResourcesCommand,
   DescribeStacksCommand,
+  ListStackResourcesCommand,
   type Stack,
-  type StackResource,
+  type StackResourceSummary,
 } from '@aws-sdk/client-cloudformation';
 import { StartupError } from '../../runtime/startup-error.js';
 import type { AppApi, ApiResourceIds } from './app-apis.js';
@@ -65,17 +66,28 @@ async function describeStack(client: CloudFormationClient, stackName: string): P
   throw new NotDeployedError(`stack ${stackName} is not deployed in ${await client.config.region()}`);
 }
 
-/** DescribeStackResources lists every resource of the stack at once (up to 100; more needs ListStackResources). */
-async function stackResources(client: CloudFormationClient, stackName: string): Promise<StackResource[]> {
-  try {
-    const { StackResources } = await client.send(new DescribeStackResourcesCommand({ StackName: stackName }));
-    return StackResources ?? [];
-  } catch (error) {
-    throw awsFailure(error, `DescribeStackResources ${stackName}`);
-  }
+/** Every resource of the stack, page by page. */
+async function stackResources(client: CloudFormationClient, stackName: string): Promise<StackResourceSummary[]> {
+  const resources: StackResourceSummary[] = [];
+  let nextToken: string | undefined;
+  do {
+    try {
+      const page = await client.send(new ListStackResourcesCommand({ StackName: stackName, NextToken: nextToken }));
+      resources.push(...(page.StackResourceSummaries ?? []));
+      nextToken = page.NextToken;
+    } catch (error) {
+      throw awsFailure(error, `ListStackResources ${stackName}`);
+    }
+  } while (nextToken);
+  return resources;
 }
 
-function deployedApi(app: AppApi, stack: Stack, resources: readonly StackResource[], region: string): DeployedApi {
+function deployedApi(
+  app: AppApi,
+  stack: Stack,
+  resources: readonly StackResourceSummary[],
+  region: string,
+): DeployedApi {
   const physical: Record<string, string> = {};
   for (const [key, logicalId] of Object.entries(app.ids)) {
     const id = resources.find((r) => r.LogicalResourceId === logicalId)?.PhysicalResourceId;
