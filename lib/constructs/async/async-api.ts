@@ -119,6 +119,8 @@ export class AsyncApi extends Construct {
         throttle: props.throttle,
         docs: false,
         logRetention,
+        // The async API's own dashboard and alarms are not built yet; validation needs the realtime defaults.
+        monitoring: {},
       };
       const problems = [
         ...asyncProblems,
