@@ -56,6 +56,8 @@ export interface BackendContext {
   readonly rollout?: Rollout;
   /** Dashboard and default alarms. */
   readonly monitoring: MonitoringProps;
+  /** X-Ray tracing of the API stage and the runtime's phases. */
+  readonly tracing: boolean;
 }
 
 /** What a compute's props can be checked against: the model's size and format, known once the source is bound. */

@@ -50,6 +50,11 @@ export interface RealtimeApiProps {
   readonly rollout?: Rollout;
   /** The CloudWatch dashboard and default alarms (thresholds, SNS topic). @default a dashboard and the default alarms */
   readonly monitoring?: MonitoringProps;
+  /**
+   * X-Ray tracing: active tracing on the Lambda function, with the runtime's phases (fetch, session, init, decode,
+   * run, encode) as subsegments; tracing on SageMaker's REST API stage. Costs nothing per request when off. @default false
+   */
+  readonly tracing?: boolean;
 }
 
 /** The construct metadata `arclight dev` finds APIs by (defined in the contract, which the CLI reads too). */
@@ -92,6 +97,7 @@ export class RealtimeApi extends Construct {
       logRetention: props.logRetention ?? logs.RetentionDays.ONE_MONTH,
       rollout: props.rollout,
       monitoring: props.monitoring ?? {},
+      tracing: props.tracing ?? false,
     });
     this.api = this.backend.api;
     this.url = this.backend.url;
