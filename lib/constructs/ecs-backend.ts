@@ -77,6 +77,9 @@ export function buildEcsBackend(scope: Construct, context: BackendContext, compu
     ...compute.problems(model.sizeBytes),
     ...validateBatching(context.batching),
     ...rollout.problems('ecs'),
+    ...(context.variants.length > 0
+      ? ['variants (weighted and shadow) are served by Compute.sageMaker; Lambda and ECS do not have them yet']
+      : []),
   ]);
   if (rollout.kind === 'canary' || rollout.kind === 'linear') {
     Annotations.of(scope).addWarningV2(

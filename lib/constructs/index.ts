@@ -44,3 +44,4 @@ export {
   type RolloutCompute,
   type StepRolloutProps,
 } from './rollout.js';
+export { type VariantProps } from './variant.js';

@@ -62,6 +62,9 @@ export function buildLambdaBackend(scope: Construct, context: BackendContext, co
   validateProps(scope, context, model, [
     ...compute.problems(model.sizeBytes, model.format),
     ...rollout.problems('lambda'),
+    ...(context.variants.length > 0
+      ? ['variants (weighted and shadow) are served by Compute.sageMaker; Lambda and ECS do not have them yet']
+      : []),
     ...(context.batching
       ? ['batching applies to the container computes (SageMaker, ECS); Lambda serves one request at a time']
       : []),

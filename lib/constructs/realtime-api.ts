@@ -15,6 +15,7 @@ import { Compute } from './compute.js';
 import type { ModelSource } from './model-source.js';
 import { Predictor } from './predictor.js';
 import type { Rollout } from './rollout.js';
+import type { VariantProps } from './variant.js';
 
 export type { ApiMetadata, BatchingProps, ThrottleProps };
 
@@ -55,6 +56,11 @@ export interface RealtimeApiProps {
    * run, encode) as subsegments; tracing on SageMaker's REST API stage. Costs nothing per request when off. @default false
    */
   readonly tracing?: boolean;
+  /**
+   * More models (or predictors) behind the API, beside its own: weighted production variants sharing live traffic, or
+   * one shadow variant getting a copy of it (Compute.sageMaker). @default none
+   */
+  readonly variants?: readonly VariantProps[];
 }
 
 /** The construct metadata `arclight dev` finds APIs by (defined in the contract, which the CLI reads too). */
@@ -98,6 +104,7 @@ export class RealtimeApi extends Construct {
       rollout: props.rollout,
       monitoring: props.monitoring ?? {},
       tracing: props.tracing ?? false,
+      variants: props.variants ?? [],
     });
     this.api = this.backend.api;
     this.url = this.backend.url;
