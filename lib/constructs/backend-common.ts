@@ -23,6 +23,7 @@ import type { NodeArch } from './lambda-image-context.js';
 import { modelEnvironment, type ModelSource, type ModelSourceConfig } from './model-source.js';
 import type { PredictorConfig } from './predictor.js';
 import type { Rollout } from './rollout.js';
+import type { VariantProps } from './variant.js';
 
 /** Stage throttling. */
 export interface ThrottleProps {
@@ -56,6 +57,10 @@ export interface BackendContext {
   readonly rollout?: Rollout;
   /** Dashboard and default alarms. */
   readonly monitoring: MonitoringProps;
+  /** X-Ray tracing of the API stage and the runtime's phases. */
+  readonly tracing: boolean;
+  /** More models behind the API: weighted production variants, a shadow. */
+  readonly variants: readonly VariantProps[];
 }
 
 /** What a compute's props can be checked against: the model's size and format, known once the source is bound. */
@@ -109,6 +114,7 @@ export function validateProps(
     ...validateThrottle(context.throttle),
     ...validateConfig(context.config),
     ...monitoringProblems(context.monitoring),
+    ...context.variants.flatMap((v) => (v.predictor ? v.predictor.bind().problems : [])),
   ];
   if (problems.length > 0) {
     throw new Error(`RealtimeApi '${scope.node.path}' has invalid props:\n  - ${problems.join('\n  - ')}`);

@@ -19,7 +19,7 @@ import * as logs from 'aws-cdk-lib/aws-logs';
 import { DISABLE_ASSET_STAGING_CONTEXT } from 'aws-cdk-lib/cx-api';
 import * as cr from 'aws-cdk-lib/custom-resources';
 import type { Construct } from 'constructs';
-import { API_METADATA_KEY, DEFAULTS, ROUTES } from '../contract.js';
+import { API_METADATA_KEY, DEFAULTS, ENV, ROUTES } from '../contract.js';
 import { METRICS } from '../metric-catalog.js';
 import { ApiMonitoring, runtimeMetric, type BackendMetrics } from './api-monitoring.js';
 import {
@@ -77,6 +77,9 @@ export function buildEcsBackend(scope: Construct, context: BackendContext, compu
     ...compute.problems(model.sizeBytes),
     ...validateBatching(context.batching),
     ...rollout.problems('ecs'),
+    ...(context.variants.length > 0
+      ? ['variants (weighted and shadow) are served by Compute.sageMaker; Lambda and ECS do not have them yet']
+      : []),
   ]);
   if (rollout.kind === 'canary' || rollout.kind === 'linear') {
     Annotations.of(scope).addWarningV2(
@@ -163,15 +166,20 @@ export function buildEcsBackend(scope: Construct, context: BackendContext, compu
     memoryReservationMiB: 2048,
     ...(compute.gpu ? { gpuCount: compute.gpuCount } : {}),
     portMappings: [{ containerPort: DEFAULTS.port }],
-    environment: containerEnvironment(context, model, {
-      gpu: compute.gpu,
-      maxBodyBytes: HTTP_API_MAX_PAYLOAD_BYTES,
-      requestTimeoutMs: CONTAINER_REQUEST_TIMEOUT_MS,
-    }),
+    environment: {
+      ...containerEnvironment(context, model, {
+        gpu: compute.gpu,
+        maxBodyBytes: HTTP_API_MAX_PAYLOAD_BYTES,
+        requestTimeoutMs: CONTAINER_REQUEST_TIMEOUT_MS,
+      }),
+      // The X-Ray daemon beside it in the task (awsvpc: one network namespace).
+      ...(context.tracing ? { [ENV.tracing]: 'on', AWS_XRAY_DAEMON_ADDRESS: `127.0.0.1:${XRAY_DAEMON_PORT}` } : {}),
+    },
     logging: ecs.LogDrivers.awsLogs({ streamPrefix: context.apiName, logGroup: containerLogs }),
     // The server stops accepting on SIGTERM and drains in-flight requests before exiting.
     stopTimeout: Duration.seconds(30),
   });
+  if (context.tracing) addXRayDaemon(taskDefinition, taskRole, containerLogs, context.apiName);
   // The image asset is staged as the container is added: the generated context can go (unless staging is off).
   if (!scope.node.tryGetContext(DISABLE_ASSET_STAGING_CONTEXT)) rmSync(contextDir, { recursive: true, force: true });
   (taskDefinition.node.defaultChild as ecs.CfnTaskDefinition).addMetadata(API_METADATA_KEY, {
@@ -448,4 +456,43 @@ function acknowledge(
       "The ALB is internal and reached only through the API's VPC link; the API stage's JSON access logs record every request.",
   });
   acknowledgeOpenApi(api, context.auth);
+}
+
+/** The X-Ray daemon's image (AWS's, on ECR Public) and UDP port. */
+export const XRAY_DAEMON_IMAGE = 'public.ecr.aws/xray/aws-xray-daemon:3.x';
+const XRAY_DAEMON_PORT = 2000;
+
+/**
+ * tracing: true on ECS: the X-Ray daemon as a sidecar that receives the runtime's segments over UDP on loopback and
+ * forwards them; the task role may put segments (X-Ray's write actions have no resource-level permissions).
+ */
+function addXRayDaemon(
+  taskDefinition: ecs.Ec2TaskDefinition,
+  taskRole: iam.Role,
+  logGroup: logs.ILogGroup,
+  apiName: string,
+): void {
+  taskDefinition.addContainer('xray-daemon', {
+    image: ecs.ContainerImage.fromRegistry(XRAY_DAEMON_IMAGE),
+    essential: false,
+    memoryReservationMiB: 64,
+    portMappings: [{ containerPort: XRAY_DAEMON_PORT, protocol: ecs.Protocol.UDP }],
+    logging: ecs.LogDrivers.awsLogs({ streamPrefix: `${apiName}-xray`, logGroup }),
+  });
+  taskRole.addToPolicy(
+    new iam.PolicyStatement({
+      actions: [
+        'xray:PutTraceSegments',
+        'xray:PutTelemetryRecords',
+        'xray:GetSamplingRules',
+        'xray:GetSamplingTargets',
+      ],
+      resources: ['*'],
+    }),
+  );
+  Validations.of(taskRole).acknowledge({
+    id: 'AwsSolutions-IAM5[Resource::*]',
+    reason:
+      "tracing: true: the X-Ray daemon's PutTraceSegments, PutTelemetryRecords and sampling reads have no resource-level permissions and take '*'.",
+  });
 }

@@ -52,3 +52,4 @@ export {
   type LambdaBatchComputeProps,
   type SageMakerBatchComputeProps,
 } from './batch/batch-compute.js';
+export { type VariantProps } from './variant.js';

@@ -65,6 +65,9 @@ export function buildLambdaBackend(scope: Construct, context: BackendContext, co
     ...(model.versions && model.versions.version === undefined
       ? ['a versioned model on Lambda needs a pinned version (each sandbox loads what the deployment pinned)']
       : []),
+    ...(context.variants.length > 0
+      ? ['variants (weighted and shadow) are served by Compute.sageMaker; Lambda and ECS do not have them yet']
+      : []),
     ...(context.batching
       ? ['batching applies to the container computes (SageMaker, ECS); Lambda serves one request at a time']
       : []),
@@ -89,9 +92,11 @@ export function buildLambdaBackend(scope: Construct, context: BackendContext, co
     reservedConcurrentExecutions: compute.reservedConcurrency,
     role,
     logGroup: functionLogs,
+    ...(context.tracing ? { tracing: lambda.Tracing.ACTIVE } : {}),
     environment: {
       ...functionEnvironment(context.apiName, model, context.config, compute),
       ...(context.docs ? { [ENV.docs]: 'on' } : {}),
+      ...(context.tracing ? { [ENV.tracing]: 'on' } : {}),
     },
   });
   // The function's image asset was staged (copied into the cloud assembly) as it was created: drop the generated
@@ -129,6 +134,13 @@ export function buildLambdaBackend(scope: Construct, context: BackendContext, co
     id: 'AwsSolutions-IAM5',
     reason: "CloudWatch Logs stream ARNs under the function's own log group end in ':*'; no other wildcard is granted.",
   });
+  if (context.tracing) {
+    Validations.of(role).acknowledge({
+      id: 'AwsSolutions-IAM5[Resource::*]',
+      reason:
+        "tracing: true: X-Ray's PutTraceSegments and PutTelemetryRecords (Lambda active tracing) have no resource-level permissions and take '*'.",
+    });
+  }
   acknowledgeOpenApi(api, context.auth);
   return { api, apiId: api.apiId, url: stage.url, stageName: stage.stageName, function: target, monitoring };
 }
@@ -175,7 +187,8 @@ function deployWithCodeDeploy(
   role.addToPolicy(
     new iam.PolicyStatement({
       actions: ['lambda:GetAlias', 'lambda:UpdateAlias', 'lambda:GetProvisionedConcurrencyConfig'],
-      resources: [fn.functionArn, `${fn.functionArn}:*`],
+      // The alias is updated on the function; its provisioned concurrency is read on the alias.
+      resources: [fn.functionArn, alias.functionArn],
     }),
   );
   if (alarms.length > 0) {
@@ -199,11 +212,6 @@ function deployWithCodeDeploy(
   (alias.node.defaultChild as lambda.CfnAlias).cfnOptions.updatePolicy = {
     codeDeployLambdaAliasUpdate: { applicationName: application.ref, deploymentGroupName: group.ref },
   };
-  Validations.of(role).acknowledge({
-    id: 'AwsSolutions-IAM5',
-    reason:
-      "CodeDeploy moves the alias between the function's versions, whose ARNs are the function's ARN with ':<version>' or ':<alias>' (':*'); nothing else is granted.",
-  });
 }
 
 /** The function's environment: the deployed contract (`ENV`), CPU only, its deadline a second inside the timeout. */

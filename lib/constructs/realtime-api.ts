@@ -15,6 +15,7 @@ import { Compute } from './compute.js';
 import type { ModelSource } from './model-source.js';
 import { Predictor } from './predictor.js';
 import type { Rollout } from './rollout.js';
+import type { VariantProps } from './variant.js';
 
 export type { ApiMetadata, BatchingProps, ThrottleProps };
 
@@ -50,6 +51,16 @@ export interface RealtimeApiProps {
   readonly rollout?: Rollout;
   /** The CloudWatch dashboard and default alarms (thresholds, SNS topic). @default a dashboard and the default alarms */
   readonly monitoring?: MonitoringProps;
+  /**
+   * X-Ray tracing: active tracing on the Lambda function, with the runtime's phases (fetch, session, init, decode,
+   * run, encode) as subsegments; tracing on SageMaker's REST API stage. Costs nothing per request when off. @default false
+   */
+  readonly tracing?: boolean;
+  /**
+   * More models (or predictors) behind the API, beside its own: weighted production variants sharing live traffic, or
+   * one shadow variant getting a copy of it (Compute.sageMaker). @default none
+   */
+  readonly variants?: readonly VariantProps[];
 }
 
 /** The construct metadata `arclight dev` finds APIs by (defined in the contract, which the CLI reads too). */
@@ -92,6 +103,8 @@ export class RealtimeApi extends Construct {
       logRetention: props.logRetention ?? logs.RetentionDays.ONE_MONTH,
       rollout: props.rollout,
       monitoring: props.monitoring ?? {},
+      tracing: props.tracing ?? false,
+      variants: props.variants ?? [],
     });
     this.api = this.backend.api;
     this.url = this.backend.url;

@@ -13,7 +13,7 @@ import * as iam from 'aws-cdk-lib/aws-iam';
 import * as logs from 'aws-cdk-lib/aws-logs';
 import * as sagemaker from 'aws-cdk-lib/aws-sagemaker';
 import { DISABLE_ASSET_STAGING_CONTEXT } from 'aws-cdk-lib/cx-api';
-import type { Construct } from 'constructs';
+import { Construct } from 'constructs';
 import { API_METADATA_KEY } from '../contract.js';
 import { METRICS } from '../metric-catalog.js';
 import { ApiMonitoring, runtimeMetric, type BackendMetrics } from './api-monitoring.js';
@@ -31,9 +31,10 @@ import {
 } from './backend-common.js';
 import { buildContainerImageContext } from './container-image-context.js';
 import { SAGEMAKER_LIMITS } from './limits.js';
-import { isTorchFormat } from './model-source.js';
+import { isTorchFormat, type ModelSourceConfig } from './model-source.js';
 import { Rollout } from './rollout.js';
 import { RestApiAccessLogs, createSageMakerRestApi } from './sagemaker-rest-api.js';
+import { variantProblems, type VariantProps } from './variant.js';
 
 /** The SageMaker compute's settings, every prop resolved to its default (`SageMakerCompute`). */
 export interface SageMakerSettings extends ComputeChecks {
@@ -80,9 +81,16 @@ export function buildSageMakerBackend(
   const model = context.model.bind(scope, role);
 
   const rollout = context.rollout ?? Rollout.canary();
+  // Each variant's model object, bound under its own scope (read by the same role), checked with the rest.
+  const boundVariants = context.variants.map((props) => {
+    const variantScope = new Construct(scope, `Variant${props.name}`);
+    return { props, scope: variantScope, model: props.model.bind(variantScope, role) };
+  });
   validateProps(scope, context, model, [
     ...compute.problems(model.sizeBytes),
     ...rollout.problems('sagemaker'),
+    ...variantProblems(context.variants, VARIANT_NAME),
+    ...boundVariants.flatMap((v) => v.model.problems.map((problem) => `variant '${v.props.name}': ${problem}`)),
     ...validateBatching(context.batching),
     ...(context.auth.kind === 'jwt'
       ? [
@@ -130,20 +138,33 @@ export function buildSageMakerBackend(
     gpu: compute.gpu,
   } satisfies ApiMetadata);
 
+  const variant = (name: string, modelName: string, instances: number, weight: number) => ({
+    variantName: name,
+    modelName,
+    instanceType: compute.instanceType,
+    initialInstanceCount: instances,
+    initialVariantWeight: weight,
+    containerStartupHealthCheckTimeoutInSeconds: compute.containerStartupHealthCheckTimeout.toSeconds(),
+    ...(compute.volumeSize !== undefined ? { volumeSizeInGb: compute.volumeSize } : {}),
+    // The host's NVIDIA driver: SageMaker's default GPU host (driver 470, CUDA 11.4) cannot run CUDA 12.
+    ...(compute.inferenceAmiVersion !== undefined ? { inferenceAmiVersion: compute.inferenceAmiVersion } : {}),
+  });
+  const others = boundVariants.map((v) => ({
+    props: v.props,
+    entry: variant(
+      v.props.name,
+      variantModel(v, context, compute, role, image.imageUri).attrModelName,
+      v.props.instanceCount ?? 1,
+      v.props.weight ?? 1,
+    ),
+  }));
+  const shadows = others.filter((o) => o.props.shadow).map((o) => o.entry);
   const config = new sagemaker.CfnEndpointConfig(scope, 'EndpointConfig', {
     productionVariants: [
-      {
-        variantName: VARIANT_NAME,
-        modelName: cfnModel.attrModelName,
-        instanceType: compute.instanceType,
-        initialInstanceCount: compute.initialInstanceCount,
-        initialVariantWeight: 1,
-        containerStartupHealthCheckTimeoutInSeconds: compute.containerStartupHealthCheckTimeout.toSeconds(),
-        ...(compute.volumeSize !== undefined ? { volumeSizeInGb: compute.volumeSize } : {}),
-        // The host's NVIDIA driver: SageMaker's default GPU host (driver 470, CUDA 11.4) cannot run CUDA 12.
-        ...(compute.inferenceAmiVersion !== undefined ? { inferenceAmiVersion: compute.inferenceAmiVersion } : {}),
-      },
+      variant(VARIANT_NAME, cfnModel.attrModelName, compute.initialInstanceCount, 1),
+      ...others.filter((o) => !o.props.shadow).map((o) => o.entry),
     ],
+    ...(shadows.length > 0 ? { shadowProductionVariants: shadows } : {}),
   });
   const endpoint = new sagemaker.CfnEndpoint(scope, 'Endpoint', {
     endpointName,
@@ -185,7 +206,10 @@ export function buildSageMakerBackend(
     ...context.monitoring,
     apiName: context.apiName,
     apiGateway: restApiMetrics(api),
-    backend: sageMakerMetrics(context.apiName, endpointName, compute.gpu),
+    backend: sageMakerMetrics(context.apiName, endpointName, compute.gpu, [
+      VARIANT_NAME,
+      ...context.variants.map((v) => v.name),
+    ]),
   });
   // Blue/green (or rolling) with the rollout's shifts; SageMaker rolls back when one of the alarms fires meanwhile.
   const alarmNames = rollout.rollbackAlarms(monitoring.alarms).map((alarm) => alarm.alarmName);
@@ -195,7 +219,12 @@ export function buildSageMakerBackend(
 }
 
 /** What SageMaker reports about the endpoint's variant, per minute. */
-function sageMakerMetrics(apiName: string, endpointName: string, gpu: boolean): BackendMetrics {
+function sageMakerMetrics(
+  apiName: string,
+  endpointName: string,
+  gpu: boolean,
+  variantNames: readonly string[],
+): BackendMetrics {
   const period = Duration.minutes(1);
   const dimensionsMap = { EndpointName: endpointName, VariantName: VARIANT_NAME };
   const invocation = (metricName: string, statistic: string, label?: string): cloudwatch.Metric =>
@@ -216,11 +245,25 @@ function sageMakerMetrics(apiName: string, endpointName: string, gpu: boolean): 
     capacity: [instancesReporting],
     healthy: instancesReporting,
     service: [
-      invocation('Invocations', 'Sum'),
       invocation('Invocation4XXErrors', 'Sum'),
-      invocation('Invocation5XXErrors', 'Sum'),
-      invocation('ModelLatency', 'p99', 'ModelLatency p99 (µs)'),
       invocation('OverheadLatency', 'p99', 'OverheadLatency p99 (µs)'),
+      // Per variant, so that variants (and a shadow) can be compared.
+      ...variantNames.flatMap((variantName) => {
+        const perVariant = (metricName: string, statistic: string, label: string): cloudwatch.Metric =>
+          new cloudwatch.Metric({
+            namespace: 'AWS/SageMaker',
+            metricName,
+            dimensionsMap: { EndpointName: endpointName, VariantName: variantName },
+            statistic,
+            period,
+            label: `${variantName}: ${label}`,
+          });
+        return [
+          perVariant('Invocations', 'Sum', 'Invocations'),
+          perVariant('Invocation5XXErrors', 'Sum', '5xx'),
+          perVariant('ModelLatency', 'p99', 'ModelLatency p99 (µs)'),
+        ];
+      }),
     ],
     utilization: [
       instance('CPUUtilization', 'Average'),
@@ -284,4 +327,49 @@ function acknowledge(context: BackendContext, role: iam.Role, api: apigw.RestApi
         ? 'Callers sign requests with SigV4 (ApiAuth.iam()); a Cognito user pool would be a second identity system.'
         : 'The deployer chose ApiAuth.none(): a public, throttled inference API (synth warns); no user pool applies.',
   });
+}
+
+/**
+ * A variant's SageMaker model, under its own scope: its model object (read by the same role), the API's image unless
+ * it has a predictor of its own (then an image of its own), the same env contract.
+ */
+function variantModel(
+  bound: { readonly props: VariantProps; readonly scope: Construct; readonly model: ModelSourceConfig },
+  context: BackendContext,
+  compute: SageMakerSettings,
+  role: iam.Role,
+  apiImageUri: string,
+): sagemaker.CfnModel {
+  const { props, scope: variantScope, model } = bound;
+  const predictor = props.predictor?.bind();
+  let imageUri = apiImageUri;
+  if (predictor && predictor.entry !== context.predictor.entry) {
+    const contextDir = buildContainerImageContext({
+      predictorEntry: predictor.entry,
+      gpu: compute.gpu,
+      ...(isTorchFormat(model.format) ? { torch: { module: model.torch?.module } } : {}),
+    });
+    const image = new DockerImageAsset(variantScope, 'Image', {
+      directory: contextDir,
+      platform: Platform.LINUX_AMD64,
+    });
+    if (!variantScope.node.tryGetContext(DISABLE_ASSET_STAGING_CONTEXT))
+      rmSync(contextDir, { recursive: true, force: true });
+    image.repository.grantPull(role);
+    imageUri = image.imageUri;
+  }
+  const cfnModel = new sagemaker.CfnModel(variantScope, 'Model', {
+    executionRoleArn: role.roleArn,
+    primaryContainer: {
+      image: imageUri,
+      mode: 'SingleModel',
+      environment: containerEnvironment(context, model, {
+        gpu: compute.gpu,
+        maxBodyBytes: SAGEMAKER_LIMITS.maxPayloadBytes,
+        requestTimeoutMs: CONTAINER_REQUEST_TIMEOUT_MS,
+      }),
+    },
+  });
+  cfnModel.node.addDependency(role);
+  return cfnModel;
 }

@@ -236,6 +236,8 @@ export function createSageMakerRestApi(scope: Construct, props: SageMakerRestApi
     binaryMediaTypes: ['application/octet-stream', 'image/*'],
     deployOptions: {
       stageName: 'api',
+      // X-Ray on the stage (tracing: true); the endpoint's hosts run no X-Ray daemon, so the trace ends at InvokeEndpoint.
+      tracingEnabled: context.tracing,
       throttlingRateLimit: context.throttle?.rateLimit ?? 100,
       throttlingBurstLimit: context.throttle?.burstLimit ?? 200,
       ...(accessLogs

@@ -140,12 +140,13 @@ describe('Lambda', () => {
       .map(([id]) => id);
     const statements = policyStatements(template).filter((s) => policies.includes(s.holder));
     const [fnId] = onlyResource(template, 'AWS::Lambda::Function');
+    const [aliasId] = onlyResource(template, 'AWS::Lambda::Alias');
     assert.deepEqual(
       statements.map((s) => [s.actions.sort(), s.resources.sort()]),
       [
         [
           ['lambda:GetAlias', 'lambda:GetProvisionedConcurrencyConfig', 'lambda:UpdateAlias'],
-          [`{GetAtt:${fnId}.Arn}`, `{GetAtt:${fnId}.Arn}:*`],
+          [`{GetAtt:${fnId}.Arn}`, `{Ref:${aliasId}}`].sort(),
         ],
         [['cloudwatch:DescribeAlarms'], defaultAlarmIds(template).map((id) => `{GetAtt:${id}.Arn}`)],
       ],
