@@ -12,6 +12,7 @@ import type { Construct } from 'constructs';
 import { DEFAULTS, ENV } from '../contract.js';
 import type { Config, ModelFormat } from '../predictor.js';
 import type { ApiAuth } from './api-auth.js';
+import { dataCaptureProblems, type DataCaptureProps } from './data-capture.js';
 import { APP_DIR, MODEL_MODULE_DIR } from './container-image-context.js';
 import type { NodeArch } from './lambda-image-context.js';
 import { modelEnvironment, type ModelSource, type ModelSourceConfig } from './model-source.js';
@@ -45,6 +46,8 @@ export interface BackendContext {
   /** The playground page at `GET /docs`. */
   readonly docs: boolean;
   readonly logRetention: logs.RetentionDays;
+  /** Sampled requests and responses to S3. @default off */
+  readonly dataCapture?: DataCaptureProps;
 }
 
 /** What a compute's props can be checked against: the model's size and format, known once the source is bound. */
@@ -93,6 +96,7 @@ export function validateProps(
     ...context.auth.problems(),
     ...validateThrottle(context.throttle),
     ...validateConfig(context.config),
+    ...dataCaptureProblems(context.dataCapture),
   ];
   if (problems.length > 0) {
     throw new Error(`RealtimeApi '${scope.node.path}' has invalid props:\n  - ${problems.join('\n  - ')}`);

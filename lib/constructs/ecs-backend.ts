@@ -19,6 +19,7 @@ import { DISABLE_ASSET_STAGING_CONTEXT } from 'aws-cdk-lib/cx-api';
 import * as cr from 'aws-cdk-lib/custom-resources';
 import type { Construct } from 'constructs';
 import { API_METADATA_KEY, DEFAULTS, ROUTES } from '../contract.js';
+import { bindDataCapture, dataCaptureEnvironment } from './data-capture.js';
 import {
   CONTAINER_REQUEST_TIMEOUT_MS,
   STARTUP_GRACE,
@@ -147,11 +148,16 @@ export function buildEcsBackend(scope: Construct, context: BackendContext, compu
     memoryReservationMiB: 2048,
     ...(compute.gpu ? { gpuCount: compute.gpuCount } : {}),
     portMappings: [{ containerPort: DEFAULTS.port }],
-    environment: containerEnvironment(context, model, {
-      gpu: compute.gpu,
-      maxBodyBytes: HTTP_API_MAX_PAYLOAD_BYTES,
-      requestTimeoutMs: CONTAINER_REQUEST_TIMEOUT_MS,
-    }),
+    environment: {
+      ...containerEnvironment(context, model, {
+        gpu: compute.gpu,
+        maxBodyBytes: HTTP_API_MAX_PAYLOAD_BYTES,
+        requestTimeoutMs: CONTAINER_REQUEST_TIMEOUT_MS,
+      }),
+      ...dataCaptureEnvironment(
+        context.dataCapture && bindDataCapture(scope, context.apiName, context.dataCapture, taskRole),
+      ),
+    },
     logging: ecs.LogDrivers.awsLogs({ streamPrefix: context.apiName, logGroup: containerLogs }),
     // The server stops accepting on SIGTERM and drains in-flight requests before exiting.
     stopTimeout: Duration.seconds(30),

@@ -57,6 +57,9 @@ export function buildLambdaBackend(scope: Construct, context: BackendContext, co
     ...(model.versions && model.versions.version === undefined
       ? ['a versioned model on Lambda needs a pinned version (each sandbox loads what the deployment pinned)']
       : []),
+    ...(context.dataCapture
+      ? ['dataCapture runs on the container computes (SageMaker, ECS): a frozen Lambda sandbox cannot upload captures']
+      : []),
     ...(context.batching
       ? ['batching applies to the container computes (SageMaker, ECS); Lambda serves one request at a time']
       : []),

@@ -10,6 +10,7 @@ import type { Config } from '../predictor.js';
 import { ApiAuth } from './api-auth.js';
 import type { ApiMetadata, BatchingProps, ComputeBackend, ThrottleProps } from './backend-common.js';
 import { Compute } from './compute.js';
+import type { DataCaptureProps } from './data-capture.js';
 import type { ModelSource } from './model-source.js';
 import { Predictor } from './predictor.js';
 
@@ -40,6 +41,11 @@ export interface RealtimeApiProps {
    * machine endpoint, and an HTML page on it is surface that few callers need. @default false
    */
   readonly docs?: boolean;
+  /**
+   * Write a sampled share of requests and responses to S3 as JSON lines (SageMaker: the endpoint's DataCaptureConfig;
+   * ECS: the container server). Not on Lambda. @default off
+   */
+  readonly dataCapture?: DataCaptureProps;
 }
 
 /** The construct metadata `arclight dev` finds APIs by (defined in the contract, which the CLI reads too). */
@@ -76,6 +82,7 @@ export class RealtimeApi extends Construct {
       batching: props.batching,
       docs: props.docs ?? false,
       logRetention: props.logRetention ?? logs.RetentionDays.ONE_MONTH,
+      ...(props.dataCapture ? { dataCapture: props.dataCapture } : {}),
     });
     this.api = this.backend.api;
     this.url = this.backend.url;

@@ -14,6 +14,7 @@ import * as sagemaker from 'aws-cdk-lib/aws-sagemaker';
 import { DISABLE_ASSET_STAGING_CONTEXT } from 'aws-cdk-lib/cx-api';
 import type { Construct } from 'constructs';
 import { API_METADATA_KEY } from '../contract.js';
+import { bindDataCapture, sageMakerDataCapture } from './data-capture.js';
 import {
   CONTAINER_REQUEST_TIMEOUT_MS,
   acknowledgeOpenApi,
@@ -123,7 +124,9 @@ export function buildSageMakerBackend(
     gpu: compute.gpu,
   } satisfies ApiMetadata);
 
+  const capture = context.dataCapture && bindDataCapture(scope, context.apiName, context.dataCapture, role);
   const config = new sagemaker.CfnEndpointConfig(scope, 'EndpointConfig', {
+    ...(capture ? { dataCaptureConfig: sageMakerDataCapture(capture) } : {}),
     productionVariants: [
       {
         variantName: VARIANT_NAME,
