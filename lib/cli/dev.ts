@@ -73,6 +73,8 @@ export interface DevApi {
   readonly docs: string;
   /** The API's OpenAPI document. */
   readonly openapi: string;
+  /** The model version it serves (a versioned prefix's folder number, else `1`), once ready. */
+  readonly modelVersion?: string;
 }
 
 /** What `arclight dev` turns on in every API, deployed or not: the playground, and response checks. */
@@ -196,6 +198,8 @@ interface Launcher {
 /** One API's child process: spawned at start, and again on the next request if it died (a new cold start). */
 class ApiProcess {
   status: DevApi['status'] = 'starting';
+  /** The model version, read from the API's `GET /` once ready. */
+  modelVersion: string | undefined;
   child: ChildProcess | undefined;
   /** How many times the child was spawned. */
   spawns = 0;
@@ -318,6 +322,7 @@ class ApiProcess {
         });
         if (response.status === 200) {
           await response.arrayBuffer();
+          this.modelVersion = await modelVersionAt(port);
           this.spawns = 0;
           return (this.status = 'ready');
         }
@@ -475,6 +480,7 @@ export class DevServer {
       status: p.status,
       docs: `${this.baseUrl}/${p.name}${ROUTES.docs}`,
       openapi: `${this.baseUrl}/${p.name}${ROUTES.openapi}`,
+      ...(p.modelVersion === undefined ? {} : { modelVersion: p.modelVersion }),
     }));
   }
 
@@ -514,7 +520,7 @@ export class DevServer {
     const urlWidth = Math.max(...this.apis.map((api) => api.url.length));
     const lines = this.apis.map(
       (api) =>
-        `  ${api.name.padEnd(nameWidth)}  ${api.url.padEnd(urlWidth)}  ${api.compute} ${api.architecture}${api.compute === 'lambda' ? '' : ', on CPU'}${api.status === 'ready' ? '' : ` (${api.status})`}`,
+        `  ${api.name.padEnd(nameWidth)}  ${api.url.padEnd(urlWidth)}  ${api.compute} ${api.architecture}${api.compute === 'lambda' ? '' : ', on CPU'}${api.modelVersion === undefined ? '' : `, model version ${api.modelVersion}`}${api.status === 'ready' ? '' : ` (${api.status})`}`,
     );
     this.log(
       `serving ${this.processes.size} API${this.processes.size === 1 ? '' : 's'} on ${this.baseUrl}/ (${failed === 0 ? 'ready' : `${failed} failed to start; see the log above`})\n${lines.join('\n')}`,
@@ -886,4 +892,15 @@ function sendError(
 function inTaskRoot(environment: Readonly<Record<string, string>>, runDir: string): Record<string, string> {
   const module = environment[ENV.modelModule];
   return module?.startsWith('/var/task/') ? { [ENV.modelModule]: `${runDir}${module.slice('/var/task'.length)}` } : {};
+}
+
+/** The model version an API reports at `GET /` (undefined if it cannot say). */
+async function modelVersionAt(port: number): Promise<string | undefined> {
+  try {
+    const response = await fetch(`http://127.0.0.1:${port}${ROUTES.metadata}`, { signal: AbortSignal.timeout(10_000) });
+    const body = (await response.json()) as { version?: unknown };
+    return typeof body.version === 'string' ? body.version : undefined;
+  } catch {
+    return undefined;
+  }
 }

@@ -18,6 +18,7 @@ import {
   type ApiMonitoring,
   type MonitoringProps,
 } from './api-monitoring.js';
+import { dataCaptureProblems, type DataCaptureProps } from './data-capture.js';
 import { APP_DIR, MODEL_MODULE_DIR } from './container-image-context.js';
 import type { NodeArch } from './lambda-image-context.js';
 import { modelEnvironment, type ModelSource, type ModelSourceConfig } from './model-source.js';
@@ -61,6 +62,8 @@ export interface BackendContext {
   readonly tracing: boolean;
   /** More models behind the API: weighted production variants, a shadow. */
   readonly variants: readonly VariantProps[];
+  /** Sampled requests and responses to S3. @default off */
+  readonly dataCapture?: DataCaptureProps;
 }
 
 /** What a compute's props can be checked against: the model's size and format, known once the source is bound. */
@@ -115,6 +118,7 @@ export function validateProps(
     ...validateConfig(context.config),
     ...monitoringProblems(context.monitoring),
     ...context.variants.flatMap((v) => (v.predictor ? v.predictor.bind().problems : [])),
+    ...dataCaptureProblems(context.dataCapture),
   ];
   if (problems.length > 0) {
     throw new Error(`RealtimeApi '${scope.node.path}' has invalid props:\n  - ${problems.join('\n  - ')}`);

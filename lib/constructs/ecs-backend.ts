@@ -22,6 +22,7 @@ import type { Construct } from 'constructs';
 import { API_METADATA_KEY, DEFAULTS, ENV, ROUTES } from '../contract.js';
 import { METRICS } from '../metric-catalog.js';
 import { ApiMonitoring, runtimeMetric, type BackendMetrics } from './api-monitoring.js';
+import { bindDataCapture, dataCaptureEnvironment } from './data-capture.js';
 import {
   CONTAINER_REQUEST_TIMEOUT_MS,
   STARTUP_GRACE,
@@ -174,6 +175,9 @@ export function buildEcsBackend(scope: Construct, context: BackendContext, compu
       }),
       // The X-Ray daemon beside it in the task (awsvpc: one network namespace).
       ...(context.tracing ? { [ENV.tracing]: 'on', AWS_XRAY_DAEMON_ADDRESS: `127.0.0.1:${XRAY_DAEMON_PORT}` } : {}),
+      ...dataCaptureEnvironment(
+        context.dataCapture && bindDataCapture(scope, context.apiName, context.dataCapture, taskRole),
+      ),
     },
     logging: ecs.LogDrivers.awsLogs({ streamPrefix: context.apiName, logGroup: containerLogs }),
     // The server stops accepting on SIGTERM and drains in-flight requests before exiting.

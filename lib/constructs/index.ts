@@ -18,8 +18,11 @@ export {
   type ExistingModelOptions,
   type ModelFormatOptions,
   type ModelSourceConfig,
+  type ModelVersionsConfig,
   type TorchModelConfig,
+  type VersionedModelOptions,
 } from './model-source.js';
+export type { DataCaptureProps } from './data-capture.js';
 export { Predictor, type PredictorConfig } from './predictor.js';
 export {
   RealtimeApi,

@@ -68,6 +68,9 @@ export function buildLambdaBackend(scope: Construct, context: BackendContext, co
     ...(context.variants.length > 0
       ? ['variants (weighted and shadow) are served by Compute.sageMaker; Lambda and ECS do not have them yet']
       : []),
+    ...(context.dataCapture
+      ? ['dataCapture runs on the container computes (SageMaker, ECS): a frozen Lambda sandbox cannot upload captures']
+      : []),
     ...(context.batching
       ? ['batching applies to the container computes (SageMaker, ECS); Lambda serves one request at a time']
       : []),

@@ -1,13 +1,14 @@
 import { createHash } from 'node:crypto';
 import { closeSync, openSync, readSync, statSync } from 'node:fs';
 import { basename, resolve } from 'node:path';
-import { Aspects, Duration, Stack, Validations } from 'aws-cdk-lib';
+import { Duration } from 'aws-cdk-lib';
 import * as iam from 'aws-cdk-lib/aws-iam';
 import * as s3 from 'aws-cdk-lib/aws-s3';
 import { Asset } from 'aws-cdk-lib/aws-s3-assets';
 import type { Construct } from 'constructs';
 import { ENV, MODEL_FORMATS } from '../contract.js';
 import { detectModelFormat } from '../model-format.js';
+import { attachPrefixPolicy } from './prefix-policy.js';
 import type { Datatype, ModelFormat, TensorDeclaration } from '../predictor.js';
 
 /** How a model is served: its format and, for torch models, what the file alone cannot say. */
@@ -353,41 +354,14 @@ export function grantReadPrefix(scope: Construct, grantee: iam.IGrantable, bucke
       conditions: { StringLike: { 's3:prefix': [prefix, `${prefix}*`] } },
     }),
   ];
-  const principal = grantee.grantPrincipal;
-  if (!(principal instanceof iam.Role)) {
-    for (const statement of statements) principal.addToPrincipalPolicy(statement);
-    return;
-  }
-  const policy = new iam.Policy(scope, 'ModelVersionsRead', { statements, roles: [principal] });
-  // cdk-nag names the finding by the resolved ARN (`<Bucket1234.Arn>/prefix/*`), known only once tokens resolve.
-  const objects = bucket.arnForObjects(`${prefix}*`);
-  Aspects.of(policy).add({
-    visit: (node) => {
-      if (node !== policy) return;
-      acknowledgeWildcard(policy, `AwsSolutions-IAM5[Resource::${nagNotation(Stack.of(policy).resolve(objects))}]`);
-    },
-  });
-}
-
-function acknowledgeWildcard(policy: iam.Policy, id: string): void {
-  Validations.of(policy).acknowledge({
-    id,
-    reason:
-      'A versioned model is every object under its prefix (new versions appear there): read and list that prefix only, nothing else in the bucket.',
-  });
-}
-
-/** A resolved CloudFormation value as cdk-nag writes it in finding ids: `<Logical.Attr>`, `<Ref>`, strings as they are. */
-function nagNotation(value: unknown): string {
-  if (typeof value === 'string') return value;
-  const v = value as Record<string, unknown>;
-  if (Array.isArray(v['Fn::Join'])) {
-    const [separator, parts] = v['Fn::Join'] as [string, unknown[]];
-    return parts.map(nagNotation).join(separator);
-  }
-  if (Array.isArray(v['Fn::GetAtt'])) return `<${(v['Fn::GetAtt'] as string[]).join('.')}>`;
-  if (typeof v['Ref'] === 'string') return `<${v['Ref']}>`;
-  return JSON.stringify(value);
+  attachPrefixPolicy(
+    scope,
+    'ModelVersionsRead',
+    grantee,
+    statements,
+    bucket.arnForObjects(`${prefix}*`),
+    'A versioned model is every object under its prefix (new versions appear there): read and list that prefix only, nothing else in the bucket.',
+  );
 }
 
 /** The config of a source already known to be invalid: synth fails with its problem, reported beside the others. */

@@ -12,6 +12,7 @@ import { ApiAuth } from './api-auth.js';
 import type { MonitoringProps } from './api-monitoring.js';
 import type { ApiMetadata, BatchingProps, ComputeBackend, ThrottleProps } from './backend-common.js';
 import { Compute } from './compute.js';
+import type { DataCaptureProps } from './data-capture.js';
 import type { ModelSource } from './model-source.js';
 import { Predictor } from './predictor.js';
 import type { Rollout } from './rollout.js';
@@ -61,6 +62,11 @@ export interface RealtimeApiProps {
    * one shadow variant getting a copy of it (Compute.sageMaker). @default none
    */
   readonly variants?: readonly VariantProps[];
+  /**
+   * Write a sampled share of requests and responses to S3 as JSON lines (SageMaker: the endpoint's DataCaptureConfig;
+   * ECS: the container server). Not on Lambda. @default off
+   */
+  readonly dataCapture?: DataCaptureProps;
 }
 
 /** The construct metadata `arclight dev` finds APIs by (defined in the contract, which the CLI reads too). */
@@ -105,6 +111,7 @@ export class RealtimeApi extends Construct {
       monitoring: props.monitoring ?? {},
       tracing: props.tracing ?? false,
       variants: props.variants ?? [],
+      ...(props.dataCapture ? { dataCapture: props.dataCapture } : {}),
     });
     this.api = this.backend.api;
     this.url = this.backend.url;

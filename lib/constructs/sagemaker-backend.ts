@@ -17,6 +17,7 @@ import { Construct } from 'constructs';
 import { API_METADATA_KEY } from '../contract.js';
 import { METRICS } from '../metric-catalog.js';
 import { ApiMonitoring, runtimeMetric, type BackendMetrics } from './api-monitoring.js';
+import { bindDataCapture, sageMakerDataCapture } from './data-capture.js';
 import {
   CONTAINER_REQUEST_TIMEOUT_MS,
   acknowledgeOpenApi,
@@ -159,7 +160,9 @@ export function buildSageMakerBackend(
     ),
   }));
   const shadows = others.filter((o) => o.props.shadow).map((o) => o.entry);
+  const capture = context.dataCapture && bindDataCapture(scope, context.apiName, context.dataCapture, role);
   const config = new sagemaker.CfnEndpointConfig(scope, 'EndpointConfig', {
+    ...(capture ? { dataCaptureConfig: sageMakerDataCapture(capture) } : {}),
     productionVariants: [
       variant(VARIANT_NAME, cfnModel.attrModelName, compute.initialInstanceCount, 1),
       ...others.filter((o) => !o.props.shadow).map((o) => o.entry),

@@ -16,6 +16,7 @@ import { tensorSignature } from './executors/model.js';
 import type { Loaded, ModelLifecycle } from './model-lifecycle.js';
 import { matchRoute, type ModelRef, type Route } from './routes.js';
 import { asError, requestLogger, type Logger } from './telemetry/logger.js';
+import type { CapturedExchange } from './telemetry/data-capture.js';
 import type { Telemetry } from './telemetry/telemetry.js';
 import { METRICS } from '../metric-catalog.js';
 import { requestIdFrom } from './transports/request-id.js';
@@ -30,6 +31,8 @@ export interface RequestHandlingOptions {
   readonly docs?: boolean;
   /** Check results against the predictor's declared response schema (dev and test mode). @default false */
   readonly checkResponses?: boolean;
+  /** Data capture: handed every inference exchange once answered; it samples and queues, never waits. @default off */
+  readonly dataCapture?: { capture(exchange: CapturedExchange): void };
 }
 
 /** Per-call overrides from the transport. */
@@ -135,6 +138,7 @@ export class RequestHandler {
     const latencyMs = performance.now() - started;
     if (route !== undefined && INFERENCE_ROUTES.has(route.kind)) {
       this.lifecycle.statistics.request(response.status < 300, latencyMs);
+      this.options.dataCapture?.capture({ requestId, request, response });
     }
     this.log.info('request', {
       requestId,

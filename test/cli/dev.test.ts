@@ -102,11 +102,21 @@ describe('arclight dev --assembly <the synthesized example app> --port 0', () =>
       const [, count, base, port, listing] = await waitForStderr(child, READY, 180_000);
       assert.equal(count, '5');
       assert.notEqual(Number(port), 0, 'the chosen port, not 0');
-      assert.match(listing!, new RegExp(`^ {2}digits +${base}/digits +lambda arm64$`, 'm'));
-      assert.match(listing!, new RegExp(`^ {2}mobilenet +${base}/mobilenet +lambda x86_64$`, 'm'));
-      assert.match(listing!, new RegExp(`^ {2}digits-async +${base}/digits-async +lambda arm64$`, 'm'));
-      assert.match(listing!, new RegExp(`^ {2}mobilenet-gpu +${base}/mobilenet-gpu +sagemaker x86_64, on CPU$`, 'm'));
-      assert.match(listing!, new RegExp(`^ {2}digits-ecs +${base}/digits-ecs +ecs x86_64, on CPU$`, 'm'));
+      // Each line shows the model version the API serves.
+      assert.match(listing!, new RegExp(`^ {2}digits +${base}/digits +lambda arm64, model version 1$`, 'm'));
+      assert.match(listing!, new RegExp(`^ {2}mobilenet +${base}/mobilenet +lambda x86_64, model version 1$`, 'm'));
+      assert.match(
+        listing!,
+        new RegExp(`^ {2}digits-async +${base}/digits-async +lambda arm64(, model version 1)?$`, 'm'),
+      );
+      assert.match(
+        listing!,
+        new RegExp(`^ {2}mobilenet-gpu +${base}/mobilenet-gpu +sagemaker x86_64, on CPU, model version 1$`, 'm'),
+      );
+      assert.match(
+        listing!,
+        new RegExp(`^ {2}digits-ecs +${base}/digits-ecs +ecs x86_64, on CPU, model version 1$`, 'm'),
+      );
       children.push(...childrenOf(child.pid!));
       const hosts = children.filter((c) => c.command.includes('lambda-host'));
       assert.equal(hosts.length, 3, `one local Lambda host per Lambda API; children: ${JSON.stringify(children)}`);
@@ -131,6 +141,7 @@ describe('arclight dev --assembly <the synthesized example app> --port 0', () =>
         status: 'ready',
         docs: `${base}/${name}/docs`,
         openapi: `${base}/${name}/openapi.json`,
+        modelVersion: '1',
       });
       assert.deepEqual(index.json(), {
         apis: [
@@ -171,6 +182,7 @@ describe('arclight dev --assembly <the synthesized example app> --port 0', () =>
         const logits = expected.logits[i]!;
         assert.equal(reply.json<{ digit: number }>().digit, logits.indexOf(Math.max(...logits)), `${path} image ${i}`);
         assert.match(reply.headers['x-request-id'] ?? '', /^[0-9a-f-]{36}$/);
+        assert.equal(reply.headers['x-model-version'], '1', 'the answer names the model version behind it');
       }
       // A binary body crosses the host base64-encoded and reaches the predictor as bytes, which it refuses.
       const binary = await http({

@@ -139,3 +139,75 @@ describe('a versioned model behind each compute', () => {
     );
   });
 });
+
+describe('dataCapture', () => {
+  function captureBucket(stack: Stack): s3.Bucket {
+    return new s3.Bucket(stack, 'Captures', {
+      enforceSSL: true,
+      serverAccessLogsPrefix: 'access/',
+      encryption: s3.BucketEncryption.S3_MANAGED,
+      blockPublicAccess: s3.BlockPublicAccess.BLOCK_ALL,
+    });
+  }
+
+  test("SageMaker: the endpoint's DataCaptureConfig, PutObject under the prefix only; cdk-nag clean", () => {
+    const app = tempApp();
+    Validations.of(app).addPlugins(new AwsSolutionsChecks(app));
+    const stack = new Stack(app, 'S');
+    const bucket = captureBucket(stack);
+    new RealtimeApi(stack, 'digits', {
+      model: ModelSource.fromBucket(s3.Bucket.fromBucketName(stack, 'M', 'models-bucket'), 'digits.onnx', {
+        sha256: 'ab'.repeat(32),
+      }),
+      compute: Compute.sageMaker({ instanceType: 'ml.g5.xlarge' }),
+      dataCapture: { bucket, samplingPercentage: 20 },
+    });
+    app.synth();
+    const template = Template.fromStack(stack);
+    const [, config] = onlyResource(template, 'AWS::SageMaker::EndpointConfig');
+    const capture = config['DataCaptureConfig'] as Record<string, unknown>;
+    assert.equal(capture['EnableCapture'], true);
+    assert.equal(capture['InitialSamplingPercentage'], 20);
+    assert.deepEqual(capture['CaptureOptions'], [{ CaptureMode: 'Input' }, { CaptureMode: 'Output' }]);
+    assert.match(JSON.stringify(capture['DestinationS3Uri']), /data-capture\/digits\//);
+    const puts = policyStatements(template).filter((s) => s.actions.includes('s3:PutObject'));
+    assert.equal(puts.length, 1);
+    assert.match(puts[0]!.resources.join(), /Captures.*\/data-capture\/digits\/\*$/);
+  });
+
+  test('ECS: the container server captures (env); Lambda refuses; bad props are problems', () => {
+    const stack = new Stack(tempApp(), 'S');
+    const bucket = s3.Bucket.fromBucketName(stack, 'C', 'captures');
+    const model = ModelSource.fromBucket(s3.Bucket.fromBucketName(stack, 'M', 'models-bucket'), 'digits.onnx');
+    new RealtimeApi(stack, 'digits', {
+      model,
+      compute: Compute.ecs({ instanceType: 'g5.xlarge' }),
+      dataCapture: { bucket, prefix: 'dc', samplingPercentage: 5 },
+    });
+    const [, task] = onlyResource(Template.fromStack(stack), 'AWS::ECS::TaskDefinition');
+    const container = (task['ContainerDefinitions'] as { Environment: { Name: string; Value: unknown }[] }[])[0]!;
+    const env = Object.fromEntries(container.Environment.map((e) => [e.Name, e.Value]));
+    assert.equal(env[ENV.dataCaptureUri], 's3://captures/dc/');
+    assert.equal(env[ENV.dataCapturePercent], '5');
+    const lambdaStack = new Stack(tempApp(), 'L');
+    const problems = thrownProblems(
+      () =>
+        new RealtimeApi(lambdaStack, 'digits', {
+          model: ModelSource.fromBucket(s3.Bucket.fromBucketName(lambdaStack, 'M', 'models-bucket'), 'digits.onnx'),
+          dataCapture: {
+            bucket: s3.Bucket.fromBucketName(lambdaStack, 'C', 'captures'),
+            samplingPercentage: 0,
+            prefix: 'a*',
+          },
+        }),
+    );
+    assert.deepEqual(
+      problems.filter((p) => /dataCapture/.test(p)),
+      [
+        'dataCapture runs on the container computes (SageMaker, ECS): a frozen Lambda sandbox cannot upload captures',
+        'dataCapture.samplingPercentage must be above 0 and at most 100, got 0',
+        "dataCapture.prefix 'a*' must be a folder without a leading / or IAM wildcards (* ?)",
+      ],
+    );
+  });
+});

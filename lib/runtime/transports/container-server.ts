@@ -15,6 +15,7 @@ import { guardProcess } from './process-guard.js';
 import { requestIdFrom } from './request-id.js';
 import { Runtime } from '../runtime.js';
 import { settingsFromEnv, type RuntimeSettings } from '../settings.js';
+import { DataCapture } from '../telemetry/data-capture.js';
 import { Telemetry, metricsModeFromEnv } from '../telemetry/telemetry.js';
 import { METRICS } from '../../metric-catalog.js';
 import { WorkerPool, defaultWorkerCount } from '../executors/worker-pool.js';
@@ -70,7 +71,18 @@ export async function startContainerServer(options: ContainerServerOptions): Pro
     });
     telemetry.event(METRICS.executionProviderFallback.name);
   };
+  const dataCapture = settings.dataCaptureUri
+    ? new DataCapture({
+        uri: settings.dataCaptureUri,
+        ...(settings.dataCapturePercent === undefined ? {} : { samplePercent: settings.dataCapturePercent }),
+        apiName: settings.apiName,
+        logger: log,
+        telemetry,
+        env,
+      })
+    : undefined;
   const runtime = new Runtime({
+    ...(dataCapture ? { dataCapture } : {}),
     apiName: settings.apiName,
     modelUri: settings.modelUri,
     ...(settings.modelSha256 === undefined ? {} : { modelSha256: settings.modelSha256 }),
@@ -145,6 +157,7 @@ export async function startContainerServer(options: ContainerServerOptions): Pro
         server.closeAllConnections();
       }
       await runtime.close().catch(() => undefined);
+      await dataCapture?.close();
       telemetry.close();
       log.info('shut down', { outcome });
     })());
