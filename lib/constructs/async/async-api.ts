@@ -121,6 +121,8 @@ export class AsyncApi extends Construct {
         logRetention,
         // The async API's own dashboard and alarms are not built yet; validation needs the realtime defaults.
         monitoring: {},
+        tracing: false,
+        variants: [],
       };
       const problems = [
         ...asyncProblems,
