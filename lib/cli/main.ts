@@ -392,6 +392,7 @@ program
 
 const batch = program
   .command('batch')
+  .summary('run a model over every request in a file or prefix')
   .description('batch jobs: every request in a JSON Lines file, folder or S3 prefix');
 batch
   .command('run')
@@ -451,7 +452,7 @@ batch
 
 program
   .command('get')
-  .summary("show the app's deployed APIs: URL, status, model, last hour's traffic")
+  .summary("show each deployed API's URL, status and traffic")
   .description(
     "for each API of the app (or one): its backend, URL, stack status, function/endpoint/service state, model version and sha256, and the last hour's request count, error rate and p99 latency from CloudWatch",
   )

@@ -273,6 +273,7 @@ describe('readAssembly', () => {
     const bucket = 'cdk-hnb659fds-assets-000000000000-us-east-1';
     assert.deepEqual(digits, {
       apiName: 'digits',
+      async: false,
       architecture: 'arm64',
       lambdaArchitecture: 'arm64',
       stackName: 'Stack',

@@ -112,7 +112,22 @@ describe('arclight --version and --help', () => {
       .filter((line) => line.trim() !== '');
     assert.deepEqual(
       commands.map((line) => line.trim().split(/\s+/, 1)[0]),
-      ['init', 'serve', 'dev', 'bench', 'predict', 'synth', 'deploy', 'diff', 'destroy|delete', 'help'],
+      [
+        'init',
+        'serve',
+        'dev',
+        'bench',
+        'predict',
+        'synth',
+        'deploy',
+        'diff',
+        'destroy|delete',
+        'batch',
+        'get',
+        'logs',
+        'plan',
+        'help',
+      ],
     );
     for (const line of commands) assert.match(line, /^ {2}\S.*\s{2,}\S/, `"${line}" has its description on its line`);
   });

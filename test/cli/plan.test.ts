@@ -58,6 +58,7 @@ describe('arclight plan', { concurrency: false }, () => {
         ['mobilenet', 'lambda'],
         ['mobilenet-gpu', 'sagemaker'],
         ['digits-ecs', 'ecs'],
+        ['digits-async', 'lambda'],
       ],
     );
     const [digits, mobilenet, gpu, ecs] = plan.apis;

@@ -242,8 +242,8 @@ describe('--help', { concurrency: true }, () => {
     const result = await runCli(['--help']);
     assert.equal(result.code, 0, result.stderr);
     assert.match(result.stdout, /^Usage: arclight \[options\] \[command\]/m);
-    assert.match(result.stdout, /^\s+serve \[options\]/m);
-    assert.match(result.stdout, /^\s+predict \[options\] <url>/m);
+    assert.match(result.stdout, /^\s+serve\s/m);
+    assert.match(result.stdout, /^\s+predict <url\|api>/m);
     assert.match(result.stdout, /--verbose/);
   });
 
@@ -259,7 +259,7 @@ describe('--help', { concurrency: true }, () => {
   test('arclight predict --help lists its options', async () => {
     const result = await runCli(['predict', '--help']);
     assert.equal(result.code, 0, result.stderr);
-    assert.match(result.stdout, /^Usage: arclight predict \[options\] <url>/m);
+    assert.match(result.stdout, /^Usage: arclight predict \[options\] <url\|api>/m);
     for (const option of ['--data', '--file', '--content-type', '--timeout-ms']) {
       assert.match(result.stdout, new RegExp(`^\\s+${option}\\b`, 'm'), option);
     }
