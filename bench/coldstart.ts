@@ -10,8 +10,8 @@
 import { mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { startEmbeddedS3 } from '../lib/cli/embedded-s3.js';
-import { BUNDLE_FILE, buildLambdaImageContext } from '../lib/constructs/lambda-image-context.js';
+import { startEmbeddedS3 } from '../lib/cli/local/embedded-s3.js';
+import { BUNDLE_FILE, buildLambdaImageContext } from '../lib/constructs/images/lambda-image-context.js';
 import { ENV } from '../lib/contract.js';
 import { initBudgetMs } from '../lib/runtime/transports/lambda.js';
 import { runInChild } from './child.js';

@@ -14,12 +14,16 @@ import { availableParallelism, loadavg } from 'node:os';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import ort from 'onnxruntime-node';
-import { freeLoopbackPort, runnableContainerContext, type RunnableContainerContext } from '../lib/cli/dev-container.js';
+import {
+  freeLoopbackPort,
+  runnableContainerContext,
+  type RunnableContainerContext,
+} from '../lib/cli/local/dev-container.js';
 import {
   CONTAINER_NODE_OPTIONS,
   SERVER_FILE,
   buildContainerImageContext,
-} from '../lib/constructs/container-image-context.js';
+} from '../lib/constructs/images/container-image-context.js';
 import { onnxSessionOptions } from '../lib/runtime/executors/onnx-executor.js';
 import { MOBILENET, inputFor, oipBinaryBody } from './payloads.js';
 import type { BenchOptions, Check, Scenario, ScenarioReport, Table } from './report.js';

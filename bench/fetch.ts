@@ -8,7 +8,7 @@
  */
 import { readFile, stat } from 'node:fs/promises';
 import { loadavg } from 'node:os';
-import { startEmbeddedS3 } from '../lib/cli/embedded-s3.js';
+import { startEmbeddedS3 } from '../lib/cli/local/embedded-s3.js';
 import { bigModel } from './big-model.js';
 import { runInChild } from './child.js';
 import type { FetchVariant, FetchWorkerInput, FetchWorkerResult } from './fetch-worker.js';

@@ -15,7 +15,7 @@ import { createHttpServer, listen } from '../lib/runtime/transports/http-server.
 import { join, resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { ENV } from '../lib/contract.js';
-import { BUNDLE_FILE, buildLambdaImageContext } from '../lib/constructs/lambda-image-context.js';
+import { BUNDLE_FILE, buildLambdaImageContext } from '../lib/constructs/images/lambda-image-context.js';
 import type { LambdaHandler } from '../lib/runtime/transports/lambda-adapter.js';
 import { createLogger } from '../lib/runtime/telemetry/logger.js';
 import { BINARY_HEADER } from '../lib/runtime/codec/oip.js';

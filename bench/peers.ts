@@ -14,7 +14,7 @@ import { availableParallelism, loadavg, tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import ort from 'onnxruntime-node';
-import { freeLoopbackPort } from '../lib/cli/dev-container.js';
+import { freeLoopbackPort } from '../lib/cli/local/dev-container.js';
 import { onnxSessionOptions } from '../lib/runtime/executors/onnx-executor.js';
 import { releaseServerContext, startServer as startContainerProcess } from './container.js';
 import { MOBILENET, inputFor, oipBinaryBody } from './payloads.js';

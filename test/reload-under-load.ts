@@ -6,7 +6,7 @@
  */
 import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
-import type { EmbeddedS3 } from '../lib/cli/embedded-s3.js';
+import type { EmbeddedS3 } from '../lib/cli/local/embedded-s3.js';
 import { linearDigitsModel, type LinearDigits } from './fixtures/linear-digits.js';
 import { DIGITS_ONNX, digitsInferBody, loadDigitsExpected } from './helpers.js';
 import type { ServedProcess } from './served-process.js';

@@ -9,7 +9,7 @@ import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { freeLoopbackPort } from '../../lib/cli/dev-container.js';
+import { freeLoopbackPort } from '../../lib/cli/local/dev-container.js';
 import { MOBILENET, inputFor, oipBinaryBody } from '../payloads.js';
 import { cpuByRole, threadDelta, threadsOf } from '../proc-cpu.js';
 

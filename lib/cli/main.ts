@@ -145,7 +145,7 @@ program
     'upload the local model to an S3 server on loopback and load it from there, as a deployed function does',
   )
   .action(async (options: Record<string, unknown>) => {
-    const { serve } = await import('./serve.js');
+    const { serve } = await import('./local/serve.js');
     const handle = await serve({
       model: options['model'] as string,
       predictor: options['predictor'] as string | undefined,
@@ -192,8 +192,8 @@ program
     'the app file (default: arclight.yaml, .yml or .json here, unless cdk.json names an app)',
   )
   .action(async (options: Record<string, unknown>) => {
-    const { DevClosedError, DevServer } = await import('./dev.js');
-    const { appFileCommand } = await import('./app-file-dev.js');
+    const { DevClosedError, DevServer } = await import('./local/dev.js');
+    const { appFileCommand } = await import('./local/app-file-dev.js');
     const server = new DevServer({
       app: (options['app'] as string | undefined) ?? appFileCommand(options['file'] as string | undefined, options),
       assembly: options['assembly'] as string | undefined,
@@ -335,7 +335,7 @@ program
   .addOption(file())
   .option('--cdk-arg <arg>', 'pass an argument to cdk synth (repeatable)', collect, [])
   .action(async (options: Record<string, unknown>) => {
-    const { synth, synthSummary } = await import('./synth.js');
+    const { synth, synthSummary } = await import('./deploy/synth.js');
     const { assembly } = await synth({
       file: options['file'] as string | undefined,
       extra: options['cdkArg'] as string[],
@@ -357,7 +357,7 @@ program
     ]),
   )
   .action(async (apis: string[], options: Record<string, unknown>) => {
-    const { deploy } = await import('./deploy.js');
+    const { deploy } = await import('./deploy/deploy.js');
     const deployed = await deploy({
       apis,
       file: options['file'] as string | undefined,
@@ -372,7 +372,7 @@ program
   .argument('[api...]', 'the APIs to compare (all when none is named)')
   .addOption(file())
   .action(async (apis: string[], options: Record<string, unknown>) => {
-    const { diff } = await import('./diff.js');
+    const { diff } = await import('./deploy/diff.js');
     await diff({ apis, file: options['file'] as string | undefined });
   });
 
@@ -385,7 +385,7 @@ program
   .addOption(file())
   .option('-y, --yes', 'do not ask for confirmation')
   .action(async (apis: string[], options: Record<string, unknown>) => {
-    const { destroy } = await import('./destroy.js');
+    const { destroy } = await import('./deploy/destroy.js');
     const deleted = await destroy({ apis, file: options['file'] as string | undefined, yes: options['yes'] === true });
     process.stdout.write(deleted.length > 0 ? `deleted ${deleted.join(', ')}\n` : 'nothing deleted\n');
   });
@@ -415,7 +415,7 @@ batch
   .option('--threads <n>', 'onnxruntime intra-op threads', positiveInt)
   .option('--restart', 'discard what --output holds and run every item again')
   .action(async (options: Record<string, unknown>) => {
-    const { batchRun, parseBatchConfig, reportLines } = await import('./batch.js');
+    const { batchRun, parseBatchConfig, reportLines } = await import('./batch/batch.js');
     const output = options['output'] as string;
     const config = await parseBatchConfig(options['config'] as string | undefined);
     const result = await batchRun({
@@ -438,7 +438,7 @@ batch
   .summary('show a deployed batch job')
   .argument('<job>', 'a Step Functions execution ARN, or a SageMaker transform job name or ARN')
   .action(async (job: string) => {
-    const { formatStatus, jobStatus } = await import('./batch-jobs.js');
+    const { formatStatus, jobStatus } = await import('./batch/batch-jobs.js');
     process.stdout.write(`${formatStatus(await jobStatus(job))}\n`);
   });
 batch
@@ -446,7 +446,7 @@ batch
   .summary('stop a deployed batch job')
   .argument('<job>', 'a Step Functions execution ARN, or a SageMaker transform job name or ARN')
   .action(async (job: string) => {
-    const { cancelJob } = await import('./batch-jobs.js');
+    const { cancelJob } = await import('./batch/batch-jobs.js');
     process.stdout.write(`${await cancelJob(job)}\n`);
   });
 
@@ -463,7 +463,7 @@ program
   .option('--assembly <dir>', 'read an already synthesized cloud assembly (cdk.out) instead of synthesizing')
   .option('--json', 'print JSON')
   .action(async (api: string | undefined, options: Record<string, unknown>) => {
-    const { formatReports, getApis } = await import('./get.js');
+    const { formatReports, getApis } = await import('./aws/get.js');
     const reports = await getApis({
       api,
       region: options['region'] as string | undefined,
@@ -490,7 +490,7 @@ program
   .option('--app <command>', 'the CDK app command (default: "app" in cdk.json)')
   .option('--assembly <dir>', 'read an already synthesized cloud assembly (cdk.out) instead of synthesizing')
   .action(async (api: string, options: Record<string, unknown>) => {
-    const { logs } = await import('./logs.js');
+    const { logs } = await import('./aws/logs.js');
     const stop = new AbortController();
     process.once('SIGINT', () => stop.abort());
     process.once('SIGTERM', () => stop.abort());

@@ -3,16 +3,16 @@ import type * as ec2 from 'aws-cdk-lib/aws-ec2';
 import * as lambda from 'aws-cdk-lib/aws-lambda';
 import type { Construct } from 'constructs';
 import type { ModelFormat } from '../predictor.js';
-import type { BackendContext, ComputeBackend } from './backend-common.js';
-import { buildEcsBackend, type EcsSettings } from './ecs-backend.js';
-import { buildLambdaBackend, type LambdaSettings } from './lambda-backend.js';
-import { buildSageMakerBackend, type SageMakerSettings } from './sagemaker-backend.js';
-import { RestApiAccessLogs } from './sagemaker-rest-api.js';
+import type { BackendContext, ComputeBackend } from './backends/backend-common.js';
+import { buildEcsBackend, type EcsSettings } from './backends/ecs-backend.js';
+import { buildLambdaBackend, type LambdaSettings } from './backends/lambda-backend.js';
+import { buildSageMakerBackend, type SageMakerSettings } from './backends/sagemaker-backend.js';
+import { RestApiAccessLogs } from './backends/sagemaker-rest-api.js';
 
 export { RestApiAccessLogs };
-import { LAMBDA_LIMITS, SAGEMAKER_LIMITS, requiredMemoryMb } from './limits.js';
+import { LAMBDA_LIMITS, SAGEMAKER_LIMITS, requiredMemoryMb } from './backends/limits.js';
 
-export { LAMBDA_LIMITS, SAGEMAKER_LIMITS, estimatedColdStartSeconds, requiredMemoryMb } from './limits.js';
+export { LAMBDA_LIMITS, SAGEMAKER_LIMITS, estimatedColdStartSeconds, requiredMemoryMb } from './backends/limits.js';
 
 /** Props of the Lambda compute. */
 export interface LambdaComputeProps {

@@ -1,5 +1,5 @@
 export { ApiAuth, type JwtAuthOptions } from './api-auth.js';
-export type { BackendContext, ComputeBackend } from './backend-common.js';
+export type { BackendContext, ComputeBackend } from './backends/backend-common.js';
 export {
   Compute,
   EcsCompute,
@@ -22,7 +22,7 @@ export {
   type TorchModelConfig,
   type VersionedModelOptions,
 } from './model-source.js';
-export type { DataCaptureProps } from './data-capture.js';
+export type { DataCaptureProps } from './operations/data-capture.js';
 export { Predictor, type PredictorConfig } from './predictor.js';
 export {
   RealtimeApi,
@@ -39,14 +39,14 @@ export {
   type ApiMonitoringProps,
   type BackendMetrics,
   type MonitoringProps,
-} from './api-monitoring.js';
+} from './operations/api-monitoring.js';
 export {
   Rollout,
   type RollingRolloutProps,
   type RolloutAlarmOptions,
   type RolloutCompute,
   type StepRolloutProps,
-} from './rollout.js';
+} from './operations/rollout.js';
 export { AsyncApi, type AsyncApiProps } from './async/async-api.js';
 export { BatchJob, type BatchJobProps } from './batch/batch-job.js';
 export {
@@ -55,4 +55,4 @@ export {
   type LambdaBatchComputeProps,
   type SageMakerBatchComputeProps,
 } from './batch/batch-compute.js';
-export { type VariantProps } from './variant.js';
+export { type VariantProps } from './operations/variant.js';

@@ -9,14 +9,14 @@ import { Construct } from 'constructs';
 import { API_METADATA_KEY } from '../contract.js';
 import type { Config } from '../predictor.js';
 import { ApiAuth } from './api-auth.js';
-import type { MonitoringProps } from './api-monitoring.js';
-import type { ApiMetadata, BatchingProps, ComputeBackend, ThrottleProps } from './backend-common.js';
+import type { MonitoringProps } from './operations/api-monitoring.js';
+import type { ApiMetadata, BatchingProps, ComputeBackend, ThrottleProps } from './backends/backend-common.js';
 import { Compute } from './compute.js';
-import type { DataCaptureProps } from './data-capture.js';
+import type { DataCaptureProps } from './operations/data-capture.js';
 import type { ModelSource } from './model-source.js';
 import { Predictor } from './predictor.js';
-import type { Rollout } from './rollout.js';
-import type { VariantProps } from './variant.js';
+import type { Rollout } from './operations/rollout.js';
+import type { VariantProps } from './operations/variant.js';
 
 export type { ApiMetadata, BatchingProps, ThrottleProps };
 

@@ -14,7 +14,7 @@ import { Template } from 'aws-cdk-lib/assertions';
 import * as s3 from 'aws-cdk-lib/aws-s3';
 import type { IConstruct } from 'constructs';
 import { buildExampleApp } from '../../bin/app.js';
-import { readAssembly, readContainerApis } from '../../lib/cli/assembly.js';
+import { readAssembly, readContainerApis } from '../../lib/cli/deploy/assembly.js';
 import { ENV } from '../../lib/contract.js';
 import { API_METADATA_KEY, ApiAuth, ModelSource, RealtimeApi } from '../../lib/index.js';
 import { flatten, resourcesOf, sha256, tempApp, useScratchTmpdir } from '../cdk-helpers.js';

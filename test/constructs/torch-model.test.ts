@@ -12,10 +12,17 @@ import { after, before, describe, test } from 'node:test';
 import { Stack } from 'aws-cdk-lib';
 import { Template } from 'aws-cdk-lib/assertions';
 import * as lambda from 'aws-cdk-lib/aws-lambda';
-import { readAssembly, type AssemblyApi } from '../../lib/cli/assembly.js';
-import { startEmbeddedS3, type EmbeddedS3 } from '../../lib/cli/embedded-s3.js';
-import { buildContainerImageContext, TORCH_GPU_BASE_IMAGE } from '../../lib/constructs/container-image-context.js';
-import { EXECUTOR_PROGRAM, LAMBDA_MODULE_DIR, LAMBDA_PYTHON } from '../../lib/constructs/lambda-image-context.js';
+import { readAssembly, type AssemblyApi } from '../../lib/cli/deploy/assembly.js';
+import { startEmbeddedS3, type EmbeddedS3 } from '../../lib/cli/local/embedded-s3.js';
+import {
+  buildContainerImageContext,
+  TORCH_GPU_BASE_IMAGE,
+} from '../../lib/constructs/images/container-image-context.js';
+import {
+  EXECUTOR_PROGRAM,
+  LAMBDA_MODULE_DIR,
+  LAMBDA_PYTHON,
+} from '../../lib/constructs/images/lambda-image-context.js';
 import { ENV } from '../../lib/contract.js';
 import { Compute, ModelSource, Predictor, RealtimeApi } from '../../lib/index.js';
 import { assertOneProblem, resourcesOf, sha256, tempApp, useScratchTmpdir } from '../cdk-helpers.js';

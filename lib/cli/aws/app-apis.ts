@@ -9,7 +9,7 @@ import { join, resolve } from 'node:path';
 import type { ApiMetadata } from '../../constructs/realtime-api.js';
 import { API_METADATA_KEY, ENV } from '../../contract.js';
 import { StartupError } from '../../runtime/startup-error.js';
-import { AssemblyError, readCdkJson, resolveIntrinsic, synthesize } from '../assembly.js';
+import { AssemblyError, readCdkJson, resolveIntrinsic, synthesize } from '../deploy/assembly.js';
 import { UsageError } from '../fail.js';
 
 /** Logical ids of an API's resources in its stack's template. */

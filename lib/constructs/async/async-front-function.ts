@@ -17,8 +17,13 @@ import { Construct } from 'constructs';
 import { ASYNC_ENV, ASYNC_ROUTES, ENV } from '../../contract.js';
 import { packageModule } from '../../package-files.js';
 import type { ApiAuth } from '../api-auth.js';
-import { acknowledgeFinding, acknowledgeOpenApi, createHttpStage, type ThrottleProps } from '../backend-common.js';
-import { bundleForNode } from '../node-bundle.js';
+import {
+  acknowledgeFinding,
+  acknowledgeOpenApi,
+  createHttpStage,
+  type ThrottleProps,
+} from '../backends/backend-common.js';
+import { bundleForNode } from '../images/node-bundle.js';
 import { ASYNC_PREFIXES, type AsyncStorage } from './async-storage.js';
 
 export interface AsyncFrontFunctionProps {

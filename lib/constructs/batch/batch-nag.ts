@@ -7,7 +7,7 @@
 import { Stack } from 'aws-cdk-lib';
 import * as iam from 'aws-cdk-lib/aws-iam';
 import type { Construct } from 'constructs';
-import { acknowledgeFinding } from '../backend-common.js';
+import { acknowledgeFinding } from '../backends/backend-common.js';
 
 export function acknowledgeWildcards(scope: Construct, reason: string): void {
   for (const child of scope.node.findAll()) {

@@ -23,7 +23,7 @@ import * as tasks from 'aws-cdk-lib/aws-stepfunctions-tasks';
 import { DISABLE_ASSET_STAGING_CONTEXT } from 'aws-cdk-lib/cx-api';
 import type { Construct } from 'constructs';
 import { ENV } from '../../contract.js';
-import { LAMBDA_MODULE_DIR, buildLambdaImageContext } from '../lambda-image-context.js';
+import { LAMBDA_MODULE_DIR, buildLambdaImageContext } from '../images/lambda-image-context.js';
 import { isTorchFormat, modelEnvironment, type ModelSourceConfig } from '../model-source.js';
 import type { BatchEngine, BatchJobContext, LambdaBatchSettings } from './batch-context.js';
 import { grantJobBuckets, throwProblems } from './batch-grants.js';

@@ -16,7 +16,7 @@ import * as tasks from 'aws-cdk-lib/aws-stepfunctions-tasks';
 import { DISABLE_ASSET_STAGING_CONTEXT } from 'aws-cdk-lib/cx-api';
 import type { Construct } from 'constructs';
 import { ENV } from '../../contract.js';
-import { APP_DIR, MODEL_MODULE_DIR, buildContainerImageContext } from '../container-image-context.js';
+import { APP_DIR, MODEL_MODULE_DIR, buildContainerImageContext } from '../images/container-image-context.js';
 import { isTorchFormat, modelEnvironment } from '../model-source.js';
 import type { BatchEngine, BatchJobContext, SageMakerBatchSettings } from './batch-context.js';
 import { grantJobBuckets, throwProblems } from './batch-grants.js';

@@ -7,7 +7,7 @@ import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import type { SQSEvent, SQSRecord } from 'aws-lambda';
 import { DeleteObjectCommand, ListObjectsV2Command, type S3Client } from '@aws-sdk/client-s3';
-import { startEmbeddedS3, type EmbeddedS3 } from '../../../lib/cli/embedded-s3.js';
+import { startEmbeddedS3, type EmbeddedS3 } from '../../../lib/cli/local/embedded-s3.js';
 import { AsyncFront } from '../../../lib/runtime/async/async-front.js';
 import { processJob, type AsyncWorkerDeps } from '../../../lib/runtime/async/async-worker.js';
 import { JobPayloads } from '../../../lib/runtime/async/job-payloads.js';

@@ -10,7 +10,7 @@ import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { startEmbeddedS3, type EmbeddedS3 } from '../../../lib/cli/embedded-s3.js';
+import { startEmbeddedS3, type EmbeddedS3 } from '../../../lib/cli/local/embedded-s3.js';
 import { resolveModelVersion } from '../../../lib/runtime/model-store/model-versions.js';
 import type { Runtime } from '../../../lib/runtime/runtime.js';
 import { linearDigitsModel } from '../../fixtures/linear-digits.js';

@@ -11,7 +11,7 @@ import { join } from 'node:path';
 import { setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
 import { after, before, beforeEach, describe, test } from 'node:test';
-import { startEmbeddedS3, type EmbeddedS3 } from '../../../lib/cli/embedded-s3.js';
+import { startEmbeddedS3, type EmbeddedS3 } from '../../../lib/cli/local/embedded-s3.js';
 import {
   loadModelBytes,
   type LoadModelOptions,

@@ -8,7 +8,7 @@ import { randomUUID } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { after, before, describe, test } from 'node:test';
 import { GetObjectCommand, ListObjectsV2Command } from '@aws-sdk/client-s3';
-import { startEmbeddedS3, type EmbeddedS3 } from '../../../lib/cli/embedded-s3.js';
+import { startEmbeddedS3, type EmbeddedS3 } from '../../../lib/cli/local/embedded-s3.js';
 import { createS3Client } from '../../../lib/runtime/model-store/model-store.js';
 import { DataCapture } from '../../../lib/runtime/telemetry/data-capture.js';
 import { createLogger } from '../../../lib/runtime/telemetry/logger.js';

@@ -6,7 +6,7 @@
  */
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
-import { startEmbeddedS3, type EmbeddedS3 } from '../../../lib/cli/embedded-s3.js';
+import { startEmbeddedS3, type EmbeddedS3 } from '../../../lib/cli/local/embedded-s3.js';
 import { assertReloadRun } from '../../reload-assertions.js';
 import { putFirstVersion, reloadUnderLoad } from '../../reload-under-load.js';
 import { startContainerMain, type ServedProcess } from '../../served-process.js';

@@ -1,0 +1,502 @@
+/**
+ * The ECS backend of a RealtimeApi: a VPC (unless given), a cluster with Container Insights, an Auto Scaling group on
+ * the ECS-optimized Amazon Linux 2023 (GPU) AMI as its capacity provider, with instance metadata closed to containers, an EC2 task definition reserving GPUs, a service with a
+ * deployment circuit breaker behind an internal ALB, autoscaling on ALB requests per target, and an HTTP API that
+ * reaches the ALB's listener through a VPC link.
+ */
+import { rmSync } from 'node:fs';
+import { Annotations, Duration, RemovalPolicy, Stack, Validations } from 'aws-cdk-lib';
+import * as apigwv2 from 'aws-cdk-lib/aws-apigatewayv2';
+import { HttpAlbIntegration } from 'aws-cdk-lib/aws-apigatewayv2-integrations';
+import * as autoscaling from 'aws-cdk-lib/aws-autoscaling';
+import * as cloudwatch from 'aws-cdk-lib/aws-cloudwatch';
+import * as ec2 from 'aws-cdk-lib/aws-ec2';
+import { Platform } from 'aws-cdk-lib/aws-ecr-assets';
+import * as ecs from 'aws-cdk-lib/aws-ecs';
+import * as elbv2 from 'aws-cdk-lib/aws-elasticloadbalancingv2';
+import * as iam from 'aws-cdk-lib/aws-iam';
+import * as logs from 'aws-cdk-lib/aws-logs';
+import { DISABLE_ASSET_STAGING_CONTEXT } from 'aws-cdk-lib/cx-api';
+import * as cr from 'aws-cdk-lib/custom-resources';
+import type { Construct } from 'constructs';
+import { API_METADATA_KEY, DEFAULTS, ENV, ROUTES } from '../../contract.js';
+import { METRICS } from '../../metric-catalog.js';
+import { ApiMonitoring, runtimeMetric, type BackendMetrics } from '../operations/api-monitoring.js';
+import { bindDataCapture, dataCaptureEnvironment } from '../operations/data-capture.js';
+import {
+  CONTAINER_REQUEST_TIMEOUT_MS,
+  STARTUP_GRACE,
+  acknowledgeFinding,
+  acknowledgeOpenApi,
+  addHttpRoutes,
+  containerEnvironment,
+  createHttpStage,
+  httpApiMetrics,
+  validateBatching,
+  validateProps,
+  type ApiMetadata,
+  type BackendContext,
+  type ComputeBackend,
+  type ComputeChecks,
+} from './backend-common.js';
+import { buildContainerImageContext } from '../images/container-image-context.js';
+import { isTorchFormat } from '../model-source.js';
+import { Rollout } from '../operations/rollout.js';
+
+/** The ECS compute's settings, every prop resolved to its default (`EcsCompute`). */
+export interface EcsSettings extends ComputeChecks {
+  readonly instanceType: string;
+  readonly gpuCount: number;
+  /** Whether tasks reserve GPUs (and run the CUDA image). */
+  readonly gpu: boolean;
+  readonly minTasks: number;
+  readonly maxTasks: number;
+  readonly targetRequestsPerTask: number;
+  readonly vpc?: ec2.IVpc;
+}
+
+/**
+ * The service's rolling deployment: every running task stays until its replacement is healthy (no capacity lost on
+ * a model or code update), and as many new tasks as old may start beside them.
+ */
+export const DEPLOYMENT = { minHealthyPercent: 100, maxHealthyPercent: 200 } as const;
+
+/** The container's name in the task definition. */
+export const CONTAINER_NAME = 'server';
+/** API Gateway's payload limit for HTTP APIs (10 MB). */
+const HTTP_API_MAX_PAYLOAD_BYTES = 10 * 1024 * 1024;
+
+/** Builds the ECS service and its HTTP API under `scope` (the RealtimeApi). */
+export function buildEcsBackend(scope: Construct, context: BackendContext, compute: EcsSettings): ComputeBackend {
+  const taskRole = new iam.Role(scope, 'TaskRole', {
+    assumedBy: new iam.ServicePrincipal('ecs-tasks.amazonaws.com'),
+    description: `Runs the ${context.apiName} Arclight API on ECS: reads its model object`,
+  });
+  const model = context.model.bind(scope, taskRole);
+  const rollout = context.rollout ?? Rollout.rolling();
+  validateProps(scope, context, model, [
+    ...compute.problems(model.sizeBytes),
+    ...validateBatching(context.batching),
+    ...rollout.problems('ecs'),
+    ...(context.variants.length > 0
+      ? ['variants (weighted and shadow) are served by Compute.sageMaker; Lambda and ECS do not have them yet']
+      : []),
+  ]);
+  if (rollout.kind === 'canary' || rollout.kind === 'linear') {
+    Annotations.of(scope).addWarningV2(
+      'arclight:ecsRolloutRolling',
+      `RealtimeApi '${context.apiName}': ECS replaces tasks in a rolling deployment (new tasks start beside the old, the circuit breaker and the rollout's alarms roll back); the ${rollout.kind}'s percent and interval apply to Lambda and SageMaker only.`,
+    );
+  }
+
+  const vpc = compute.vpc ?? createVpc(scope, context);
+  const cluster = new ecs.Cluster(scope, 'Cluster', { vpc, containerInsightsV2: ecs.ContainerInsights.ENABLED });
+  cluster.node.addDependency(ecsServiceLinkedRole(scope, context.logRetention));
+
+  const containerLogs = new logs.LogGroup(scope, 'ContainerLogs', {
+    retention: context.logRetention,
+    removalPolicy: RemovalPolicy.DESTROY,
+  });
+  const instanceRole = new InstanceRole(scope, 'InstanceRole', {
+    assumedBy: new iam.ServicePrincipal('ec2.amazonaws.com'),
+    description: `ECS container instances of the ${context.apiName} Arclight API`,
+    logGroup: containerLogs,
+  });
+  const instanceSecurityGroup = new ec2.SecurityGroup(scope, 'InstanceSecurityGroup', {
+    vpc,
+    description: `ECS container instances of the ${context.apiName} Arclight API`,
+  });
+  const userData = ec2.UserData.forLinux();
+  const launchTemplate = new ec2.LaunchTemplate(scope, 'LaunchTemplate', {
+    instanceType: new ec2.InstanceType(compute.instanceType),
+    // Amazon Linux 2023: the Amazon Linux 2 ECS AMIs reached end of life on 2026-06-30. The GPU variant's NVIDIA
+    // driver (580.x in late 2026) runs the image's CUDA 12 (which needs >= 525.60.13).
+    machineImage: ecs.EcsOptimizedImage.amazonLinux2023(
+      compute.gpu ? ecs.AmiHardwareType.GPU : ecs.AmiHardwareType.STANDARD,
+    ),
+    userData,
+    role: instanceRole,
+    securityGroup: instanceSecurityGroup,
+    requireImdsv2: true,
+    // One hop: IMDS answers the host (and the ECS agent, on the host's network) but not a container behind a bridge.
+    httpPutResponseHopLimit: 1,
+    detailedMonitoring: true,
+    blockDevices: [
+      // The GPU AMI's root volume holds the CUDA image (several GB): room for two versions during a deployment.
+      {
+        deviceName: '/dev/xvda',
+        volume: ec2.BlockDeviceVolume.ebs(100, { encrypted: true, volumeType: ec2.EbsDeviceVolumeType.GP3 }),
+      },
+    ],
+  });
+  const group = new autoscaling.AutoScalingGroup(scope, 'Capacity', {
+    vpc,
+    vpcSubnets: { subnetType: ec2.SubnetType.PRIVATE_WITH_EGRESS },
+    launchTemplate,
+    minCapacity: 0,
+    maxCapacity: maxInstances(compute),
+    cooldown: Duration.minutes(5),
+  });
+  const capacityProvider = new ecs.AsgCapacityProvider(scope, 'CapacityProvider', {
+    autoScalingGroup: group,
+    // ECS protects instances running tasks from scale-in, and drains them itself before termination.
+    enableManagedTerminationProtection: true,
+    enableManagedDraining: true,
+    // The ECS agent's user data (ECS_CLUSTER=...), which Amazon Linux 2023 takes as Amazon Linux 2 did.
+    machineImageType: ecs.MachineImageType.AMAZON_LINUX_2,
+  });
+  cluster.addAsgCapacityProvider(capacityProvider);
+  userData.addCommands(
+    // awsvpc tasks get no route to the instance's metadata service, so no container can take the instance role.
+    'echo ECS_AWSVPC_BLOCK_IMDS=true >> /etc/ecs/ecs.config',
+    ...(compute.gpu ? ['echo ECS_ENABLE_GPU_SUPPORT=true >> /etc/ecs/ecs.config'] : []),
+  );
+
+  const contextDir = buildContainerImageContext({
+    predictorEntry: context.predictor.entry,
+    gpu: compute.gpu,
+    ...(isTorchFormat(model.format) ? { torch: { module: model.torch?.module } } : {}),
+  });
+  const image = ecs.ContainerImage.fromAsset(contextDir, { platform: Platform.LINUX_AMD64 });
+  const taskDefinition = new ecs.Ec2TaskDefinition(scope, 'TaskDefinition', {
+    networkMode: ecs.NetworkMode.AWS_VPC,
+    taskRole,
+  });
+  taskDefinition.addContainer(CONTAINER_NAME, {
+    image,
+    memoryReservationMiB: 2048,
+    ...(compute.gpu ? { gpuCount: compute.gpuCount } : {}),
+    portMappings: [{ containerPort: DEFAULTS.port }],
+    environment: {
+      ...containerEnvironment(context, model, {
+        gpu: compute.gpu,
+        maxBodyBytes: HTTP_API_MAX_PAYLOAD_BYTES,
+        requestTimeoutMs: CONTAINER_REQUEST_TIMEOUT_MS,
+      }),
+      // The X-Ray daemon beside it in the task (awsvpc: one network namespace).
+      ...(context.tracing ? { [ENV.tracing]: 'on', AWS_XRAY_DAEMON_ADDRESS: `127.0.0.1:${XRAY_DAEMON_PORT}` } : {}),
+      ...dataCaptureEnvironment(
+        context.dataCapture && bindDataCapture(scope, context.apiName, context.dataCapture, taskRole),
+      ),
+    },
+    logging: ecs.LogDrivers.awsLogs({ streamPrefix: context.apiName, logGroup: containerLogs }),
+    // The server stops accepting on SIGTERM and drains in-flight requests before exiting.
+    stopTimeout: Duration.seconds(30),
+  });
+  if (context.tracing) addXRayDaemon(taskDefinition, taskRole, containerLogs, context.apiName);
+  // The image asset is staged as the container is added: the generated context can go (unless staging is off).
+  if (!scope.node.tryGetContext(DISABLE_ASSET_STAGING_CONTEXT)) rmSync(contextDir, { recursive: true, force: true });
+  (taskDefinition.node.defaultChild as ecs.CfnTaskDefinition).addMetadata(API_METADATA_KEY, {
+    apiName: context.apiName,
+    compute: 'ecs',
+    architecture: 'x64',
+    gpu: compute.gpu,
+  } satisfies ApiMetadata);
+
+  const service = new ecs.Ec2Service(scope, 'Service', {
+    cluster,
+    taskDefinition,
+    desiredCount: compute.minTasks,
+    circuitBreaker: { enable: true, rollback: true },
+    capacityProviderStrategies: [{ capacityProvider: capacityProvider.capacityProviderName, weight: 1 }],
+    healthCheckGracePeriod: STARTUP_GRACE,
+    ...DEPLOYMENT,
+    vpcSubnets: { subnets: vpc.privateSubnets },
+  });
+  // The cluster's capacity-provider association (made at synth, under the cluster) must exist before the service is
+  // created with that provider, and outlive it on deletion: depend on the cluster's whole subtree.
+  service.node.addDependency(cluster);
+  // Tasks pull their image and write their logs with the execution role: its policy must be attached before the first
+  // task starts, or the pull is refused and the circuit breaker rolls back the stack's first deployment.
+  if (taskDefinition.executionRole) service.node.addDependency(taskDefinition.executionRole);
+
+  const loadBalancer = new elbv2.ApplicationLoadBalancer(scope, 'LoadBalancer', {
+    vpc,
+    internetFacing: false,
+    vpcSubnets: { subnets: vpc.privateSubnets },
+    dropInvalidHeaderFields: true,
+  });
+  const listener = loadBalancer.addListener('Listener', { port: 80, open: false });
+  const targetGroup = listener.addTargets('Service', {
+    port: DEFAULTS.port,
+    protocol: elbv2.ApplicationProtocol.HTTP,
+    targets: [service],
+    deregistrationDelay: Duration.seconds(30),
+    healthCheck: {
+      path: ROUTES.ready,
+      healthyHttpCodes: '200',
+      interval: Duration.seconds(10),
+      timeout: Duration.seconds(5),
+      healthyThresholdCount: 2,
+      unhealthyThresholdCount: 3,
+    },
+  });
+
+  const scaling = service.autoScaleTaskCount({ minCapacity: compute.minTasks, maxCapacity: compute.maxTasks });
+  scaling.scaleOnRequestCount('RequestsPerTask', {
+    requestsPerTarget: compute.targetRequestsPerTask,
+    targetGroup,
+  });
+
+  const vpcLinkSecurityGroup = new ec2.SecurityGroup(scope, 'VpcLinkSecurityGroup', {
+    vpc,
+    description: `VPC link of the ${context.apiName} Arclight API to its internal ALB`,
+  });
+  loadBalancer.connections.allowFrom(vpcLinkSecurityGroup, ec2.Port.tcp(80), 'the API Gateway VPC link');
+  const vpcLink = new apigwv2.VpcLink(scope, 'VpcLink', {
+    vpc,
+    subnets: { subnets: vpc.privateSubnets },
+    securityGroups: [vpcLinkSecurityGroup],
+  });
+
+  const api = new apigwv2.HttpApi(scope, 'Api', {
+    apiName: context.apiName,
+    description: `Arclight API ${context.apiName} (ECS)`,
+    createDefaultStage: false,
+  });
+  addHttpRoutes(api, new HttpAlbIntegration('Integration', listener, { vpcLink }), context.auth.bind());
+  const stage = createHttpStage(scope, api, context.throttle, context.logRetention);
+
+  acknowledge(scope, context, api, taskDefinition, instanceRole, group);
+
+  const monitoring = new ApiMonitoring(scope, 'Monitoring', {
+    ...context.monitoring,
+    apiName: context.apiName,
+    apiGateway: httpApiMetrics(api),
+    backend: ecsMetrics(context.apiName, cluster, service, targetGroup),
+  });
+  // The circuit breaker rolls back tasks that never get healthy; the deployment alarms roll back ones that do but
+  // misbehave (5xx, latency) while the deployment runs.
+  const alarms = rollout.ecsRollsBack ? rollout.rollbackAlarms(monitoring.alarms) : [];
+  if (alarms.length > 0) {
+    service.enableDeploymentAlarms(
+      alarms.map((alarm) => alarm.alarmName),
+      { behavior: ecs.AlarmBehavior.ROLLBACK_ON_ALARM },
+    );
+  }
+  return { api, apiId: api.apiId, url: stage.url, stageName: stage.stageName, monitoring };
+}
+
+/** What ECS (Container Insights) and the ALB report about the service, per minute. */
+function ecsMetrics(
+  apiName: string,
+  cluster: ecs.Cluster,
+  service: ecs.Ec2Service,
+  targetGroup: elbv2.ApplicationTargetGroup,
+): BackendMetrics {
+  const period = Duration.minutes(1);
+  return {
+    throttles: runtimeMetric(METRICS.overloaded, apiName, { label: 'Overloaded (503)' }),
+    capacity: [
+      new cloudwatch.Metric({
+        namespace: 'ECS/ContainerInsights',
+        metricName: 'RunningTaskCount',
+        dimensionsMap: { ClusterName: cluster.clusterName, ServiceName: service.serviceName },
+        statistic: 'Average',
+        period,
+        label: 'Running tasks',
+      }),
+    ],
+    healthy: targetGroup.metrics.healthyHostCount({ period, statistic: 'Minimum', label: 'Healthy targets' }),
+    service: [
+      targetGroup.metrics.requestCount({ period }),
+      targetGroup.metrics.httpCodeTarget(elbv2.HttpCodeTarget.TARGET_5XX_COUNT, { period }),
+      targetGroup.metrics.targetResponseTime({ period, statistic: 'p99', label: 'Target response time p99 (s)' }),
+    ],
+    utilization: [service.metricCpuUtilization({ period }), service.metricMemoryUtilization({ period })],
+  };
+}
+
+/** The id of the stack-wide construct that makes sure ECS's service-linked role exists. */
+const ECS_SERVICE_LINKED_ROLE_ID = 'ArclightEcsServiceLinkedRole';
+
+/**
+ * ECS's service-linked role (AWSServiceRoleForECS), created if the account has none. ECS makes it on first use, but
+ * a CloudFormation stack that creates the account's first cluster and capacity provider fails ("Unable to assume the
+ * service linked role"); an `AWS::IAM::ServiceLinkedRole` would fail wherever it exists already. So a custom
+ * resource calls CreateServiceLinkedRole and takes "has been taken" (InvalidInput) as success; deleting the stack
+ * leaves the role, which other clusters may use. One per stack.
+ */
+function ecsServiceLinkedRole(scope: Construct, retention: logs.RetentionDays): Construct {
+  const stack = Stack.of(scope);
+  const existing = stack.node.tryFindChild(ECS_SERVICE_LINKED_ROLE_ID) as Construct | undefined;
+  if (existing) return existing;
+  const logGroup = new logs.LogGroup(stack, `${ECS_SERVICE_LINKED_ROLE_ID}Logs`, {
+    retention,
+    removalPolicy: RemovalPolicy.DESTROY,
+  });
+  const resource = new cr.AwsCustomResource(stack, ECS_SERVICE_LINKED_ROLE_ID, {
+    onCreate: {
+      service: 'IAM',
+      action: 'createServiceLinkedRole',
+      parameters: { AWSServiceName: 'ecs.amazonaws.com' },
+      physicalResourceId: cr.PhysicalResourceId.of('AWSServiceRoleForECS'),
+      ignoreErrorCodesMatching: 'InvalidInput.*',
+    },
+    policy: cr.AwsCustomResourcePolicy.fromStatements([
+      new iam.PolicyStatement({
+        actions: ['iam:CreateServiceLinkedRole'],
+        resources: [
+          stack.formatArn({
+            service: 'iam',
+            region: '',
+            resource: 'role',
+            resourceName: 'aws-service-role/ecs.amazonaws.com/AWSServiceRoleForECS',
+          }),
+        ],
+        conditions: { StringEquals: { 'iam:AWSServiceName': 'ecs.amazonaws.com' } },
+      }),
+    ]),
+    installLatestAwsSdk: false,
+    logGroup,
+  });
+  // CDK's one provider function for every AwsCustomResource of the stack.
+  const provider = stack.node.findChild(
+    cr.AwsCustomResource.PROVIDER_FUNCTION_UUID.replace(/-/g, '').replace(/^/, 'AWS'),
+  );
+  acknowledgeFinding(
+    provider,
+    'AwsSolutions-IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/AWSLambdaBasicExecutionRole]',
+    "CDK's AwsCustomResource provider (it creates ECS's service-linked role) runs with AWSLambdaBasicExecutionRole: it writes only its own logs.",
+  );
+  return resource;
+}
+
+/**
+ * The Auto Scaling group's ceiling: room for a rolling deployment at the service's largest size (`maxTasks` old tasks
+ * beside as many new ones, DEPLOYMENT's 200 %), at one task per instance, the fewest an instance holds. Managed
+ * scaling launches only what pending tasks need, so the ceiling costs nothing until a rollout uses it.
+ */
+export function maxInstances(compute: Pick<EcsSettings, 'maxTasks'>): number {
+  return Math.ceil((compute.maxTasks * DEPLOYMENT.maxHealthyPercent) / 100);
+}
+
+/**
+ * The container instances' role. The ECS agent's grants that CDK adds as the group joins the cluster include
+ * CloudWatch Logs writes on '*' (for the awslogs driver of tasks without an execution role); the task here has one,
+ * so those writes are held to the service's own log group.
+ */
+class InstanceRole extends iam.Role {
+  private readonly logGroupArn: string;
+
+  constructor(scope: Construct, id: string, props: iam.RoleProps & { readonly logGroup: logs.ILogGroup }) {
+    const { logGroup, ...roleProps } = props;
+    super(scope, id, roleProps);
+    this.logGroupArn = logGroup.logGroupArn;
+  }
+
+  override addToPrincipalPolicy(statement: iam.PolicyStatement): iam.AddToPrincipalPolicyResult {
+    const logActions = statement.actions.filter((action) => action.startsWith('logs:'));
+    if (logActions.length === 0 || !statement.resources.includes('*')) return super.addToPrincipalPolicy(statement);
+    const others = statement.actions.filter((action) => !action.startsWith('logs:'));
+    if (others.length > 0) super.addToPrincipalPolicy(statement.copy({ actions: others }));
+    return super.addToPrincipalPolicy(statement.copy({ actions: logActions, resources: [this.logGroupArn] }));
+  }
+}
+
+function createVpc(scope: Construct, context: BackendContext): ec2.Vpc {
+  const vpc = new ec2.Vpc(scope, 'Vpc', {
+    maxAzs: 2,
+    natGateways: 1,
+    subnetConfiguration: [
+      { name: 'public', subnetType: ec2.SubnetType.PUBLIC, cidrMask: 24 },
+      { name: 'private', subnetType: ec2.SubnetType.PRIVATE_WITH_EGRESS, cidrMask: 22 },
+    ],
+  });
+  const flowLogs = new logs.LogGroup(scope, 'FlowLogs', {
+    retention: context.logRetention,
+    removalPolicy: RemovalPolicy.DESTROY,
+  });
+  const flowLogRole = new iam.Role(scope, 'FlowLogRole', {
+    assumedBy: new iam.ServicePrincipal('vpc-flow-logs.amazonaws.com'),
+    description: `Writes the flow logs of the ${context.apiName} Arclight API's VPC`,
+  });
+  vpc.addFlowLog('FlowLog', {
+    destination: ec2.FlowLogDestination.toCloudWatchLogs(flowLogs, flowLogRole),
+    trafficType: ec2.FlowLogTrafficType.ALL,
+  });
+  return vpc;
+}
+
+/** cdk-nag findings that follow from the design, each acknowledged with its reason. */
+function acknowledge(
+  scope: Construct,
+  context: BackendContext,
+  api: apigwv2.HttpApi,
+  taskDefinition: ecs.Ec2TaskDefinition,
+  instanceRole: InstanceRole,
+  group: autoscaling.AutoScalingGroup,
+): void {
+  if (taskDefinition.executionRole) {
+    Validations.of(taskDefinition.executionRole).acknowledge({
+      id: 'AwsSolutions-IAM5[Resource::*]',
+      reason:
+        "ecr:GetAuthorizationToken has no resource-level permissions (it takes '*'); the image pull is scoped to its repository and logs to the task's own log group.",
+    });
+  }
+  Validations.of(instanceRole).acknowledge({
+    id: 'AwsSolutions-IAM5[Resource::*]',
+    reason:
+      "The ECS agent's calls that have no resource-level permissions (ecs:DiscoverPollEndpoint, ecr:GetAuthorizationToken, ecs:Poll and ecs:StartTelemetrySession held to the cluster by condition, as CDK's cluster grants them) take '*'; cluster-scoped ones name the cluster; log writes name the service's log group.",
+  });
+  Validations.of(instanceRole).acknowledge({
+    id: 'AwsSolutions-IAM5[Action::ecs:Submit*]',
+    reason:
+      "ecs:Submit* (the agent's SubmitContainerStateChange, SubmitTaskStateChange, SubmitAttachmentStateChanges) as CDK's cluster grants it, scoped to this cluster's ARN.",
+  });
+  Validations.of(taskDefinition).acknowledge({
+    id: 'AwsSolutions-ECS2',
+    reason:
+      "The variables are the deployed contract (model URI and sha256, API name, limits, batching knobs): no secrets, and the task definition's revision records them.",
+  });
+  Validations.of(group).acknowledge({
+    id: 'AwsSolutions-AS3',
+    reason:
+      'The group is an ECS capacity provider: ECS managed scaling drives it, and service events, Container Insights and the ALB report capacity problems.',
+  });
+  Validations.of(scope).acknowledge({
+    id: 'AwsSolutions-ELB2',
+    reason:
+      "The ALB is internal and reached only through the API's VPC link; the API stage's JSON access logs record every request.",
+  });
+  acknowledgeOpenApi(api, context.auth);
+}
+
+/** The X-Ray daemon's image (AWS's, on ECR Public) and UDP port. */
+export const XRAY_DAEMON_IMAGE = 'public.ecr.aws/xray/aws-xray-daemon:3.x';
+const XRAY_DAEMON_PORT = 2000;
+
+/**
+ * tracing: true on ECS: the X-Ray daemon as a sidecar that receives the runtime's segments over UDP on loopback and
+ * forwards them; the task role may put segments (X-Ray's write actions have no resource-level permissions).
+ */
+function addXRayDaemon(
+  taskDefinition: ecs.Ec2TaskDefinition,
+  taskRole: iam.Role,
+  logGroup: logs.ILogGroup,
+  apiName: string,
+): void {
+  taskDefinition.addContainer('xray-daemon', {
+    image: ecs.ContainerImage.fromRegistry(XRAY_DAEMON_IMAGE),
+    essential: false,
+    memoryReservationMiB: 64,
+    portMappings: [{ containerPort: XRAY_DAEMON_PORT, protocol: ecs.Protocol.UDP }],
+    logging: ecs.LogDrivers.awsLogs({ streamPrefix: `${apiName}-xray`, logGroup }),
+  });
+  taskRole.addToPolicy(
+    new iam.PolicyStatement({
+      actions: [
+        'xray:PutTraceSegments',
+        'xray:PutTelemetryRecords',
+        'xray:GetSamplingRules',
+        'xray:GetSamplingTargets',
+      ],
+      resources: ['*'],
+    }),
+  );
+  Validations.of(taskRole).acknowledge({
+    id: 'AwsSolutions-IAM5[Resource::*]',
+    reason:
+      "tracing: true: the X-Ray daemon's PutTraceSegments, PutTelemetryRecords and sampling reads have no resource-level permissions and take '*'.",
+  });
+}
