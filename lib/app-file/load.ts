@@ -11,7 +11,7 @@ import { Predictor } from '../constructs/predictor.js';
 import { detectModelFormat } from '../model-format.js';
 import type { ModelFormat } from '../predictor.js';
 import { StartupError } from '../runtime/startup-error.js';
-import { apiStackName, computeOf, isS3Uri, modelOptions, type LoadedAppFile } from './build-app.js';
+import { apiStackName, computeOf, isS3Uri, modelOptions, rolloutOf, type LoadedAppFile } from './build-app.js';
 import { issueProblems, LineCounter, Locator, type AppFileProblem } from './problems.js';
 import { apiSchema, APP_FILE_NAMES, appFileSchema, type AppFileApi } from './schema.js';
 
@@ -183,6 +183,7 @@ function apiProblems(loaded: LoadedAppFile, api: AppFileApi, i: number, at: Loca
   if (model.module !== undefined && fileSize(resolve(loaded.dir, model.module)) === undefined) {
     problems.push(at.problem([...base, 'model', 'module'], `module file ${model.module} does not exist`));
   }
+  problems.push(...operationsProblems(api, base, at));
   if (api.compute !== undefined) {
     const compute = computeOf(api.compute);
     const keys = Object.keys(api.compute);
@@ -205,6 +206,55 @@ function apiProblems(loaded: LoadedAppFile, api: AppFileApi, i: number, at: Loca
       at.problem(
         [...base, 'batching'],
         'applies to the container computes (sagemaker, ecs); the default compute, Lambda, serves one request at a time',
+      ),
+    );
+  }
+  return problems;
+}
+
+/** The realtime options AsyncApi has none of yet. */
+const REALTIME_ONLY = ['batching', 'docs', 'rollout', 'monitoring', 'tracing', 'dataCapture'] as const;
+
+/**
+ * What the constructs refuse of the async, rollout and data-capture options: an async API on another compute than
+ * Lambda or with realtime-only options; a rollout its compute cannot run (the rollout's own problems()); data capture
+ * on Lambda.
+ */
+function operationsProblems(api: AppFileApi, base: readonly [string, number], at: Locator): AppFileProblem[] {
+  const problems: AppFileProblem[] = [];
+  const kind = api.compute?.kind ?? 'lambda';
+  if (api.async !== undefined && api.async !== false) {
+    if (kind !== 'lambda') {
+      problems.push(
+        at.problem(
+          [...base, 'compute', 'kind'],
+          `${kind}: async APIs run on lambda in this release (SageMaker asynchronous inference and ECS queue workers are not built yet)`,
+        ),
+      );
+    }
+    for (const key of REALTIME_ONLY) {
+      if (api[key] !== undefined && !(key === 'batching' && kind === 'lambda')) {
+        problems.push(at.problem([...base, key], 'applies to realtime APIs; async APIs do not have it yet'));
+      }
+    }
+    return problems;
+  }
+  if (api.rollout !== undefined) {
+    const keys = typeof api.rollout === 'string' ? [] : Object.keys(api.rollout);
+    for (const problem of rolloutOf(api.rollout).problems(kind)) {
+      // A rollout problem names the option it is about ("rollout interval ...", "rollout batchPercent ..."); the kind otherwise.
+      const key =
+        keys.find((k) => k !== 'kind' && problem.includes(` ${k} `)) ??
+        (problem.includes('%') && keys.includes('percent') ? 'percent' : 'kind');
+      const path = typeof api.rollout === 'string' ? [...base, 'rollout'] : [...base, 'rollout', key];
+      problems.push(at.problem(path, problem));
+    }
+  }
+  if (api.dataCapture !== undefined && kind === 'lambda') {
+    problems.push(
+      at.problem(
+        [...base, 'dataCapture'],
+        'runs on the container computes (sagemaker, ecs): a frozen Lambda sandbox cannot upload captures',
       ),
     );
   }

@@ -42,14 +42,15 @@ function resourcesOfApp(app: App): Resources {
     // Physical names made from the stack's and construct's path (SageMaker's endpoint and its log group).
     let text = JSON.stringify(resources)
       .replace(/[0-9a-f]{64}/g, '<hash>')
-      .replace(/arclightexamples[a-z0-9-]*-[0-9a-f]{8}/g, '<name from the stack path>');
+      .replace(/arclight(async)?examples[a-z0-9-]*-[0-9a-f]{8}/g, '<name from the stack path>');
     for (const id of Object.keys(resources)) {
       const masked = maskedId(id);
       if (masked !== id) text = text.replaceAll(`"${id}"`, `"${masked}"`);
     }
     text = text
-      .replace(/ArclightExamples[A-Za-z0-9-]*[0-9A-F]{8}(?![A-Za-z0-9])/g, '<name from the stack path>')
-      .replace(/"ArclightExamples(-[a-z-]+)?\//g, '"<stack>/');
+      .replace(/Arclight(Async)?Examples[A-Za-z0-9-]*[0-9A-F]{8}(?![A-Za-z0-9])/g, '<name from the stack path>')
+      // Construct paths, quoted or in a description ("Shifts the ArclightExamples/digits/Function live alias ...").
+      .replace(/(["\s])Arclight(Async)?Examples(-[a-z-]+)?\//g, '$1<stack>/');
     for (const [id, resource] of Object.entries(JSON.parse(text) as Resources)) {
       assert.ok(!(id in all), `logical id ${id} in two stacks`);
       all[id] = resource;
@@ -59,6 +60,10 @@ function resourcesOfApp(app: App): Resources {
 }
 
 function maskedId(id: string): string {
+  // The worker's SQS event source is named after the queue's path, which starts with the stack's id.
+  if (/SqsEventSourceArclight(Async)?Examples/.test(id)) {
+    return id.replace(/SqsEventSource\w+$/, 'SqsEventSource<stack><hash>');
+  }
   if (/SecurityGroup(from|to)ArclightExamples/.test(id)) {
     return id.replace(/ArclightExamples(digits|mobilenet)?/g, '<stack>').replace(/[0-9A-F]{8}\d*[0-9A-F]*$/, '<hash>');
   }
@@ -82,6 +87,7 @@ describe('arclight.yaml → app', () => {
         'ArclightExamples-mobilenet',
         'ArclightExamples-mobilenet-gpu',
         'ArclightExamples-digits-ecs',
+        'ArclightExamples-digits-async',
       ],
     );
     assert.ok(Object.keys(fromCode).length > 100, `only ${Object.keys(fromCode).length} resources`);

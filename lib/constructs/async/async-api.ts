@@ -26,6 +26,9 @@ import { AsyncFrontFunction } from './async-front-function.js';
 import { AsyncLambdaWorker, LAMBDA_MAX_TIMEOUT } from './async-lambda-worker.js';
 import { AsyncStorage, SQS_MAX_VISIBILITY } from './async-storage.js';
 
+/** The largest request body an async API on Lambda takes by default (AsyncApiProps.maxBodySize). */
+export const ASYNC_LAMBDA_MAX_BODY_SIZE = Size.mebibytes(100);
+
 /** Props of an AsyncApi. */
 export interface AsyncApiProps {
   /** The model to serve. */
@@ -75,7 +78,9 @@ export class AsyncApi extends Construct {
     this.apiName = props.apiName ?? id;
     const compute = props.compute ?? Compute.lambda();
     const timeout = props.timeout ?? LAMBDA_MAX_TIMEOUT;
-    const maxBodyBytes = (props.maxBodySize ?? Size.mebibytes(100)).toBytes({ rounding: SizeRoundingBehavior.FLOOR });
+    const maxBodyBytes = (props.maxBodySize ?? ASYNC_LAMBDA_MAX_BODY_SIZE).toBytes({
+      rounding: SizeRoundingBehavior.FLOOR,
+    });
     const inlineResultBytes = (props.inlineResultSize ?? Size.kibibytes(256)).toBytes({
       rounding: SizeRoundingBehavior.FLOOR,
     });
