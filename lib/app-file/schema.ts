@@ -249,12 +249,10 @@ const asyncSchema = z
     urlExpiry: boundedInt(60, 43_200, 'a presigned URL', 's')
       .optional()
       .meta({ default: APP_FILE_DEFAULTS.async.urlExpiry, description: 'Seconds presigned URLs are valid.' }),
-    retention: positiveInt('days')
-      .optional()
-      .meta({
-        default: APP_FILE_DEFAULTS.async.retention,
-        description: 'Days requests, results and statuses are kept.',
-      }),
+    retention: positiveInt('days').optional().meta({
+      default: APP_FILE_DEFAULTS.async.retention,
+      description: 'Days requests, results and statuses are kept.',
+    }),
     maxReceiveCount: boundedInt(1, 1000, "SQS's redrive", 'deliveries').optional().meta({
       default: APP_FILE_DEFAULTS.async.maxReceiveCount,
       description: 'Deliveries of a job before it is failed (and its message dead-lettered).',

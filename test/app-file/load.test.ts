@@ -262,8 +262,16 @@ describe('the schema', () => {
       ephemeralStorageSize: 512,
       timeout: 29,
     });
+    // Rollout.canary()'s 10% for 5 minutes, Rollout.rolling()'s 25% batches; the monitoring thresholds.
+    assert.deepEqual(APP_FILE_DEFAULTS.rollout, { percent: 10, interval: 300, batchPercent: 25, defaultAlarms: true });
+    assert.deepEqual(APP_FILE_DEFAULTS.monitoring, {
+      errorRatePercent: 5,
+      latencyP99Threshold: 5,
+      throttlesPerMinute: 1,
+    });
     const schema = JSON.stringify(appFileJsonSchema());
     assert.match(schema, /"default":2048/);
+    assert.match(schema, /"maxBodySize":\{[^}]*"default":100/);
   });
 
   test('the JSON Schema for editors accepts the example app and refuses what the loader refuses', () => {
@@ -296,11 +304,14 @@ describe("README's arclight.yaml", () => {
     mkdirSync(join(dir, 'functions'), { recursive: true });
     writeFileSync(join(dir, 'functions', 'predictor.ts'), 'export default {};\n');
     const loaded = loadAppFile(write('readme.yaml', yaml));
+    // The async options it documents are AsyncApi's defaults, as the schema reads them.
+    assert.deepEqual(loaded.app.apis[2]?.async, APP_FILE_DEFAULTS.async);
     assert.deepEqual(
       loaded.app.apis.map((api) => [api.name, api.compute?.kind]),
       [
         ['digits', 'lambda'],
         ['mobilenet-gpu', 'sagemaker'],
+        ['digits-jobs', undefined],
       ],
     );
   });
