@@ -204,6 +204,9 @@ describe('arclight.yaml problems', () => {
         '    model: models/digits.onnx', // 19
         '    compute: { kind: sagemaker, instanceType: ml.c7i.xlarge }', // 20
         '    rollout: { kind: canary, percent: 60, interval: 4000 }', // 21
+        '  - name: big-jobs', // 22
+        '    model: models/digits.onnx', // 23
+        '    async: { maxBodySize: 1000 }', // 24
         '',
       ].join('\n'),
     );
@@ -216,6 +219,7 @@ describe('arclight.yaml problems', () => {
       '17:14 apis[3].rollout: Rollout.rolling() replaces instances; Lambda has none: use Rollout.canary() or Rollout.linear()',
       '21:39 apis[4].rollout.percent: a canary on SageMaker takes at most 50% of the fleet, got 60%',
       '21:53 apis[4].rollout.interval: rollout interval must be 0–3600 s on SageMaker, got 4000 s',
+      '24:27 apis[5].async.maxBodySize: maxBodySize 1000 MiB needs about 4161 MB of memory with the model (a body is held about four times while a job runs); memorySize is 2048 MB',
     ]);
   });
 

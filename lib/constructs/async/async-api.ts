@@ -225,7 +225,11 @@ function withoutRealtimeTimeout(problems: string[]): string[] {
  * A job's body is in memory about four times at its peak (the S3 read, the base64 event, the decoded body, the
  * payload) beside the model.
  */
-function lambdaMemoryProblems(compute: LambdaCompute, model: ModelSourceConfig, maxBodyBytes: number): string[] {
+export function lambdaMemoryProblems(
+  compute: LambdaCompute,
+  model: Pick<ModelSourceConfig, 'sizeBytes' | 'format'>,
+  maxBodyBytes: number,
+): string[] {
   const neededMb =
     Math.ceil((4 * maxBodyBytes) / 2 ** 20) + requiredMemoryMb(model.sizeBytes ?? 0, model.format !== 'onnx');
   return neededMb > compute.memorySize
