@@ -7,12 +7,18 @@ import { isAbsolute, resolve } from 'node:path';
 import { App, Duration, Size, Stack, Tags } from 'aws-cdk-lib';
 import * as lambda from 'aws-cdk-lib/aws-lambda';
 import type * as logs from 'aws-cdk-lib/aws-logs';
+import * as s3 from 'aws-cdk-lib/aws-s3';
+import * as sns from 'aws-cdk-lib/aws-sns';
+import type { Construct } from 'constructs';
 import { ApiAuth } from '../constructs/api-auth.js';
+import type { MonitoringProps } from '../constructs/api-monitoring.js';
+import { AsyncApi, type AsyncApiProps } from '../constructs/async/async-api.js';
 import { Compute } from '../constructs/compute.js';
 import { ModelSource } from '../constructs/model-source.js';
 import { Predictor } from '../constructs/predictor.js';
 import { RealtimeApi, type RealtimeApiProps } from '../constructs/realtime-api.js';
-import type { AppFile, AppFileApi, AppFileCompute, AppFileModel } from './schema.js';
+import { Rollout } from '../constructs/rollout.js';
+import type { AppFile, AppFileApi, AppFileAsync, AppFileCompute, AppFileModel, AppFileRollout } from './schema.js';
 
 /** A checked app file and the folder its paths are relative to. */
 export interface LoadedAppFile {
@@ -47,14 +53,18 @@ export function buildAppFromFile(loaded: LoadedAppFile, app: App = new App()): M
       ...(loaded.app.description ? { description: loaded.app.description } : {}),
     });
     for (const [key, value] of Object.entries(loaded.app.tags ?? {})) Tags.of(stack).add(key, value);
-    new RealtimeApi(stack, api.name, realtimeApiProps(api, loaded.dir));
+    if (api.async !== undefined && api.async !== false) {
+      new AsyncApi(stack, api.name, asyncApiProps(api, api.async === true ? {} : api.async, loaded.dir));
+    } else {
+      new RealtimeApi(stack, api.name, realtimeApiProps(api, loaded.dir, stack));
+    }
     stacks.set(api.name, stack);
   }
   return stacks;
 }
 
-/** RealtimeApi's props for one API of the file: only what the file says. */
-export function realtimeApiProps(api: AppFileApi, dir: string): RealtimeApiProps {
+/** The props RealtimeApi and AsyncApi share, as the file gives them. */
+function commonProps(api: AppFileApi, dir: string) {
   return {
     model: modelSource(api.model, dir),
     ...(api.predictor !== undefined ? { predictor: Predictor.fromEntry(resolve(dir, api.predictor)) } : {}),
@@ -62,6 +72,31 @@ export function realtimeApiProps(api: AppFileApi, dir: string): RealtimeApiProps
     ...(api.config !== undefined ? { config: api.config } : {}),
     ...(api.auth !== undefined ? { auth: authOf(api.auth) } : {}),
     ...(api.throttle !== undefined ? { throttle: api.throttle } : {}),
+    ...(api.logRetention !== undefined ? { logRetention: api.logRetention as logs.RetentionDays } : {}),
+  };
+}
+
+/** AsyncApi's props for an async API of the file, the file's units (s, MB, KB, days) turned into CDK's types. */
+export function asyncApiProps(api: AppFileApi, options: AppFileAsync, dir: string): AsyncApiProps {
+  const { timeout, maxBodySize, inlineResultSize, urlExpiry, retention, maxReceiveCount } = options;
+  return {
+    ...commonProps(api, dir),
+    ...(timeout !== undefined ? { timeout: Duration.seconds(timeout) } : {}),
+    ...(maxBodySize !== undefined ? { maxBodySize: Size.mebibytes(maxBodySize) } : {}),
+    ...(inlineResultSize !== undefined ? { inlineResultSize: Size.kibibytes(inlineResultSize) } : {}),
+    ...(urlExpiry !== undefined ? { urlExpiry: Duration.seconds(urlExpiry) } : {}),
+    ...(retention !== undefined ? { retention: Duration.days(retention) } : {}),
+    ...(maxReceiveCount !== undefined ? { maxReceiveCount } : {}),
+  };
+}
+
+/**
+ * RealtimeApi's props for one API of the file: only what the file says. `scope` holds what the file names by ARN or
+ * name (the alarm topic, the data-capture bucket).
+ */
+export function realtimeApiProps(api: AppFileApi, dir: string, scope: Construct): RealtimeApiProps {
+  return {
+    ...commonProps(api, dir),
     ...(api.batching !== undefined
       ? {
           batching: {
@@ -72,8 +107,60 @@ export function realtimeApiProps(api: AppFileApi, dir: string): RealtimeApiProps
           },
         }
       : {}),
-    ...(api.logRetention !== undefined ? { logRetention: api.logRetention as logs.RetentionDays } : {}),
     ...(api.docs !== undefined ? { docs: api.docs } : {}),
+    ...(api.rollout !== undefined ? { rollout: rolloutOf(api.rollout) } : {}),
+    ...(api.monitoring !== undefined ? { monitoring: monitoringOf(api.monitoring, scope, api.name) } : {}),
+    ...(api.tracing !== undefined ? { tracing: api.tracing } : {}),
+    ...(api.dataCapture !== undefined
+      ? {
+          dataCapture: {
+            bucket: s3.Bucket.fromBucketName(scope, `${api.name}DataCaptureBucket`, api.dataCapture.bucket),
+            ...(api.dataCapture.prefix !== undefined ? { prefix: api.dataCapture.prefix } : {}),
+            ...(api.dataCapture.samplingPercentage !== undefined
+              ? { samplingPercentage: api.dataCapture.samplingPercentage }
+              : {}),
+          },
+        }
+      : {}),
+  };
+}
+
+type RolloutSpec = Exclude<AppFileRollout, string>;
+type RolloutOf<K extends RolloutSpec['kind']> = Omit<Extract<RolloutSpec, { kind: K }>, 'kind'>;
+
+/** A bake interval in the file's seconds, as Rollout's Duration. */
+function intervalOf(interval: number | undefined): { interval?: Duration } {
+  return interval !== undefined ? { interval: Duration.seconds(interval) } : {};
+}
+
+/** Each rollout kind of the file, as its Rollout factory. */
+const ROLLOUTS: { readonly [K in RolloutSpec['kind']]: (props: RolloutOf<K>) => Rollout } = {
+  allAtOnce: () => Rollout.allAtOnce(),
+  canary: ({ interval, ...rest }) => Rollout.canary({ ...rest, ...intervalOf(interval) }),
+  linear: ({ interval, ...rest }) => Rollout.linear({ ...rest, ...intervalOf(interval) }),
+  rolling: ({ interval, ...rest }) => Rollout.rolling({ ...rest, ...intervalOf(interval) }),
+};
+
+/** The rollout the file describes: a kind alone, or a map with its options. */
+export function rolloutOf(rollout: AppFileRollout): Rollout {
+  const { kind, ...props }: RolloutSpec = typeof rollout === 'string' ? { kind: rollout } : rollout;
+  return (ROLLOUTS[kind] as (props: RolloutOf<typeof kind>) => Rollout)(props);
+}
+
+function monitoringOf(
+  monitoring: NonNullable<AppFileApi['monitoring']>,
+  scope: Construct,
+  apiName: string,
+): MonitoringProps {
+  const { alarmTopic, latencyP99Threshold, ...rest } = monitoring;
+  return {
+    ...rest,
+    ...(alarmTopic !== undefined
+      ? { alarmTopic: sns.Topic.fromTopicArn(scope, `${apiName}AlarmTopic`, alarmTopic) }
+      : {}),
+    ...(latencyP99Threshold !== undefined
+      ? { latencyP99Threshold: Duration.millis(Math.round(latencyP99Threshold * 1000)) }
+      : {}),
   };
 }
 

@@ -7,13 +7,15 @@ import { createHash } from 'node:crypto';
 import { closeSync, existsSync, openSync, readFileSync, readSync, statSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { parseDocument } from 'yaml';
+import { lambdaMemoryProblems } from '../constructs/async/async-api.js';
+import { Compute, LambdaCompute } from '../constructs/compute.js';
 import { Predictor } from '../constructs/predictor.js';
 import { detectModelFormat } from '../model-format.js';
 import type { ModelFormat } from '../predictor.js';
 import { StartupError } from '../runtime/startup-error.js';
-import { apiStackName, computeOf, isS3Uri, modelOptions, type LoadedAppFile } from './build-app.js';
+import { apiStackName, computeOf, isS3Uri, modelOptions, rolloutOf, type LoadedAppFile } from './build-app.js';
 import { issueProblems, LineCounter, Locator, type AppFileProblem } from './problems.js';
-import { apiSchema, APP_FILE_NAMES, appFileSchema, type AppFileApi } from './schema.js';
+import { apiSchema, APP_FILE_DEFAULTS, APP_FILE_NAMES, appFileSchema, type AppFileApi } from './schema.js';
 
 export type { AppFileProblem, LoadedAppFile };
 
@@ -183,6 +185,7 @@ function apiProblems(loaded: LoadedAppFile, api: AppFileApi, i: number, at: Loca
   if (model.module !== undefined && fileSize(resolve(loaded.dir, model.module)) === undefined) {
     problems.push(at.problem([...base, 'model', 'module'], `module file ${model.module} does not exist`));
   }
+  problems.push(...operationsProblems(api, base, at, { sizeBytes: modelBytes, format: format ?? 'onnx' }));
   if (api.compute !== undefined) {
     const compute = computeOf(api.compute);
     const keys = Object.keys(api.compute);
@@ -205,6 +208,74 @@ function apiProblems(loaded: LoadedAppFile, api: AppFileApi, i: number, at: Loca
       at.problem(
         [...base, 'batching'],
         'applies to the container computes (sagemaker, ecs); the default compute, Lambda, serves one request at a time',
+      ),
+    );
+  }
+  return problems;
+}
+
+/** The realtime options AsyncApi has none of yet. */
+const REALTIME_ONLY = ['batching', 'docs', 'rollout', 'monitoring', 'tracing', 'dataCapture'] as const;
+
+/**
+ * What the constructs refuse of the async, rollout and data-capture options: an async API on another compute than
+ * Lambda or with realtime-only options; a rollout its compute cannot run (the rollout's own problems()); data capture
+ * on Lambda.
+ */
+function operationsProblems(
+  api: AppFileApi,
+  base: readonly [string, number],
+  at: Locator,
+  model: { readonly sizeBytes: number | undefined; readonly format: ModelFormat },
+): AppFileProblem[] {
+  const problems: AppFileProblem[] = [];
+  const kind = api.compute?.kind ?? 'lambda';
+  if (api.async !== undefined && api.async !== false) {
+    const compute = api.compute !== undefined ? computeOf(api.compute) : Compute.lambda();
+    const maxBodySize = api.async === true ? undefined : api.async.maxBodySize;
+    if (compute instanceof LambdaCompute) {
+      // AsyncApi's own check: a job's body is held about four times beside the model.
+      const maxBodyBytes = (maxBodySize ?? APP_FILE_DEFAULTS.async.maxBodySize) * 2 ** 20;
+      const path =
+        maxBodySize !== undefined
+          ? [...base, 'async', 'maxBodySize']
+          : api.compute !== undefined && 'memorySize' in api.compute
+            ? [...base, 'compute', 'memorySize']
+            : [...base, 'async'];
+      for (const problem of lambdaMemoryProblems(compute, model, maxBodyBytes))
+        problems.push(at.problem(path, problem));
+    }
+    if (kind !== 'lambda') {
+      problems.push(
+        at.problem(
+          [...base, 'compute', 'kind'],
+          `${kind}: async APIs run on lambda in this release (SageMaker asynchronous inference and ECS queue workers are not built yet)`,
+        ),
+      );
+    }
+    for (const key of REALTIME_ONLY) {
+      if (api[key] !== undefined && !(key === 'batching' && kind === 'lambda')) {
+        problems.push(at.problem([...base, key], 'applies to realtime APIs; async APIs do not have it yet'));
+      }
+    }
+    return problems;
+  }
+  if (api.rollout !== undefined) {
+    const keys = typeof api.rollout === 'string' ? [] : Object.keys(api.rollout);
+    for (const problem of rolloutOf(api.rollout).problems(kind)) {
+      // A rollout problem names the option it is about ("rollout interval ...", "rollout batchPercent ..."); the kind otherwise.
+      const key =
+        keys.find((k) => k !== 'kind' && problem.includes(` ${k} `)) ??
+        (problem.includes('%') && keys.includes('percent') ? 'percent' : 'kind');
+      const path = typeof api.rollout === 'string' ? [...base, 'rollout'] : [...base, 'rollout', key];
+      problems.push(at.problem(path, problem));
+    }
+  }
+  if (api.dataCapture !== undefined && kind === 'lambda') {
+    problems.push(
+      at.problem(
+        [...base, 'dataCapture'],
+        'runs on the container computes (sagemaker, ecs): a frozen Lambda sandbox cannot upload captures',
       ),
     );
   }

@@ -244,6 +244,11 @@ function unwrap(schema: AnySchema | undefined, value: unknown): AnySchema | unde
           const literal = def.discriminator ? shape?.[def.discriminator] : undefined;
           return literal !== undefined && (literal._zod.def as { values?: unknown[] }).values?.includes(kind);
         }) ??
+        // A shorthand or a discriminated map (rollout: canary | { kind: canary, ... }): the map's branch.
+        unwrap(
+          (def.options ?? []).find((option) => option._zod.def.type === 'union'),
+          value,
+        ) ??
         objects[0] ??
         undefined;
       if (at === undefined) return undefined;

@@ -9,6 +9,11 @@ import * as logs from 'aws-cdk-lib/aws-logs';
 import { z } from 'zod';
 import { MODEL_FORMATS } from '../contract.js';
 import { Compute, LAMBDA_LIMITS, RestApiAccessLogs, SAGEMAKER_LIMITS } from '../constructs/compute.js';
+import { ASYNC_DEFAULTS } from '../contract.js';
+import { ASYNC_LAMBDA_MAX_BODY_SIZE } from '../constructs/async/async-api.js';
+import { LAMBDA_MAX_TIMEOUT } from '../constructs/async/async-lambda-worker.js';
+import { MONITORING_DEFAULTS } from '../constructs/api-monitoring.js';
+import { Rollout } from '../constructs/rollout.js';
 
 /** The file names looked for, in this order. */
 export const APP_FILE_NAMES = ['arclight.yaml', 'arclight.yml', 'arclight.json'] as const;
@@ -17,6 +22,13 @@ export const APP_FILE_NAMES = ['arclight.yaml', 'arclight.yml', 'arclight.json']
 const LAMBDA = Compute.lambda();
 const SAGEMAKER = Compute.sageMaker({ instanceType: 'ml.c7i.xlarge' });
 const ECS = Compute.ecs({ instanceType: 'c7i.xlarge' });
+/** Rollout's defaults, read through the shapes it gives the backends (CodeDeploy's canary, SageMaker's rolling). */
+const CANARY = Rollout.canary();
+const CANARY_STEP = CANARY.codeDeployTrafficRouting()?.timeBasedCanary as
+  { canaryPercentage: number; canaryInterval: number } | undefined;
+const ROLLING_BATCH = (
+  Rollout.rolling().sageMakerDeploymentConfig([])?.rollingUpdatePolicy as { maximumBatchSize: { value: number } }
+).maximumBatchSize.value;
 
 /** What the constructs default to, as the file spells it (seconds, MB, names). */
 export const APP_FILE_DEFAULTS = {
@@ -37,6 +49,27 @@ export const APP_FILE_DEFAULTS = {
   throttle: { rateLimit: 100, burstLimit: 200 },
   /** RealtimeApi's logRetention default, logs.RetentionDays.ONE_MONTH. */
   logRetention: logs.RetentionDays.ONE_MONTH,
+  /** AsyncApi's defaults on Lambda (its only compute yet). */
+  async: {
+    timeout: LAMBDA_MAX_TIMEOUT.toSeconds(),
+    maxBodySize: ASYNC_LAMBDA_MAX_BODY_SIZE.toMebibytes(),
+    inlineResultSize: ASYNC_DEFAULTS.inlineResultBytes / 1024,
+    urlExpiry: ASYNC_DEFAULTS.urlTtlSeconds,
+    retention: ASYNC_DEFAULTS.retentionDays,
+    maxReceiveCount: ASYNC_DEFAULTS.maxReceives,
+  },
+  /** Rollout's step defaults, read from Rollout.canary() and Rollout.rolling() built with no props. */
+  rollout: {
+    percent: CANARY_STEP!.canaryPercentage,
+    interval: CANARY_STEP!.canaryInterval * 60,
+    batchPercent: ROLLING_BATCH,
+    defaultAlarms: CANARY.defaultAlarms,
+  },
+  monitoring: {
+    errorRatePercent: MONITORING_DEFAULTS.errorRatePercent,
+    latencyP99Threshold: MONITORING_DEFAULTS.latencyP99Threshold.toSeconds(),
+    throttlesPerMinute: MONITORING_DEFAULTS.throttlesPerMinute,
+  },
 } as const;
 
 const RETENTION_DAYS = Object.values(logs.RetentionDays).filter((v): v is number => typeof v === 'number');
@@ -198,6 +231,148 @@ const authSchema = z
   ])
   .describe('Who may call the API: none, iam or jwt. Default: none, with a synth warning.');
 
+const asyncSchema = z
+  .strictObject({
+    timeout: boundedInt(1, APP_FILE_DEFAULTS.async.timeout, 'Lambda', 's')
+      .optional()
+      .meta({ default: APP_FILE_DEFAULTS.async.timeout, description: 'Seconds one job may run.' }),
+    maxBodySize: boundedInt(1, ASYNC_DEFAULTS.maxBodyBytes / 2 ** 20, 'the async API', 'MB')
+      .optional()
+      .meta({
+        default: APP_FILE_DEFAULTS.async.maxBodySize,
+        description: 'The largest request body in MB (above 6 MB through POST /async/uploads).',
+      }),
+    inlineResultSize: boundedInt(1, 1024, 'the async API', 'KB').optional().meta({
+      default: APP_FILE_DEFAULTS.async.inlineResultSize,
+      description: 'Results up to this many KB come back inline from GET /async/{id}; larger ones as a URL.',
+    }),
+    urlExpiry: boundedInt(60, 43_200, 'a presigned URL', 's')
+      .optional()
+      .meta({ default: APP_FILE_DEFAULTS.async.urlExpiry, description: 'Seconds presigned URLs are valid.' }),
+    retention: positiveInt('days').optional().meta({
+      default: APP_FILE_DEFAULTS.async.retention,
+      description: 'Days requests, results and statuses are kept.',
+    }),
+    maxReceiveCount: boundedInt(1, 1000, "SQS's redrive", 'deliveries').optional().meta({
+      default: APP_FILE_DEFAULTS.async.maxReceiveCount,
+      description: 'Deliveries of a job before it is failed (and its message dead-lettered).',
+    }),
+  })
+  .describe('An async API (AsyncApi): POST /async answers 202 with a job id, GET /async/{id} its status and result.');
+
+const rolloutAlarms = {
+  defaultAlarms: z.boolean().optional().meta({
+    default: APP_FILE_DEFAULTS.rollout.defaultAlarms,
+    description: "Roll back on Arclight's default alarms (5xx rate, p99 latency, throttles, model loads, capacity).",
+  }),
+};
+const rolloutInterval = positiveInt('seconds').optional().meta({
+  default: APP_FILE_DEFAULTS.rollout.interval,
+  description: 'Seconds each step bakes before the next (whole minutes on Lambda; at most 3600 on SageMaker).',
+});
+const stepPercent = boundedInt(1, 99, 'a traffic shift', '%').optional().meta({
+  default: APP_FILE_DEFAULTS.rollout.percent,
+  description: 'Percent of traffic: the first step (canary) or each step (linear).',
+});
+const rolloutKinds = ['allAtOnce', 'canary', 'linear', 'rolling'] as const;
+
+const rolloutSchema = z
+  .union([
+    z.enum(rolloutKinds),
+    z.discriminatedUnion('kind', [
+      z.strictObject({ kind: z.literal('allAtOnce') }).describe('All traffic at once; no automatic rollback.'),
+      z
+        .strictObject({ kind: z.literal('canary'), percent: stepPercent, interval: rolloutInterval, ...rolloutAlarms })
+        .describe('percent of traffic for interval, then the rest.'),
+      z
+        .strictObject({ kind: z.literal('linear'), percent: stepPercent, interval: rolloutInterval, ...rolloutAlarms })
+        .describe('percent more of traffic every interval.'),
+      z
+        .strictObject({
+          kind: z.literal('rolling'),
+          batchPercent: boundedInt(5, 50, 'SageMaker', '%').optional().meta({
+            default: APP_FILE_DEFAULTS.rollout.batchPercent,
+            description: 'Percent of the fleet replaced per batch.',
+          }),
+          interval: rolloutInterval,
+          ...rolloutAlarms,
+        })
+        .describe('Instances replaced in batches (sagemaker, ecs).'),
+    ]),
+  ])
+  .optional()
+  .describe(
+    'How a new version takes traffic and rolls back: allAtOnce, canary, linear or rolling. Default: canary on lambda and sagemaker, rolling on ecs.',
+  );
+
+const monitoringSchema = z
+  .strictObject({
+    dashboard: z.boolean().optional().meta({ default: true, description: 'Build the CloudWatch dashboard.' }),
+    alarms: z
+      .boolean()
+      .optional()
+      .meta({ default: true, description: 'Build the default alarms (rollouts roll back on them).' }),
+    alarmTopic: z
+      .string()
+      .regex(/^arn:aws[a-z-]*:sns:[a-z0-9-]+:\d{12}:[A-Za-z0-9_-]{1,256}$/, {
+        error: (issue) => `'${String(issue.input)}' is not an SNS topic ARN (arn:aws:sns:region:account:name)`,
+      })
+      .optional()
+      .describe('The ARN of an SNS topic the alarms notify (on alarm and on recovery). Default: none.'),
+    errorRatePercent: z
+      .number()
+      .gt(0, { error: (issue) => `${String(issue.input)} % must be above 0` })
+      .max(100, { error: (issue) => `${String(issue.input)} % is above 100` })
+      .optional()
+      .meta({
+        default: APP_FILE_DEFAULTS.monitoring.errorRatePercent,
+        description: 'Percent of 5xx answers that raises the error alarm.',
+      }),
+    latencyP99Threshold: z
+      .number()
+      .gt(0, { error: (issue) => `${String(issue.input)} s must be above 0` })
+      .optional()
+      .meta({
+        default: APP_FILE_DEFAULTS.monitoring.latencyP99Threshold,
+        description: 'Seconds of p99 request latency that raise the latency alarm.',
+      }),
+    throttlesPerMinute: z
+      .number()
+      .gt(0, { error: (issue) => `${String(issue.input)} must be above 0` })
+      .optional()
+      .meta({
+        default: APP_FILE_DEFAULTS.monitoring.throttlesPerMinute,
+        description: 'Throttled or overloaded requests per minute that raise the throttling alarm.',
+      }),
+  })
+  .optional()
+  .describe('The CloudWatch dashboard and default alarms. Default: both, with the default thresholds.');
+
+const dataCaptureSchema = z
+  .strictObject({
+    bucket: z
+      .string()
+      .regex(/^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$/, {
+        error: (issue) => `'${String(issue.input)}' is not an S3 bucket name`,
+      })
+      .describe('An existing bucket (private, encrypted) the JSON lines go to.'),
+    prefix: z
+      .string()
+      .regex(/^[^/*?][^*?]*$/, {
+        error: (issue) => `'${String(issue.input)}' must be a folder without a leading / or IAM wildcards (* ?)`,
+      })
+      .optional()
+      .describe('Key prefix of the captured objects. Default: data-capture/<name>/.'),
+    samplingPercentage: z
+      .number()
+      .gt(0, { error: (issue) => `${String(issue.input)} % must be above 0` })
+      .max(100, { error: (issue) => `${String(issue.input)} % is above 100` })
+      .optional()
+      .meta({ default: 100, description: 'Percent of requests captured.' }),
+  })
+  .optional()
+  .describe('Write a sampled share of requests and responses to S3 as JSON lines (sagemaker and ecs computes).');
+
 export const apiSchema = z.strictObject({
   name: z
     .string()
@@ -254,6 +429,15 @@ export const apiSchema = z.strictObject({
       description: `Days the logs are kept: one of ${RETENTION_DAYS.join(', ')} (9999: forever).`,
     }),
   docs: z.boolean().optional().meta({ default: false, description: 'Serve the playground page at GET /docs.' }),
+  async: z.union([z.boolean(), asyncSchema]).optional().meta({
+    default: false,
+    description:
+      'Serve the API as jobs (AsyncApi) instead of request/response: true, or a map of its options. Lambda compute only.',
+  }),
+  rollout: rolloutSchema,
+  monitoring: monitoringSchema,
+  tracing: z.boolean().optional().meta({ default: false, description: 'X-Ray tracing of the API and the runtime.' }),
+  dataCapture: dataCaptureSchema,
 });
 
 export const appFileSchema = z
@@ -273,7 +457,10 @@ export const appFileSchema = z
       .describe("The AWS region. Default: the CDK CLI's (AWS_REGION, the profile)."),
     description: z.string().max(1024).optional().describe("The stacks' description."),
     tags: z.record(z.string().min(1).max(128), z.string().max(256)).optional().describe('Tags on every resource.'),
-    apis: z.array(apiSchema).min(1, { error: 'list at least one API' }).describe('The APIs, one RealtimeApi each.'),
+    apis: z
+      .array(apiSchema)
+      .min(1, { error: 'list at least one API' })
+      .describe('The APIs, one RealtimeApi (or AsyncApi) each.'),
   })
   .describe('An Arclight app: inference APIs without infrastructure code.');
 
@@ -281,6 +468,8 @@ export type AppFile = z.infer<typeof appFileSchema>;
 export type AppFileApi = z.infer<typeof apiSchema>;
 export type AppFileModel = z.infer<typeof modelSchema>;
 export type AppFileCompute = z.infer<typeof computeSchema>;
+export type AppFileAsync = z.infer<typeof asyncSchema>;
+export type AppFileRollout = NonNullable<z.infer<typeof rolloutSchema>>;
 
 /** The JSON Schema of the file, for editors. */
 export function appFileJsonSchema(): Record<string, unknown> {

@@ -10,19 +10,32 @@ import { isDeepStrictEqual } from 'node:util';
 import { Duration, Size, Stack, Validations, type App } from 'aws-cdk-lib';
 import { AwsSolutionsChecks } from 'cdk-nag';
 import * as lambda from 'aws-cdk-lib/aws-lambda';
-import { Template } from 'aws-cdk-lib/assertions';
+import { Match, Template } from 'aws-cdk-lib/assertions';
 import * as logs from 'aws-cdk-lib/aws-logs';
 import { buildExampleApp } from '../../bin/app.js';
 import { buildAppFromFile } from '../../lib/app-file/build-app.js';
 import { loadAppFile } from '../../lib/app-file/load.js';
 import { APP_FILE_DEFAULTS } from '../../lib/app-file/schema.js';
-import { ApiAuth, Compute, ModelSource, Predictor, RealtimeApi, RestApiAccessLogs } from '../../lib/index.js';
+import * as s3 from 'aws-cdk-lib/aws-s3';
+import * as sns from 'aws-cdk-lib/aws-sns';
+import {
+  ApiAuth,
+  ASYNC_ENV,
+  AsyncApi,
+  Compute,
+  ModelSource,
+  Predictor,
+  RealtimeApi,
+  RestApiAccessLogs,
+  Rollout,
+} from '../../lib/index.js';
 import { tempApp, useScratchTmpdir } from '../cdk-helpers.js';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { DIGITS_ONNX } from '../helpers.js';
 
 const tmp = useScratchTmpdir();
+const TOPIC = 'arn:aws:sns:eu-west-1:123456789012:ml-alarms';
 /** The context bin/app.ts runs with (cdk.json). */
 const CONTEXT = { '@aws-cdk/core:checkSecretUsage': true, '@aws-cdk/aws-iam:minimizePolicies': true };
 
@@ -42,14 +55,15 @@ function resourcesOfApp(app: App): Resources {
     // Physical names made from the stack's and construct's path (SageMaker's endpoint and its log group).
     let text = JSON.stringify(resources)
       .replace(/[0-9a-f]{64}/g, '<hash>')
-      .replace(/arclightexamples[a-z0-9-]*-[0-9a-f]{8}/g, '<name from the stack path>');
+      .replace(/arclight(async)?examples[a-z0-9-]*-[0-9a-f]{8}/g, '<name from the stack path>');
     for (const id of Object.keys(resources)) {
       const masked = maskedId(id);
       if (masked !== id) text = text.replaceAll(`"${id}"`, `"${masked}"`);
     }
     text = text
-      .replace(/ArclightExamples[A-Za-z0-9-]*[0-9A-F]{8}(?![A-Za-z0-9])/g, '<name from the stack path>')
-      .replace(/"ArclightExamples(-[a-z-]+)?\//g, '"<stack>/');
+      .replace(/Arclight(Async)?Examples[A-Za-z0-9-]*[0-9A-F]{8}(?![A-Za-z0-9])/g, '<name from the stack path>')
+      // Construct paths, quoted or in a description ("Shifts the ArclightExamples/digits/Function live alias ...").
+      .replace(/(["\s])Arclight(Async)?Examples(-[a-z-]+)?\//g, '$1<stack>/');
     for (const [id, resource] of Object.entries(JSON.parse(text) as Resources)) {
       assert.ok(!(id in all), `logical id ${id} in two stacks`);
       all[id] = resource;
@@ -59,6 +73,10 @@ function resourcesOfApp(app: App): Resources {
 }
 
 function maskedId(id: string): string {
+  // The worker's SQS event source is named after the queue's path, which starts with the stack's id.
+  if (/SqsEventSourceArclight(Async)?Examples/.test(id)) {
+    return id.replace(/SqsEventSource\w+$/, 'SqsEventSource<stack><hash>');
+  }
   if (/SecurityGroup(from|to)ArclightExamples/.test(id)) {
     return id.replace(/ArclightExamples(digits|mobilenet)?/g, '<stack>').replace(/[0-9A-F]{8}\d*[0-9A-F]*$/, '<hash>');
   }
@@ -82,6 +100,7 @@ describe('arclight.yaml → app', () => {
         'ArclightExamples-mobilenet',
         'ArclightExamples-mobilenet-gpu',
         'ArclightExamples-digits-ecs',
+        'ArclightExamples-digits-async',
       ],
     );
     assert.ok(Object.keys(fromCode).length > 100, `only ${Object.keys(fromCode).length} resources`);
@@ -105,7 +124,7 @@ describe('arclight.yaml → app', () => {
       assert.deepEqual(fromFile[id], fromCode[id], `resource ${id} (of ${differing.join(', ')})`);
   });
 
-  test('a file setting every field builds the RealtimeApis the same props written in TypeScript build', () => {
+  test('a file setting every field builds the RealtimeApis and AsyncApis the same props written in TypeScript build', () => {
     const issuer = 'https://issuer.example.com/';
     const model = join(process.cwd(), DIGITS_ONNX);
     writeFileSync(
@@ -124,11 +143,22 @@ describe('arclight.yaml → app', () => {
         '    throttle: { rateLimit: 10, burstLimit: 20 }',
         '    logRetention: 90',
         '    docs: true',
+        '    rollout: { kind: linear, percent: 20, interval: 120, defaultAlarms: false }',
+        `    monitoring: { dashboard: false, alarmTopic: '${TOPIC}', errorRatePercent: 2, latencyP99Threshold: 1.5, throttlesPerMinute: 10 }`,
+        '    tracing: true',
         '  - name: gpu',
         `    model: ${model}`,
         '    compute: { kind: sagemaker, instanceType: ml.c7i.xlarge, minInstances: 2, maxInstances: 4, targetInvocationsPerInstance: 300, containerStartupHealthCheckTimeout: 900, accessLogs: "off" }',
         '    auth: iam',
         '    batching: { maxBatchSize: 8, maxBatchDelay: 5 }',
+        '    rollout: { kind: rolling, batchPercent: 50, interval: 600 }',
+        '    dataCapture: { bucket: my-captures, prefix: captures/gpu, samplingPercentage: 25 }',
+        '  - name: jobs',
+        `    model: ${model}`,
+        '    compute: { kind: lambda, memorySize: 3008 }',
+        '    auth: iam',
+        '    logRetention: 7',
+        '    async: { timeout: 600, maxBodySize: 200, inlineResultSize: 512, urlExpiry: 3600, retention: 3, maxReceiveCount: 5 }',
         '',
       ].join('\n'),
     );
@@ -153,6 +183,15 @@ describe('arclight.yaml → app', () => {
       throttle: { rateLimit: 10, burstLimit: 20 },
       logRetention: logs.RetentionDays.THREE_MONTHS,
       docs: true,
+      rollout: Rollout.linear({ percent: 20, interval: Duration.minutes(2), defaultAlarms: false }),
+      monitoring: {
+        dashboard: false,
+        alarmTopic: sns.Topic.fromTopicArn(digits, 'Topic', TOPIC),
+        errorRatePercent: 2,
+        latencyP99Threshold: Duration.millis(1500),
+        throttlesPerMinute: 10,
+      },
+      tracing: true,
     });
     const gpu = new Stack(codeApp, 'Full-gpu', { env });
     new RealtimeApi(gpu, 'gpu', {
@@ -167,10 +206,30 @@ describe('arclight.yaml → app', () => {
       }),
       auth: ApiAuth.iam(),
       batching: { maxBatchSize: 8, maxBatchDelay: Duration.millis(5) },
+      rollout: Rollout.rolling({ batchPercent: 50, interval: Duration.minutes(10) }),
+      dataCapture: {
+        bucket: s3.Bucket.fromBucketName(gpu, 'Captures', 'my-captures'),
+        prefix: 'captures/gpu',
+        samplingPercentage: 25,
+      },
+    });
+    const jobs = new Stack(codeApp, 'Full-jobs', { env });
+    new AsyncApi(jobs, 'jobs', {
+      model: ModelSource.fromAsset(DIGITS_ONNX),
+      compute: Compute.lambda({ memorySize: 3008 }),
+      auth: ApiAuth.iam(),
+      logRetention: logs.RetentionDays.ONE_WEEK,
+      timeout: Duration.minutes(10),
+      maxBodySize: Size.mebibytes(200),
+      inlineResultSize: Size.kibibytes(512),
+      urlExpiry: Duration.hours(1),
+      retention: Duration.days(3),
+      maxReceiveCount: 5,
     });
     for (const [name, codeStack] of [
       ['digits', digits],
       ['gpu', gpu],
+      ['jobs', jobs],
     ] as const) {
       const fromFile = Template.fromStack(fileStacks.get(name)!).toJSON() as { Resources: Resources };
       const fromCode = Template.fromStack(codeStack).toJSON() as { Resources: Resources };
@@ -185,6 +244,42 @@ describe('arclight.yaml → app', () => {
         assert.deepEqual(withoutEmptyTags(file[id]), withoutEmptyTags(code[id]), `${name}: resource ${id}`);
       }
     }
+    // What the options became, read where AWS reads them: CodeDeploy's linear shift of 20% every 2 minutes, SageMaker's
+    // rolling batches and data capture, the alarms' topic, X-Ray, and the async worker's limits.
+    const digitsTemplate = Template.fromStack(fileStacks.get('digits')!);
+    digitsTemplate.hasResourceProperties('AWS::CodeDeploy::DeploymentConfig', {
+      TrafficRoutingConfig: { Type: 'TimeBasedLinear', TimeBasedLinear: { LinearPercentage: 20, LinearInterval: 2 } },
+    });
+    digitsTemplate.hasResourceProperties('AWS::CloudWatch::Alarm', { AlarmActions: [TOPIC], OKActions: [TOPIC] });
+    digitsTemplate.hasResourceProperties('AWS::Lambda::Function', { TracingConfig: { Mode: 'Active' } });
+    digitsTemplate.resourceCountIs('AWS::CloudWatch::Dashboard', 0);
+    const gpuTemplate = Template.fromStack(fileStacks.get('gpu')!);
+    gpuTemplate.hasResourceProperties('AWS::SageMaker::EndpointConfig', {
+      DataCaptureConfig: Match.objectLike({
+        InitialSamplingPercentage: 25,
+        DestinationS3Uri: 's3://my-captures/captures/gpu/',
+      }),
+    });
+    gpuTemplate.hasResourceProperties('AWS::SageMaker::Endpoint', {
+      DeploymentConfig: Match.objectLike({
+        RollingUpdatePolicy: Match.objectLike({
+          MaximumBatchSize: { Type: 'CAPACITY_PERCENT', Value: 50 },
+          WaitIntervalInSeconds: 600,
+        }),
+      }),
+    });
+    Template.fromStack(fileStacks.get('jobs')!).hasResourceProperties('AWS::Lambda::Function', {
+      Timeout: 600,
+      Environment: {
+        Variables: Match.objectLike({
+          [ASYNC_ENV.maxBodyBytes]: String(200 * 2 ** 20),
+          [ASYNC_ENV.inlineResultBytes]: String(512 * 1024),
+          [ASYNC_ENV.urlTtlSeconds]: '3600',
+          [ASYNC_ENV.retentionDays]: '3',
+          [ASYNC_ENV.maxReceives]: '5',
+        }),
+      },
+    });
   });
 });
 

@@ -141,6 +141,88 @@ describe('arclight.yaml problems', () => {
     expected.forEach((pattern, i) => assert.match(problems[i]!, pattern));
   });
 
+  test('async, rollout, monitoring and dataCapture: bad values, each where it is', () => {
+    const problems = problemsOf(
+      [
+        'apis:', // 1
+        '  - name: jobs', // 2
+        '    model: models/digits.onnx', // 3
+        '    async: { timeout: 1000, maxBodySize: 2000, urlExpiry: 30, maxRecieveCount: 2 }', // 4
+        '  - name: shifted', // 5
+        '    model: models/digits.onnx', // 6
+        '    rollout: { kind: lineer, percent: 20 }', // 7
+        '    monitoring: { alarmTopic: my-topic, errorRatePercent: 0, latencyP99Threshold: 0.5 }', // 8
+        '  - name: rolled', // 9
+        '    model: models/digits.onnx', // 10
+        '    rollout: { kind: rolling, batchPercent: 80 }', // 11
+        '  - name: fleet', // 12
+        '    model: models/digits.onnx', // 13
+        '    compute: { kind: sagemaker, instanceType: ml.c7i.xlarge }', // 14
+        '    rollout: { kind: canary, percent: 60, defaultAlarm: false }', // 15
+        '    dataCapture: { bucket: Captures, samplingPercentage: 101 }', // 16
+        '    tracing: yes please', // 17
+        '',
+      ].join('\n'),
+    );
+    assert.deepEqual(problems, [
+      "4:23 apis[0].async.timeout: 1000 is above Lambda's 900 s",
+      "4:42 apis[0].async.maxBodySize: 2000 is above the async API's 1024 MB",
+      "4:59 apis[0].async.urlExpiry: 30 is below a presigned URL's 60 s",
+      "4:63 apis[0].async.maxRecieveCount: unknown key 'maxRecieveCount' (did you mean 'maxReceiveCount'?)",
+      "7:22 apis[1].rollout.kind: a string ('lineer') is not one of allAtOnce, canary, linear, rolling (did you mean 'linear'?)",
+      "8:31 apis[1].monitoring.alarmTopic: 'my-topic' is not an SNS topic ARN (arn:aws:sns:region:account:name)",
+      '8:59 apis[1].monitoring.errorRatePercent: 0 % must be above 0',
+      "11:45 apis[2].rollout.batchPercent: 80 is above SageMaker's 50 %",
+      "15:43 apis[3].rollout.defaultAlarm: unknown key 'defaultAlarm' (did you mean 'defaultAlarms'?)",
+      "16:28 apis[3].dataCapture.bucket: 'Captures' is not an S3 bucket name",
+      '16:58 apis[3].dataCapture.samplingPercentage: 101 % is above 100',
+      "17:14 apis[3].tracing: expected true or false, got a string ('yes please')",
+    ]);
+  });
+
+  test('what the constructs refuse of async, rollout and dataCapture, placed at the field', () => {
+    const problems = problemsOf(
+      [
+        'apis:', // 1
+        '  - name: jobs', // 2
+        '    model: models/digits.onnx', // 3
+        '    async: { timeout: 900 }', // 4
+        '    tracing: true', // 5
+        '    rollout: linear', // 6
+        '  - name: jobs-gpu', // 7
+        '    model: models/digits.onnx', // 8
+        '    compute: { kind: sagemaker, instanceType: ml.g5.xlarge }', // 9
+        '    async: true', // 10
+        '  - name: shifted', // 11
+        '    model: models/digits.onnx', // 12
+        '    rollout: { kind: linear, percent: 20, interval: 90 }', // 13
+        '    dataCapture: { bucket: captures }', // 14
+        '  - name: plain', // 15
+        '    model: models/digits.onnx', // 16
+        '    rollout: rolling', // 17
+        '  - name: fleet', // 18
+        '    model: models/digits.onnx', // 19
+        '    compute: { kind: sagemaker, instanceType: ml.c7i.xlarge }', // 20
+        '    rollout: { kind: canary, percent: 60, interval: 4000 }', // 21
+        '  - name: big-jobs', // 22
+        '    model: models/digits.onnx', // 23
+        '    async: { maxBodySize: 1000 }', // 24
+        '',
+      ].join('\n'),
+    );
+    assert.deepEqual(problems, [
+      '5:14 apis[0].tracing: applies to realtime APIs; async APIs do not have it yet',
+      '6:14 apis[0].rollout: applies to realtime APIs; async APIs do not have it yet',
+      '9:22 apis[1].compute.kind: sagemaker: async APIs run on lambda in this release (SageMaker asynchronous inference and ECS queue workers are not built yet)',
+      '13:53 apis[2].rollout.interval: rollout interval must be whole minutes on Lambda (CodeDeploy), got 90 s',
+      '14:18 apis[2].dataCapture: runs on the container computes (sagemaker, ecs): a frozen Lambda sandbox cannot upload captures',
+      '17:14 apis[3].rollout: Rollout.rolling() replaces instances; Lambda has none: use Rollout.canary() or Rollout.linear()',
+      '21:39 apis[4].rollout.percent: a canary on SageMaker takes at most 50% of the fleet, got 60%',
+      '21:53 apis[4].rollout.interval: rollout interval must be 0–3600 s on SageMaker, got 4000 s',
+      '24:27 apis[5].async.maxBodySize: maxBodySize 1000 MiB needs about 4161 MB of memory with the model (a body is held about four times while a job runs); memorySize is 2048 MB',
+    ]);
+  });
+
   test('YAML syntax errors and an empty file are positioned too', () => {
     assert.deepEqual(problemsOf('apis:\n  - name: a\n   model: x\n').length, 1);
     assert.match(problemsOf('apis:\n  - name: a\n   model: x\n')[0]!, /^3:\d+ : /);
@@ -184,8 +266,16 @@ describe('the schema', () => {
       ephemeralStorageSize: 512,
       timeout: 29,
     });
+    // Rollout.canary()'s 10% for 5 minutes, Rollout.rolling()'s 25% batches; the monitoring thresholds.
+    assert.deepEqual(APP_FILE_DEFAULTS.rollout, { percent: 10, interval: 300, batchPercent: 25, defaultAlarms: true });
+    assert.deepEqual(APP_FILE_DEFAULTS.monitoring, {
+      errorRatePercent: 5,
+      latencyP99Threshold: 5,
+      throttlesPerMinute: 1,
+    });
     const schema = JSON.stringify(appFileJsonSchema());
     assert.match(schema, /"default":2048/);
+    assert.match(schema, /"maxBodySize":\{[^}]*"default":100/);
   });
 
   test('the JSON Schema for editors accepts the example app and refuses what the loader refuses', () => {
@@ -218,11 +308,14 @@ describe("README's arclight.yaml", () => {
     mkdirSync(join(dir, 'functions'), { recursive: true });
     writeFileSync(join(dir, 'functions', 'predictor.ts'), 'export default {};\n');
     const loaded = loadAppFile(write('readme.yaml', yaml));
+    // The async options it documents are AsyncApi's defaults, as the schema reads them.
+    assert.deepEqual(loaded.app.apis[2]?.async, APP_FILE_DEFAULTS.async);
     assert.deepEqual(
       loaded.app.apis.map((api) => [api.name, api.compute?.kind]),
       [
         ['digits', 'lambda'],
         ['mobilenet-gpu', 'sagemaker'],
+        ['digits-jobs', undefined],
       ],
     );
   });

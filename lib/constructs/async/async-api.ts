@@ -26,6 +26,9 @@ import { AsyncFrontFunction } from './async-front-function.js';
 import { AsyncLambdaWorker, LAMBDA_MAX_TIMEOUT } from './async-lambda-worker.js';
 import { AsyncStorage, SQS_MAX_VISIBILITY } from './async-storage.js';
 
+/** The largest request body an async API on Lambda takes by default (AsyncApiProps.maxBodySize). */
+export const ASYNC_LAMBDA_MAX_BODY_SIZE = Size.mebibytes(100);
+
 /** Props of an AsyncApi. */
 export interface AsyncApiProps {
   /** The model to serve. */
@@ -75,7 +78,9 @@ export class AsyncApi extends Construct {
     this.apiName = props.apiName ?? id;
     const compute = props.compute ?? Compute.lambda();
     const timeout = props.timeout ?? LAMBDA_MAX_TIMEOUT;
-    const maxBodyBytes = (props.maxBodySize ?? Size.mebibytes(100)).toBytes({ rounding: SizeRoundingBehavior.FLOOR });
+    const maxBodyBytes = (props.maxBodySize ?? ASYNC_LAMBDA_MAX_BODY_SIZE).toBytes({
+      rounding: SizeRoundingBehavior.FLOOR,
+    });
     const inlineResultBytes = (props.inlineResultSize ?? Size.kibibytes(256)).toBytes({
       rounding: SizeRoundingBehavior.FLOOR,
     });
@@ -220,7 +225,11 @@ function withoutRealtimeTimeout(problems: string[]): string[] {
  * A job's body is in memory about four times at its peak (the S3 read, the base64 event, the decoded body, the
  * payload) beside the model.
  */
-function lambdaMemoryProblems(compute: LambdaCompute, model: ModelSourceConfig, maxBodyBytes: number): string[] {
+export function lambdaMemoryProblems(
+  compute: LambdaCompute,
+  model: Pick<ModelSourceConfig, 'sizeBytes' | 'format'>,
+  maxBodyBytes: number,
+): string[] {
   const neededMb =
     Math.ceil((4 * maxBodyBytes) / 2 ** 20) + requiredMemoryMb(model.sizeBytes ?? 0, model.format !== 'onnx');
   return neededMb > compute.memorySize
