@@ -11,13 +11,13 @@ import * as s3 from 'aws-cdk-lib/aws-s3';
 import * as sns from 'aws-cdk-lib/aws-sns';
 import type { Construct } from 'constructs';
 import { ApiAuth } from '../constructs/api-auth.js';
-import type { MonitoringProps } from '../constructs/api-monitoring.js';
+import type { MonitoringProps } from '../constructs/operations/api-monitoring.js';
 import { AsyncApi, type AsyncApiProps } from '../constructs/async/async-api.js';
 import { Compute } from '../constructs/compute.js';
 import { ModelSource } from '../constructs/model-source.js';
 import { Predictor } from '../constructs/predictor.js';
 import { RealtimeApi, type RealtimeApiProps } from '../constructs/realtime-api.js';
-import { Rollout } from '../constructs/rollout.js';
+import { Rollout } from '../constructs/operations/rollout.js';
 import type { AppFile, AppFileApi, AppFileAsync, AppFileCompute, AppFileModel, AppFileRollout } from './schema.js';
 
 /** A checked app file and the folder its paths are relative to. */

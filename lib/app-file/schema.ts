@@ -12,8 +12,8 @@ import { Compute, LAMBDA_LIMITS, RestApiAccessLogs, SAGEMAKER_LIMITS } from '../
 import { ASYNC_DEFAULTS } from '../contract.js';
 import { ASYNC_LAMBDA_MAX_BODY_SIZE } from '../constructs/async/async-api.js';
 import { LAMBDA_MAX_TIMEOUT } from '../constructs/async/async-lambda-worker.js';
-import { MONITORING_DEFAULTS } from '../constructs/api-monitoring.js';
-import { Rollout } from '../constructs/rollout.js';
+import { MONITORING_DEFAULTS } from '../constructs/operations/api-monitoring.js';
+import { Rollout } from '../constructs/operations/rollout.js';
 
 /** The file names looked for, in this order. */
 export const APP_FILE_NAMES = ['arclight.yaml', 'arclight.yml', 'arclight.json'] as const;
