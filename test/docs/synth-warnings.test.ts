@@ -17,7 +17,8 @@ useScratchTmpdir();
 const CONSTRUCTS = join(REPO_ROOT, 'lib', 'constructs');
 
 function warningIds(): string[] {
-  const ids = readdirSync(CONSTRUCTS)
+  // Every construct file, in the grouping folders too (backends/, operations/, async/, batch/ ...).
+  const ids = readdirSync(CONSTRUCTS, { recursive: true, encoding: 'utf8' })
     .filter((file) => file.endsWith('.ts'))
     .flatMap((file) =>
       [...readFileSync(join(CONSTRUCTS, file), 'utf8').matchAll(/addWarningV2\(\s*'(arclight:\w+)'/g)].map(
