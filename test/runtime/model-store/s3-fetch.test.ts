@@ -434,8 +434,10 @@ describe('memory', () => {
       );
       t.diagnostic(`spill: rss +${mb(rss)}, arrayBuffers +${mb(arrayBuffers)}`);
       assert.equal(result.sha256, large.sha256);
-      // At most 2 × concurrency part buffers, plus the sockets' chunks not yet collected.
-      const bound = 2 * concurrency * partSize + 32 * 1024 * 1024;
+      // At most 2 × concurrency part buffers, plus the sockets' chunks not yet collected on both ends (the embedded
+      // S3 serves from this process too, and how much of that is collected depends on GC timing): still well below
+      // the 96 MB object, which is what this guards.
+      const bound = 2 * concurrency * partSize + 40 * 1024 * 1024;
       assert.ok(arrayBuffers <= bound, `arrayBuffers +${mb(arrayBuffers)}, bound ${mb(bound)}`);
     } finally {
       await rm(dir, { recursive: true, force: true });
