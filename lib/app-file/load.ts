@@ -3,12 +3,12 @@
  * against the schema and against what the constructs would refuse (each compute's own problems(), the predictor's
  * and the model's files), and reports every problem at once, each at its file:line:column.
  */
-import { createHash } from 'node:crypto';
-import { closeSync, existsSync, openSync, readFileSync, readSync, statSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { parseDocument } from 'yaml';
 import { lambdaMemoryProblems } from '../constructs/async/async-api.js';
 import { Compute, LambdaCompute } from '../constructs/compute.js';
+import { fileSize, sha256OfFile } from '../constructs/model-source.js';
 import { Predictor } from '../constructs/predictor.js';
 import { detectModelFormat } from '../model-format.js';
 import type { ModelFormat } from '../predictor.js';
@@ -280,26 +280,4 @@ function operationsProblems(
     );
   }
   return problems;
-}
-
-function fileSize(path: string): number | undefined {
-  try {
-    const info = statSync(path);
-    return info.isFile() ? info.size : undefined;
-  } catch {
-    return undefined;
-  }
-}
-
-function sha256OfFile(path: string): string {
-  const hash = createHash('sha256');
-  const buffer = Buffer.alloc(8 * 1024 * 1024);
-  const fd = openSync(path, 'r');
-  try {
-    let read: number;
-    while ((read = readSync(fd, buffer, 0, buffer.length, null)) > 0) hash.update(buffer.subarray(0, read));
-  } finally {
-    closeSync(fd);
-  }
-  return hash.digest('hex');
 }

@@ -370,7 +370,8 @@ function invalidSource(scope: Construct, problem: string): ModelSourceConfig {
   return { bucket, key: 'invalid', uri: 's3://invalid-model-source/invalid', format: 'onnx', problems: [problem] };
 }
 
-function fileSize(path: string): number | undefined {
+/** A regular file's size; undefined when the path is missing or not a file. */
+export function fileSize(path: string): number | undefined {
   try {
     const info = statSync(path);
     return info.isFile() ? info.size : undefined;
@@ -380,7 +381,7 @@ function fileSize(path: string): number | undefined {
 }
 
 /** sha256 of a file, read in chunks so a multi-GB model does not sit in memory at synth. */
-function sha256OfFile(path: string): string {
+export function sha256OfFile(path: string): string {
   const hash = createHash('sha256');
   const buffer = Buffer.alloc(8 * 1024 * 1024);
   const fd = openSync(path, 'r');

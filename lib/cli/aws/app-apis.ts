@@ -4,12 +4,12 @@
  * stage), its auth, the output that carries its URL, its model and its compute settings. Read from the cloud
  * assembly's manifest and templates (`aws:cdk:path` metadata places each resource under its RealtimeApi).
  */
-import { existsSync, readFileSync, statSync } from 'node:fs';
+import { existsSync, statSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import type { ApiMetadata } from '../../constructs/realtime-api.js';
 import { API_METADATA_KEY, ENV } from '../../contract.js';
 import { StartupError } from '../../runtime/startup-error.js';
-import { AssemblyError, readCdkJson, resolveIntrinsic, synthesize } from '../deploy/assembly.js';
+import { AssemblyError, readCdkJson, readJson, resolveIntrinsic, synthesize } from '../deploy/assembly.js';
 import { UsageError } from '../fail.js';
 
 /** Logical ids of an API's resources in its stack's template. */
@@ -343,16 +343,6 @@ function numberOf(value: unknown): number | undefined {
 function stringProperty(resource: Resource | undefined, name: string): string | undefined {
   const value = resource?.Properties?.[name];
   return typeof value === 'string' ? value : undefined;
-}
-
-function readJson<T>(file: string): T {
-  try {
-    return JSON.parse(readFileSync(file, 'utf8')) as T;
-  } catch (error) {
-    throw new AssemblyError(`cannot read ${file}: ${(error as Error).message}`, 'Synthesize the app again', {
-      cause: error,
-    });
-  }
 }
 
 /** Where the app's APIs are read from: a synthesized assembly, or the app command (default: cdk.json's). */

@@ -584,7 +584,8 @@ function absolute(root: string, path: string): string {
   return isAbsolute(path) ? path : join(root, path);
 }
 
-function readJson<T>(file: string): T {
+/** A JSON file of the assembly; unreadable: an AssemblyError saying to synthesize again. */
+export function readJson<T>(file: string): T {
   try {
     return JSON.parse(readFileSync(file, 'utf8')) as T;
   } catch (error) {
