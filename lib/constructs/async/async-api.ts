@@ -176,6 +176,7 @@ export class AsyncApi extends Construct {
         storage: this.storage,
         timeout,
         maxBodyBytes,
+        environment,
         maxConcurrentInvocationsPerInstance,
         targetBacklogPerInstance,
         validate,

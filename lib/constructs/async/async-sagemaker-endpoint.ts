@@ -42,6 +42,8 @@ export interface AsyncSageMakerEndpointProps {
   /** How long one job may run (InvocationTimeoutSeconds; the container's request timeout follows). */
   readonly timeout: Duration;
   readonly maxBodyBytes: number;
+  /** The async settings (limits, URL lifetime, retention): the front's, and `arclight dev`'s when it runs the image. */
+  readonly environment: Record<string, string>;
   /** Jobs SageMaker sends one instance at once (ClientConfig). */
   readonly maxConcurrentInvocationsPerInstance: number;
   /** The backlog per instance that target tracking holds. */
@@ -110,6 +112,7 @@ export class AsyncSageMakerEndpoint extends Construct {
         maxBodyBytes: props.maxBodyBytes,
         // Answer inside SageMaker's invocation timeout, so a slow job fails with the contract's error.
         requestTimeoutMs: Math.max(1000, props.timeout.toMilliseconds() - 1000),
+        environment: props.environment,
       },
       { async: true },
     );

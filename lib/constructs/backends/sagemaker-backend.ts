@@ -227,7 +227,12 @@ export function buildSageMakerModel(
   model: ModelSourceConfig,
   compute: Pick<SageMakerSettings, 'gpu'>,
   role: iam.Role,
-  limits: { readonly maxBodyBytes: number; readonly requestTimeoutMs: number },
+  limits: {
+    readonly maxBodyBytes: number;
+    readonly requestTimeoutMs: number;
+    /** More variables beside the runtime's (an async API's settings, which `arclight dev` reads). */
+    readonly environment?: Readonly<Record<string, string>>;
+  },
   metadata: Partial<ApiMetadata> = {},
 ): { cfnModel: sagemaker.CfnModel; imageUri: string } {
   const contextDir = buildContainerImageContext({
@@ -244,7 +249,10 @@ export function buildSageMakerModel(
     primaryContainer: {
       image: image.imageUri,
       mode: 'SingleModel',
-      environment: containerEnvironment(context, model, { gpu: compute.gpu, ...limits }),
+      environment: {
+        ...containerEnvironment(context, model, { gpu: compute.gpu, ...limits }),
+        ...limits.environment,
+      },
     },
   });
   // SageMaker checks the role's permissions (ECR pull) as it creates the model: wait for its policy.
