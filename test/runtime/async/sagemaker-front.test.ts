@@ -11,7 +11,9 @@ import { after, before, describe, test } from 'node:test';
 import { PutObjectCommand, type S3Client } from '@aws-sdk/client-s3';
 import { SageMakerRuntimeClient } from '@aws-sdk/client-sagemaker-runtime';
 import { startEmbeddedS3, type EmbeddedS3 } from '../../../lib/cli/local/embedded-s3.js';
+import { ASYNC_ENV, ENV } from '../../../lib/contract.js';
 import { AsyncFront } from '../../../lib/runtime/async/async-front.js';
+import { asyncSettingsFromEnv } from '../../../lib/runtime/async/async-settings.js';
 import { JobPayloads } from '../../../lib/runtime/async/job-payloads.js';
 import { MemoryJobStore } from '../../../lib/runtime/async/job-store.js';
 import { SageMakerAsyncEndpoint, failureObjectError } from '../../../lib/runtime/async/sagemaker-endpoint.js';
@@ -224,5 +226,30 @@ describe('failureObjectError', () => {
     });
     assert.equal(failureObjectError(Buffer.from('{"code":"made_up","error":"x"}'), 'job').code, 'predictor_error');
     assert.match(failureObjectError(Buffer.alloc(0), 'job').error, /without a message/);
+  });
+});
+
+describe("the front's environment in SageMaker mode", () => {
+  const base = { [ENV.apiName]: 'mobilenet-async', [ASYNC_ENV.bucket]: BUCKET, [ASYNC_ENV.table]: 'jobs' };
+
+  test('an endpoint name needs no queue URL, and carries its invocation timeout', () => {
+    const settings = asyncSettingsFromEnv(
+      { ...base, [ASYNC_ENV.endpointName]: ENDPOINT, [ASYNC_ENV.invocationTimeoutSeconds]: '3600' },
+      true,
+    );
+    assert.deepEqual(settings.endpoint, { name: ENDPOINT, timeoutSeconds: 3600 });
+    assert.equal(settings.queueUrl, undefined);
+  });
+
+  test('neither an endpoint nor a queue URL: one startup error naming the queue URL', () => {
+    assert.throws(() => asyncSettingsFromEnv(base, true), new RegExp(`${ASYNC_ENV.queueUrl} is not set`));
+    assert.throws(
+      () =>
+        asyncSettingsFromEnv(
+          { ...base, [ASYNC_ENV.endpointName]: ENDPOINT, [ASYNC_ENV.invocationTimeoutSeconds]: 'soon' },
+          true,
+        ),
+      new RegExp(`${ASYNC_ENV.invocationTimeoutSeconds} must be a positive integer`),
+    );
   });
 });
