@@ -40,7 +40,7 @@ export function buildExampleApp(app: App = new App()): { app: App; stack: Stack;
   // The async APIs in a stack of their own: they bring a bucket, a queue and a table, which the realtime ones never do.
   const asyncStack = new Stack(app, 'ArclightAsyncExamples', {
     description:
-      'Arclight async examples: the digits predictor as an async API on Lambda (S3, SQS, DynamoDB; up to 15 minutes per job)',
+      'Arclight async examples: the digits predictor as an async API on Lambda (S3, SQS, DynamoDB; up to 15 minutes per job), MobileNetV3-small on SageMaker asynchronous inference (scale to zero)',
   });
   // The digits predictor, unchanged, as jobs: POST /async, GET /async/{id}; bodies above 6 MB through POST /async/uploads.
   new AsyncApi(asyncStack, 'digits-async', {
@@ -48,7 +48,11 @@ export function buildExampleApp(app: App = new App()): { app: App; stack: Stack;
     model: ModelSource.fromAsset('models/digits.onnx'),
     compute: Compute.lambda({ architecture: lambda.Architecture.ARM_64, memorySize: 1769 }),
   });
-  // mobilenet-async (SageMaker asynchronous inference, scale to zero) comes with AsyncApi's SageMaker compute.
+  // MobileNet as jobs on SageMaker asynchronous inference: GPU instances, scaled on the backlog down to zero when idle.
+  new AsyncApi(asyncStack, 'mobilenet-async', {
+    model: ModelSource.fromAsset('models/mobilenet_v3_small.onnx'),
+    compute: Compute.sageMaker({ instanceType: 'ml.g5.xlarge' }),
+  });
 
   Validations.of(app).addPlugins(new AwsSolutionsChecks(app));
   return { app, stack, asyncStack };

@@ -207,6 +207,10 @@ export const ASYNC_ENV = {
   retentionDays: 'ARCLIGHT_ASYNC_RETENTION_DAYS',
   /** Deliveries of a job's message before it is given up (the queue's maxReceiveCount). */
   maxReceives: 'ARCLIGHT_ASYNC_MAX_RECEIVES',
+  /** SageMaker compute: the endpoint the front hands submissions to (InvokeEndpointAsync) instead of the queue. */
+  endpointName: 'ARCLIGHT_ASYNC_ENDPOINT_NAME',
+  /** SageMaker compute: how long one job may run (InvocationTimeoutSeconds, up to 3600). */
+  invocationTimeoutSeconds: 'ARCLIGHT_ASYNC_INVOCATION_TIMEOUT_SECONDS',
 } as const;
 
 /** The async API's defaults. */

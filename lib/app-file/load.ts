@@ -218,8 +218,8 @@ function apiProblems(loaded: LoadedAppFile, api: AppFileApi, i: number, at: Loca
 const REALTIME_ONLY = ['batching', 'docs', 'rollout', 'monitoring', 'tracing', 'dataCapture'] as const;
 
 /**
- * What the constructs refuse of the async, rollout and data-capture options: an async API on another compute than
- * Lambda or with realtime-only options; a rollout its compute cannot run (the rollout's own problems()); data capture
+ * What the constructs refuse of the async, rollout and data-capture options: an async API on ECS or with realtime-only
+ * options; a rollout its compute cannot run (the rollout's own problems()); data capture
  * on Lambda.
  */
 function operationsProblems(
@@ -245,11 +245,11 @@ function operationsProblems(
       for (const problem of lambdaMemoryProblems(compute, model, maxBodyBytes))
         problems.push(at.problem(path, problem));
     }
-    if (kind !== 'lambda') {
+    if (kind === 'ecs') {
       problems.push(
         at.problem(
           [...base, 'compute', 'kind'],
-          `${kind}: async APIs run on lambda in this release (SageMaker asynchronous inference and ECS queue workers are not built yet)`,
+          `${kind}: async APIs run on lambda and sagemaker in this release (ECS queue workers are not built yet)`,
         ),
       );
     }

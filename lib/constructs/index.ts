@@ -48,6 +48,7 @@ export {
   type StepRolloutProps,
 } from './operations/rollout.js';
 export { AsyncApi, type AsyncApiProps } from './async/async-api.js';
+export { AsyncSageMakerEndpoint, type AsyncSageMakerEndpointProps } from './async/async-sagemaker-endpoint.js';
 export { BatchJob, type BatchJobProps } from './batch/batch-job.js';
 export {
   BatchCompute,

@@ -101,6 +101,7 @@ describe('arclight.yaml → app', () => {
         'ArclightExamples-mobilenet-gpu',
         'ArclightExamples-digits-ecs',
         'ArclightExamples-digits-async',
+        'ArclightExamples-mobilenet-async',
       ],
     );
     assert.ok(Object.keys(fromCode).length > 100, `only ${Object.keys(fromCode).length} resources`);

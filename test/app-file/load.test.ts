@@ -191,7 +191,7 @@ describe('arclight.yaml problems', () => {
         '    rollout: linear', // 6
         '  - name: jobs-gpu', // 7
         '    model: models/digits.onnx', // 8
-        '    compute: { kind: sagemaker, instanceType: ml.g5.xlarge }', // 9
+        '    compute: { kind: ecs, instanceType: g5.xlarge }', // 9
         '    async: true', // 10
         '  - name: shifted', // 11
         '    model: models/digits.onnx', // 12
@@ -213,7 +213,7 @@ describe('arclight.yaml problems', () => {
     assert.deepEqual(problems, [
       '5:14 apis[0].tracing: applies to realtime APIs; async APIs do not have it yet',
       '6:14 apis[0].rollout: applies to realtime APIs; async APIs do not have it yet',
-      '9:22 apis[1].compute.kind: sagemaker: async APIs run on lambda in this release (SageMaker asynchronous inference and ECS queue workers are not built yet)',
+      '9:22 apis[1].compute.kind: ecs: async APIs run on lambda and sagemaker in this release (ECS queue workers are not built yet)',
       '13:53 apis[2].rollout.interval: rollout interval must be whole minutes on Lambda (CodeDeploy), got 90 s',
       '14:18 apis[2].dataCapture: runs on the container computes (sagemaker, ecs): a frozen Lambda sandbox cannot upload captures',
       '17:14 apis[3].rollout: Rollout.rolling() replaces instances; Lambda has none: use Rollout.canary() or Rollout.linear()',

@@ -178,6 +178,14 @@ describe('the example app', () => {
           imageDir: '/opt/arclight',
         },
         {
+          apiName: 'mobilenet-async',
+          compute: 'sagemaker',
+          gpu: true,
+          stackName: 'ArclightAsyncExamples',
+          serverFile: 'server.mjs',
+          imageDir: '/opt/arclight',
+        },
+        {
           apiName: 'mobilenet-gpu',
           compute: 'sagemaker',
           gpu: true,
@@ -187,7 +195,13 @@ describe('the example app', () => {
         },
       ],
     );
-    const [digitsEcs, mobilenetGpu] = containers;
+    const [digitsEcs, mobilenetAsync, mobilenetGpu] = containers;
+    // The SageMaker async API: dev serves its async routes only, with the async settings it was synthesized with.
+    assert.deepEqual(
+      containers.filter((api) => api.async).map((api) => api.apiName),
+      ['mobilenet-async'],
+    );
+    assert.equal(mobilenetAsync!.environment['ARCLIGHT_ASYNC_MAX_BODY_BYTES'], String(2 ** 30));
     // The image's ENV (the predictor named by its path in the image), then the template's (intrinsics resolved).
     assert.equal(digitsEcs!.imageEnvironment['ARCLIGHT_PREDICTOR'], '/opt/arclight/predictor.mjs');
     assert.equal(mobilenetGpu!.imageEnvironment['ARCLIGHT_PREDICTOR'], undefined);
@@ -251,9 +265,10 @@ describe('the example app', () => {
     );
     assert.deepEqual(counts, {
       // Every API is public in the example (ApiAuth.none()): one per API.
-      APIG4: 5,
-      // The Lambda functions' roles (log stream ARNs): digits, mobilenet, digits-async's front and worker.
-      IAM5: 4,
+      APIG4: 6,
+      // The Lambda functions' roles (log stream ARNs): digits, mobilenet, digits-async's front and worker,
+      // mobilenet-async's front.
+      IAM5: 5,
       // digits-async: its roles' grants on one prefix each of its own bucket (front and worker), the access log
       // bucket (not logged into itself) and the dead-letter queue (none of its own).
       ...Object.fromEntries(
@@ -262,10 +277,23 @@ describe('the example app', () => {
           2,
         ]),
       ),
-      S1: 1,
+      // mobilenet-async: the front's and the endpoint role's grants on the prefixes of its own bucket (the endpoint
+      // reads requests and uploads, writes its output and failure prefixes; the front reads results).
+      ...Object.fromEntries(
+        [
+          ['requests', 2],
+          ['uploads', 2],
+          ['results', 1],
+          ['results/sagemaker/output', 1],
+          ['results/sagemaker/failures', 1],
+        ].map(([prefix, count]) => [`IAM5[Resource::<mobilenetasyncStorageBucketAA29F1B6.Arn>/${prefix}/*]`, count]),
+      ),
+      // The access log buckets of the two async APIs (not logged into themselves).
+      S1: 2,
       SQS3: 1,
-      // ecr:GetAuthorizationToken (SageMaker execution role, ECS execution role) and the ECS agent's calls (instance role).
-      'IAM5[Resource::*]': 3,
+      // ecr:GetAuthorizationToken (the SageMaker execution roles of mobilenet-gpu and mobilenet-async, ECS execution
+      // role) and the ECS agent's calls (instance role).
+      'IAM5[Resource::*]': 4,
       'IAM5[Action::ecs:Submit*]': 1,
       // The AWS-managed policies AWS documents for API Gateway's account-wide logging role (mobilenet-gpu's REST API)
       // and CDK's AwsCustomResource provider (digits-ecs: ECS's service-linked role); each on its one role.

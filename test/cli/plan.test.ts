@@ -59,6 +59,7 @@ describe('arclight plan', { concurrency: false }, () => {
         ['mobilenet-gpu', 'sagemaker'],
         ['digits-ecs', 'ecs'],
         ['digits-async', 'lambda'],
+        ['mobilenet-async', 'sagemaker'],
       ],
     );
     const [digits, mobilenet, gpu, ecs] = plan.apis;

@@ -7,6 +7,10 @@
  * On the Lambda compute: a small front function behind an HTTP API, the job's bytes in S3, its status in DynamoDB,
  * its id in SQS (with a dead-letter queue), and the RealtimeApi's image as the queue's consumer, with up to 15 minutes
  * per job instead of API Gateway's 29 s.
+ *
+ * On the SageMaker compute: the same front, bucket and table, and SageMaker asynchronous inference instead of the queue
+ * and the worker (async-sagemaker-endpoint.ts): the RealtimeApi's container image, up to an hour and 1 GiB per job,
+ * SNS notifications, and scaling on the backlog down to zero instances.
  */
 import { CfnOutput, Duration, Size, SizeRoundingBehavior, Stack } from 'aws-cdk-lib';
 import type * as apigwv2 from 'aws-cdk-lib/aws-apigatewayv2';
@@ -16,14 +20,16 @@ import * as logs from 'aws-cdk-lib/aws-logs';
 import { Construct } from 'constructs';
 import { ASYNC_DEFAULTS, ASYNC_ENV } from '../../contract.js';
 import type { Config } from '../../predictor.js';
+import type { BackendContext } from '../backends/backend-common.js';
 import { ApiAuth } from '../api-auth.js';
 import { validateProps, type ThrottleProps } from '../backends/backend-common.js';
-import { Compute, LambdaCompute } from '../compute.js';
+import { Compute, LambdaCompute, SageMakerCompute } from '../compute.js';
 import { requiredMemoryMb } from '../backends/limits.js';
 import type { ModelSource, ModelSourceConfig } from '../model-source.js';
-import { Predictor } from '../predictor.js';
+import { Predictor, type PredictorConfig } from '../predictor.js';
 import { AsyncFrontFunction } from './async-front-function.js';
 import { AsyncLambdaWorker, LAMBDA_MAX_TIMEOUT } from './async-lambda-worker.js';
+import { AsyncSageMakerEndpoint, SAGEMAKER_ASYNC_MAX_TIMEOUT } from './async-sagemaker-endpoint.js';
 import { AsyncStorage, SQS_MAX_VISIBILITY } from './async-storage.js';
 
 /** The largest request body an async API on Lambda takes by default (AsyncApiProps.maxBodySize). */
@@ -47,9 +53,9 @@ export interface AsyncApiProps {
   readonly throttle?: ThrottleProps;
   /** How long the functions' and the API's logs are kept. @default logs.RetentionDays.ONE_MONTH */
   readonly logRetention?: logs.RetentionDays;
-  /** How long one job may run. @default Duration.minutes(15) on Lambda (its limit) */
+  /** How long one job may run: up to 15 minutes on Lambda, an hour on SageMaker. @default Duration.minutes(15) */
   readonly timeout?: Duration;
-  /** The largest request body, uploads included. @default Size.mebibytes(100) on Lambda */
+  /** The largest request body, uploads included. @default Size.mebibytes(100) on Lambda, Size.gibibytes(1) on SageMaker */
   readonly maxBodySize?: Size;
   /** Results up to this size are returned inline by `GET /async/{id}`. @default Size.kibibytes(256) */
   readonly inlineResultSize?: Size;
@@ -57,8 +63,12 @@ export interface AsyncApiProps {
   readonly urlExpiry?: Duration;
   /** How long requests, results and statuses are kept (the bucket's lifecycle rules, the table's TTL). @default Duration.days(7) */
   readonly retention?: Duration;
-  /** Deliveries of a job before it is failed and its message goes to the dead-letter queue. @default 3 */
+  /** Deliveries of a job before it is failed and its message goes to the dead-letter queue (Lambda). @default 3 */
   readonly maxReceiveCount?: number;
+  /** SageMaker compute: jobs SageMaker sends one instance at once (1–1000). @default 4 */
+  readonly maxConcurrentInvocationsPerInstance?: number;
+  /** SageMaker compute: the backlog of jobs per instance that autoscaling holds (ApproximateBacklogSizePerInstance). @default 5 */
+  readonly targetBacklogPerInstance?: number;
 }
 
 export class AsyncApi extends Construct {
@@ -68,7 +78,9 @@ export class AsyncApi extends Construct {
   readonly apiName: string;
   readonly storage: AsyncStorage;
   /** The worker function (Lambda compute). */
-  readonly worker: lambda.IFunction;
+  readonly worker?: lambda.IFunction;
+  /** The asynchronous inference endpoint, its SNS topics and scaling (SageMaker compute). */
+  readonly endpoint?: AsyncSageMakerEndpoint;
   /** The front function: submit, upload, status. */
   readonly front: lambda.IFunction;
   private readonly frontStage: apigwv2.HttpStage;
@@ -78,7 +90,9 @@ export class AsyncApi extends Construct {
     this.apiName = props.apiName ?? id;
     const compute = props.compute ?? Compute.lambda();
     const timeout = props.timeout ?? LAMBDA_MAX_TIMEOUT;
-    const maxBodyBytes = (props.maxBodySize ?? ASYNC_LAMBDA_MAX_BODY_SIZE).toBytes({
+    const onSageMaker = compute instanceof SageMakerCompute;
+    const defaultBodySize = onSageMaker ? Size.bytes(ASYNC_DEFAULTS.maxBodyBytes) : ASYNC_LAMBDA_MAX_BODY_SIZE;
+    const maxBodyBytes = (props.maxBodySize ?? defaultBodySize).toBytes({
       rounding: SizeRoundingBehavior.FLOOR,
     });
     const inlineResultBytes = (props.inlineResultSize ?? Size.kibibytes(256)).toBytes({
@@ -87,11 +101,14 @@ export class AsyncApi extends Construct {
     const urlExpiry = props.urlExpiry ?? Duration.minutes(15);
     const retention = props.retention ?? Duration.days(ASYNC_DEFAULTS.retentionDays);
     const maxReceiveCount = props.maxReceiveCount ?? ASYNC_DEFAULTS.maxReceives;
+    const maxConcurrentInvocationsPerInstance = props.maxConcurrentInvocationsPerInstance ?? 4;
+    const targetBacklogPerInstance = props.targetBacklogPerInstance ?? 5;
     const auth = props.auth ?? ApiAuth.none();
     const logRetention = props.logRetention ?? logs.RetentionDays.ONE_MONTH;
     const asyncProblems = [
       ...computeProblems(compute),
-      ...timeoutProblems(timeout),
+      ...timeoutProblems(timeout, onSageMaker ? SAGEMAKER_ASYNC_MAX_TIMEOUT : LAMBDA_MAX_TIMEOUT, onSageMaker),
+      ...(onSageMaker ? sageMakerProblems(maxConcurrentInvocationsPerInstance, targetBacklogPerInstance) : []),
       ...(maxBodyBytes < 1 || maxBodyBytes > ASYNC_DEFAULTS.maxBodyBytes
         ? [`maxBodySize ${maxBodyBytes} bytes is outside 1 byte–1 GiB`]
         : []),
@@ -114,21 +131,21 @@ export class AsyncApi extends Construct {
       [ASYNC_ENV.maxReceives]: String(maxReceiveCount),
     };
     const predictor = (props.predictor ?? Predictor.default()).bind();
+    const context: BackendContext = {
+      apiName: this.apiName,
+      model: props.model,
+      predictor,
+      auth,
+      config: props.config ?? {},
+      throttle: props.throttle,
+      docs: false,
+      logRetention,
+      // The async API's own dashboard and alarms are not built yet; validation needs the realtime defaults.
+      monitoring: {},
+      tracing: false,
+      variants: [],
+    };
     const validate = (model: ModelSourceConfig): void => {
-      const context = {
-        apiName: this.apiName,
-        model: props.model,
-        predictor,
-        auth,
-        config: props.config ?? {},
-        throttle: props.throttle,
-        docs: false,
-        logRetention,
-        // The async API's own dashboard and alarms are not built yet; validation needs the realtime defaults.
-        monitoring: {},
-        tracing: false,
-        variants: [],
-      };
       const problems = [
         ...asyncProblems,
         ...(compute instanceof LambdaCompute
@@ -137,6 +154,7 @@ export class AsyncApi extends Construct {
               ...lambdaMemoryProblems(compute, model, maxBodyBytes),
             ]
           : []),
+        ...(compute instanceof SageMakerCompute ? compute.problems(model.sizeBytes) : []),
       ];
       try {
         validateProps(this, context, model, problems);
@@ -149,8 +167,57 @@ export class AsyncApi extends Construct {
       jobTimeout: timeout,
       maxReceiveCount: Number.isInteger(maxReceiveCount) && maxReceiveCount >= 1 ? maxReceiveCount : 1,
       retention,
+      queue: !onSageMaker,
     });
-    const worker = new AsyncLambdaWorker(this, 'Worker', {
+    if (compute instanceof SageMakerCompute) {
+      this.endpoint = new AsyncSageMakerEndpoint(this, 'Endpoint', {
+        context,
+        compute,
+        storage: this.storage,
+        timeout,
+        maxBodyBytes,
+        environment,
+        maxConcurrentInvocationsPerInstance,
+        targetBacklogPerInstance,
+        validate,
+      });
+    } else {
+      this.worker = this.lambdaWorker(props, compute, predictor, timeout, maxBodyBytes, environment, validate);
+    }
+    const front = new AsyncFrontFunction(this, 'Front', {
+      apiName: this.apiName,
+      storage: this.storage,
+      environment,
+      auth,
+      throttle: props.throttle,
+      logRetention,
+      ...(this.endpoint
+        ? {
+            endpoint: {
+              name: this.endpoint.endpointName,
+              arn: this.endpoint.endpointArn,
+              timeoutSeconds: timeout.toSeconds(),
+            },
+          }
+        : {}),
+    });
+    this.front = front.function;
+    this.api = front.api;
+    this.frontStage = front.stage;
+    this.url = front.stage.url;
+    new CfnOutput(this, 'Url', { value: this.url, description: `URL of the ${this.apiName} async API` });
+  }
+
+  private lambdaWorker(
+    props: AsyncApiProps,
+    compute: Compute,
+    predictor: PredictorConfig,
+    timeout: Duration,
+    maxBodyBytes: number,
+    environment: Record<string, string>,
+    validate: (model: ModelSourceConfig) => void,
+  ): lambda.IFunction {
+    return new AsyncLambdaWorker(this, 'Worker', {
       apiName: this.apiName,
       model: props.model,
       predictor,
@@ -160,23 +227,9 @@ export class AsyncApi extends Construct {
       timeout,
       maxBodyBytes,
       environment,
-      logRetention,
+      logRetention: props.logRetention ?? logs.RetentionDays.ONE_MONTH,
       validate,
-    });
-    this.worker = worker.function;
-    const front = new AsyncFrontFunction(this, 'Front', {
-      apiName: this.apiName,
-      storage: this.storage,
-      environment,
-      auth,
-      throttle: props.throttle,
-      logRetention,
-    });
-    this.front = front.function;
-    this.api = front.api;
-    this.frontStage = front.stage;
-    this.url = front.stage.url;
-    new CfnOutput(this, 'Url', { value: this.url, description: `URL of the ${this.apiName} async API` });
+    }).function;
   }
 
   /** Allows `grantee` to call the API (meaningful with `ApiAuth.iam()`). */
@@ -196,24 +249,41 @@ export class AsyncApi extends Construct {
 }
 
 function computeProblems(compute: Compute): string[] {
-  return compute instanceof LambdaCompute
+  return compute instanceof LambdaCompute || compute instanceof SageMakerCompute
     ? []
     : [
-        `compute ${compute.kind}: AsyncApi runs on Compute.lambda() in this release (SageMaker asynchronous inference and ECS queue workers are not built yet)`,
+        `compute ${compute.kind}: AsyncApi runs on Compute.lambda() and Compute.sageMaker() in this release (ECS queue workers are not built yet)`,
       ];
 }
 
-function timeoutProblems(timeout: Duration): string[] {
+function timeoutProblems(timeout: Duration, max: Duration, onSageMaker: boolean): string[] {
   const seconds = timeout.toSeconds();
   const problems: string[] = [];
-  if (seconds < 1 || seconds > LAMBDA_MAX_TIMEOUT.toSeconds()) {
-    problems.push(`timeout ${seconds} s is outside Lambda's 1–${LAMBDA_MAX_TIMEOUT.toSeconds()} s`);
+  if (seconds < 1 || seconds > max.toSeconds()) {
+    problems.push(
+      `timeout ${seconds} s is outside ${onSageMaker ? "SageMaker asynchronous inference's" : "Lambda's"} 1–${max.toSeconds()} s`,
+    );
   }
-  if (seconds * 6 > SQS_MAX_VISIBILITY.toSeconds()) {
+  if (!onSageMaker && seconds * 6 > SQS_MAX_VISIBILITY.toSeconds()) {
     // Not reachable on Lambda (15 min × 6 < 12 h); kept for the computes with longer jobs.
     problems.push(`timeout ${seconds} s × 6 is above SQS's 12 h visibility timeout`);
   }
   return problems;
+}
+
+function sageMakerProblems(maxConcurrentInvocationsPerInstance: number, targetBacklogPerInstance: number): string[] {
+  return [
+    ...(!Number.isInteger(maxConcurrentInvocationsPerInstance) ||
+    maxConcurrentInvocationsPerInstance < 1 ||
+    maxConcurrentInvocationsPerInstance > 1000
+      ? [
+          `maxConcurrentInvocationsPerInstance must be an integer from 1 to 1000 (SageMaker's ClientConfig), got ${maxConcurrentInvocationsPerInstance}`,
+        ]
+      : []),
+    ...(!(targetBacklogPerInstance > 0) || !Number.isFinite(targetBacklogPerInstance)
+      ? [`targetBacklogPerInstance must be a positive number, got ${targetBacklogPerInstance}`]
+      : []),
+  ];
 }
 
 /** The Lambda compute's own timeout check is API Gateway's 29 s, which the async worker is not behind. */

@@ -34,6 +34,8 @@ export interface AsyncFrontFunctionProps {
   readonly auth: ApiAuth;
   readonly throttle?: ThrottleProps;
   readonly logRetention: logs.RetentionDays;
+  /** SageMaker compute: the async endpoint submissions go to (InvokeEndpointAsync) instead of the queue. */
+  readonly endpoint?: { readonly name: string; readonly arn: string; readonly timeoutSeconds: number };
 }
 
 export class AsyncFrontFunction extends Construct {
@@ -50,7 +52,7 @@ export class AsyncFrontFunction extends Construct {
     });
     const role = new iam.Role(this, 'Role', {
       assumedBy: new iam.ServicePrincipal('lambda.amazonaws.com'),
-      description: `Front of the ${props.apiName} async API: stores requests, reads statuses and results, queues jobs`,
+      description: `Front of the ${props.apiName} async API: stores requests, reads statuses and results, ${props.endpoint ? 'invokes its endpoint' : 'queues jobs'}`,
     });
     logGroup.grantWrite(role);
     const objects = (prefix: string): string => storage.bucket.arnForObjects(`${prefix}*`);
@@ -72,7 +74,14 @@ export class AsyncFrontFunction extends Construct {
         resources: [storage.table.tableArn],
       }),
     );
-    role.addToPolicy(new iam.PolicyStatement({ actions: ['sqs:SendMessage'], resources: [storage.queue.queueArn] }));
+    if (storage.queue) {
+      role.addToPolicy(new iam.PolicyStatement({ actions: ['sqs:SendMessage'], resources: [storage.queue.queueArn] }));
+    }
+    if (props.endpoint) {
+      role.addToPolicy(
+        new iam.PolicyStatement({ actions: ['sagemaker:InvokeEndpointAsync'], resources: [props.endpoint.arn] }),
+      );
+    }
     Validations.of(role).acknowledge({
       id: 'AwsSolutions-IAM5',
       reason: "Log stream ARNs under the front's own log group end in ':*'; nothing else is wildcarded.",
@@ -95,7 +104,13 @@ export class AsyncFrontFunction extends Construct {
         [ENV.apiName]: props.apiName,
         [ASYNC_ENV.bucket]: storage.bucket.bucketName,
         [ASYNC_ENV.table]: storage.table.tableName,
-        [ASYNC_ENV.queueUrl]: storage.queue.queueUrl,
+        ...(storage.queue ? { [ASYNC_ENV.queueUrl]: storage.queue.queueUrl } : {}),
+        ...(props.endpoint
+          ? {
+              [ASYNC_ENV.endpointName]: props.endpoint.name,
+              [ASYNC_ENV.invocationTimeoutSeconds]: String(props.endpoint.timeoutSeconds),
+            }
+          : {}),
         ...props.environment,
       },
     });

@@ -44,6 +44,8 @@ export class AsyncLambdaWorker extends Construct {
   constructor(scope: Construct, id: string, props: AsyncLambdaWorkerProps) {
     super(scope, id);
     const { storage, compute } = props;
+    if (!storage.queue) throw new Error('AsyncLambdaWorker needs the storage with its queue');
+    const queue = storage.queue;
     const logGroup = new logs.LogGroup(this, 'Logs', {
       retention: props.logRetention,
       removalPolicy: RemovalPolicy.DESTROY,
@@ -117,7 +119,7 @@ export class AsyncLambdaWorker extends Construct {
       async: true,
     } satisfies ApiMetadata);
     // One job per invocation: each gets the whole timeout, which the queue's visibility timeout is fitted to.
-    this.function.addEventSource(new SqsEventSource(storage.queue, { batchSize: 1, reportBatchItemFailures: true }));
+    this.function.addEventSource(new SqsEventSource(queue, { batchSize: 1, reportBatchItemFailures: true }));
     Validations.of(role).acknowledge({
       id: 'AwsSolutions-IAM5',
       reason: "Log stream ARNs under the worker's own log group end in ':*'; nothing else is wildcarded.",

@@ -22,13 +22,16 @@ export interface AsyncStorageProps {
   readonly maxReceiveCount: number;
   /** How long requests, results and statuses are kept. */
   readonly retention: Duration;
+  /** Whether jobs go through a queue (not on SageMaker, whose asynchronous inference queues them itself). */
+  readonly queue: boolean;
 }
 
 export class AsyncStorage extends Construct {
   readonly bucket: s3.Bucket;
   readonly table: dynamodb.Table;
-  readonly queue: sqs.Queue;
-  readonly deadLetterQueue: sqs.Queue;
+  /** The job queue, except on SageMaker. */
+  readonly queue?: sqs.Queue;
+  readonly deadLetterQueue?: sqs.Queue;
 
   constructor(scope: Construct, id: string, props: AsyncStorageProps) {
     super(scope, id);
@@ -68,6 +71,7 @@ export class AsyncStorage extends Construct {
       pointInTimeRecoverySpecification: { pointInTimeRecoveryEnabled: true },
       removalPolicy: RemovalPolicy.RETAIN,
     });
+    if (!props.queue) return;
     const visibilityTimeout = asyncVisibilityTimeout(props.jobTimeout);
     this.deadLetterQueue = new sqs.Queue(this, 'DeadLetters', {
       encryption: sqs.QueueEncryption.SQS_MANAGED,

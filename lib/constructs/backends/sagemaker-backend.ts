@@ -62,23 +62,14 @@ export function buildSageMakerBackend(
   compute: SageMakerSettings,
 ): ComputeBackend {
   const stack = Stack.of(scope);
-  // A name we choose, so that the endpoint's log group and the ARNs the roles are scoped to are known at synth.
-  // SageMaker puts names in ARNs lowercased.
-  const endpointName = Names.uniqueResourceName(scope, { maxLength: 63, separator: '-' })
-    .toLowerCase()
-    .replace(/[^a-z0-9-]/g, '-');
+  const endpointName = sageMakerEndpointName(scope);
   const endpointArn = stack.formatArn({ service: 'sagemaker', resource: 'endpoint', resourceName: endpointName });
-
-  const role = new iam.Role(scope, 'ExecutionRole', {
-    assumedBy: new iam.ServicePrincipal('sagemaker.amazonaws.com'),
-    description: `Runs the ${context.apiName} Arclight API on SageMaker: pulls its image, writes its logs, reads its model object`,
-  });
-  const endpointLogs = new logs.LogGroup(scope, 'EndpointLogs', {
-    logGroupName: `/aws/sagemaker/Endpoints/${endpointName}`,
-    retention: context.logRetention,
-    removalPolicy: RemovalPolicy.DESTROY,
-  });
-  grantContainerPermissions(role, endpointLogs);
+  const { role, endpointLogs } = createSageMakerExecutionRole(
+    scope,
+    context.apiName,
+    endpointName,
+    context.logRetention,
+  );
   const model = context.model.bind(scope, role);
 
   const rollout = context.rollout ?? Rollout.canary();
@@ -109,35 +100,10 @@ export function buildSageMakerBackend(
     `RealtimeApi '${context.apiName}': requests are limited to ${SAGEMAKER_LIMITS.maxPayloadBytes / 2 ** 20} MB (SageMaker's InvokeEndpoint) and ${SAGEMAKER_LIMITS.apiGatewaySeconds} s (API Gateway; SageMaker itself allows ${SAGEMAKER_LIMITS.invocationSeconds} s).`,
   );
 
-  const contextDir = buildContainerImageContext({
-    predictorEntry: context.predictor.entry,
-    gpu: compute.gpu,
-    ...(isTorchFormat(model.format) ? { torch: { module: model.torch?.module } } : {}),
+  const { cfnModel, imageUri } = buildSageMakerModel(scope, context, model, compute, role, {
+    maxBodyBytes: SAGEMAKER_LIMITS.maxPayloadBytes,
+    requestTimeoutMs: CONTAINER_REQUEST_TIMEOUT_MS,
   });
-  const image = new DockerImageAsset(scope, 'Image', { directory: contextDir, platform: Platform.LINUX_AMD64 });
-  if (!scope.node.tryGetContext(DISABLE_ASSET_STAGING_CONTEXT)) rmSync(contextDir, { recursive: true, force: true });
-  image.repository.grantPull(role);
-
-  const cfnModel = new sagemaker.CfnModel(scope, 'Model', {
-    executionRoleArn: role.roleArn,
-    primaryContainer: {
-      image: image.imageUri,
-      mode: 'SingleModel',
-      environment: containerEnvironment(context, model, {
-        gpu: compute.gpu,
-        maxBodyBytes: SAGEMAKER_LIMITS.maxPayloadBytes,
-        requestTimeoutMs: CONTAINER_REQUEST_TIMEOUT_MS,
-      }),
-    },
-  });
-  // SageMaker checks the role's permissions (ECR pull) as it creates the model: wait for its policy.
-  cfnModel.node.addDependency(role);
-  cfnModel.addMetadata(API_METADATA_KEY, {
-    apiName: context.apiName,
-    compute: 'sagemaker',
-    architecture: 'x64',
-    gpu: compute.gpu,
-  } satisfies ApiMetadata);
 
   const variant = (name: string, modelName: string, instances: number, weight: number) => ({
     variantName: name,
@@ -154,7 +120,7 @@ export function buildSageMakerBackend(
     props: v.props,
     entry: variant(
       v.props.name,
-      variantModel(v, context, compute, role, image.imageUri).attrModelName,
+      variantModel(v, context, compute, role, imageUri).attrModelName,
       v.props.instanceCount ?? 1,
       v.props.weight ?? 1,
     ),
@@ -219,6 +185,86 @@ export function buildSageMakerBackend(
   const deploymentConfig = rollout.sageMakerDeploymentConfig(alarmNames);
   if (deploymentConfig) endpoint.deploymentConfig = deploymentConfig;
   return { api, apiId: api.restApiId, url: api.url, stageName: api.deploymentStage.stageName, monitoring };
+}
+
+/**
+ * A name we choose for the endpoint under `scope`, so that its log group and the ARNs roles are scoped to are known
+ * at synth. SageMaker puts names in ARNs lowercased.
+ */
+export function sageMakerEndpointName(scope: Construct): string {
+  return Names.uniqueResourceName(scope, { maxLength: 63, separator: '-' })
+    .toLowerCase()
+    .replace(/[^a-z0-9-]/g, '-');
+}
+
+/** The model's execution role and the endpoint's log group, with what SageMaker documents the role needs. */
+export function createSageMakerExecutionRole(
+  scope: Construct,
+  apiName: string,
+  endpointName: string,
+  logRetention: logs.RetentionDays,
+): { role: iam.Role; endpointLogs: logs.LogGroup } {
+  const role = new iam.Role(scope, 'ExecutionRole', {
+    assumedBy: new iam.ServicePrincipal('sagemaker.amazonaws.com'),
+    description: `Runs the ${apiName} Arclight API on SageMaker: pulls its image, writes its logs, reads its model object`,
+  });
+  const endpointLogs = new logs.LogGroup(scope, 'EndpointLogs', {
+    logGroupName: `/aws/sagemaker/Endpoints/${endpointName}`,
+    retention: logRetention,
+    removalPolicy: RemovalPolicy.DESTROY,
+  });
+  grantContainerPermissions(role, endpointLogs);
+  return { role, endpointLogs };
+}
+
+/**
+ * The container image (CPU or CUDA, the predictor and the Torch module baked in) and the SageMaker model running it
+ * with the runtime's env contract, under `scope`; the role may pull the image. Shared by RealtimeApi and AsyncApi.
+ */
+export function buildSageMakerModel(
+  scope: Construct,
+  context: BackendContext,
+  model: ModelSourceConfig,
+  compute: Pick<SageMakerSettings, 'gpu'>,
+  role: iam.Role,
+  limits: {
+    readonly maxBodyBytes: number;
+    readonly requestTimeoutMs: number;
+    /** More variables beside the runtime's (an async API's settings, which `arclight dev` reads). */
+    readonly environment?: Readonly<Record<string, string>>;
+  },
+  metadata: Partial<ApiMetadata> = {},
+): { cfnModel: sagemaker.CfnModel; imageUri: string } {
+  const contextDir = buildContainerImageContext({
+    predictorEntry: context.predictor.entry,
+    gpu: compute.gpu,
+    ...(isTorchFormat(model.format) ? { torch: { module: model.torch?.module } } : {}),
+  });
+  const image = new DockerImageAsset(scope, 'Image', { directory: contextDir, platform: Platform.LINUX_AMD64 });
+  if (!scope.node.tryGetContext(DISABLE_ASSET_STAGING_CONTEXT)) rmSync(contextDir, { recursive: true, force: true });
+  image.repository.grantPull(role);
+
+  const cfnModel = new sagemaker.CfnModel(scope, 'Model', {
+    executionRoleArn: role.roleArn,
+    primaryContainer: {
+      image: image.imageUri,
+      mode: 'SingleModel',
+      environment: {
+        ...containerEnvironment(context, model, { gpu: compute.gpu, ...limits }),
+        ...limits.environment,
+      },
+    },
+  });
+  // SageMaker checks the role's permissions (ECR pull) as it creates the model: wait for its policy.
+  cfnModel.node.addDependency(role);
+  cfnModel.addMetadata(API_METADATA_KEY, {
+    apiName: context.apiName,
+    compute: 'sagemaker',
+    architecture: 'x64',
+    gpu: compute.gpu,
+    ...metadata,
+  } satisfies ApiMetadata);
+  return { cfnModel, imageUri: image.imageUri };
 }
 
 /** What SageMaker reports about the endpoint's variant, per minute. */

@@ -17,7 +17,17 @@ import { errorBodyJson, isJsonContentType, mediaType, printable } from '../codec
 import { requestIdFrom } from '../transports/request-id.js';
 import type { JobPayloads } from './job-payloads.js';
 import type { JobStore } from './job-store.js';
-import { JOB_ID, jobId, requestKey, sha256Hex, uploadId as newUploadId, uploadKey, type JobRecord } from './job.js';
+import {
+  JOB_ID,
+  isTerminal,
+  jobId,
+  requestKey,
+  sha256Hex,
+  uploadId as newUploadId,
+  uploadKey,
+  type JobRecord,
+} from './job.js';
+import { failureObjectError, type AsyncEndpoint } from './sagemaker-endpoint.js';
 
 /** Where submitted job ids go: SQS on AWS, an in-process queue under `arclight dev`. */
 export interface JobQueue {
@@ -36,7 +46,10 @@ export interface AsyncFrontOptions {
   readonly apiName: string;
   readonly store: JobStore;
   readonly payloads: JobPayloads;
-  readonly queue: JobQueue;
+  /** Where job ids go (Lambda and ECS computes); unused when `endpoint` is set. */
+  readonly queue?: JobQueue;
+  /** SageMaker compute: submissions go to asynchronous inference, and statuses come from its output objects. */
+  readonly endpoint?: AsyncEndpoint;
   /** The API's base URL (no trailing `/`) for `statusUrl`; from the Host header when absent. */
   readonly baseUrl?: string;
   /** @default ASYNC_DEFAULTS.maxBodyBytes */
@@ -82,6 +95,7 @@ export class AsyncFront {
     this.urlTtlSeconds = options.urlTtlSeconds ?? ASYNC_DEFAULTS.urlTtlSeconds;
     this.retentionSeconds = (options.retentionDays ?? ASYNC_DEFAULTS.retentionDays) * 86_400;
     this.now = options.now ?? (() => new Date());
+    if (!options.queue && !options.endpoint) throw new Error('AsyncFront needs a queue or an endpoint');
   }
 
   /** Whether the front answers this path (the rest of the API is not async). */
@@ -128,7 +142,7 @@ export class AsyncFront {
     }
     const now = this.now();
     if (body.bytes !== undefined) await this.options.payloads.put(body.key, body.bytes, body.contentType);
-    const record: JobRecord = {
+    const fields: JobRecord = {
       id,
       status: 'queued',
       createdAt: now.toISOString(),
@@ -139,10 +153,13 @@ export class AsyncFront {
       attempts: 0,
       expiresAt: Math.floor(now.getTime() / 1000) + this.retentionSeconds,
     };
+    // SageMaker: invoked before the record is stored, so a stored job always has its outputs; a failed store leaves
+    // an invocation whose outputs nothing names (a retry makes a new one), never a job that runs nowhere.
+    const record = this.options.endpoint ? { ...fields, outputs: await this.invokeEndpoint(fields) } : fields;
     const { created, record: stored } = await this.options.store.create(record);
     // Two submissions with one key raced: the one stored first is the job.
     if (!created) return this.replay(stored, body.fingerprint, request);
-    await this.enqueue(stored);
+    if (!stored.outputs) await this.enqueue(stored);
     return accepted(stored, this.statusUrl(id, request), false);
   }
 
@@ -156,13 +173,48 @@ export class AsyncFront {
     }
     // A queued job's message may have been lost with the front that stored it: sending it again is harmless, as a
     // job is claimed and ended once whatever the number of deliveries.
-    if (record.status === 'queued') await this.enqueue(record);
+    if (record.status === 'queued' && !record.outputs) await this.enqueue(record);
     return accepted(record, this.statusUrl(record.id, request), true);
+  }
+
+  private async invokeEndpoint(record: JobRecord): Promise<NonNullable<JobRecord['outputs']>> {
+    try {
+      return await this.options.endpoint!.invoke({
+        id: record.id,
+        requestKey: record.requestKey,
+        ...(record.contentType ? { contentType: record.contentType } : {}),
+      });
+    } catch (error) {
+      this.options.onError?.(`async front: could not invoke the endpoint for job ${record.id}`, error);
+      throw new FrontError(
+        'not_ready',
+        `job ${record.id} could not be handed to the endpoint; send it again (with the same Idempotency-Key to keep its id)`,
+        { 'retry-after': '1' },
+      );
+    }
+  }
+
+  /** SageMaker's outcome of a job it runs: the output object (succeeded) or the failure object (failed), else queued. */
+  private async endpointOutcome(record: JobRecord): Promise<JobRecord> {
+    const outputs = record.outputs;
+    if (!outputs || isTerminal(record.status)) return record;
+    const output = await this.options.payloads.head(outputs.outputKey);
+    if (output) {
+      const contentType = output.contentType ?? 'application/octet-stream';
+      return {
+        ...record,
+        status: 'succeeded',
+        result: { key: outputs.outputKey, contentType, bytes: output.bytes, status: 200 },
+      };
+    }
+    if (!(await this.options.payloads.head(outputs.failureKey))) return record;
+    const { bytes } = await this.options.payloads.get(outputs.failureKey);
+    return { ...record, status: 'failed', error: failureObjectError(bytes, record.id) };
   }
 
   private async enqueue(record: JobRecord): Promise<void> {
     try {
-      await this.options.queue.send(record.id);
+      await this.options.queue!.send(record.id);
     } catch (error) {
       this.options.onError?.(`async front: could not queue job ${record.id}`, error);
       throw new FrontError(
@@ -243,8 +295,9 @@ export class AsyncFront {
   }
 
   private async status(id: string): Promise<InternalResponse> {
-    const record = JOB_ID.test(id) ? await this.options.store.get(id) : undefined;
-    if (!record) throw new FrontError('not_found', `no async job ${printable(id)} (unknown, or expired)`);
+    const stored = JOB_ID.test(id) ? await this.options.store.get(id) : undefined;
+    if (!stored) throw new FrontError('not_found', `no async job ${printable(id)} (unknown, or expired)`);
+    const record = await this.endpointOutcome(stored);
     const common = {
       id: record.id,
       status: record.status,

@@ -13,8 +13,11 @@ export interface AsyncSettings {
   readonly urlTtlSeconds: number;
   readonly retentionDays: number;
   readonly maxReceives: number;
+  /** SageMaker compute: the async endpoint and its invocation timeout (seconds). */
+  readonly endpoint?: { readonly name: string; readonly timeoutSeconds: number };
 }
 
+/** `needsQueue`: the front, which sends to the queue unless it hands jobs to a SageMaker endpoint. */
 export function asyncSettingsFromEnv(env: NodeJS.ProcessEnv, needsQueue: boolean): AsyncSettings {
   const problems: string[] = [];
   const required = (name: string): string => {
@@ -29,16 +32,20 @@ export function asyncSettingsFromEnv(env: NodeJS.ProcessEnv, needsQueue: boolean
     if (!Number.isInteger(value) || value <= 0) problems.push(`${name} must be a positive integer, got '${text}'`);
     return value;
   };
+  const endpointName = env[ASYNC_ENV.endpointName];
   const settings: AsyncSettings = {
     apiName: required(ENV.apiName),
     bucket: required(ASYNC_ENV.bucket),
     table: required(ASYNC_ENV.table),
-    ...(needsQueue ? { queueUrl: required(ASYNC_ENV.queueUrl) } : {}),
+    ...(needsQueue && !endpointName ? { queueUrl: required(ASYNC_ENV.queueUrl) } : {}),
     maxBodyBytes: positive(ASYNC_ENV.maxBodyBytes, ASYNC_DEFAULTS.maxBodyBytes),
     inlineResultBytes: positive(ASYNC_ENV.inlineResultBytes, ASYNC_DEFAULTS.inlineResultBytes),
     urlTtlSeconds: positive(ASYNC_ENV.urlTtlSeconds, ASYNC_DEFAULTS.urlTtlSeconds),
     retentionDays: positive(ASYNC_ENV.retentionDays, ASYNC_DEFAULTS.retentionDays),
     maxReceives: positive(ASYNC_ENV.maxReceives, ASYNC_DEFAULTS.maxReceives),
+    ...(endpointName
+      ? { endpoint: { name: endpointName, timeoutSeconds: positive(ASYNC_ENV.invocationTimeoutSeconds, 3600) } }
+      : {}),
   };
   if (problems.length > 0) {
     throw new StartupError(`invalid async environment: ${problems.join('; ')}`, 'Deploy the API with AsyncApi');

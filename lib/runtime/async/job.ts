@@ -30,6 +30,8 @@ export interface JobRecord {
   readonly result?: JobResult;
   /** Failed: the contract's error body and the status it would have been sent with. */
   readonly error?: JobError;
+  /** SageMaker compute: where SageMaker writes the job's result or error (the job has no worker of ours). */
+  readonly outputs?: JobOutputs;
   /** When the record may be deleted (epoch seconds; DynamoDB's TTL attribute). */
   readonly expiresAt: number;
 }
@@ -39,6 +41,12 @@ export interface JobResult {
   readonly contentType: string;
   readonly bytes: number;
   readonly status: number;
+}
+
+/** The objects SageMaker asynchronous inference writes one of: the result, or the error. */
+export interface JobOutputs {
+  readonly outputKey: string;
+  readonly failureKey: string;
 }
 
 export interface JobError extends ErrorBody {

@@ -4,12 +4,14 @@
  */
 import type { APIGatewayProxyEventV2, APIGatewayProxyStructuredResultV2 } from 'aws-lambda';
 import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
+import { SageMakerRuntimeClient } from '@aws-sdk/client-sagemaker-runtime';
 import { SQSClient } from '@aws-sdk/client-sqs';
 import { createS3Client } from '../model-store/model-store.js';
 import { AsyncFront } from './async-front.js';
 import { asyncSettingsFromEnv } from './async-settings.js';
 import { DynamoDbJobStore } from './dynamodb-job-store.js';
 import { JobPayloads } from './job-payloads.js';
+import { SageMakerAsyncEndpoint } from './sagemaker-endpoint.js';
 import { SqsJobQueue } from './sqs-queue.js';
 
 /** The front configured from the function's environment. */
@@ -19,7 +21,16 @@ export function asyncFrontFromEnv(env: NodeJS.ProcessEnv = process.env): AsyncFr
     apiName: settings.apiName,
     store: new DynamoDbJobStore(new DynamoDBClient({}), settings.table),
     payloads: new JobPayloads(createS3Client(env), settings.bucket),
-    queue: new SqsJobQueue(new SQSClient({}), settings.queueUrl!),
+    ...(settings.endpoint
+      ? {
+          endpoint: new SageMakerAsyncEndpoint(
+            new SageMakerRuntimeClient({}),
+            settings.endpoint.name,
+            settings.bucket,
+            settings.endpoint.timeoutSeconds,
+          ),
+        }
+      : { queue: new SqsJobQueue(new SQSClient({}), settings.queueUrl!) }),
     maxBodyBytes: settings.maxBodyBytes,
     inlineResultBytes: settings.inlineResultBytes,
     urlTtlSeconds: settings.urlTtlSeconds,

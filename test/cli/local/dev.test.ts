@@ -94,13 +94,13 @@ function assertOneLineError(result: CliResult, pattern: RegExp): void {
 }
 
 describe('arclight dev --assembly <the synthesized example app> --port 0', () => {
-  test('serves all five APIs on the port it prints, lists them at /, and SIGTERM stops it all with exit 0', async () => {
+  test('serves all six APIs on the port it prints, lists them at /, and SIGTERM stops it all with exit 0', async () => {
     const child = spawnCli(['dev', '--assembly', outdir, '--port', '0']);
     const exited = collect(child, 240_000);
     const children: { pid: number; command: string }[] = [];
     try {
       const [, count, base, port, listing] = await waitForStderr(child, READY, 180_000);
-      assert.equal(count, '5');
+      assert.equal(count, '6');
       assert.notEqual(Number(port), 0, 'the chosen port, not 0');
       // Each line shows the model version the API serves.
       assert.match(listing!, new RegExp(`^ {2}digits +${base}/digits +lambda arm64, model version 1$`, 'm'));
@@ -117,12 +117,16 @@ describe('arclight dev --assembly <the synthesized example app> --port 0', () =>
         listing!,
         new RegExp(`^ {2}digits-ecs +${base}/digits-ecs +ecs x86_64, on CPU, model version 1$`, 'm'),
       );
+      assert.match(
+        listing!,
+        new RegExp(`^ {2}mobilenet-async +${base}/mobilenet-async +sagemaker x86_64, on CPU(, model version 1)?$`, 'm'),
+      );
       children.push(...childrenOf(child.pid!));
       const hosts = children.filter((c) => c.command.includes('lambda-host'));
       assert.equal(hosts.length, 3, `one local Lambda host per Lambda API; children: ${JSON.stringify(children)}`);
       // The container APIs: `node <a copy of the build context>/server.mjs`, as the image's ENTRYPOINT runs it.
       const servers = children.filter((c) => /^\S*node \S*\/arclight-container-\w+\/server\.mjs $/.test(c.command));
-      assert.equal(servers.length, 2, `one container server per container API; children: ${JSON.stringify(children)}`);
+      assert.equal(servers.length, 3, `one container server per container API; children: ${JSON.stringify(children)}`);
       const http = httpTransport(base!, 60_000);
 
       const index = await http({ path: '/' });
@@ -150,6 +154,7 @@ describe('arclight dev --assembly <the synthesized example app> --port 0', () =>
           api('digits-async', 'lambda', 'arm64', 'ArclightAsyncExamples'),
           api('mobilenet-gpu', 'sagemaker', 'x86_64'),
           api('digits-ecs', 'ecs', 'x86_64'),
+          api('mobilenet-async', 'sagemaker', 'x86_64', 'ArclightAsyncExamples'),
         ],
       });
 
@@ -218,7 +223,7 @@ describe('arclight dev --assembly <the synthesized example app> --port 0', () =>
       assert.equal(error.code, 'not_found');
       assert.match(
         error.message,
-        /no API at \/nope\/v2\/health\/ready; this app serves \/digits, \/mobilenet, \/digits-async, \/mobilenet-gpu, \/digits-ecs/,
+        /no API at \/nope\/v2\/health\/ready; this app serves \/digits, \/mobilenet, \/digits-async, \/mobilenet-gpu, \/digits-ecs, \/mobilenet-async/,
       );
       assert.equal(error.requestId, unknown.headers['x-request-id']);
       const otherModel = await http({ path: '/digits/v2/models/mobilenet' });
@@ -296,6 +301,7 @@ describe('arclight dev --assembly <the synthesized example app> --port 0', () =>
     for (const [name, compute] of [
       ['mobilenet-gpu', 'sagemaker'],
       ['digits-ecs', 'ecs'],
+      ['mobilenet-async', 'sagemaker'],
     ]) {
       assert.match(
         result.stderr,
@@ -307,7 +313,7 @@ describe('arclight dev --assembly <the synthesized example app> --port 0', () =>
     // The container servers drained and shut down on the SIGTERM (they log as JSON on stdout).
     assert.equal(
       result.stdout.match(/"outcome":"drained","message":"shut down"/g)?.length,
-      2,
+      3,
       result.stdout.slice(-2000),
     );
     assert.match(result.stderr, /arclight: SIGTERM, stopping/);

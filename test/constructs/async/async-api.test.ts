@@ -233,15 +233,15 @@ describe('AsyncApi props', () => {
     );
   });
 
-  test('a SageMaker or ECS compute is refused for now, saying so', () => {
+  test('an ECS compute is refused for now, saying so', () => {
     const stack = new Stack(tempApp(), 'Gpu');
     assertOneProblem(
       () =>
         new AsyncApi(stack, 'gpu', {
           model: ModelSource.fromAsset(DIGITS_ONNX),
-          compute: Compute.sageMaker({ instanceType: 'ml.g5.xlarge' }),
+          compute: Compute.ecs({ instanceType: 'g5.xlarge' }),
         }),
-      /AsyncApi runs on Compute\.lambda\(\) in this release/,
+      /AsyncApi runs on Compute\.lambda\(\) and Compute\.sageMaker\(\) in this release/,
     );
   });
 });
