@@ -415,9 +415,11 @@ batch
   .option('--threads <n>', 'onnxruntime intra-op threads', positiveInt)
   .option('--restart', 'discard what --output holds and run every item again')
   .action(async (options: Record<string, unknown>) => {
-    const { batchRun, parseBatchConfig, reportLines } = await import('./batch/batch.js');
+    const { batchRun, reportLines } = await import('./batch/batch.js');
+    const { parseConfigOption } = await import('./config-option.js');
     const output = options['output'] as string;
-    const config = await parseBatchConfig(options['config'] as string | undefined);
+    const configOption = options['config'] as string | undefined;
+    const config = configOption === undefined ? undefined : await parseConfigOption(configOption);
     const result = await batchRun({
       model: options['model'] as string,
       predictor: options['predictor'] as string | undefined,

@@ -10,7 +10,6 @@ import { loadPredictor } from '../../runtime/predictor-loader.js';
 import { Runtime } from '../../runtime/runtime.js';
 import { createLogger, type LogLevel } from '../../runtime/telemetry/logger.js';
 import { createBatchProgress } from './batch-progress.js';
-import { UsageError } from '../fail.js';
 import { createDownloadProgress, type ProgressStream } from '../progress.js';
 import { registerTypeScriptFor } from '../typescript-loader.js';
 
@@ -89,23 +88,4 @@ export function reportLines(result: BatchJobResult, output: string): string[] {
 
 function joinUri(base: string, name: string): string {
   return base.endsWith('/') ? `${base}${name}` : `${base}/${name}`;
-}
-
-/** `--config` as inline JSON or `@file.json`, like serve's. */
-export async function parseBatchConfig(value: string | undefined): Promise<Config | undefined> {
-  if (value === undefined) return undefined;
-  const { readFile } = await import('node:fs/promises');
-  const text = value.startsWith('@') ? await readFile(value.slice(1), 'utf8') : value;
-  let parsed: unknown;
-  try {
-    parsed = JSON.parse(text);
-  } catch (error) {
-    throw new UsageError(
-      `--config is not valid JSON: ${(error as Error).message}`,
-      'Pass a JSON object, or @file.json',
-    );
-  }
-  if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed))
-    throw new UsageError('--config must be a JSON object');
-  return parsed as Config;
 }

@@ -2,11 +2,11 @@
  * `arclight serve`: one model (and optionally a predictor) at the root of a local port, through the same
  * runtime a Lambda function or container runs.
  */
-import { readFile, stat } from 'node:fs/promises';
+import { stat } from 'node:fs/promises';
 import { basename, extname } from 'node:path';
 import type { Server } from 'node:http';
 import { DEFAULTS, MODEL_FORMATS } from '../../contract.js';
-import type { Config, ModelFormat, TensorDeclaration } from '../../predictor.js';
+import type { ModelFormat, TensorDeclaration } from '../../predictor.js';
 import { createHttpServer, listen } from '../../runtime/transports/http-server.js';
 import { createLogger, type LogLevel } from '../../runtime/telemetry/logger.js';
 import { isS3Uri } from '../../runtime/model-store/model-store.js';
@@ -17,6 +17,7 @@ import { tensorDeclarations } from '../../runtime/settings.js';
 import { StartupError } from '../../runtime/startup-error.js';
 import type { TorchModelOptions } from '../../runtime/executors/torch-executor.js';
 import { serveFileFromEmbeddedS3, type EmbeddedS3 } from './embedded-s3.js';
+import { parseConfigOption } from '../config-option.js';
 import { UsageError } from '../fail.js';
 import { createDownloadProgress } from '../progress.js';
 import { registerTypeScriptFor } from '../typescript-loader.js';
@@ -67,7 +68,7 @@ export interface ServeHandle {
 export async function serve(options: ServeOptions): Promise<ServeHandle> {
   const name = options.name ?? nameFromModel(options.model);
   checkName(name);
-  const config = options.config === undefined ? {} : await parseConfig(options.config);
+  const config = options.config === undefined ? {} : await parseConfigOption(options.config);
   const modelFormat = parseFormat(options);
   const torch = await torchOptions(options);
   if (options.predictor !== undefined) await registerTypeScriptFor(options.predictor);
@@ -228,29 +229,6 @@ function checkName(name: string): void {
 async function requireFile(path: string): Promise<void> {
   const info = await stat(path).catch(() => undefined);
   if (!info?.isFile()) throw new StartupError(`model file ${path} does not exist`, 'Check the --model path');
-}
-
-/** `--config` takes inline JSON or `@file.json`. */
-async function parseConfig(value: string): Promise<Config> {
-  let text = value;
-  if (value.startsWith('@')) {
-    text = await readFile(value.slice(1), 'utf8').catch((error: Error) => {
-      throw new UsageError(`--config file ${value.slice(1)} cannot be read: ${error.message}`);
-    });
-  }
-  let parsed: unknown;
-  try {
-    parsed = JSON.parse(text);
-  } catch (error) {
-    throw new UsageError(
-      `--config is not valid JSON: ${(error as Error).message}`,
-      'Pass a JSON object, or @file.json',
-    );
-  }
-  if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) {
-    throw new UsageError('--config must be a JSON object');
-  }
-  return parsed as Config;
 }
 
 /** Stops accepting, lets in-flight requests finish (up to a grace period), then closes idle sockets. */
