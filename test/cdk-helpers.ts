@@ -162,3 +162,26 @@ export function onlyResource(template: Template, type: string, prefix = ''): [st
   assert.equal(found.length, 1, `expected one ${type}${prefix ? ` under ${prefix}` : ''}, found ${found.length}`);
   return found[0]!;
 }
+
+/** The cdk-nag plugin reports a synth wrote: each plugin's violations, each with its rule and constructs. */
+interface ValidationReportFile {
+  readonly pluginReports: readonly {
+    readonly pluginName: string;
+    readonly violations: readonly { readonly ruleName: string; readonly violatingConstructs: readonly unknown[] }[];
+  }[];
+}
+
+/**
+ * Asserts that the validation report in a cloud assembly's folder lists no violation. A pack that passes writes a
+ * report with no plugin entry; one that fails throws at synth unless the report is only written, so both are read.
+ */
+export function assertNoNagViolations(outdir: string): void {
+  const report = JSON.parse(readFileSync(join(outdir, 'validation-report.json'), 'utf8')) as ValidationReportFile;
+  for (const plugin of report.pluginReports) {
+    assert.deepEqual(
+      plugin.violations.map((v) => `${v.ruleName} ${JSON.stringify(v.violatingConstructs)}`),
+      [],
+      plugin.pluginName,
+    );
+  }
+}

@@ -81,7 +81,7 @@ export class AsyncLambdaWorker extends Construct {
     const contextDir = buildLambdaImageContext({
       predictorEntry: props.predictor.entry,
       arch,
-      async: true,
+      entry: 'async',
       ...(isTorchFormat(model.format) ? { torch: { module: model.torch?.module } } : {}),
     });
     this.function = new lambda.DockerImageFunction(this, 'Function', {

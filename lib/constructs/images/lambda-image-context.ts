@@ -15,16 +15,20 @@ import { bundleForNode } from './node-bundle.js';
 /** The CPU architectures Lambda offers, as Node.js names them. */
 export type NodeArch = 'arm64' | 'x64';
 
+/** Which events a Lambda image's bundle answers. */
+export type LambdaEntry = 'api' | 'async' | 'batch';
+
 export interface LambdaImageContextOptions {
   /** Absolute path of the user's predictor module; the default predictor when absent. */
   readonly predictorEntry?: string;
   readonly arch: NodeArch;
   /** A torch model: Python, CPU torch and the executor go into the image; `module` is a checkpoint's class file. */
   readonly torch?: { readonly module?: string };
-  /** An AsyncApi's worker: the bundle also exports `worker`, the SQS consumer, over the same runtime. */
-  readonly async?: boolean;
-  /** What the handler answers: API Gateway events, or a BatchJob's Step Functions events. @default 'api' */
-  readonly entry?: 'api' | 'batch';
+  /**
+   * What the bundle answers: API Gateway events (`api`); those plus `worker`, an AsyncApi's SQS consumer, over the
+   * same runtime (`async`); or a BatchJob's Step Functions events (`batch`). @default 'api'
+   */
+  readonly entry?: LambdaEntry;
 }
 
 /** Where the image keeps a checkpoint's module file (`${LAMBDA_TASK_ROOT}/model`). */
@@ -53,8 +57,7 @@ const require = createRequire(import.meta.url);
 /** Writes the build context into a fresh directory and returns its path. */
 export function buildLambdaImageContext(options: LambdaImageContextOptions): string {
   const dir = mkdtempSync(join(tmpdir(), 'arclight-lambda-'));
-  if (options.async) bundleAsyncRuntime(dir, options.predictorEntry);
-  else bundleRuntime(dir, options.predictorEntry, options.entry === 'batch' ? BATCH_ENTRY : undefined);
+  BUNDLERS[options.entry ?? 'api'](dir, options.predictorEntry);
   copyOnnxRuntime(join(dir, 'node_modules'), options.arch);
   if (options.torch) copyTorchFiles(dir, options.torch.module);
   writeFileSync(
@@ -107,6 +110,12 @@ function bundleAsyncRuntime(dir: string, predictorEntry: string | undefined): vo
     },
   });
 }
+
+const BUNDLERS: Record<LambdaEntry, (dir: string, predictorEntry: string | undefined) => void> = {
+  api: (dir, predictorEntry) => bundleRuntime(dir, predictorEntry),
+  async: bundleAsyncRuntime,
+  batch: (dir, predictorEntry) => bundleRuntime(dir, predictorEntry, BATCH_ENTRY),
+};
 
 /** onnxruntime-node's JS, its common package, and the native files of one platform only (not all ~300 MB). */
 function copyOnnxRuntime(nodeModules: string, arch: NodeArch): void {

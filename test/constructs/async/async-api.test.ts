@@ -4,8 +4,6 @@
  * AwsSolutions pack with no violation.
  */
 import assert from 'node:assert/strict';
-import { readFileSync } from 'node:fs';
-import { join } from 'node:path';
 import { before, describe, test } from 'node:test';
 import { Duration, Size, Stack, Validations, type App } from 'aws-cdk-lib';
 import { Match, Template } from 'aws-cdk-lib/assertions';
@@ -13,6 +11,7 @@ import { AwsSolutionsChecks } from 'cdk-nag';
 import { ASYNC_ENV, ENV } from '../../../lib/contract.js';
 import { ApiAuth, AsyncApi, Compute, ModelSource, Predictor } from '../../../lib/index.js';
 import {
+  assertNoNagViolations,
   assertOneProblem,
   flatten,
   onlyResource,
@@ -186,16 +185,7 @@ describe('AsyncApi on Lambda', () => {
   });
 
   test('passes cdk-nag AwsSolutions with no violation', () => {
-    const report = JSON.parse(readFileSync(join(app.outdir, 'validation-report.json'), 'utf8')) as {
-      pluginReports: { pluginName: string; violations: { ruleName: string; violatingConstructs: unknown[] }[] }[];
-    };
-    for (const plugin of report.pluginReports) {
-      assert.deepEqual(
-        plugin.violations.map((v) => `${v.ruleName} ${JSON.stringify(v.violatingConstructs)}`),
-        [],
-        plugin.pluginName,
-      );
-    }
+    assertNoNagViolations(app.outdir);
   });
 });
 
