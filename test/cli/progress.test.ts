@@ -60,7 +60,23 @@ describe('download progress', () => {
     assert.equal(stream.writes.length, 5);
     assert.match(stream.writes[4]!, /^model: 31% \(31\.0\/100\.0 MB\) 5\.5 MB\/s, ETA 13s\n$/);
     progress.done();
+    assert.equal(stream.writes.length, 5, 'the last state was already shown: done() repeats nothing');
     assert.ok(stream.writes.every((w) => !w.includes('\r') && w.endsWith('\n')));
+  });
+
+  test('elsewhere: done() shows a last state the throttle held back, so a log never ends on a stale figure', () => {
+    const stream = fakeStream(false);
+    const clock = fakeClock();
+    const progress = createDownloadProgress({ label: 'model', stream, now: clock.now });
+    progress.update(50 * MB, 100 * MB);
+    clock.advance(100);
+    progress.update(55 * MB, 100 * MB); // same decile, within 5 s: held back
+    assert.equal(stream.writes.length, 1);
+    progress.done();
+    assert.deepEqual(
+      stream.writes.map((w) => w.split(' (')[0]),
+      ['model: 50%', 'model: 55%'],
+    );
   });
 
   test('a small download shows nothing', () => {
