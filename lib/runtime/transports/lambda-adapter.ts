@@ -255,7 +255,8 @@ function decodeBase64(text: string, binaryHeader: string | undefined): Buffer {
   const binaryAt = Number(binaryHeader);
   const pad =
     binaryHeader !== undefined && Number.isSafeInteger(binaryAt) && binaryAt >= 0 ? (8 - (binaryAt % 8)) % 8 : 0;
-  const body = Buffer.from(new ArrayBuffer(pad + length), pad, length);
+  // Not zero-filled (every byte is written next): a zeroed ArrayBuffer of a large body came from fresh pages each time.
+  const body = Buffer.allocUnsafeSlow(pad + length).subarray(pad);
   if (body.write(text, 'base64') !== length) throw notBase64();
   return body;
 }
