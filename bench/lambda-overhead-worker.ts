@@ -9,10 +9,11 @@
  * binary body with binary outputs. Every variant's logits are checked equal before anything is timed.
  */
 import { readFileSync } from 'node:fs';
+import { createRequire } from 'node:module';
 import { join, resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import type { APIGatewayProxyEventV2, APIGatewayProxyResult } from 'aws-lambda';
-import ort from 'onnxruntime-node';
+import type ortTypes from 'onnxruntime-node';
 import { ENV } from '../lib/contract.js';
 import { BUNDLE_FILE, buildLambdaImageContext } from '../lib/constructs/images/lambda-image-context.js';
 import { BINARY_HEADER } from '../lib/runtime/codec/oip.js';
@@ -78,8 +79,16 @@ interface Variant {
 
 const MODELS: Record<LambdaPlan['model'], BenchModel> = { digits: DIGITS, mobilenet: MOBILENET };
 
-/** The synthesized bundle's handler, configured by the deployed env contract (read at import, so set just before). */
-async function importSynthesizedHandler(apiName: string, modelPath: string, threads: number): Promise<LambdaHandler> {
+/**
+ * The synthesized bundle's handler, configured by the deployed env contract (read at import, so set just before),
+ * and the onnxruntime-node beside it: raw and hand-written runs use that same copy, as one process on Lambda would
+ * (a second copy of the native library in the process is a confound no deployment has).
+ */
+async function importSynthesizedHandler(
+  apiName: string,
+  modelPath: string,
+  threads: number,
+): Promise<{ handler: LambdaHandler; ort: typeof ortTypes }> {
   const dir = buildLambdaImageContext({ arch: process.arch === 'arm64' ? 'arm64' : 'x64' });
   Object.assign(process.env, {
     [ENV.apiName]: apiName,
@@ -87,15 +96,22 @@ async function importSynthesizedHandler(apiName: string, modelPath: string, thre
     [ENV.intraOpThreads]: String(threads),
     [ENV.logLevel]: 'INFO',
   });
-  const { handler } = (await import(pathToFileURL(join(dir, BUNDLE_FILE)).href)) as { handler: LambdaHandler };
-  return handler;
+  const bundle = join(dir, BUNDLE_FILE);
+  const { handler } = (await import(pathToFileURL(bundle).href)) as { handler: LambdaHandler };
+  const ort = createRequire(bundle)('onnxruntime-node') as typeof ortTypes;
+  return { handler, ort };
 }
 
 /**
  * What a user writes for a binary Lambda without a framework: the body's floats from base64 (copied only when the
  * decoded bytes sit at an offset a Float32Array cannot view), one run, the first output's bytes back as base64.
  */
-function handWrittenHandler(session: ort.InferenceSession, inputName: string, shape: readonly number[]) {
+function handWrittenHandler(
+  ort: typeof ortTypes,
+  session: ortTypes.InferenceSession,
+  inputName: string,
+  shape: readonly number[],
+) {
   const outputName = session.outputNames[0]!;
   return async (event: APIGatewayProxyEventV2): Promise<APIGatewayProxyResult> => {
     const bytes = Buffer.from(event.body!, 'base64');
@@ -124,18 +140,18 @@ async function measureModel(
   plan: LambdaPlan,
   threads: number,
   progress: (text: string) => void,
-): Promise<LambdaModelResult> {
+): Promise<{ result: LambdaModelResult; onnxruntime: string }> {
   const model = MODELS[plan.model];
   const input = inputFor(model);
+  const { handler, ort } = await importSynthesizedHandler(model.key, model.path, threads);
   const session = await ort.InferenceSession.create(
     readFileSync(model.path),
     onnxSessionOptions({ intraOpThreads: threads }),
   );
   const outputName = session.outputNames[0]!;
   const feeds = { [model.inputName]: new ort.Tensor('float32', input, [...model.shape]) };
-  const handler = await importSynthesizedHandler(model.key, model.path, threads);
   const context = lambdaContext();
-  const handWritten = handWrittenHandler(session, model.inputName, model.shape);
+  const handWritten = handWrittenHandler(ort, session, model.inputName, model.shape);
   const rawBody = Buffer.from(input.buffer, input.byteOffset, input.byteLength);
   const rawEvent = apiGatewayV2Event(rawBody, { 'content-type': 'application/octet-stream' });
   const oip = oipBinaryBody(model, input);
@@ -199,7 +215,7 @@ async function measureModel(
       }
       progress(`${model.key}: round ${round + 1}/${plan.rounds}`);
     }
-    return {
+    const result: LambdaModelResult = {
       model: model.key,
       path: model.path,
       rawBodyBytes: rawBody.length,
@@ -213,6 +229,7 @@ async function measureModel(
         roundP50Ms: roundP50.get(v.id)!,
       })),
     };
+    return { result, onnxruntime: ort.env.versions.node ?? 'unknown' };
   } finally {
     await session.release();
   }
@@ -220,6 +237,11 @@ async function measureModel(
 
 serveWorker<LambdaOverheadInput, LambdaOverheadResult>(async (input, progress) => {
   const models: LambdaModelResult[] = [];
-  for (const plan of input.plans) models.push(await measureModel(plan, input.threads, progress));
-  return { node: process.version, onnxruntime: ort.env.versions.node ?? 'unknown', threads: input.threads, models };
+  let version = 'unknown';
+  for (const plan of input.plans) {
+    const { result, onnxruntime } = await measureModel(plan, input.threads, progress);
+    models.push(result);
+    version = onnxruntime;
+  }
+  return { node: process.version, onnxruntime: version, threads: input.threads, models };
 });
