@@ -135,9 +135,9 @@ function fromV2(event: APIGatewayProxyEventV2, context: Partial<Context> | undef
   if (cookies.length) headers['cookie'] = cookies.join('; ');
   const stage = typeof event.requestContext.stage === 'string' ? event.requestContext.stage : undefined;
   const path = stripStage(event.rawPath, stage);
-  const query = Object.fromEntries(
-    new URLSearchParams(typeof event.rawQueryString === 'string' ? event.rawQueryString : ''),
-  );
+  const rawQuery = typeof event.rawQueryString === 'string' ? event.rawQueryString : '';
+  // Most inference calls carry no query string: no parser for them.
+  const query = rawQuery === '' ? {} : Object.fromEntries(new URLSearchParams(rawQuery));
   return {
     request: withBody({ method, path, query, headers }, event.body, event.isBase64Encoded),
     requestId: gatewayRequestId(event, context),
