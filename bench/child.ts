@@ -23,13 +23,14 @@ const LOGGER_OVERRIDES = [
 
 /**
  * Runs `workerUrl` (a module that calls `serveWorker`, or plain JavaScript speaking its protocol) in a child process
- * and resolves with what it returns. `plain`: no tsx loader (a JavaScript worker, timed as production runs it).
+ * and resolves with what it returns. `plain`: no tsx loader (a JavaScript worker, timed as production runs it);
+ * `execPath`: the Node binary to run it in (default: this one).
  */
 export function runInChild<I, O>(
   workerUrl: URL,
   input: I,
   progress: (text: string) => void,
-  options: { readonly plain?: boolean; readonly env?: Record<string, string> } = {},
+  options: { readonly plain?: boolean; readonly env?: Record<string, string>; readonly execPath?: string } = {},
 ): Promise<O> {
   const env = {
     ...Object.fromEntries(Object.entries(process.env).filter(([name]) => !LOGGER_OVERRIDES.includes(name))),
@@ -38,6 +39,8 @@ export function runInChild<I, O>(
   const stdout = openSync(devNull, 'w');
   const child = fork(fileURLToPath(workerUrl), [JSON.stringify(input)], {
     execArgv: options.plain ? [] : ['--import', import.meta.resolve('tsx')],
+    // Another Node than this one (the version Lambda runs), when given.
+    ...(options.execPath ? { execPath: options.execPath } : {}),
     stdio: ['ignore', stdout, 'inherit', 'ipc'],
     env,
   });

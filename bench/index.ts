@@ -7,11 +7,12 @@ import { Command, InvalidArgumentError } from 'commander';
 import { coldstart } from './coldstart.js';
 import { container } from './container.js';
 import { DEFAULT_BANDWIDTH_MBPS, fetchScenario } from './fetch.js';
+import { lambdaOverhead } from './lambda-overhead.js';
 import { overhead } from './overhead.js';
 import { peers } from './peers.js';
 import { renderChecks, renderTable, writeResults, type BenchOptions, type Scenario } from './report.js';
 
-const SCENARIOS: readonly Scenario[] = [fetchScenario, coldstart, overhead, container, peers];
+const SCENARIOS: readonly Scenario[] = [fetchScenario, coldstart, overhead, lambdaOverhead, container, peers];
 
 function positiveInt(value: string): number {
   const n = Number(value);

@@ -360,6 +360,8 @@ function configs(python: string | undefined, cores: number): PeerConfig[] {
   list.push(
     { kind: 'container', label: `container server, ${cores} workers × 1 thread`, workers: cores, threads: 1 },
     { kind: 'container', label: 'container server, defaults', workers: 0, threads: 0 },
+    // Worker sessions do not spin-wait (onnx-worker.ts): one worker with every core is a fair candidate again.
+    { kind: 'container', label: `container server, 1 worker × ${cores} threads`, workers: 1, threads: cores },
     { kind: 'serve', label: 'arclight serve, defaults (worker threads)', workers: -1, threads: 0 },
     { kind: 'serve', label: `arclight serve --workers 0 (in-process, ${cores} threads)`, workers: 0, threads: cores },
   );

@@ -18,6 +18,7 @@ export function onnxSessionOptions(options: OnnxExecutorOptions = {}): ort.Infer
     executionMode: 'sequential',
     interOpNumThreads: 1,
     ...(options.intraOpThreads === undefined ? {} : { intraOpNumThreads: options.intraOpThreads }),
+    ...(options.spinWait === false ? { extra: { session: { intra_op: { allow_spinning: '0' } } } } : {}),
   };
 }
 
@@ -26,6 +27,12 @@ export interface OnnxExecutorOptions {
   readonly intraOpThreads?: number;
   /** Execution providers in order of preference. @default ['cpu'] */
   readonly executionProviders?: readonly string[];
+  /**
+   * Whether idle intra-op threads spin-wait for the next operator (`session.intra_op.allow_spinning`). Off, a
+   * session of 2 threads costs about the CPU of one (measured on MobileNet: 2.3 vs 4.1–4.5 ms CPU per run) and
+   * leaves the cores to other sessions and the server's thread. @default onnxruntime's own (spinning)
+   */
+  readonly spinWait?: boolean;
 }
 
 type Ort = typeof ort;

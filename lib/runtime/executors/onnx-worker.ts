@@ -36,7 +36,8 @@ function yieldToServerThread(): void {
 /** Loads the session with the providers asked for; falls back to CPU when `cpu` is listed and another fails. */
 async function load(): Promise<{ executor: OnnxExecutor; providers: readonly string[]; fallback?: string }> {
   const model = typeof init.model === 'string' ? init.model : new Uint8Array(init.model).slice();
-  const options = { intraOpThreads: init.intraOpThreads };
+  // No spin-waiting: an idle intra-op thread would burn a core the other workers and the server's thread need.
+  const options = { intraOpThreads: init.intraOpThreads, spinWait: false };
   const wanted = init.executionProviders;
   try {
     return {

@@ -306,6 +306,47 @@ describe('digits OIP through Lambda events', () => {
   });
 });
 
+describe('digits OIP binary bodies through Lambda events, at every JSON header length', () => {
+  test('the binary part lands aligned whatever the header length: each image gives its reference logits', async () => {
+    // The adapter decodes the base64 body so the tensor after the JSON header starts 8-byte aligned; header lengths
+    // of every residue mod 8 (padded by the id) must all decode to the same values, in binary and as a view.
+    for (let i = 0; i < 16; i++) {
+      const image = Float32Array.from(expected.images[i]!);
+      const header = Buffer.from(
+        JSON.stringify({
+          id: 'x'.repeat(i),
+          inputs: [{ name: 'image', shape: [1, 1, 8, 8], datatype: 'FP32', parameters: { binary_data_size: 256 } }],
+          parameters: { binary_data_output: true },
+        }),
+      );
+      const result = await oipHandler(
+        httpApiEvent('POST', '/v2/models/digits/infer', {
+          body: Buffer.concat([header, Buffer.from(image.buffer)]),
+          base64: true,
+          contentType: 'application/octet-stream',
+          headers: { [BINARY_HEADER]: String(header.length) },
+        }),
+        lambdaContext(),
+      );
+      assert.equal(result.statusCode, 200, result.body);
+      const bytes = Buffer.from(result.body, 'base64');
+      const binary = bytes.subarray(Number(result.headers?.[BINARY_HEADER]));
+      const logits = Array.from({ length: DIGIT_CLASSES }, (_, k) => binary.readFloatLE(k * 4));
+      assertLogitsClose(logits, expected.logits[i]!, `image ${i}, header ${header.length} bytes`);
+    }
+  });
+
+  test('a body marked base64 with characters outside the alphabet is still a 400', async () => {
+    const valid = Buffer.from('{"inputs":[]}').toString('base64');
+    for (const body of [`${valid.slice(0, -4)}!!!!`, `Ł${valid.slice(1)}`]) {
+      const event = { ...httpApiEvent('POST', '/v2/models/digits/infer'), body, isBase64Encoded: true };
+      const result = await oipHandler(event, lambdaContext());
+      assert.equal(result.statusCode, 400, body);
+      assert.match(result.body, /not valid base64/);
+    }
+  });
+});
+
 describe('digits predictor through Lambda events', () => {
   test(`HTTP API 2.0 named stage, {"pixels"} per event (every other one base64): accuracy >= ${MIN_ACCURACY * 100}%`, async () => {
     const found: number[] = [];

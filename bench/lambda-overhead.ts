@@ -1,0 +1,183 @@
+/**
+ * Scenario `lambda-overhead`: Arclight's Lambda handler (the synth bundle) against a hand-written binary Lambda
+ * handler (base64 body → session.run → base64 answer) and raw `session.run`, on the Node that Lambda runs (22.x,
+ * whose base64 decoding is much faster than 20's). Targets: handler p50 ≤ 1.05 × hand-written on MobileNet, ≤
+ * hand-written + 50 µs on digits. The Node: $ARCLIGHT_BENCH_NODE, else a 22.x installed from the npm registry under
+ * /tmp/node22 (`npm install --prefix /tmp/node22 node@22`), else this process's Node (said in the report).
+ */
+import { spawnSync } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { loadavg } from 'node:os';
+import { runInChild } from './child.js';
+import type {
+  LambdaModelResult,
+  LambdaOverheadInput,
+  LambdaOverheadResult,
+  LambdaPlan,
+  LambdaVariantId,
+  LambdaVariantResult,
+} from './lambda-overhead-worker.js';
+import type { BenchOptions, Check, Scenario, ScenarioReport, Table } from './report.js';
+import { formatDeltaMs, formatMs, formatRatio, quartiles } from './stats.js';
+import { barChart } from './svg.js';
+
+const FULL: readonly LambdaPlan[] = [
+  { model: 'digits', warmup: 1000, rounds: 60, block: 250 },
+  { model: 'mobilenet', warmup: 20, rounds: 60, block: 10 },
+];
+
+const QUICK: readonly LambdaPlan[] = [
+  { model: 'digits', warmup: 300, rounds: 12, block: 200 },
+  { model: 'mobilenet', warmup: 8, rounds: 16, block: 8 },
+];
+
+/** Targets against the hand-written handler, by model: a p50 ratio or a p50 difference. */
+const TARGETS: Record<string, { readonly maxRatio?: number; readonly maxAddedMs?: number }> = {
+  mobilenet: { maxRatio: 1.05 },
+  digits: { maxAddedMs: 0.05 },
+};
+
+const NODE_ENV = 'ARCLIGHT_BENCH_NODE';
+const NODE22_CANDIDATES = ['/tmp/node22/node_modules/node/bin/node', '/tmp/node22/node_modules/.bin/node'];
+
+/** The Node to measure in, its version, and why when it is not a 22.x. */
+export function lambdaNode(): { execPath: string; version: string; note?: string } {
+  const candidates = [process.env[NODE_ENV], ...NODE22_CANDIDATES].filter((c): c is string => !!c && existsSync(c));
+  for (const execPath of candidates) {
+    const probe = spawnSync(execPath, ['--version'], { encoding: 'utf8' });
+    const version = probe.stdout?.trim() ?? '';
+    if (probe.status === 0 && version.startsWith('v22.')) return { execPath, version };
+  }
+  return {
+    execPath: process.execPath,
+    version: process.version,
+    note: `no Node 22 found (set ${NODE_ENV}, or: npm install --prefix /tmp/node22 node@22): measured on ${process.version}, not on the Node Lambda runs`,
+  };
+}
+
+export const lambdaOverhead: Scenario = {
+  name: 'lambda-overhead',
+  description:
+    'Lambda handler vs a hand-written binary Lambda handler and raw session.run, on Node 22 (digits, MobileNet)',
+  async run(options: BenchOptions, progress): Promise<ScenarioReport> {
+    const node = lambdaNode();
+    const loadBefore = loadavg()[0]!;
+    const input: LambdaOverheadInput = { threads: options.threads, plans: options.quick ? QUICK : FULL };
+    const result = await runInChild<LambdaOverheadInput, LambdaOverheadResult>(
+      new URL('./lambda-overhead-worker.ts', import.meta.url),
+      input,
+      progress,
+      { execPath: node.execPath },
+    );
+    const loadAfter = loadavg()[0]!;
+    const tables = result.models.map((m) => modelTable(m, result, loadBefore, loadAfter, node.note));
+    const checks = [
+      ...result.models.map(modelCheck),
+      ...(node.note ? [{ status: 'INFO' as const, text: node.note }] : []),
+    ];
+    const data = {
+      node: result.node,
+      nodePath: node.execPath,
+      onnxruntime: result.onnxruntime,
+      threads: result.threads,
+      loadAverage1m: { before: loadBefore, after: loadAfter },
+      targets: TARGETS,
+      models: result.models.map((m) => ({
+        ...m,
+        handlerVsHandWritten: compare(m, 'handler', 'hand-written'),
+        handWrittenVsRaw: compare(m, 'hand-written', 'raw'),
+      })),
+    };
+    return { tables, checks, data, svg: chart(result) };
+  },
+};
+
+function variant(model: LambdaModelResult, id: LambdaVariantId): LambdaVariantResult {
+  const found = model.variants.find((v) => v.id === id);
+  if (!found) throw new Error(`no ${id} variant for ${model.model}`);
+  return found;
+}
+
+function compare(model: LambdaModelResult, id: LambdaVariantId, baseId: LambdaVariantId) {
+  const v = variant(model, id);
+  const base = variant(model, baseId);
+  return {
+    p50Ratio: v.summary.p50Ms / base.summary.p50Ms,
+    p50AddedMs: v.summary.p50Ms - base.summary.p50Ms,
+    meanRatio: v.summary.meanMs / base.summary.meanMs,
+    roundRatio: quartiles(v.roundP50Ms.map((p50, i) => p50 / base.roundP50Ms[i]!)),
+  };
+}
+
+function modelTable(
+  model: LambdaModelResult,
+  result: LambdaOverheadResult,
+  loadBefore: number,
+  loadAfter: number,
+  note: string | undefined,
+): Table {
+  const rows = model.variants.map((v) => {
+    const s = v.summary;
+    const head = [v.label, String(s.n), formatMs(s.p50Ms), formatMs(s.p99Ms), formatMs(s.meanMs)];
+    if (v.id === 'raw') return [...head, '', ''];
+    const c = compare(model, v.id, 'hand-written');
+    if (v.id === 'hand-written') {
+      const r = compare(model, 'hand-written', 'raw');
+      return [...head, `raw ${formatRatio(r.p50Ratio)}`, `raw ${formatDeltaMs(r.p50AddedMs)}`];
+    }
+    return [
+      ...head,
+      `${formatRatio(c.p50Ratio)} (${c.roundRatio.q1.toFixed(3)}–${c.roundRatio.q3.toFixed(3)} by round)`,
+      formatDeltaMs(c.p50AddedMs),
+    ];
+  });
+  return {
+    title: `lambda-overhead · ${model.model} (${model.path}), Node ${result.node}`,
+    notes: [
+      `Bodies: hand-written gets the raw float32 tensor (${model.rawBodyBytes} B), Arclight the OIP binary body (${model.oipBodyBytes} B, binary output asked for); both base64 in an HTTP API v2 event, both answer base64.`,
+      `onnxruntime-node ${result.onnxruntime}, intraOpNumThreads ${result.threads}; Arclight logs at INFO (one JSON line per request) to /dev/null.`,
+      `Interleaved: ${model.plan.rounds} rounds × ${model.plan.block} calls per variant (order rotates) after ${model.plan.warmup} warm-up calls each; ${model.seconds.toFixed(1)} s measured. 1-min load average ${loadBefore.toFixed(2)} before, ${loadAfter.toFixed(2)} after.`,
+      ...(note ? [note] : []),
+    ],
+    columns: ['variant', 'n', 'p50', 'p99', 'mean', 'p50 ÷ hand-written', 'p50 − hand-written'],
+    rows,
+  };
+}
+
+function modelCheck(model: LambdaModelResult): Check {
+  const target = TARGETS[model.model] ?? {};
+  const c = compare(model, 'handler', 'hand-written');
+  const parts: string[] = [];
+  let pass = true;
+  if (target.maxRatio !== undefined) {
+    pass &&= c.p50Ratio <= target.maxRatio;
+    parts.push(`p50 ${formatRatio(c.p50Ratio)} (target ≤ ${formatRatio(target.maxRatio)})`);
+  }
+  if (target.maxAddedMs !== undefined) {
+    pass &&= c.p50AddedMs <= target.maxAddedMs;
+    parts.push(`p50 ${formatDeltaMs(c.p50AddedMs)} (target ≤ ${formatDeltaMs(target.maxAddedMs)})`);
+  }
+  return {
+    status: pass ? 'PASS' : 'FAIL',
+    text: `${model.model.padEnd(9)} Arclight handler vs hand-written binary Lambda: ${parts.join(', ')}; by round ${c.roundRatio.q1.toFixed(3)}–${c.roundRatio.q3.toFixed(3)}`,
+  };
+}
+
+function chart(result: LambdaOverheadResult): string {
+  return barChart(
+    result.models.map((m) => ({
+      title: `${m.model} — ${m.path}`,
+      bars: m.variants.map((v) => ({
+        label: v.label,
+        value: v.summary.p50Ms,
+        whisker: v.summary.p99Ms,
+        baseline: v.id === 'hand-written',
+      })),
+    })),
+    {
+      title: 'Lambda handler overhead on Node 22: p50 (bar) and p99 (tick) per invocation',
+      subtitle: `Node ${result.node}, onnxruntime-node ${result.onnxruntime}, ${result.threads} intra-op thread(s)`,
+      format: formatMs,
+    },
+  );
+}
