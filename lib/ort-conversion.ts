@@ -10,6 +10,7 @@ import { createRequire } from 'node:module';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { pathToFileURL } from 'node:url';
+import type Ort from 'onnxruntime-node';
 
 /** The flatbuffer file identifier of an ORT-format model, at byte 4. */
 const ORT_FILE_IDENTIFIER = 'ORTM';
@@ -41,9 +42,7 @@ export function ortConversionOptions(ortPath: string): {
 
 /** Converts in this process (the benchmark, tests, tools). */
 export async function convertToOrtFormat(onnxPath: string, ortPath: string): Promise<void> {
-  const module = (await import('onnxruntime-node')) as typeof import('onnxruntime-node') & {
-    default?: typeof import('onnxruntime-node');
-  };
+  const module = (await import('onnxruntime-node')) as typeof Ort & { default?: typeof Ort };
   const ort = module.default ?? module;
   const session = await ort.InferenceSession.create(onnxPath, ortConversionOptions(ortPath));
   await session.release();
