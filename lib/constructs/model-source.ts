@@ -35,7 +35,7 @@ export interface AssetModelOptions extends ModelFormatOptions {
    * session is ready in tens of milliseconds instead of seconds, and the model's memory is touched once. The trade:
    * the file holds `extended` graph optimizations only (portable across CPUs); onnxruntime's CPU-specific layout
    * transforms, which the ONNX path applies at load, are not applied to an ORT-format model, so convolutional models
-   * run slower per request (MobileNetV3 about 2× here). Best for models whose size, not their convolutions, dominates
+   * cost more CPU per request (MobileNetV3-small about 2.5–3×). Best for models whose size, not their convolutions, dominates
    * (embeddings, large MatMul weights). Results are bit for bit the ONNX model's at `extended`. A model already in ORT
    * format is deployed as it is. ONNX models only.
    * @default false
