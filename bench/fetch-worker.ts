@@ -49,8 +49,19 @@ export interface FetchWorkerResult {
   readonly peakRssDuringFetch?: number;
   /** What the model store reported about the fetch, when it reports anything. */
   readonly fetchStats?: unknown;
-  /** Fresh memory touched (minor faults × 4 KiB), MiB: before the clock (process start → t0), then per phase. */
-  readonly fresh: { beforeMiB: number; fetchMiB?: number; sessionMiB: number; firstRunMiB: number; totalMiB: number };
+  /**
+   * Fresh memory touched (minor faults × 4 KiB), MiB: before the clock (process start → t0), then per phase.
+   * `footprintMiB`: Arclight's code loading (the model store and the S3 client), the runtime's fixed footprint,
+   * whatever the model's size; `fetchMiB` starts after it.
+   */
+  readonly fresh: {
+    beforeMiB: number;
+    footprintMiB?: number;
+    fetchMiB?: number;
+    sessionMiB: number;
+    firstRunMiB: number;
+    totalMiB: number;
+  };
 }
 
 const faults = (): number => process.resourceUsage().minorPageFault;
@@ -76,6 +87,7 @@ async function arclight(input: FetchWorkerInput, ortFormat = false): Promise<Fet
   const t0 = performance.now();
   const { loadModelBytes } = await import('../lib/runtime/model-store/model-store.js');
   const { OnnxExecutor, importOnnxRuntime } = await import('../lib/runtime/executors/onnx-executor.js');
+  const fImported = faults();
   const rssBeforeFetch = process.memoryUsage.rss();
   const rss = sampleRss();
   const fetching = loadModelBytes(ortFormat ? input.ortUri : input.uri, { env: process.env });
@@ -101,7 +113,8 @@ async function arclight(input: FetchWorkerInput, ortFormat = false): Promise<Fet
     variant: ortFormat ? 'arclight-ort' : 'arclight',
     fresh: {
       beforeMiB: mib(f0),
-      fetchMiB: mib(f1 - f0),
+      footprintMiB: mib(fImported - f0),
+      fetchMiB: mib(f1 - fImported),
       sessionMiB: mib(f3 - f2),
       firstRunMiB: mib(f4 - f3),
       totalMiB: mib(f4 - f0),

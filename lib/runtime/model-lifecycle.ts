@@ -80,6 +80,8 @@ export interface StartupTimings {
   /** Byte-range parts and retries of the fetch, when the model store reports them. */
   readonly parts?: number;
   readonly retries?: number;
+  /** Computing and checking the model's sha256 (for S3, while the bytes arrive: part of `fetchMs`, not added to it). */
+  readonly verifyMs: number;
   readonly sessionMs: number;
   /** The warm-up run on zero inputs; absent when warm-up is off or the model refused such inputs. */
   readonly firstRunMs?: number;
@@ -403,6 +405,7 @@ export class ModelLifecycle {
       modelBytes,
       mbPerS: fetchMs > 0 ? modelBytes / 1e6 / (fetchMs / 1000) : 0,
       ...(stats ? { parts: stats.parts, retries: stats.retries } : {}),
+      verifyMs: fetched.verifyMs,
       sessionMs: t3 - t2,
       ...(firstRunMs === undefined ? {} : { firstRunMs }),
       initMs: t5 - t4,

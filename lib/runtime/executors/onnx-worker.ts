@@ -3,7 +3,7 @@
  * the pool's jobs one at a time. onnxruntime-node's `run` blocks the thread it runs on; here that is this thread,
  * never the server's. Tensors come and go as transferable typed arrays.
  */
-import { readlinkSync } from 'node:fs';
+import { readdirSync, readlinkSync } from 'node:fs';
 import { setPriority } from 'node:os';
 import { parentPort, workerData } from 'node:worker_threads';
 import type { Tensor } from '../../predictor.js';
@@ -24,12 +24,39 @@ const WORKER_NICENESS = 10;
  * kills a container whose /ping is late) and request intake still run at once. Linux keeps niceness per thread and
  * onnxruntime's intra-op threads, created with the session, inherit it. Elsewhere, or if refused, a no-op.
  */
-function yieldToServerThread(): void {
+function yieldToServerThread(niceness = WORKER_NICENESS): void {
   try {
     const threadId = Number(readlinkSync('/proc/thread-self').split('/').pop());
-    if (Number.isSafeInteger(threadId) && threadId > 0) setPriority(threadId, WORKER_NICENESS);
+    if (Number.isSafeInteger(threadId) && threadId > 0) setPriority(threadId, niceness);
   } catch {
     // Not Linux, or not permitted: inference runs at the server's priority.
+  }
+}
+
+/** This process's threads (Linux), to find those onnxruntime started during the load. */
+function threadIds(): Set<number> {
+  try {
+    return new Set(readdirSync('/proc/self/task').map(Number));
+  } catch {
+    return new Set();
+  }
+}
+
+/**
+ * After a reload's low-priority load: this thread and the intra-op threads onnxruntime started meanwhile go back to
+ * the workers' niceness. Lowering niceness needs CAP_SYS_NICE (root here; not in a default container): refused, they
+ * keep serving at the low priority, which still ranks them below the server's thread, and the next reload's loading
+ * then competes with them as an equal instead of from below.
+ */
+function restoreAfterLoad(before: ReadonlySet<number>): void {
+  const self = Number(readlinkSync('/proc/thread-self').split('/').pop());
+  for (const id of threadIds()) {
+    if (id !== self && before.has(id)) continue;
+    try {
+      setPriority(id, WORKER_NICENESS);
+    } catch {
+      return;
+    }
   }
 }
 
@@ -77,10 +104,12 @@ function post(reply: WorkerReply, transfer: ArrayBuffer[] = []): void {
   port!.postMessage(reply, transfer);
 }
 
-yieldToServerThread();
+yieldToServerThread(init.loadNiceness);
 try {
+  const threadsBefore = threadIds();
   const { executor, providers, fallback } = await load();
   const firstRunMs = init.warmUp ? await executor.warmUp() : undefined;
+  if (init.loadNiceness !== undefined) restoreAfterLoad(threadsBefore);
   port.on('message', (message: WorkerMessage) => {
     if (message.kind === 'exit') process.exit(message.code);
     else void run(executor, message);

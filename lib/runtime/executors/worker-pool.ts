@@ -25,7 +25,15 @@ export interface WorkerInit {
   readonly executionProviders: readonly string[];
   readonly intraOpThreads: number;
   readonly warmUp: boolean;
+  /**
+   * Niceness for loading (session, warm-up), back to the workers' usual one after: set when the pool loads beside a
+   * serving one (a live reload), so loading the new version takes only CPU the serving workers leave. @default none
+   */
+  readonly loadNiceness?: number;
 }
+
+/** The lowest priority Linux has: a reload's loading yields to the serving workers (nice +10) and the server (0). */
+export const RELOAD_LOAD_NICENESS = 19;
 
 /** One run, main → worker. */
 export interface WorkerJob {
@@ -123,6 +131,8 @@ export class WorkerPool implements Executor {
   private restarts = 0;
   private readonly idleWaiters: (() => void)[] = [];
   private readonly restartTimers = new Set<NodeJS.Timeout>();
+  /** Pools in this process that have started and not been released: one more starting beside them is a reload. */
+  private static serving = 0;
 
   private constructor(
     private readonly init: WorkerInit,
@@ -137,6 +147,7 @@ export class WorkerPool implements Executor {
     readonly firstRunMs: number | undefined,
   ) {
     for (const worker of workers) this.attach({ worker, job: undefined, ready: true });
+    WorkerPool.serving++;
   }
 
   /** Starts the workers and waits until every one holds a session; a failed start ends them all. */
@@ -155,6 +166,7 @@ export class WorkerPool implements Executor {
       executionProviders: [...(options.executionProviders ?? ['cpu'])],
       intraOpThreads,
       warmUp: options.warmUp ?? true,
+      ...(WorkerPool.serving > 0 ? { loadNiceness: RELOAD_LOAD_NICENESS } : {}),
     };
     const url = options.workerUrl ?? defaultWorkerUrl();
     const started = await Promise.allSettled(Array.from({ length: count }, () => spawn(url, init)));
@@ -337,6 +349,7 @@ export class WorkerPool implements Executor {
 
   /** Stops every worker (each after its current run); queued jobs fail with 503. Drain in-flight requests first. */
   async release(): Promise<void> {
+    if (!this.closed) WorkerPool.serving--;
     this.closed = true;
     for (const timer of this.restartTimers) clearTimeout(timer);
     this.restartTimers.clear();
@@ -397,7 +410,11 @@ function plain(feeds: Readonly<Record<string, Tensor>>): Record<string, Tensor> 
 function entryOf(url: URL): URL {
   if (!url.pathname.endsWith('.ts')) return url;
   const tsx = import.meta.resolve('tsx/esm/api');
-  const source = `const { register } = await import(${JSON.stringify(tsx)}); register(); await import(${JSON.stringify(url.href)});`;
+  // A reload's worker lowers its priority before tsx compiles the worker's modules (see onnx-worker.ts).
+  const lower =
+    "const { workerData } = await import('node:worker_threads'); if (workerData?.loadNiceness !== undefined) try { " +
+    "(await import('node:os')).setPriority(Number((await import('node:fs')).readlinkSync('/proc/thread-self').split('/').pop()), workerData.loadNiceness); } catch {}";
+  const source = `${lower} const { register } = await import(${JSON.stringify(tsx)}); register(); await import(${JSON.stringify(url.href)});`;
   return new URL(`data:text/javascript,${encodeURIComponent(source)}`);
 }
 

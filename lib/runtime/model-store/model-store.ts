@@ -22,6 +22,11 @@ export interface ModelBytes {
   /** The model's size in bytes (whether in memory or in `path`). */
   readonly size: number;
   readonly sha256: string;
+  /**
+   * Milliseconds spent computing and checking the sha256 (for S3, hashing as the bytes arrived, overlapped with the
+   * transfer; for a local file, one pass after the read).
+   */
+  readonly verifyMs: number;
   /** The URI or path the bytes were read from. */
   readonly source: string;
   /** How the S3 fetch went (S3 models only), for telemetry. */
@@ -73,16 +78,17 @@ export async function loadModelBytes(uri: string, options: LoadModelOptions = {}
       ...(options.onProgress ? { onProgress: options.onProgress } : {}),
     });
   }
-  const { bytes, sha256 } = await readLocalFile(uri);
+  const bytes = await readLocalFile(uri);
   if (bytes.length === 0) throw new StartupError(`model ${uri} is empty (0 bytes)`, 'Upload the model file again');
+  const verifyStarted = performance.now();
+  const sha256 = createHash('sha256').update(bytes).digest('hex');
   checkSha256(uri, expected, sha256);
-  return { bytes, size: bytes.length, sha256, source: uri };
+  return { bytes, size: bytes.length, sha256, verifyMs: performance.now() - verifyStarted, source: uri };
 }
 
-async function readLocalFile(path: string): Promise<{ bytes: Uint8Array; sha256: string }> {
+async function readLocalFile(path: string): Promise<Uint8Array> {
   try {
-    const bytes = await readFile(path);
-    return { bytes, sha256: createHash('sha256').update(bytes).digest('hex') };
+    return await readFile(path);
   } catch (error) {
     const code = (error as NodeJS.ErrnoException).code;
     if (code === 'ENOENT')
@@ -131,6 +137,7 @@ async function readS3Object(
       ...(fetched.path === undefined ? {} : { path: fetched.path }),
       size: fetched.size,
       sha256: fetched.sha256,
+      verifyMs: fetched.stats.verifyMs,
       source: uri,
       stats: fetched.stats,
     };

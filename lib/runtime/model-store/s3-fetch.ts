@@ -76,6 +76,11 @@ export interface FetchStats {
   /** Fresh starts because the object changed during the download. */
   readonly restarts: number;
   readonly ms: number;
+  /**
+   * Time spent verifying: hashing the bytes as they arrived (overlapped with the transfer) plus the final digest and
+   * comparison. Without an expected sha256 the hash is still computed (it is reported and names the model).
+   */
+  readonly verifyMs: number;
   readonly partSize: number;
   readonly concurrency: number;
   /** True when the object went to a file rather than memory. */
@@ -207,6 +212,7 @@ class S3Fetch {
           retries: this.retries,
           restarts: this.restarts,
           ms: performance.now() - started,
+          verifyMs: result.verifyMs,
           partSize: this.partSize,
           concurrency: this.concurrency,
           spilled: result.path !== undefined,
@@ -275,7 +281,10 @@ class S3Fetch {
     }
   }
 
-  private async download(size: number, etag: string): Promise<{ bytes?: Uint8Array; path?: string; sha256: string }> {
+  private async download(
+    size: number,
+    etag: string,
+  ): Promise<{ bytes?: Uint8Array; path?: string; sha256: string; verifyMs: number }> {
     const parts: Part[] = [];
     for (let start = 0; start < size; start += this.partSize) {
       parts.push({
@@ -292,6 +301,7 @@ class S3Fetch {
         ? await FileSink.create(this.options, size, this.partSize, this.concurrency, this.uri, this.location.key)
         : new MemorySink(size);
     const hash = createHash('sha256');
+    let hashMs = 0;
     let frontier = 0;
     let received = 0;
     const onProgress = this.options.onProgress;
@@ -302,7 +312,9 @@ class S3Fetch {
       while (frontier < parts.length) {
         const part = parts[frontier]!;
         if (part.hashed < part.received) {
+          const hashStarted = performance.now();
           hash.update(part.view!.subarray(part.hashed, part.received));
+          hashMs += performance.now() - hashStarted;
           part.hashed = part.received;
         }
         if (part.hashed < part.length) return;
@@ -336,10 +348,12 @@ class S3Fetch {
       throw failure;
     }
     try {
+      const digestStarted = performance.now();
       const sha256 = hash.digest('hex');
       if (frontier !== parts.length) throw new Error(`internal: hashed ${frontier} of ${parts.length} parts`);
       checkSha256(this.uri, this.options.expectedSha256, sha256);
-      return { ...(await sink.finish(sha256)), sha256 };
+      const verifyMs = hashMs + (performance.now() - digestStarted);
+      return { ...(await sink.finish(sha256)), sha256, verifyMs };
     } catch (error) {
       await sink.discard();
       throw error;

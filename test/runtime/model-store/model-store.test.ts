@@ -50,6 +50,7 @@ describe('loadModelBytes from a local path', () => {
     assert.equal(loaded.sha256, digitsSha256);
     assert.equal(loaded.source, DIGITS_ONNX);
     assert.ok(Buffer.from(loaded.bytes).equals(digitsBytes));
+    assert.ok(loaded.verifyMs > 0, 'the hash is timed');
   });
 
   test('a matching sha256 (any case) is accepted', async () => {
@@ -159,6 +160,9 @@ describe('loadModelBytes from S3 (s3rver)', () => {
     assert.equal(stats.restarts, 0);
     assert.equal(stats.spilled, false);
     assert.ok(stats.ms > 0);
+    // Hashing 10 MB takes some time, and it is part of the fetch (it runs as the bytes arrive), never more.
+    assert.ok(stats.verifyMs > 0 && stats.verifyMs <= stats.ms, `verifyMs ${stats.verifyMs} of ${stats.ms} ms`);
+    assert.equal(loaded.verifyMs, stats.verifyMs);
   });
 
   test('progress is reported as the bytes arrive, up to the total', async () => {

@@ -444,6 +444,24 @@ describe('memory', () => {
     }
   });
 
+  test("a fetch refused for its sha256 gives the object's memory back, and no session is ever made", async (t) => {
+    gc();
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    gc();
+    const before = process.memoryUsage().arrayBuffers;
+    await assert.rejects(
+      loadModelBytes(large.uri, { env: s3.env, expectedSha256: 'f'.repeat(64), fetch: { concurrency: 4 } }),
+      /sha256/,
+    );
+    gc();
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    gc();
+    const grown = process.memoryUsage().arrayBuffers - before;
+    t.diagnostic(`arrayBuffers after the refused fetch: +${mb(grown)}`);
+    // The 96 MB buffer is dropped by the refusal itself: only what the embedded S3 still caches may remain.
+    assert.ok(grown < size / 4, `arrayBuffers +${mb(grown)} after a refused ${mb(size)} fetch`);
+  });
+
   test('fetching a large object holds one copy of it, not two', async (t) => {
     const { result, rss, arrayBuffers } = await peakGrowth(() =>
       // Straight to s3rver: the proxy's own buffers are not the fetch's.

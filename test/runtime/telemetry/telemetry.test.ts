@@ -202,6 +202,7 @@ describe('the runtime', () => {
       'fetchMs',
       'modelBytes',
       'mbPerS',
+      'verifyMs',
       'sessionMs',
       'firstRunMs',
       'initMs',
@@ -215,8 +216,17 @@ describe('the runtime', () => {
 
     assert.equal(emf.length, 1, 'the cold start EMF line');
     const coldStart = assertValidEmf(emf[0]!, 'digits');
-    for (const name of ['RuntimeImportTime', 'ModelFetchTime', 'SessionCreateTime', 'FirstRunTime', 'ColdStartTime'])
+    for (const name of [
+      'RuntimeImportTime',
+      'ModelFetchTime',
+      'ModelVerifyTime',
+      'SessionCreateTime',
+      'FirstRunTime',
+      'ColdStartTime',
+    ])
       assert.ok(coldStart.has(name), name);
+    assert.equal(emf[0]!['ModelVerifyTime'], timings.verifyMs, 'the sha256 check, as measured');
+    assert.ok(timings.verifyMs > 0);
 
     const handler = createLambdaHandler(runtime);
     const event = {
