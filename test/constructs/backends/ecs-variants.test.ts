@@ -12,6 +12,7 @@ import { Stack, Validations } from 'aws-cdk-lib';
 import { Template } from 'aws-cdk-lib/assertions';
 import { AwsSolutionsChecks } from 'cdk-nag';
 import { ENV, VARIANT_HEADER } from '../../../lib/contract.js';
+import { allMetrics } from '../../../lib/metric-catalog.js';
 import { SHADOW_LISTENER_PORT } from '../../../lib/constructs/backends/ecs-backend.js';
 import { Compute, ModelSource, Predictor, RealtimeApi } from '../../../lib/index.js';
 import {
@@ -213,6 +214,9 @@ describe('a shadow variant on ECS', () => {
       new RegExp(`^http://\\{GetAtt:digitsLoadBalancer\\w+\\.DNSName\\}:${SHADOW_LISTENER_PORT}$`),
     );
     assert.equal(own[ENV.shadowPercent], '50');
+    const [, dashboard] = resourcesOf(shadowed, 'AWS::CloudWatch::Dashboard')[0]!;
+    for (const metric of allMetrics().filter((m) => m.emission === 'shadow'))
+      assert.match(flatten(dashboard['DashboardBody']), new RegExp(`"Arclight","${metric.name}","apiName","digits"\\]`));
     const shadow = tasks.get('candidate')!;
     assert.equal(shadow.env[ENV.shadowUrl], undefined, 'the shadow copies nothing on');
     assert.equal(shadow.env[ENV.modelUri], CANDIDATE);

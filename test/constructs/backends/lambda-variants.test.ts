@@ -11,7 +11,7 @@ import { Stack, Validations } from 'aws-cdk-lib';
 import { Annotations, Match, Template } from 'aws-cdk-lib/assertions';
 import { AwsSolutionsChecks } from 'cdk-nag';
 import { ENV } from '../../../lib/contract.js';
-import { Compute, ModelSource, Predictor, RealtimeApi } from '../../../lib/index.js';
+import { ModelSource, Predictor, RealtimeApi } from '../../../lib/index.js';
 import { lambdaVariantsFromEnv } from '../../../lib/runtime/variants/lambda-variants.js';
 import {
   flatten,
