@@ -9,6 +9,7 @@ import { existsSync, mkdirSync, readFileSync, statSync } from 'node:fs';
 import { isAbsolute, join, posix, resolve } from 'node:path';
 import type { ApiMetadata } from '../../constructs/realtime-api.js';
 import { API_METADATA_KEY, ASYNC_ENV } from '../../contract.js';
+import type { VariantMetadata } from '../../variant-split.js';
 import { StartupError } from '../../runtime/startup-error.js';
 
 /** What the pseudo parameters stand for locally: no AWS account is involved. */
@@ -53,6 +54,8 @@ export interface AssemblyApi {
   readonly assets: readonly FileAsset[];
   /** An AsyncApi's worker: `arclight dev` serves its async routes. */
   readonly async?: boolean;
+  /** One of the API's variants run apart (the shadow function); absent for the API's own function. */
+  readonly variant?: VariantMetadata;
 }
 
 /**
@@ -298,6 +301,8 @@ export interface AssemblyContainerApi {
   readonly assets: readonly FileAsset[];
   /** An AsyncApi on SageMaker asynchronous inference (or ECS queue workers). */
   readonly async?: boolean;
+  /** One of the API's variants (an ECS service, a SageMaker model); absent for the API's own. */
+  readonly variant?: VariantMetadata;
 }
 
 function readAssetManifest(
@@ -379,6 +384,7 @@ function apisOfStack(template: Template, stackName: string, assets: StackAssets)
       memorySize: Number(resolveString(properties['MemorySize'] ?? 128, where('MemorySize'))),
       assets: assetsReferenced(environment, assets.files),
       async: metadata.async === true,
+      ...(metadata.variant ? { variant: metadata.variant } : {}),
     });
   }
   return apis;
@@ -448,6 +454,7 @@ function containerApisOfStack(template: Template, stackName: string, assets: Sta
       environment,
       assets: assetsReferenced(environment, assets.files),
       async: metadata.async === true,
+      ...(metadata.variant ? { variant: metadata.variant } : {}),
     });
   }
   return apis;

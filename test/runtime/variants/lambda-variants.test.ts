@@ -15,7 +15,6 @@ import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { LambdaClient } from '@aws-sdk/client-lambda';
 import { ENV, VARIANT_HEADER } from '../../../lib/contract.js';
-import { createLogger } from '../../../lib/runtime/telemetry/logger.js';
 import { bootLambdaFromEnv, type LambdaBoot } from '../../../lib/runtime/variants/lambda-variants.js';
 import { DIGITS_ONNX, digitsInferBody, httpApiV2Event, loadDigitsExpected } from '../../helpers.js';
 
