@@ -8,7 +8,7 @@ import { spawn } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync, statSync } from 'node:fs';
 import { isAbsolute, join, posix, resolve } from 'node:path';
 import type { ApiMetadata } from '../../constructs/realtime-api.js';
-import { API_METADATA_KEY, ASYNC_ENV } from '../../contract.js';
+import { API_METADATA_KEY, ASYNC_ENV, ENV } from '../../contract.js';
 import type { VariantMetadata } from '../../variant-split.js';
 import { StartupError } from '../../runtime/startup-error.js';
 
@@ -63,6 +63,12 @@ export interface AssemblyApi {
  * place, so these variables are not resolved.
  */
 const DEPLOYED_ASYNC_VARIABLES = new Set<string>([ASYNC_ENV.bucket, ASYNC_ENV.table, ASYNC_ENV.queueUrl]);
+
+/**
+ * Where a shadow variant is reached once deployed (the ALB's shadow listener, the shadow function's alias): locally
+ * `arclight dev` copies to the shadow's own process itself, so these are not resolved.
+ */
+const DEPLOYED_SHADOW_VARIABLES = new Set<string>([ENV.shadowUrl, ENV.shadowFunction]);
 
 /** A value of the template that cannot be known without deploying it. */
 export class UnresolvableError extends StartupError {}
@@ -363,7 +369,9 @@ function apisOfStack(template: Template, stackName: string, assets: StackAssets)
     const variables =
       (properties['Environment'] as { Variables?: Record<string, unknown> } | undefined)?.Variables ?? {};
     const environment = resolveEnvironment(
-      Object.entries(variables).filter(([name]) => !(metadata.async && DEPLOYED_ASYNC_VARIABLES.has(name))),
+      Object.entries(variables).filter(
+        ([name]) => !(metadata.async && DEPLOYED_ASYNC_VARIABLES.has(name)) && !DEPLOYED_SHADOW_VARIABLES.has(name),
+      ),
       where,
     );
     const { file, exportName } = handlerOf(image);
@@ -438,7 +446,10 @@ function containerApisOfStack(template: Template, stackName: string, assets: Sta
       metadata.apiName,
       stackName,
     );
-    const environment = resolveEnvironment(container.environment, where);
+    const environment = resolveEnvironment(
+      container.environment.filter(([name]) => !DEPLOYED_SHADOW_VARIABLES.has(name)),
+      where,
+    );
     const { serverFile, imageDir, imageEnvironment } = entrypointOf(image);
     apis.push({
       apiName: metadata.apiName,

@@ -767,13 +767,22 @@ export class DevServer {
       typeof req.headers[REQUEST_ID_HEADER] === 'string' ? req.headers[REQUEST_ID_HEADER] : randomUUID();
     req.headers[REQUEST_ID_HEADER] = requestId;
     const chunks: Buffer[] = [];
+    let answeredHeaders: Readonly<Record<string, string | string[]>> | undefined;
     res.once('finish', () => {
-      const copy = { method: req.method ?? 'POST', path, body: Buffer.concat(chunks), requestId };
+      // The id the caller got (a Lambda host answers with its own, as API Gateway's request id does).
+      const answered = answeredHeaders?.[REQUEST_ID_HEADER];
+      const copy = {
+        method: req.method ?? 'POST',
+        path,
+        body: Buffer.concat(chunks),
+        requestId: typeof answered === 'string' ? answered : requestId,
+      };
       void this.sendShadowCopy(group.apiName, shadow, copy, req.headers['content-type'], res.statusCode);
     });
     this.proxy(pick.member.process, req, res, path, {
       variant: pick.member.name,
       onChunk: (chunk) => chunks.push(chunk),
+      onAnswer: (headers) => (answeredHeaders = headers),
     });
   }
 
@@ -843,7 +852,11 @@ export class DevServer {
     req: IncomingMessage,
     res: ServerResponse,
     path: string,
-    options: { readonly variant?: string; readonly onChunk?: (chunk: Buffer) => void } = {},
+    options: {
+      readonly variant?: string;
+      readonly onChunk?: (chunk: Buffer) => void;
+      readonly onAnswer?: (headers: Readonly<Record<string, string | string[]>>) => void;
+    } = {},
   ): void {
     const unavailable = (why: string): void => {
       if (res.headersSent) return void res.destroy();
@@ -874,6 +887,7 @@ export class DevServer {
             }
             // Which variant answered, where the process does not say itself (a SageMaker model's container).
             if (options.variant !== undefined) out[VARIANT_HEADER] ??= options.variant;
+            options.onAnswer?.(out);
             res.writeHead(response.statusCode ?? 502, out);
             response.pipe(res);
           },
