@@ -65,6 +65,16 @@ export const ENV = {
   dataCapturePercent: 'ARCLIGHT_DATA_CAPTURE_PERCENT',
   /** Batch jobs (the Step Functions item handler): items of one batch in flight at once. Unset: 4. */
   batchConcurrency: 'ARCLIGHT_BATCH_CONCURRENCY',
+  /** Variants: the name of the variant this process serves (a metric dimension and the `x-arclight-variant` answer). */
+  variant: 'ARCLIGHT_VARIANT',
+  /** Lambda: JSON `[{ name, weight, env }]` of the weighted variants the function serves beside its own model. */
+  variants: 'ARCLIGHT_VARIANTS',
+  /** Containers: the shadow variant's base URL, which gets a copy of inference requests. Unset: no shadow. */
+  shadowUrl: 'ARCLIGHT_SHADOW_URL',
+  /** Lambda: the shadow variant's function (alias ARN), invoked asynchronously with a copy. Unset: no shadow. */
+  shadowFunction: 'ARCLIGHT_SHADOW_FUNCTION',
+  /** The percentage of inference requests copied to the shadow (0-100). @default 100 */
+  shadowPercent: 'ARCLIGHT_SHADOW_PERCENT',
 } as const;
 
 /** Model formats `ARCLIGHT_MODEL_FORMAT` takes; unset, the format is read from the model file. */
@@ -155,6 +165,12 @@ export const LAMBDA_PAYLOAD = {
 
 /** The response header naming the model version that produced the answer. */
 export const MODEL_VERSION_HEADER = 'x-model-version';
+
+/**
+ * Variants: on a request, pins the production variant that answers it (a name the API serves; anything else is a
+ * 400); on a response, names the variant that answered.
+ */
+export const VARIANT_HEADER = 'x-arclight-variant';
 
 /** The header that carries the request id, both ways. */
 export const REQUEST_ID_HEADER = 'x-request-id';

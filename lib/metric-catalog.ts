@@ -10,6 +10,12 @@ export const METRICS_NAMESPACE = 'Arclight';
 /** The dimension every metric carries: the API's name (`ARCLIGHT_API_NAME`). */
 export const API_NAME_DIMENSION = 'apiName';
 
+/**
+ * The second dimension of an API with variants (Lambda and ECS): every metric is written twice, under `apiName`
+ * alone (the API's totals, which the alarms read) and under `apiName` and `variant` (`ARCLIGHT_VARIANT`).
+ */
+export const VARIANT_DIMENSION = 'variant';
+
 /** CloudWatch units the runtime uses (the strings of CloudWatch's `StandardUnit`, as Powertools and CDK spell them). */
 export type MetricUnitName = 'Count' | 'Milliseconds' | 'Bytes' | 'Megabytes/Second';
 
@@ -20,7 +26,9 @@ export type MetricEmission =
   /** Per answered request, buffered and flushed. */
   | 'request'
   /** Once per event worth an alarm, written at once. */
-  | 'event';
+  | 'event'
+  /** Per copy of a request to the API's shadow variant, counted and written with the request metrics. */
+  | 'shadow';
 
 /** One metric of the catalog. */
 export interface MetricDefinition {
@@ -72,6 +80,14 @@ export const METRICS = {
     'A GPU execution provider failed and the session fell back to CPU',
   ),
   modelLoadFailure: metric('ModelLoadFailure', 'Count', 'event', 'A model load (fetch, verify, session, init) failed'),
+  shadowCopies: metric('ShadowCopies', 'Count', 'shadow', 'Requests copied to the shadow variant'),
+  shadowCopiesDropped: metric(
+    'ShadowCopiesDropped',
+    'Count',
+    'shadow',
+    'Copies for the shadow dropped (its queue full, or too large to send), never delaying the answer',
+  ),
+  shadowCopyFailures: metric('ShadowCopyFailures', 'Count', 'shadow', 'Copies the shadow failed or did not answer'),
 } as const satisfies Record<string, MetricDefinition>;
 
 /** The key of a catalog metric. */
@@ -88,6 +104,16 @@ export const STATUS_CLASS_METRICS = [
 /** The events the runtime counts (`Telemetry.event`). */
 export type MetricEventName =
   typeof METRICS.overloaded.name | typeof METRICS.executionProviderFallback.name | typeof METRICS.modelLoadFailure.name;
+
+/** What became of one copy for the shadow. */
+export type ShadowOutcome = 'sent' | 'dropped' | 'failed';
+
+/** The catalog's metric counting each shadow outcome. */
+export const SHADOW_METRICS: Readonly<Record<ShadowOutcome, MetricDefinition>> = {
+  sent: METRICS.shadowCopies,
+  dropped: METRICS.shadowCopiesDropped,
+  failed: METRICS.shadowCopyFailures,
+};
 
 /** Every metric of the catalog, as a list. */
 export function allMetrics(): readonly MetricDefinition[] {

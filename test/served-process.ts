@@ -37,6 +37,8 @@ export interface ServedProcess {
   resetLoopDelay(): Promise<void>;
   /** Log records at ERROR level so far. */
   errorRecords(): readonly string[];
+  /** Every JSON log record so far, as written. */
+  logRecords(): readonly string[];
   /** stdout lines that are not JSON log records (a crash, a stray print), and stderr. */
   output(): string;
   /** Whether the process has exited. */
@@ -114,12 +116,14 @@ function spawnWithProbe(args: readonly string[], env: Readonly<Record<string, st
 
 function served(child: ChildProcess, url: string): ServedProcess {
   const errors: string[] = [];
+  const records: string[] = [];
   let other = '';
   let partial = '';
   child.stdout!.setEncoding('utf8').on('data', (chunk: string) => {
     const lines = (partial + chunk).split('\n');
     partial = lines.pop()!;
     for (const line of lines) {
+      if (line.startsWith('{')) records.push(line);
       if (!line.startsWith('{')) other += `${line}\n`;
       else if (line.startsWith('{"level":"ERROR"')) errors.push(line);
     }
@@ -149,6 +153,7 @@ function served(child: ChildProcess, url: string): ServedProcess {
     sample: (options = {}) => ask('sample', options.gc === true),
     resetLoopDelay: async () => void (await ask('reset', false)),
     errorRecords: () => errors,
+    logRecords: () => records,
     output: () => other,
     exited: () => child.exitCode !== null || child.signalCode !== null,
     async stop(graceMs = 5000) {

@@ -3,6 +3,7 @@
  * (request-handler.ts: route, admit, time out, dispatch) behind one object. Every transport (Lambda events,
  * node:http) goes through `handle`, so every backend behaves the same.
  */
+import { ENV } from '../contract.js';
 import type { DefinedPredictor } from '../predictor.js';
 import type { InternalRequest, InternalResponse } from './codec/codec.js';
 import { defaultPredictor } from './default-predictor.js';
@@ -63,6 +64,7 @@ export class Runtime {
         apiName: options.apiName,
         mode: metricsModeFromEnv(options.env ?? process.env),
         logger: options.logger,
+        variant: (options.env ?? process.env)[ENV.variant] || undefined,
       });
     const predictor = options.predictor ?? (defaultPredictor as DefinedPredictor<unknown>);
     this.lifecycle = new ModelLifecycle(options, predictor, options.config ?? {}, this.telemetry);

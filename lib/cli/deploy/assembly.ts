@@ -8,7 +8,8 @@ import { spawn } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync, statSync } from 'node:fs';
 import { isAbsolute, join, posix, resolve } from 'node:path';
 import type { ApiMetadata } from '../../constructs/realtime-api.js';
-import { API_METADATA_KEY, ASYNC_ENV } from '../../contract.js';
+import { API_METADATA_KEY, ASYNC_ENV, ENV } from '../../contract.js';
+import type { VariantMetadata } from '../../variant-split.js';
 import { StartupError } from '../../runtime/startup-error.js';
 
 /** What the pseudo parameters stand for locally: no AWS account is involved. */
@@ -53,6 +54,8 @@ export interface AssemblyApi {
   readonly assets: readonly FileAsset[];
   /** An AsyncApi's worker: `arclight dev` serves its async routes. */
   readonly async?: boolean;
+  /** One of the API's variants run apart (the shadow function); absent for the API's own function. */
+  readonly variant?: VariantMetadata;
 }
 
 /**
@@ -60,6 +63,12 @@ export interface AssemblyApi {
  * place, so these variables are not resolved.
  */
 const DEPLOYED_ASYNC_VARIABLES = new Set<string>([ASYNC_ENV.bucket, ASYNC_ENV.table, ASYNC_ENV.queueUrl]);
+
+/**
+ * Where a shadow variant is reached once deployed (the ALB's shadow listener, the shadow function's alias): locally
+ * `arclight dev` copies to the shadow's own process itself, so these are not resolved.
+ */
+const DEPLOYED_SHADOW_VARIABLES = new Set<string>([ENV.shadowUrl, ENV.shadowFunction]);
 
 /** A value of the template that cannot be known without deploying it. */
 export class UnresolvableError extends StartupError {}
@@ -298,6 +307,8 @@ export interface AssemblyContainerApi {
   readonly assets: readonly FileAsset[];
   /** An AsyncApi on SageMaker asynchronous inference (or ECS queue workers). */
   readonly async?: boolean;
+  /** One of the API's variants (an ECS service, a SageMaker model); absent for the API's own. */
+  readonly variant?: VariantMetadata;
 }
 
 function readAssetManifest(
@@ -358,7 +369,9 @@ function apisOfStack(template: Template, stackName: string, assets: StackAssets)
     const variables =
       (properties['Environment'] as { Variables?: Record<string, unknown> } | undefined)?.Variables ?? {};
     const environment = resolveEnvironment(
-      Object.entries(variables).filter(([name]) => !(metadata.async && DEPLOYED_ASYNC_VARIABLES.has(name))),
+      Object.entries(variables).filter(
+        ([name]) => !(metadata.async && DEPLOYED_ASYNC_VARIABLES.has(name)) && !DEPLOYED_SHADOW_VARIABLES.has(name),
+      ),
       where,
     );
     const { file, exportName } = handlerOf(image);
@@ -379,6 +392,7 @@ function apisOfStack(template: Template, stackName: string, assets: StackAssets)
       memorySize: Number(resolveString(properties['MemorySize'] ?? 128, where('MemorySize'))),
       assets: assetsReferenced(environment, assets.files),
       async: metadata.async === true,
+      ...(metadata.variant ? { variant: metadata.variant } : {}),
     });
   }
   return apis;
@@ -432,7 +446,10 @@ function containerApisOfStack(template: Template, stackName: string, assets: Sta
       metadata.apiName,
       stackName,
     );
-    const environment = resolveEnvironment(container.environment, where);
+    const environment = resolveEnvironment(
+      container.environment.filter(([name]) => !DEPLOYED_SHADOW_VARIABLES.has(name)),
+      where,
+    );
     const { serverFile, imageDir, imageEnvironment } = entrypointOf(image);
     apis.push({
       apiName: metadata.apiName,
@@ -448,6 +465,7 @@ function containerApisOfStack(template: Template, stackName: string, assets: Sta
       environment,
       assets: assetsReferenced(environment, assets.files),
       async: metadata.async === true,
+      ...(metadata.variant ? { variant: metadata.variant } : {}),
     });
   }
   return apis;

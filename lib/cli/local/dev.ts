@@ -6,6 +6,7 @@
  * `http://HOST:PORT/<apiName>/...`.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
+import { randomUUID } from 'node:crypto';
 import { cpSync, existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { Agent, createServer, request, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
@@ -14,7 +15,15 @@ import { tmpdir } from 'node:os';
 import { dirname, join, relative } from 'node:path';
 import { buildSync } from 'esbuild';
 import { devIndexPage, wantsHtml } from './dev-index.js';
-import { ASYNC_HEADERS, DEFAULTS, ENV, REQUEST_ID_HEADER, ROUTES } from '../../contract.js';
+import { ASYNC_HEADERS, DEFAULTS, ENV, REQUEST_ID_HEADER, ROUTES, VARIANT_HEADER } from '../../contract.js';
+import type { VariantMetadata } from '../../variant-split.js';
+import {
+  DevVariantGroup,
+  isInferenceRequest,
+  memberOf,
+  withoutCloudShadow,
+  type DevVariantMember,
+} from './dev-variants.js';
 import { AsyncFront } from '../../runtime/async/async-front.js';
 import type { JobRequest } from '../../runtime/async/async-worker.js';
 import type { InternalResponse } from '../../runtime/codec/codec.js';
@@ -75,6 +84,8 @@ export interface DevApi {
   readonly openapi: string;
   /** The model version it serves (a versioned prefix's folder number, else `1`), once ready. */
   readonly modelVersion?: string;
+  /** One of the API's variants run apart (an ECS service, a SageMaker model, the Lambda shadow): its name. */
+  readonly variant?: string;
 }
 
 /** What `arclight dev` turns on in every API, deployed or not: the playground, and response checks. */
@@ -505,13 +516,15 @@ export class DevServer {
         'Add a RealtimeApi to a stack of the app',
       );
     }
-    checkNames([...apis, ...containers]);
+    // An API's variants share its name: they are served together, under it.
+    checkNames([...apis, ...containers].filter((api) => !api.variant));
     const asyncApis = [...apis, ...containers].filter((api) => api.async);
     const env = await this.startS3([...apis, ...containers], asyncApis.length > 0);
     this.checkOpen();
     if (apis.length > 0) this.addLambdaApis(apis, env);
     for (const api of containers) this.addContainerApi(api, env);
     await this.addAsyncApis(asyncApis);
+    this.groupVariants([...apis, ...containers]);
     this.started = true;
     const statuses = await Promise.all([...this.processes.values()].map((p) => p.waitReady(() => !!this.closing)));
     this.checkOpen();
@@ -520,7 +533,7 @@ export class DevServer {
     const urlWidth = Math.max(...this.apis.map((api) => api.url.length));
     const lines = this.apis.map(
       (api) =>
-        `  ${api.name.padEnd(nameWidth)}  ${api.url.padEnd(urlWidth)}  ${api.compute} ${api.architecture}${api.compute === 'lambda' ? '' : ', on CPU'}${api.modelVersion === undefined ? '' : `, model version ${api.modelVersion}`}${api.status === 'ready' ? '' : ` (${api.status})`}`,
+        `  ${api.name.padEnd(nameWidth)}  ${api.url.padEnd(urlWidth)}  ${api.compute} ${api.architecture}${api.compute === 'lambda' ? '' : ', on CPU'}${api.variant === undefined ? '' : `, variant ${api.variant}`}${api.modelVersion === undefined ? '' : `, model version ${api.modelVersion}`}${api.status === 'ready' ? '' : ` (${api.status})`}`,
     );
     this.log(
       `serving ${this.processes.size} API${this.processes.size === 1 ? '' : 's'} on ${this.baseUrl}/ (${failed === 0 ? 'ready' : `${failed} failed to start; see the log above`})\n${lines.join('\n')}`,
@@ -544,15 +557,16 @@ export class DevServer {
         compute: 'lambda',
         architecture: api.lambdaArchitecture,
         stack: api.stackName,
+        ...(api.variant ? { variant: api.variant.name } : {}),
       } as const;
       const launcher = lambdaLauncher(
-        api,
+        { ...api, environment: withoutCloudShadow(api.environment) },
         hostScript,
         context.dir,
         this.environmentFor(api, env),
         this.options.freezeLambdas !== false,
       );
-      this.processes.set(api.apiName, new ApiProcess(info, launcher, this.log));
+      this.processes.set(processKey(api), new ApiProcess(info, launcher, this.log));
     }
   }
 
@@ -568,9 +582,14 @@ export class DevServer {
       compute: api.compute,
       architecture: api.lambdaArchitecture,
       stack: api.stackName,
+      ...(api.variant ? { variant: api.variant.name } : {}),
     };
-    const launcher = containerLauncher(api, context.dir, this.environmentFor(api, env));
-    this.processes.set(api.apiName, new ApiProcess(info, launcher, this.log));
+    const launcher = containerLauncher(
+      { ...api, environment: withoutCloudShadow(api.environment) },
+      context.dir,
+      this.environmentFor(api, env),
+    );
+    this.processes.set(processKey(api), new ApiProcess(info, launcher, this.log));
   }
 
   /** The embedded S3 for an API whose model is an asset of the app; otherwise AWS, as the shell is set up for it. */
@@ -698,10 +717,147 @@ export class DevServer {
         `'${target.name}' is an async API: POST /${target.name}/async, POST /${target.name}/async/uploads, GET /${target.name}/async/{id}`,
       );
     }
+    const group = this.variantGroups.get(target.name);
+    if (group) return this.proxyToVariant(group, req, res, (match[2] ?? '/') + query);
     this.proxy(target, req, res, (match[2] ?? '/') + query);
   }
 
-  private proxy(target: ApiProcess, req: IncomingMessage, res: ServerResponse, path: string): void {
+  /** The processes of each API with variants run apart, by API name. */
+  private readonly variantGroups = new Map<string, DevVariantGroup<ApiProcess>>();
+
+  private groupVariants(apis: readonly (AssemblyApi | AssemblyContainerApi)[]): void {
+    for (const api of apis.filter((a) => a.variant)) {
+      if (this.variantGroups.has(api.apiName)) continue;
+      const members = [undefined, ...apis.filter((a) => a.apiName === api.apiName && a.variant).map((a) => a.variant)];
+      // A Lambda function splits between its weighted variants itself (and answers pins to them), as deployed.
+      const inProcess = !('compute' in api);
+      const group = new DevVariantGroup(
+        api.apiName,
+        inProcess,
+        members.map((variant) => ({
+          ...memberOf(variant),
+          process: this.processes.get(processKey({ apiName: api.apiName, ...(variant ? { variant } : {}) }))!,
+        })),
+      );
+      this.variantGroups.set(api.apiName, group);
+      const split = group.production.map((m) => `${m.name} ${m.weight}`).join(', ');
+      this.log(
+        `'${api.apiName}' serves variants: ${split} (split in turn by weight; ${VARIANT_HEADER} pins one)${group.shadow ? `; shadow ${group.shadow.name} gets ${Math.round(Math.min(1, group.shadow.weight) * 100)}% of inference requests as copies, its answers logged, never returned` : ''}`,
+      );
+    }
+  }
+
+  /** A request to an API with variants: the chosen (or pinned) production variant answers; the shadow gets a copy. */
+  private proxyToVariant(
+    group: DevVariantGroup<ApiProcess>,
+    req: IncomingMessage,
+    res: ServerResponse,
+    path: string,
+  ): void {
+    const pinned = req.headers[VARIANT_HEADER];
+    const pick = group.pick(typeof pinned === 'string' ? pinned : undefined);
+    if (pick.error !== undefined) {
+      req.resume();
+      return sendError(res, 400, 'invalid_input', pick.error);
+    }
+    const shadow = group.shadow && isInferenceRequest(req.method, path) && group.takeCopy() ? group.shadow : undefined;
+    if (!shadow) return this.proxy(pick.member.process, req, res, path, { variant: pick.member.name });
+    // The same request id for the answer and the copy, so that their log lines meet.
+    const requestId =
+      typeof req.headers[REQUEST_ID_HEADER] === 'string' ? req.headers[REQUEST_ID_HEADER] : randomUUID();
+    req.headers[REQUEST_ID_HEADER] = requestId;
+    const chunks: Buffer[] = [];
+    let answeredHeaders: Readonly<Record<string, string | string[]>> | undefined;
+    res.once('finish', () => {
+      // The id the caller got (a Lambda host answers with its own, as API Gateway's request id does).
+      const answered = answeredHeaders?.[REQUEST_ID_HEADER];
+      const copy = {
+        method: req.method ?? 'POST',
+        path,
+        body: Buffer.concat(chunks),
+        requestId: typeof answered === 'string' ? answered : requestId,
+      };
+      void this.sendShadowCopy(group.apiName, shadow, copy, req.headers['content-type'], res.statusCode);
+    });
+    this.proxy(pick.member.process, req, res, path, {
+      variant: pick.member.name,
+      onChunk: (chunk) => chunks.push(chunk),
+      onAnswer: (headers) => (answeredHeaders = headers),
+    });
+  }
+
+  /** One copy to the shadow's process, after the answer went out; its answer is logged, never returned. */
+  private async sendShadowCopy(
+    apiName: string,
+    shadow: DevVariantMember<ApiProcess>,
+    copy: { method: string; path: string; body: Buffer; requestId: string },
+    contentType: string | undefined,
+    primaryStatus: number,
+  ): Promise<void> {
+    const started = performance.now();
+    const target = shadow.process;
+    try {
+      const port = await target.ensure();
+      target.enter();
+      try {
+        const status = await new Promise<number>((resolve, reject) => {
+          const upstream = request(
+            {
+              host: '127.0.0.1',
+              port,
+              method: copy.method,
+              path: copy.path,
+              headers: {
+                [REQUEST_ID_HEADER]: copy.requestId,
+                'content-length': copy.body.length,
+                ...(contentType ? { 'content-type': contentType } : {}),
+              },
+              agent: this.agent,
+            },
+            (response) => {
+              response.resume();
+              response.on('end', () => resolve(response.statusCode ?? 0));
+              response.on('error', reject);
+            },
+          );
+          upstream.on('error', reject);
+          upstream.end(copy.body);
+        });
+        this.shadowAnswers.push({ apiName, variant: shadow.name, requestId: copy.requestId, status, primaryStatus });
+        this.log(
+          `shadow ${shadow.name} of '${apiName}' answered ${status} in ${(performance.now() - started).toFixed(0)} ms (request ${copy.requestId}; the answer returned: ${primaryStatus})`,
+        );
+      } finally {
+        target.leave();
+      }
+    } catch (error) {
+      this.shadowAnswers.push({ apiName, variant: shadow.name, requestId: copy.requestId, primaryStatus });
+      this.log(
+        `shadow ${shadow.name} of '${apiName}' failed the copy of request ${copy.requestId}: ${(error as Error).message}`,
+      );
+    }
+  }
+
+  /** The shadows' answers so far (status undefined: the copy failed), oldest first. */
+  readonly shadowAnswers: {
+    readonly apiName: string;
+    readonly variant: string;
+    readonly requestId: string;
+    readonly status?: number;
+    readonly primaryStatus: number;
+  }[] = [];
+
+  private proxy(
+    target: ApiProcess,
+    req: IncomingMessage,
+    res: ServerResponse,
+    path: string,
+    options: {
+      readonly variant?: string;
+      readonly onChunk?: (chunk: Buffer) => void;
+      readonly onAnswer?: (headers: Readonly<Record<string, string | string[]>>) => void;
+    } = {},
+  ): void {
     const unavailable = (why: string): void => {
       if (res.headersSent) return void res.destroy();
       sendError(res, 503, 'not_ready', `the ${target.kind} of '${target.name}' ${why}`, {
@@ -729,6 +885,9 @@ export class DevServer {
             for (const [name, value] of Object.entries(response.headers)) {
               if (value !== undefined && !HOP_BY_HOP.has(name)) out[name] = value;
             }
+            // Which variant answered, where the process does not say itself (a SageMaker model's container).
+            if (options.variant !== undefined) out[VARIANT_HEADER] ??= options.variant;
+            options.onAnswer?.(out);
             res.writeHead(response.statusCode ?? 502, out);
             response.pipe(res);
           },
@@ -737,6 +896,8 @@ export class DevServer {
         res.on('close', () => {
           if (!res.writableFinished) upstream.destroy();
         });
+        // A copy of the body (for the shadow) is taken as it streams to the answering process.
+        if (options.onChunk) req.on('data', options.onChunk);
         req.pipe(upstream);
       },
       (error: Error) => {
@@ -846,6 +1007,11 @@ export class DevServer {
     })();
     return this.closing;
   }
+}
+
+/** The key of an API's process: its name, or its name and variant for a variant run apart. */
+function processKey(api: { readonly apiName: string; readonly variant?: VariantMetadata }): string {
+  return api.variant ? `${api.apiName}#${api.variant.name}` : api.apiName;
 }
 
 function checkNames(apis: readonly { readonly apiName: string; readonly stackName: string }[]): void {

@@ -25,6 +25,7 @@ import { modelEnvironment, type ModelSource, type ModelSourceConfig } from '../m
 import type { PredictorConfig } from '../predictor.js';
 import type { Rollout } from '../operations/rollout.js';
 import type { VariantProps } from '../operations/variant.js';
+import type { VariantMetadata } from '../../variant-split.js';
 
 /** Stage throttling. */
 export interface ThrottleProps {
@@ -95,6 +96,8 @@ export interface ApiMetadata {
   readonly gpu?: boolean;
   /** An AsyncApi: `arclight dev` serves its async routes (and only those). */
   readonly async?: boolean;
+  /** One of the API's variants (ECS services, SageMaker models, the Lambda shadow): `arclight dev` serves them together. */
+  readonly variant?: VariantMetadata;
 }
 
 /**

@@ -18,8 +18,9 @@ import * as iam from 'aws-cdk-lib/aws-iam';
 import * as logs from 'aws-cdk-lib/aws-logs';
 import { DISABLE_ASSET_STAGING_CONTEXT } from 'aws-cdk-lib/cx-api';
 import * as cr from 'aws-cdk-lib/custom-resources';
-import type { Construct } from 'constructs';
-import { API_METADATA_KEY, DEFAULTS, ENV, ROUTES } from '../../contract.js';
+import { Construct } from 'constructs';
+import { API_METADATA_KEY, DEFAULTS, ENV, ROUTES, VARIANT_HEADER } from '../../contract.js';
+import { integerWeights } from '../../variant-split.js';
 import { METRICS } from '../../metric-catalog.js';
 import { ApiMonitoring, runtimeMetric, type BackendMetrics } from '../operations/api-monitoring.js';
 import { bindDataCapture, dataCaptureEnvironment } from '../operations/data-capture.js';
@@ -40,8 +41,15 @@ import {
   type ComputeChecks,
 } from './backend-common.js';
 import { buildContainerImageContext } from '../images/container-image-context.js';
-import { isTorchFormat } from '../model-source.js';
+import { isTorchFormat, type ModelSourceConfig } from '../model-source.js';
 import { Rollout } from '../operations/rollout.js';
+import {
+  PRIMARY_VARIANT,
+  shadowPercent,
+  splitProblems,
+  variantMetadata,
+  variantProblems,
+} from '../operations/variant.js';
 
 /** The ECS compute's settings, every prop resolved to its default (`EcsCompute`). */
 export interface EcsSettings extends ComputeChecks {
@@ -66,6 +74,23 @@ export const CONTAINER_NAME = 'server';
 /** API Gateway's payload limit for HTTP APIs (10 MB). */
 const HTTP_API_MAX_PAYLOAD_BYTES = 10 * 1024 * 1024;
 
+/** The port of the ALB listener in front of the shadow variant's service, which only the primary's tasks reach. */
+export const SHADOW_LISTENER_PORT = 8081;
+
+/** One service of the API: the API's own, or a variant's. */
+interface EcsVariantService {
+  /** The construct its resources are under (the RealtimeApi for the API's own, `Variant<name>` for a variant). */
+  readonly scope: Construct;
+  /** Its name as metrics and `x-arclight-variant` say it. */
+  readonly name: string;
+  readonly weight: number;
+  readonly shadow: boolean;
+  readonly taskDefinition: ecs.Ec2TaskDefinition;
+  readonly service: ecs.Ec2Service;
+  readonly minTasks: number;
+  readonly maxTasks: number;
+}
+
 /** Builds the ECS service and its HTTP API under `scope` (the RealtimeApi). */
 export function buildEcsBackend(scope: Construct, context: BackendContext, compute: EcsSettings): ComputeBackend {
   const taskRole = new iam.Role(scope, 'TaskRole', {
@@ -73,14 +98,23 @@ export function buildEcsBackend(scope: Construct, context: BackendContext, compu
     description: `Runs the ${context.apiName} Arclight API on ECS: reads its model object`,
   });
   const model = context.model.bind(scope, taskRole);
+  // Each variant: a task role of its own reading its own model object, under its own scope.
+  const boundVariants = context.variants.map((props) => {
+    const variantScope = new Construct(scope, `Variant${props.name}`);
+    const role = new iam.Role(variantScope, 'TaskRole', {
+      assumedBy: new iam.ServicePrincipal('ecs-tasks.amazonaws.com'),
+      description: `Runs variant ${props.name} of the ${context.apiName} Arclight API on ECS: reads its model object`,
+    });
+    return { props, scope: variantScope, role, model: props.model.bind(variantScope, role) };
+  });
   const rollout = context.rollout ?? Rollout.rolling();
   validateProps(scope, context, model, [
     ...compute.problems(model.sizeBytes),
     ...validateBatching(context.batching),
     ...rollout.problems('ecs'),
-    ...(context.variants.length > 0
-      ? ['variants (weighted and shadow) are served by Compute.sageMaker; Lambda and ECS do not have them yet']
-      : []),
+    ...variantProblems(context.variants, PRIMARY_VARIANT),
+    ...splitProblems(context.variants),
+    ...boundVariants.flatMap((v) => v.model.problems.map((problem) => `variant '${v.props.name}': ${problem}`)),
   ]);
   if (rollout.kind === 'canary' || rollout.kind === 'linear') {
     Annotations.of(scope).addWarningV2(
@@ -129,12 +163,16 @@ export function buildEcsBackend(scope: Construct, context: BackendContext, compu
       },
     ],
   });
+  const variantMaxTasks = (instanceCount: number | undefined): number => Math.max(instanceCount ?? 1, compute.maxTasks);
   const group = new autoscaling.AutoScalingGroup(scope, 'Capacity', {
     vpc,
     vpcSubnets: { subnetType: ec2.SubnetType.PRIVATE_WITH_EGRESS },
     launchTemplate,
     minCapacity: 0,
-    maxCapacity: maxInstances(compute),
+    // Room for every service's largest size, each in a rolling deployment.
+    maxCapacity: maxInstances({
+      maxTasks: compute.maxTasks + context.variants.reduce((sum, v) => sum + variantMaxTasks(v.instanceCount), 0),
+    }),
     cooldown: Duration.minutes(5),
   });
   const capacityProvider = new ecs.AsgCapacityProvider(scope, 'CapacityProvider', {
@@ -152,91 +190,159 @@ export function buildEcsBackend(scope: Construct, context: BackendContext, compu
     ...(compute.gpu ? ['echo ECS_ENABLE_GPU_SUPPORT=true >> /etc/ecs/ecs.config'] : []),
   );
 
-  const contextDir = buildContainerImageContext({
-    predictorEntry: context.predictor.entry,
-    gpu: compute.gpu,
-    ...(isTorchFormat(model.format) ? { torch: { module: model.torch?.module } } : {}),
-  });
-  const image = ecs.ContainerImage.fromAsset(contextDir, { platform: Platform.LINUX_AMD64 });
-  const taskDefinition = new ecs.Ec2TaskDefinition(scope, 'TaskDefinition', {
-    networkMode: ecs.NetworkMode.AWS_VPC,
-    taskRole,
-  });
-  taskDefinition.addContainer(CONTAINER_NAME, {
-    image,
-    memoryReservationMiB: 2048,
-    ...(compute.gpu ? { gpuCount: compute.gpuCount } : {}),
-    portMappings: [{ containerPort: DEFAULTS.port }],
-    environment: {
-      ...containerEnvironment(context, model, {
-        gpu: compute.gpu,
-        maxBodyBytes: HTTP_API_MAX_PAYLOAD_BYTES,
-        requestTimeoutMs: CONTAINER_REQUEST_TIMEOUT_MS,
-      }),
-      // The X-Ray daemon beside it in the task (awsvpc: one network namespace).
-      ...(context.tracing ? { [ENV.tracing]: 'on', AWS_XRAY_DAEMON_ADDRESS: `127.0.0.1:${XRAY_DAEMON_PORT}` } : {}),
-      ...dataCaptureEnvironment(
-        context.dataCapture && bindDataCapture(scope, context.apiName, context.dataCapture, taskRole),
-      ),
-    },
-    logging: ecs.LogDrivers.awsLogs({ streamPrefix: context.apiName, logGroup: containerLogs }),
-    // The server stops accepting on SIGTERM and drains in-flight requests before exiting.
-    stopTimeout: Duration.seconds(30),
-  });
-  if (context.tracing) addXRayDaemon(taskDefinition, taskRole, containerLogs, context.apiName);
-  // The image asset is staged as the container is added: the generated context can go (unless staging is off).
-  if (!scope.node.tryGetContext(DISABLE_ASSET_STAGING_CONTEXT)) rmSync(contextDir, { recursive: true, force: true });
-  (taskDefinition.node.defaultChild as ecs.CfnTaskDefinition).addMetadata(API_METADATA_KEY, {
-    apiName: context.apiName,
-    compute: 'ecs',
-    architecture: 'x64',
-    gpu: compute.gpu,
-  } satisfies ApiMetadata);
-
-  const service = new ecs.Ec2Service(scope, 'Service', {
-    cluster,
-    taskDefinition,
-    desiredCount: compute.minTasks,
-    circuitBreaker: { enable: true, rollback: true },
-    capacityProviderStrategies: [{ capacityProvider: capacityProvider.capacityProviderName, weight: 1 }],
-    healthCheckGracePeriod: STARTUP_GRACE,
-    ...DEPLOYMENT,
-    vpcSubnets: { subnets: vpc.privateSubnets },
-  });
-  // The cluster's capacity-provider association (made at synth, under the cluster) must exist before the service is
-  // created with that provider, and outlive it on deletion: depend on the cluster's whole subtree.
-  service.node.addDependency(cluster);
-  // Tasks pull their image and write their logs with the execution role: its policy must be attached before the first
-  // task starts, or the pull is refused and the circuit breaker rolls back the stack's first deployment.
-  if (taskDefinition.executionRole) service.node.addDependency(taskDefinition.executionRole);
-
   const loadBalancer = new elbv2.ApplicationLoadBalancer(scope, 'LoadBalancer', {
     vpc,
     internetFacing: false,
     vpcSubnets: { subnets: vpc.privateSubnets },
     dropInvalidHeaderFields: true,
   });
-  const listener = loadBalancer.addListener('Listener', { port: 80, open: false });
-  const targetGroup = listener.addTargets('Service', {
-    port: DEFAULTS.port,
-    protocol: elbv2.ApplicationProtocol.HTTP,
-    targets: [service],
-    deregistrationDelay: Duration.seconds(30),
-    healthCheck: {
-      path: ROUTES.ready,
-      healthyHttpCodes: '200',
-      interval: Duration.seconds(10),
-      timeout: Duration.seconds(5),
-      healthyThresholdCount: 2,
-      unhealthyThresholdCount: 3,
+
+  // One image per predictor: a variant with the API's predictor runs the API's image.
+  const images = new Map<string | undefined, { image: ecs.ContainerImage; contextDir: string }>();
+  const imageFor = (predictorEntry: string | undefined, modelFormat: ModelSourceConfig): ecs.ContainerImage => {
+    const known = images.get(predictorEntry);
+    if (known) return known.image;
+    const contextDir = buildContainerImageContext({
+      predictorEntry,
+      gpu: compute.gpu,
+      ...(isTorchFormat(modelFormat.format) ? { torch: { module: modelFormat.torch?.module } } : {}),
+    });
+    const image = ecs.ContainerImage.fromAsset(contextDir, { platform: Platform.LINUX_AMD64 });
+    images.set(predictorEntry, { image, contextDir });
+    return image;
+  };
+  const shadowProps = context.variants.find((v) => v.shadow);
+  const hasVariants = context.variants.length > 0;
+  const serviceOf = (
+    serviceScope: Construct,
+    args: {
+      readonly name: string;
+      readonly role: iam.Role;
+      readonly model: ModelSourceConfig;
+      readonly predictorEntry: string | undefined;
+      readonly minTasks: number;
+      readonly environment: Record<string, string>;
+    },
+  ): { taskDefinition: ecs.Ec2TaskDefinition; service: ecs.Ec2Service } => {
+    const taskDefinition = new ecs.Ec2TaskDefinition(serviceScope, 'TaskDefinition', {
+      networkMode: ecs.NetworkMode.AWS_VPC,
+      taskRole: args.role,
+    });
+    taskDefinition.addContainer(CONTAINER_NAME, {
+      image: imageFor(args.predictorEntry, args.model),
+      memoryReservationMiB: 2048,
+      ...(compute.gpu ? { gpuCount: compute.gpuCount } : {}),
+      portMappings: [{ containerPort: DEFAULTS.port }],
+      environment: {
+        ...containerEnvironment(context, args.model, {
+          gpu: compute.gpu,
+          maxBodyBytes: HTTP_API_MAX_PAYLOAD_BYTES,
+          requestTimeoutMs: CONTAINER_REQUEST_TIMEOUT_MS,
+        }),
+        // The X-Ray daemon beside it in the task (awsvpc: one network namespace).
+        ...(context.tracing ? { [ENV.tracing]: 'on', AWS_XRAY_DAEMON_ADDRESS: `127.0.0.1:${XRAY_DAEMON_PORT}` } : {}),
+        // The runtime's metrics carry the variant, and its answers name it.
+        ...(hasVariants ? { [ENV.variant]: args.name } : {}),
+        ...args.environment,
+      },
+      logging: ecs.LogDrivers.awsLogs({ streamPrefix: context.apiName, logGroup: containerLogs }),
+      // The server stops accepting on SIGTERM and drains in-flight requests before exiting.
+      stopTimeout: Duration.seconds(30),
+    });
+    if (context.tracing) addXRayDaemon(taskDefinition, args.role, containerLogs, context.apiName);
+    const variant = context.variants.find((v) => v.name === args.name);
+    (taskDefinition.node.defaultChild as ecs.CfnTaskDefinition).addMetadata(API_METADATA_KEY, {
+      apiName: context.apiName,
+      compute: 'ecs',
+      architecture: 'x64',
+      gpu: compute.gpu,
+      ...(variant ? { variant: variantMetadata(variant) } : {}),
+    } satisfies ApiMetadata);
+
+    const service = new ecs.Ec2Service(serviceScope, 'Service', {
+      cluster,
+      taskDefinition,
+      desiredCount: args.minTasks,
+      circuitBreaker: { enable: true, rollback: true },
+      capacityProviderStrategies: [{ capacityProvider: capacityProvider.capacityProviderName, weight: 1 }],
+      healthCheckGracePeriod: STARTUP_GRACE,
+      ...DEPLOYMENT,
+      vpcSubnets: { subnets: vpc.privateSubnets },
+    });
+    // The cluster's capacity-provider association (made at synth, under the cluster) must exist before the service is
+    // created with that provider, and outlive it on deletion: depend on the cluster's whole subtree.
+    service.node.addDependency(cluster);
+    // Tasks pull their image and write their logs with the execution role: its policy must be attached before the first
+    // task starts, or the pull is refused and the circuit breaker rolls back the stack's first deployment.
+    if (taskDefinition.executionRole) service.node.addDependency(taskDefinition.executionRole);
+    return { taskDefinition, service };
+  };
+
+  const own = serviceOf(scope, {
+    name: PRIMARY_VARIANT,
+    role: taskRole,
+    model,
+    predictorEntry: context.predictor.entry,
+    minTasks: compute.minTasks,
+    environment: {
+      ...dataCaptureEnvironment(
+        context.dataCapture && bindDataCapture(scope, context.apiName, context.dataCapture, taskRole),
+      ),
+      // The shadow's copies go out through its own listener, after each answer (shadow-copy.ts).
+      ...(shadowProps
+        ? {
+            [ENV.shadowUrl]: `http://${loadBalancer.loadBalancerDnsName}:${SHADOW_LISTENER_PORT}`,
+            [ENV.shadowPercent]: String(shadowPercent(shadowProps)),
+          }
+        : {}),
     },
   });
+  const services: EcsVariantService[] = [
+    {
+      scope,
+      name: PRIMARY_VARIANT,
+      weight: 1,
+      shadow: false,
+      ...own,
+      minTasks: compute.minTasks,
+      maxTasks: compute.maxTasks,
+    },
+    ...boundVariants.map((v) => {
+      const minTasks = v.props.instanceCount ?? 1;
+      return {
+        scope: v.scope,
+        name: v.props.name,
+        weight: v.props.weight ?? 1,
+        shadow: v.props.shadow ?? false,
+        ...serviceOf(v.scope, {
+          name: v.props.name,
+          role: v.role,
+          model: v.model,
+          predictorEntry: (v.props.predictor?.bind() ?? context.predictor).entry,
+          minTasks,
+          environment: {},
+        }),
+        minTasks,
+        maxTasks: variantMaxTasks(v.props.instanceCount),
+      };
+    }),
+  ];
+  // The image assets were staged as the containers were added: the generated contexts can go (unless staging is off).
+  if (!scope.node.tryGetContext(DISABLE_ASSET_STAGING_CONTEXT)) {
+    for (const { contextDir } of images.values()) rmSync(contextDir, { recursive: true, force: true });
+  }
 
-  const scaling = service.autoScaleTaskCount({ minCapacity: compute.minTasks, maxCapacity: compute.maxTasks });
-  scaling.scaleOnRequestCount('RequestsPerTask', {
-    requestsPerTarget: compute.targetRequestsPerTask,
-    targetGroup,
-  });
+  const listener = loadBalancer.addListener('Listener', { port: 80, open: false });
+  const targetGroups = routeToServices(scope, vpc, loadBalancer, listener, services);
+  for (const [i, entry] of services.entries()) {
+    const scaling = entry.service.autoScaleTaskCount({ minCapacity: entry.minTasks, maxCapacity: entry.maxTasks });
+    scaling.scaleOnRequestCount('RequestsPerTask', {
+      requestsPerTarget: compute.targetRequestsPerTask,
+      targetGroup: targetGroups[i]!,
+    });
+  }
+  const targetGroup = targetGroups[0]!;
+  const service = own.service;
 
   const vpcLinkSecurityGroup = new ec2.SecurityGroup(scope, 'VpcLinkSecurityGroup', {
     vpc,
@@ -257,24 +363,115 @@ export function buildEcsBackend(scope: Construct, context: BackendContext, compu
   addHttpRoutes(api, new HttpAlbIntegration('Integration', listener, { vpcLink }), context.auth.bind());
   const stage = createHttpStage(scope, api, context.throttle, context.logRetention);
 
-  acknowledge(scope, context, api, taskDefinition, instanceRole, group);
+  acknowledge(scope, context, api, own.taskDefinition, instanceRole, group);
+  for (const entry of services.slice(1)) acknowledgeTaskDefinition(entry.taskDefinition);
 
   const monitoring = new ApiMonitoring(scope, 'Monitoring', {
     ...context.monitoring,
     apiName: context.apiName,
     apiGateway: httpApiMetrics(api),
     backend: ecsMetrics(context.apiName, cluster, service, targetGroup),
+    ...(hasVariants ? { variants: services.map((s) => s.name), shadow: shadowProps !== undefined } : {}),
   });
   // The circuit breaker rolls back tasks that never get healthy; the deployment alarms roll back ones that do but
-  // misbehave (5xx, latency) while the deployment runs.
+  // misbehave (5xx, latency) while the deployment runs. Every variant's service deploys (and rolls back) on its own.
   const alarms = rollout.ecsRollsBack ? rollout.rollbackAlarms(monitoring.alarms) : [];
   if (alarms.length > 0) {
-    service.enableDeploymentAlarms(
-      alarms.map((alarm) => alarm.alarmName),
-      { behavior: ecs.AlarmBehavior.ROLLBACK_ON_ALARM },
-    );
+    for (const entry of services) {
+      entry.service.enableDeploymentAlarms(
+        alarms.map((alarm) => alarm.alarmName),
+        { behavior: ecs.AlarmBehavior.ROLLBACK_ON_ALARM },
+      );
+    }
   }
   return { api, apiId: api.apiId, url: stage.url, stageName: stage.stageName, monitoring };
+}
+
+/** The target groups' health check: the ready route, as the server answers it once the model is loaded. */
+const TARGET_HEALTH_CHECK: elbv2.HealthCheck = {
+  path: ROUTES.ready,
+  healthyHttpCodes: '200',
+  interval: Duration.seconds(10),
+  timeout: Duration.seconds(5),
+  healthyThresholdCount: 2,
+  unhealthyThresholdCount: 3,
+};
+
+/**
+ * The listener's routing, one target group per service, in the order given: without variants, all to the API's
+ * service (as ever). With production variants, the ALB's weighted forward (weights as the smallest integers in the
+ * same ratio), a rule per variant that `x-arclight-variant: <name>` pins, and a 400 for any other value of it. A
+ * shadow's service gets a listener of its own on SHADOW_LISTENER_PORT, open only to the API's own tasks: no caller
+ * through API Gateway (which reaches port 80 only) can get a shadow's answer.
+ */
+function routeToServices(
+  scope: Construct,
+  vpc: ec2.IVpc,
+  loadBalancer: elbv2.ApplicationLoadBalancer,
+  listener: elbv2.ApplicationListener,
+  services: readonly EcsVariantService[],
+): elbv2.ApplicationTargetGroup[] {
+  const targets = { port: DEFAULTS.port, protocol: elbv2.ApplicationProtocol.HTTP };
+  if (services.length === 1) {
+    return [
+      listener.addTargets('Service', {
+        ...targets,
+        targets: [services[0]!.service],
+        deregistrationDelay: Duration.seconds(30),
+        healthCheck: TARGET_HEALTH_CHECK,
+      }),
+    ];
+  }
+  const groups = services.map(
+    (entry) =>
+      new elbv2.ApplicationTargetGroup(entry.scope, entry.scope === scope ? 'ServiceTargets' : 'Targets', {
+        vpc,
+        ...targets,
+        targets: [entry.service],
+        deregistrationDelay: Duration.seconds(30),
+        healthCheck: TARGET_HEALTH_CHECK,
+      }),
+  );
+  const production = services.flatMap((entry, i) => (entry.shadow ? [] : [{ entry, group: groups[i]! }]));
+  const weights = integerWeights(production.map((p) => p.entry.weight));
+  listener.addAction('Weighted', {
+    action: elbv2.ListenerAction.weightedForward(
+      production.map((p, i) => ({ targetGroup: p.group, weight: weights[i]! })),
+    ),
+  });
+  for (const [i, { entry, group }] of production.entries()) {
+    listener.addAction(`Pin${entry.name}`, {
+      priority: i + 1,
+      conditions: [elbv2.ListenerCondition.httpHeader(VARIANT_HEADER, [entry.name])],
+      action: elbv2.ListenerAction.forward([group]),
+    });
+  }
+  listener.addAction('PinUnknown', {
+    priority: production.length + 1,
+    conditions: [elbv2.ListenerCondition.httpHeader(VARIANT_HEADER, ['*'])],
+    action: elbv2.ListenerAction.fixedResponse(400, {
+      contentType: 'application/json',
+      messageBody: JSON.stringify({
+        error: `${VARIANT_HEADER} names no variant of this API; it serves ${production.map((p) => p.entry.name).join(', ')}`,
+        code: 'invalid_input',
+      }),
+    }),
+  });
+  const shadowIndex = services.findIndex((entry) => entry.shadow);
+  if (shadowIndex >= 0) {
+    loadBalancer.addListener('ShadowListener', {
+      port: SHADOW_LISTENER_PORT,
+      protocol: elbv2.ApplicationProtocol.HTTP,
+      open: false,
+      defaultTargetGroups: [groups[shadowIndex]!],
+    });
+    loadBalancer.connections.allowFrom(
+      services[0]!.service,
+      ec2.Port.tcp(SHADOW_LISTENER_PORT),
+      "copies for the shadow variant, from the API's own tasks",
+    );
+  }
+  return groups;
 }
 
 /** What ECS (Container Insights) and the ALB report about the service, per minute. */
@@ -427,13 +624,7 @@ function acknowledge(
   instanceRole: InstanceRole,
   group: autoscaling.AutoScalingGroup,
 ): void {
-  if (taskDefinition.executionRole) {
-    Validations.of(taskDefinition.executionRole).acknowledge({
-      id: 'AwsSolutions-IAM5[Resource::*]',
-      reason:
-        "ecr:GetAuthorizationToken has no resource-level permissions (it takes '*'); the image pull is scoped to its repository and logs to the task's own log group.",
-    });
-  }
+  acknowledgeTaskDefinition(taskDefinition);
   Validations.of(instanceRole).acknowledge({
     id: 'AwsSolutions-IAM5[Resource::*]',
     reason:
@@ -443,11 +634,6 @@ function acknowledge(
     id: 'AwsSolutions-IAM5[Action::ecs:Submit*]',
     reason:
       "ecs:Submit* (the agent's SubmitContainerStateChange, SubmitTaskStateChange, SubmitAttachmentStateChanges) as CDK's cluster grants it, scoped to this cluster's ARN.",
-  });
-  Validations.of(taskDefinition).acknowledge({
-    id: 'AwsSolutions-ECS2',
-    reason:
-      "The variables are the deployed contract (model URI and sha256, API name, limits, batching knobs): no secrets, and the task definition's revision records them.",
   });
   Validations.of(group).acknowledge({
     id: 'AwsSolutions-AS3',
@@ -460,6 +646,22 @@ function acknowledge(
       "The ALB is internal and reached only through the API's VPC link; the API stage's JSON access logs record every request.",
   });
   acknowledgeOpenApi(api, context.auth);
+}
+
+/** What every task definition (the API's, each variant's) is acknowledged for. */
+function acknowledgeTaskDefinition(taskDefinition: ecs.Ec2TaskDefinition): void {
+  if (taskDefinition.executionRole) {
+    Validations.of(taskDefinition.executionRole).acknowledge({
+      id: 'AwsSolutions-IAM5[Resource::*]',
+      reason:
+        "ecr:GetAuthorizationToken has no resource-level permissions (it takes '*'); the image pull is scoped to its repository and logs to the task's own log group.",
+    });
+  }
+  Validations.of(taskDefinition).acknowledge({
+    id: 'AwsSolutions-ECS2',
+    reason:
+      "The variables are the deployed contract (model URI and sha256, API name, limits, batching knobs, variant and shadow URL): no secrets, and the task definition's revision records them.",
+  });
 }
 
 /** The X-Ray daemon's image (AWS's, on ECR Public) and UDP port. */

@@ -5,7 +5,7 @@
  * and an API Gateway HTTP API invoking the alias with every contract route on a throttled, access-logged stage.
  */
 import { rmSync } from 'node:fs';
-import { Annotations, Duration, RemovalPolicy, type Size, Validations } from 'aws-cdk-lib';
+import { Annotations, Duration, RemovalPolicy, type Size, Stack, Validations } from 'aws-cdk-lib';
 import * as apigwv2 from 'aws-cdk-lib/aws-apigatewayv2';
 import type * as cloudwatch from 'aws-cdk-lib/aws-cloudwatch';
 import * as codedeploy from 'aws-cdk-lib/aws-codedeploy';
@@ -15,7 +15,7 @@ import * as iam from 'aws-cdk-lib/aws-iam';
 import * as lambda from 'aws-cdk-lib/aws-lambda';
 import * as logs from 'aws-cdk-lib/aws-logs';
 import { DISABLE_ASSET_STAGING_CONTEXT } from 'aws-cdk-lib/cx-api';
-import type { Construct } from 'constructs';
+import { Construct } from 'constructs';
 import { API_METADATA_KEY, ENV, LAMBDA_PAYLOAD } from '../../contract.js';
 import type { Config } from '../../predictor.js';
 import { ApiMonitoring, type BackendMetrics } from '../operations/api-monitoring.js';
@@ -34,6 +34,15 @@ import { LAMBDA_MODULE_DIR, buildLambdaImageContext, type NodeArch } from '../im
 import { LAMBDA_LIMITS, estimatedColdStartSeconds } from './limits.js';
 import { isTorchFormat, modelEnvironment, type ModelSourceConfig } from '../model-source.js';
 import { Rollout } from '../operations/rollout.js';
+import {
+  PRIMARY_VARIANT,
+  shadowPercent,
+  splitProblems,
+  variantMetadata,
+  variantProblems,
+  type VariantProps,
+} from '../operations/variant.js';
+import type { LambdaVariantSpec } from '../../runtime/variants/lambda-variants.js';
 
 /** The Lambda compute's settings, every prop resolved to its default (`LambdaCompute`). */
 export interface LambdaSettings extends ComputeChecks {
@@ -57,6 +66,11 @@ export function buildLambdaBackend(scope: Construct, context: BackendContext, co
   });
   functionLogs.grantWrite(role);
   const model = context.model.bind(scope, role);
+  // The weighted variants' models are read by the same function; the shadow's by a function (and role) of its own.
+  const shadowProps = context.variants.find((v) => v.shadow);
+  const weighted = context.variants
+    .filter((v) => !v.shadow)
+    .map((props) => ({ props, model: props.model.bind(new Construct(scope, `Variant${props.name}`), role) }));
 
   const rollout = context.rollout ?? Rollout.canary();
   validateProps(scope, context, model, [
@@ -65,9 +79,9 @@ export function buildLambdaBackend(scope: Construct, context: BackendContext, co
     ...(model.versions && model.versions.version === undefined
       ? ['a versioned model on Lambda needs a pinned version (each sandbox loads what the deployment pinned)']
       : []),
-    ...(context.variants.length > 0
-      ? ['variants (weighted and shadow) are served by Compute.sageMaker; Lambda and ECS do not have them yet']
-      : []),
+    ...variantProblems(context.variants, PRIMARY_VARIANT),
+    ...splitProblems(context.variants),
+    ...lambdaVariantProblems(context, model, weighted),
     ...(context.dataCapture
       ? ['dataCapture runs on the container computes (SageMaker, ECS): a frozen Lambda sandbox cannot upload captures']
       : []),
@@ -76,6 +90,7 @@ export function buildLambdaBackend(scope: Construct, context: BackendContext, co
       : []),
   ]);
   warnAboutColdStart(scope, context.apiName, model);
+  if (weighted.length > 0) warnAboutInProcessVariants(scope, context.apiName, rollout, weighted.length);
 
   const arch: NodeArch = compute.architecture === lambda.Architecture.ARM_64 ? 'arm64' : 'x64';
   const contextDir = buildLambdaImageContext({
@@ -83,11 +98,11 @@ export function buildLambdaBackend(scope: Construct, context: BackendContext, co
     arch,
     ...(isTorchFormat(model.format) ? { torch: { module: model.torch?.module } } : {}),
   });
+  const platform = arch === 'arm64' ? Platform.LINUX_ARM64 : Platform.LINUX_AMD64;
+  const code = lambda.DockerImageCode.fromImageAsset(contextDir, { platform });
   const fn = new lambda.DockerImageFunction(scope, 'Function', {
     description: `Arclight API ${context.apiName}`,
-    code: lambda.DockerImageCode.fromImageAsset(contextDir, {
-      platform: arch === 'arm64' ? Platform.LINUX_ARM64 : Platform.LINUX_AMD64,
-    }),
+    code,
     architecture: compute.architecture,
     memorySize: compute.memorySize,
     ephemeralStorageSize: compute.ephemeralStorageSize,
@@ -100,8 +115,34 @@ export function buildLambdaBackend(scope: Construct, context: BackendContext, co
       ...functionEnvironment(context.apiName, model, context.config, compute),
       ...(context.docs ? { [ENV.docs]: 'on' } : {}),
       ...(context.tracing ? { [ENV.tracing]: 'on' } : {}),
+      ...(context.variants.length > 0 ? { [ENV.variant]: PRIMARY_VARIANT } : {}),
+      ...(weighted.length > 0
+        ? {
+            [ENV.variants]: Stack.of(scope).toJsonString(
+              weighted.map((v): LambdaVariantSpec => ({
+                name: v.props.name,
+                weight: v.props.weight ?? 1,
+                env: variantModelEnvironment(v.model),
+              })),
+            ),
+          }
+        : {}),
     },
   });
+  // The shadow: a function of its own (its predictor's image, or this one), invoked asynchronously with copies.
+  const shadow =
+    shadowProps &&
+    buildShadowFunction(scope, context, compute, shadowProps, {
+      code:
+        (shadowProps.predictor?.bind().entry ?? context.predictor.entry) === context.predictor.entry ? code : undefined,
+      arch,
+      platform,
+    });
+  if (shadow) {
+    shadow.alias.grantInvoke(role);
+    fn.addEnvironment(ENV.shadowFunction, shadow.alias.functionArn);
+    fn.addEnvironment(ENV.shadowPercent, String(shadowPercent(shadowProps!)));
+  }
   // The function's image asset was staged (copied into the cloud assembly) as it was created: drop the generated
   // context from the temp dir (tens of MB each synth). With staging off, the assembly points at it, so it stays.
   if (!scope.node.tryGetContext(DISABLE_ASSET_STAGING_CONTEXT)) rmSync(contextDir, { recursive: true, force: true });
@@ -130,6 +171,9 @@ export function buildLambdaBackend(scope: Construct, context: BackendContext, co
     apiName: context.apiName,
     apiGateway: httpApiMetrics(api),
     backend: lambdaMetrics(fn),
+    ...(context.variants.length > 0
+      ? { variants: [PRIMARY_VARIANT, ...context.variants.map((v) => v.name)], shadow: shadow !== undefined }
+      : {}),
   });
   deployWithCodeDeploy(scope, fn, alias, rollout, rollout.rollbackAlarms(monitoring.alarms));
 
@@ -258,4 +302,135 @@ function warnAboutColdStart(scope: Construct, apiName: string, model: ModelSourc
       `RealtimeApi '${apiName}' serves a ${model.format} model on Lambda: the image carries Python and CPU torch (about 1 GB more to pull), and each cold start spends ~${LAMBDA_LIMITS.torchImportSeconds} s importing torch. An ONNX export starts faster; see \`arclight bench formats\`.`,
     );
   }
+}
+
+/** What weighted variants on Lambda cannot be: they run in the API's function, on its image. */
+function lambdaVariantProblems(
+  context: BackendContext,
+  model: ModelSourceConfig,
+  weighted: readonly { readonly props: VariantProps; readonly model: ModelSourceConfig }[],
+): string[] {
+  const problems: string[] = [];
+  for (const { props, model: variantModel } of weighted) {
+    const entry = props.predictor?.bind().entry;
+    if (entry !== undefined && entry !== context.predictor.entry)
+      problems.push(
+        `variant '${props.name}': weighted variants on Lambda run in the API's function, with its predictor; a predictor of its own needs Compute.ecs() or Compute.sageMaker() (a shadow may have one)`,
+      );
+    if (isTorchFormat(variantModel.format) !== isTorchFormat(model.format))
+      problems.push(
+        `variant '${props.name}': its ${variantModel.format} model cannot run on the API's ${model.format} image (weighted variants on Lambda share the function)`,
+      );
+    problems.push(...variantModel.problems.map((problem) => `variant '${props.name}': ${problem}`));
+    if (variantModel.versions && variantModel.versions.version === undefined)
+      problems.push(`variant '${props.name}': a versioned model on Lambda needs a pinned version`);
+  }
+  for (const props of context.variants)
+    if (props.instanceCount !== undefined)
+      problems.push(`variant '${props.name}': instanceCount is for SageMaker and ECS; Lambda scales by itself`);
+  return problems;
+}
+
+/** A weighted variant's own contract variables (over the function's, in its runtime). */
+function variantModelEnvironment(model: ModelSourceConfig): Record<string, string> {
+  return {
+    [ENV.modelUri]: model.uri,
+    ...(model.sha256 ? { [ENV.modelSha256]: model.sha256 } : {}),
+    ...modelEnvironment(model, LAMBDA_MODULE_DIR),
+  };
+}
+
+/** Weighted variants on Lambda: what they cost and how they meet the rollout. */
+function warnAboutInProcessVariants(scope: Construct, apiName: string, rollout: Rollout, count: number): void {
+  Annotations.of(scope).addWarningV2(
+    'arclight:lambdaVariantsInProcess',
+    `RealtimeApi '${apiName}': its ${count} weighted variant(s) run inside the API's one function (Lambda's alias routing splits only between versions of one function, and API Gateway HTTP APIs have no weighted integrations): every sandbox loads ${count + 1} models (size memorySize for all, cold starts load all), and splits its requests by weight. A change to a variant's model or weight publishes a new version that ${rollout.kind === 'allAtOnce' ? 'takes all traffic at once' : `rolls out as the ${rollout.kind} says: meanwhile the old weights serve the rest, and an alarm rolls every variant back together`}.`,
+  );
+}
+
+/**
+ * The shadow variant's function: its own role (its model, its logs), log group, published version and \`live\`
+ * alias (all at once: it answers no caller), invoked only asynchronously, never retried, events kept a minute at most.
+ */
+function buildShadowFunction(
+  scope: Construct,
+  context: BackendContext,
+  compute: LambdaSettings,
+  props: VariantProps,
+  image: { code: lambda.DockerImageCode | undefined; arch: NodeArch; platform: Platform },
+): { fn: lambda.DockerImageFunction; alias: lambda.Alias } {
+  const shadowScope = new Construct(scope, `Variant${props.name}`);
+  const logGroup = new logs.LogGroup(shadowScope, 'FunctionLogs', {
+    retention: context.logRetention,
+    removalPolicy: RemovalPolicy.DESTROY,
+  });
+  const role = new iam.Role(shadowScope, 'FunctionRole', {
+    assumedBy: new iam.ServicePrincipal('lambda.amazonaws.com'),
+    description: `Runs the shadow variant ${props.name} of the ${context.apiName} Arclight API: its logs, its model object`,
+  });
+  logGroup.grantWrite(role);
+  const model = props.model.bind(shadowScope, role);
+  let code = image.code;
+  if (!code) {
+    const contextDir = buildLambdaImageContext({
+      predictorEntry: props.predictor?.bind().entry,
+      arch: image.arch,
+      ...(isTorchFormat(model.format) ? { torch: { module: model.torch?.module } } : {}),
+    });
+    code = lambda.DockerImageCode.fromImageAsset(contextDir, { platform: image.platform });
+    const fn = shadowFunction(shadowScope, context, compute, props, model, role, logGroup, code);
+    if (!scope.node.tryGetContext(DISABLE_ASSET_STAGING_CONTEXT)) rmSync(contextDir, { recursive: true, force: true });
+    return fn;
+  }
+  return shadowFunction(shadowScope, context, compute, props, model, role, logGroup, code);
+}
+
+function shadowFunction(
+  scope: Construct,
+  context: BackendContext,
+  compute: LambdaSettings,
+  props: VariantProps,
+  model: ModelSourceConfig,
+  role: iam.Role,
+  logGroup: logs.LogGroup,
+  code: lambda.DockerImageCode,
+): { fn: lambda.DockerImageFunction; alias: lambda.Alias } {
+  const fn = new lambda.DockerImageFunction(scope, 'Function', {
+    description: `Arclight API ${context.apiName}, shadow variant ${props.name}`,
+    code,
+    architecture: compute.architecture,
+    memorySize: compute.memorySize,
+    ephemeralStorageSize: compute.ephemeralStorageSize,
+    timeout: compute.timeout,
+    role,
+    logGroup,
+    ...(context.tracing ? { tracing: lambda.Tracing.ACTIVE } : {}),
+    environment: {
+      ...functionEnvironment(context.apiName, model, context.config, compute),
+      ...(context.tracing ? { [ENV.tracing]: 'on' } : {}),
+      [ENV.variant]: props.name,
+    },
+  });
+  (fn.node.defaultChild as lambda.CfnFunction).addMetadata(API_METADATA_KEY, {
+    apiName: context.apiName,
+    compute: 'lambda',
+    architecture: compute.architecture === lambda.Architecture.ARM_64 ? 'arm64' : 'x64',
+    variant: variantMetadata(props),
+  } satisfies ApiMetadata);
+  const alias = fn.addAlias('live');
+  // A copy is worth little late and nothing twice: no retries, dropped after a minute in Lambda's queue.
+  alias.configureAsyncInvoke({ retryAttempts: 0, maxEventAge: Duration.minutes(1) });
+  Validations.of(role).acknowledge({
+    id: 'AwsSolutions-IAM5',
+    reason:
+      "CloudWatch Logs stream ARNs under the shadow function's own log group end in ':*'; no other wildcard is granted.",
+  });
+  if (context.tracing) {
+    Validations.of(role).acknowledge({
+      id: 'AwsSolutions-IAM5[Resource::*]',
+      reason:
+        "tracing: true: X-Ray's PutTraceSegments and PutTelemetryRecords have no resource-level permissions and take '*'.",
+    });
+  }
+  return { fn, alias };
 }

@@ -35,7 +35,7 @@ import { SAGEMAKER_LIMITS } from './limits.js';
 import { isTorchFormat, type ModelSourceConfig } from '../model-source.js';
 import { Rollout } from '../operations/rollout.js';
 import { RestApiAccessLogs, createSageMakerRestApi } from './sagemaker-rest-api.js';
-import { variantProblems, type VariantProps } from '../operations/variant.js';
+import { variantMetadata, variantProblems, type VariantProps } from '../operations/variant.js';
 
 /** The SageMaker compute's settings, every prop resolved to its default (`SageMakerCompute`). */
 export interface SageMakerSettings extends ComputeChecks {
@@ -420,5 +420,13 @@ function variantModel(
     },
   });
   cfnModel.node.addDependency(role);
+  // `arclight dev` serves the variant beside the API's own model.
+  cfnModel.addMetadata(API_METADATA_KEY, {
+    apiName: context.apiName,
+    compute: 'sagemaker',
+    architecture: 'x64',
+    gpu: compute.gpu,
+    variant: variantMetadata(props),
+  } satisfies ApiMetadata);
   return cfnModel;
 }

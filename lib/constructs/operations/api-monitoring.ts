@@ -17,7 +17,9 @@ import {
   API_NAME_DIMENSION,
   METRICS,
   METRICS_NAMESPACE,
+  SHADOW_METRICS,
   STATUS_CLASS_METRICS,
+  VARIANT_DIMENSION,
   allMetrics,
   type MetricDefinition,
   type MetricUnitName,
@@ -70,6 +72,10 @@ export interface ApiMonitoringProps extends MonitoringProps {
   readonly apiName: string;
   readonly apiGateway: ApiGatewayMetrics;
   readonly backend: BackendMetrics;
+  /** The variants whose runtimes write metrics under a `variant` dimension (Lambda, ECS), charted side by side. @default none */
+  readonly variants?: readonly string[];
+  /** Whether the API copies requests to a shadow (Lambda, ECS): its copies are charted. @default false */
+  readonly shadow?: boolean;
 }
 
 /** Default thresholds. */
@@ -85,12 +91,15 @@ const PERIOD = Duration.minutes(1);
 export function runtimeMetric(
   definition: MetricDefinition,
   apiName: string,
-  options: { readonly statistic?: string; readonly label?: string } = {},
+  options: { readonly statistic?: string; readonly label?: string; readonly variant?: string } = {},
 ): cloudwatch.Metric {
   return new cloudwatch.Metric({
     namespace: METRICS_NAMESPACE,
     metricName: definition.name,
-    dimensionsMap: { [API_NAME_DIMENSION]: apiName },
+    dimensionsMap: {
+      [API_NAME_DIMENSION]: apiName,
+      ...(options.variant === undefined ? {} : { [VARIANT_DIMENSION]: options.variant }),
+    },
     statistic: options.statistic ?? defaultStatistic(definition),
     period: PERIOD,
     ...(options.label ? { label: options.label } : {}),
@@ -279,7 +288,26 @@ export class ApiMonitoring extends Construct {
       graph('Capacity', [...props.backend.capacity], props.backend.healthy ? [props.backend.healthy] : []),
       graph('Backend', [...props.backend.service]),
     );
+    const variants = props.variants ?? [];
+    if (variants.length > 0) {
+      const perVariant = (definition: MetricDefinition, statistic: string, what: string): cloudwatch.Metric[] =>
+        variants.map((variant) =>
+          runtimeMetric(definition, apiName, { statistic, variant, label: `${variant}: ${what}` }),
+        );
+      dashboard.addWidgets(
+        graph('Requests per variant (runtime)', perVariant(METRICS.latency, 'SampleCount', 'requests')),
+        graph('5xx per variant (runtime)', perVariant(METRICS.requests5xx, 'Sum', '5xx')),
+        graph('Latency p99 per variant (runtime)', perVariant(METRICS.latency, 'p99', 'p99')),
+      );
+    }
     const bottom: cloudwatch.IWidget[] = [];
+    if (props.shadow)
+      bottom.push(
+        graph(
+          'Shadow copies',
+          Object.values(SHADOW_METRICS).map((m) => metric(m)),
+        ),
+      );
     if (props.backend.utilization.length > 0) bottom.push(graph('Utilization (%)', [...props.backend.utilization]));
     if (this.alarms.length > 0)
       bottom.push(new cloudwatch.AlarmStatusWidget({ title: 'Alarms', alarms: [...this.alarms], width: 8, height: 6 }));

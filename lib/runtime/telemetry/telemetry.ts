@@ -18,9 +18,12 @@ import {
   API_NAME_DIMENSION,
   METRICS,
   METRICS_NAMESPACE,
+  SHADOW_METRICS,
   STATUS_CLASS_METRICS,
+  VARIANT_DIMENSION,
   type MetricDefinition,
   type MetricEventName,
+  type ShadowOutcome,
 } from '../../metric-catalog.js';
 import type { Logger } from './logger.js';
 
@@ -59,6 +62,11 @@ export interface TelemetryOptions {
   readonly maxBufferedRequests?: number;
   /** Where Powertools' own warnings go. @default stderr */
   readonly logger?: Logger;
+  /**
+   * The variant this process serves: every metric is written under `apiName` and again under `apiName` and
+   * `variant`. @default `ARCLIGHT_VARIANT`, else none
+   */
+  readonly variant?: string;
 }
 
 /** ARCLIGHT_METRICS=on|off; unset: on (per invocation) on Lambda, off elsewhere. */
@@ -79,12 +87,16 @@ export class Telemetry {
   private batchSizes: number[] = [];
   /** Requests by status class: index 1..5 for 1xx..5xx. */
   private classes = [0, 0, 0, 0, 0, 0];
+  private shadowCounts: Record<ShadowOutcome, number> = { sent: 0, dropped: 0, failed: 0 };
   private timer: NodeJS.Timeout | undefined;
+  /** The variant dimension's value, if this process serves one of several variants. */
+  readonly variant: string | undefined;
 
   constructor(options: TelemetryOptions) {
     this.mode = options.mode ?? metricsModeFromEnv();
     this.enabled = this.mode !== 'off';
     this.maxBuffered = options.maxBufferedRequests ?? LINE_VALUES;
+    this.variant = options.variant ?? (process.env[ENV.variant] || undefined);
     if (!this.enabled) return;
     const log = options.logger;
     this.metrics = new Metrics({
@@ -129,7 +141,7 @@ export class Telemetry {
     add(METRICS.firstRunTime, breakdown.firstRunMs);
     add(METRICS.predictorInitTime, breakdown.initMs);
     add(METRICS.coldStartTime, breakdown.totalMs);
-    m.publishStoredMetrics();
+    this.publish(m);
   }
 
   /** An event worth an alarm (e.g. `ExecutionProviderFallback`), counted and written at once. */
@@ -137,7 +149,7 @@ export class Telemetry {
     const m = this.metrics;
     if (!m) return;
     m.addMetric(name, 'Count', 1);
-    m.publishStoredMetrics();
+    this.publish(m);
   }
 
   /** One answered request (the hot path: appends only). */
@@ -150,15 +162,23 @@ export class Telemetry {
     if (this.latencies.length >= this.maxBuffered) this.flush();
   }
 
+  /** What became of one copy for the shadow variant (counted; written with the request metrics). */
+  shadow(outcome: ShadowOutcome): void {
+    if (!this.enabled) return;
+    this.shadowCounts[outcome]++;
+  }
+
   /** After a Lambda invocation: writes what it recorded (on Lambda only). */
   afterInvocation(): void {
-    if (this.mode === 'invocation' && this.latencies.length > 0) this.flush();
+    if (this.mode === 'invocation' && (this.latencies.length > 0 || this.shadowBuffered())) this.flush();
   }
 
   /** Writes buffered request metrics now: one EMF line per 99 requests (Powertools' limit is 100 values a metric). */
   flush(): void {
     const m = this.metrics;
-    if (!m || this.latencies.length === 0) return;
+    if (!m || (this.latencies.length === 0 && !this.shadowBuffered())) return;
+    this.flushShadow(m);
+    if (this.latencies.length === 0) return;
     const { latencies, batchSizes, classes } = this;
     this.latencies = [];
     this.batchSizes = [];
@@ -176,8 +196,33 @@ export class Telemetry {
         m.addMetric(latency.name, latency.unit, latencies[i]!);
         m.addMetric(batchSize.name, batchSize.unit, batchSizes[i]!);
       }
-      m.publishStoredMetrics();
+      this.publish(m);
     }
+  }
+
+  private shadowBuffered(): boolean {
+    const { sent, dropped, failed } = this.shadowCounts;
+    return sent + dropped + failed > 0;
+  }
+
+  /** The shadow's counts, in a line of their own. */
+  private flushShadow(m: Metrics): void {
+    if (!this.shadowBuffered()) return;
+    for (const [outcome, definition] of Object.entries(SHADOW_METRICS) as [ShadowOutcome, MetricDefinition][]) {
+      const count = this.shadowCounts[outcome];
+      if (count > 0) m.addMetric(definition.name, definition.unit, count);
+    }
+    this.shadowCounts = { sent: 0, dropped: 0, failed: 0 };
+    this.publish(m);
+  }
+
+  /** Writes what is stored: under `apiName`, and under `apiName` and `variant` too when this process is a variant. */
+  private publish(m: Metrics): void {
+    if (this.variant) {
+      m.addDimensions({});
+      m.addDimensions({ [VARIANT_DIMENSION]: this.variant });
+    }
+    m.publishStoredMetrics();
   }
 
   /** Stops the interval timer and writes what is buffered. */

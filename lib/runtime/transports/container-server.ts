@@ -19,6 +19,7 @@ import { DataCapture } from '../telemetry/data-capture.js';
 import { Telemetry, metricsModeFromEnv } from '../telemetry/telemetry.js';
 import { METRICS } from '../../metric-catalog.js';
 import { WorkerPool, defaultWorkerCount } from '../executors/worker-pool.js';
+import { answerWithVariant, captureBoth, containerShadowFromEnv } from '../variants/shadow-copy.js';
 
 export interface ContainerServerOptions {
   readonly settings: RuntimeSettings;
@@ -58,7 +59,12 @@ export async function startContainerServer(options: ContainerServerOptions): Pro
   const env = options.env ?? process.env;
   const settings = options.settings;
   const log = options.logger ?? createLogger(settings.apiName, settings.logLevel);
-  const telemetry = new Telemetry({ apiName: settings.apiName, mode: metricsModeFromEnv(env), logger: log });
+  const telemetry = new Telemetry({
+    apiName: settings.apiName,
+    mode: metricsModeFromEnv(env),
+    logger: log,
+    variant: env[ENV.variant] || undefined,
+  });
   // A torch model runs in one Python process (torch's threads inside it) instead of the worker-thread pool.
   const torch = settings.modelFormat === 'torchscript' || settings.modelFormat === 'lightning-checkpoint';
   const workers = torch ? 1 : (settings.workers ?? defaultWorkerCount());
@@ -81,8 +87,10 @@ export async function startContainerServer(options: ContainerServerOptions): Pro
         env,
       })
     : undefined;
+  const shadow = containerShadowFromEnv(env, log, telemetry);
+  const captures = captureBoth(dataCapture, shadow);
   const runtime = new Runtime({
-    ...(dataCapture ? { dataCapture } : {}),
+    ...(captures ? { dataCapture: captures } : {}),
     apiName: settings.apiName,
     modelUri: settings.modelUri,
     ...(settings.modelSha256 === undefined ? {} : { modelSha256: settings.modelSha256 }),
@@ -122,6 +130,7 @@ export async function startContainerServer(options: ContainerServerOptions): Pro
     overloaded: () => runtime.inFlight >= maxPending,
   });
   routeInvocations(server, log);
+  answerWithVariant(server, env);
   const address = await listen(
     server,
     options.port ?? containerPort(env),
@@ -157,6 +166,7 @@ export async function startContainerServer(options: ContainerServerOptions): Pro
         server.closeAllConnections();
       }
       await runtime.close().catch(() => undefined);
+      shadow?.close();
       await dataCapture?.close();
       telemetry.close();
       log.info('shut down', { outcome });

@@ -12,6 +12,7 @@ import { ENV } from '../../contract.js';
 import type { DefinedPredictor } from '../../predictor.js';
 import { bootFromEnv } from '../boot.js';
 import { createLambdaHandler, type LambdaHandler } from './lambda-adapter.js';
+import { bootLambdaFromEnv } from '../variants/lambda-variants.js';
 
 /**
  * Lambda's init windows, counted from the start of the sandbox: 10 s on demand; with provisioned concurrency or
@@ -45,8 +46,8 @@ export async function lambdaEntryFromEnv(
   predictor?: DefinedPredictor<unknown>,
   env: NodeJS.ProcessEnv = process.env,
 ): Promise<LambdaHandler> {
-  const { runtime, settings, started } = bootFromEnv(predictor, env);
-  const handler = createLambdaHandler(runtime, { maxBodyBytes: settings.maxBodyBytes });
+  // One runtime, or (with variants) one per production variant behind a split, and the shadow's copies.
+  const { handler, started, log } = bootLambdaFromEnv(predictor, env);
   const budgetMs = initBudgetMs(env);
   const leftMs = Math.max(0, budgetMs - performance.now());
   let timer: NodeJS.Timeout | undefined;
@@ -54,7 +55,7 @@ export async function lambdaEntryFromEnv(
   const outcome = await Promise.race([started, spent]);
   clearTimeout(timer);
   if (outcome === 'spent') {
-    runtime.log.warn('init budget spent before the model was ready: the load continues into the first invocation', {
+    log.warn('init budget spent before the model was ready: the load continues into the first invocation', {
       initBudgetMs: budgetMs,
       processMs: Math.round(performance.now()),
     });

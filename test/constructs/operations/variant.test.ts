@@ -153,16 +153,21 @@ describe('variants that cannot be served fail at synth, in one error', () => {
     ]);
   });
 
-  test('Lambda and ECS say variants are served by SageMaker', () => {
-    const problems = thrownProblems(
-      () =>
-        new RealtimeApi(new Stack(tempApp(), 'lambda'), 'digits', {
-          model: ModelSource.fromS3Uri(MAIN),
-          variants: [{ name: 'v2', model: ModelSource.fromS3Uri(NEXT) }],
-        }),
-    );
-    assert.deepEqual(problems, [
-      'variants (weighted and shadow) are served by Compute.sageMaker; Lambda and ECS do not have them yet',
-    ]);
+  test('Lambda and ECS check the same rules (Lambda and ECS serve variants too: see test/constructs/backends)', () => {
+    const model = ModelSource.fromS3Uri(NEXT);
+    for (const compute of [Compute.lambda(), Compute.ecs({ instanceType: 'g5.xlarge' })]) {
+      const problems = thrownProblems(
+        () =>
+          new RealtimeApi(new Stack(tempApp(), 'other'), 'digits', {
+            model: ModelSource.fromS3Uri(MAIN),
+            compute,
+            variants: [
+              { name: 's1', model, shadow: true },
+              { name: 's2', model, shadow: true },
+            ],
+          }),
+      );
+      assert.deepEqual(problems, ['at most one shadow variant, got 2'], compute.kind);
+    }
   });
 });
