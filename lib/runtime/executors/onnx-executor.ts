@@ -18,8 +18,19 @@ export function onnxSessionOptions(options: OnnxExecutorOptions = {}): ort.Infer
     executionMode: 'sequential',
     interOpNumThreads: 1,
     ...(options.intraOpThreads === undefined ? {} : { intraOpNumThreads: options.intraOpThreads }),
-    ...(options.spinWait === false ? { extra: { session: { intra_op: { allow_spinning: '0' } } } } : {}),
+    ...(options.spinWait === false
+      ? { extra: { session: sessionConfig({ 'session.intra_op.allow_spinning': '0' }) } }
+      : {}),
   };
+}
+
+/** The options with more `session.x.y` config entries beside those they carry (spin-waiting's among them). */
+function withSessionConfig(
+  options: ort.InferenceSession.SessionOptions,
+  entries: Readonly<Record<string, string>>,
+): ort.InferenceSession.SessionOptions {
+  const extra = (options.extra ?? {}) as { session?: Record<string, string> };
+  return { ...options, extra: { ...extra, session: { ...extra.session, ...sessionConfig(entries) } } };
 }
 
 export interface OnnxExecutorOptions {
@@ -102,7 +113,7 @@ export class OnnxExecutor {
     let session: ort.InferenceSession;
     const inPlace = typeof model !== 'string' && isOrtFormat(model);
     const sessionOptions = inPlace
-      ? { ...onnxSessionOptions(options), extra: { session: sessionConfig(ORT_BYTES_IN_PLACE) } }
+      ? withSessionConfig(onnxSessionOptions(options), ORT_BYTES_IN_PLACE)
       : onnxSessionOptions(options);
     try {
       session =
