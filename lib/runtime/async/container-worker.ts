@@ -117,7 +117,10 @@ function positiveSeconds(env: NodeJS.ProcessEnv, name: string, fallback: number)
   if (text === undefined || text === '') return fallback;
   const value = Number(text);
   if (!Number.isInteger(value) || value <= 0) {
-    throw new StartupError(`${name} must be a positive integer (seconds), got '${text}'`, 'Deploy the API with AsyncApi');
+    throw new StartupError(
+      `${name} must be a positive integer (seconds), got '${text}'`,
+      'Deploy the API with AsyncApi',
+    );
   }
   return value;
 }

@@ -92,7 +92,9 @@ export class SqsPoller {
     await this.loop;
     if (this.inFlight.size === 0) return;
     const drained = Promise.all([...this.inFlight].map((job) => job.done)).then(() => true);
-    const timeout = new Promise<false>((resolve) => setTimeout(() => resolve(false), this.options.drainMs ?? 0).unref());
+    const timeout = new Promise<false>((resolve) =>
+      setTimeout(() => resolve(false), this.options.drainMs ?? 0).unref(),
+    );
     if (await Promise.race([drained, timeout])) return;
     await Promise.all([...this.inFlight].map((job) => this.release(job)));
   }
@@ -157,11 +159,7 @@ export class SqsPoller {
     const heartbeat = this.heartbeat(job);
     let outcome: Delivered['outcome'];
     try {
-      outcome = await processJob(
-        job.id,
-        { receiveCount, maxReceives: this.options.maxReceives },
-        this.options,
-      );
+      outcome = await processJob(job.id, { receiveCount, maxReceives: this.options.maxReceives }, this.options);
     } catch (error) {
       outcome = 'retry';
       if (!(error instanceof RetryJobError)) {
@@ -185,9 +183,12 @@ export class SqsPoller {
   /** Renews the message's visibility every third of it while the job runs. */
   private heartbeat(job: InFlight): NodeJS.Timeout {
     const seconds = this.options.visibilityTimeoutSeconds;
-    const timer = setInterval(() => {
-      if (!job.released) void this.changeVisibility(job.message, seconds, 'extend a running job');
-    }, (seconds * 1000) / 3);
+    const timer = setInterval(
+      () => {
+        if (!job.released) void this.changeVisibility(job.message, seconds, 'extend a running job');
+      },
+      (seconds * 1000) / 3,
+    );
     timer.unref();
     return timer;
   }
