@@ -432,7 +432,11 @@ function containerApisOfStack(template: Template, stackName: string, assets: Sta
       metadata.apiName,
       stackName,
     );
-    const environment = resolveEnvironment(container.environment, where);
+    // An async API on ECS: its queue, bucket and table are the deployed ones; `arclight dev` gives it its own.
+    const environment = resolveEnvironment(
+      container.environment.filter(([name]) => !(metadata.async && DEPLOYED_ASYNC_VARIABLES.has(name))),
+      where,
+    );
     const { serverFile, imageDir, imageEnvironment } = entrypointOf(image);
     apis.push({
       apiName: metadata.apiName,

@@ -6,11 +6,13 @@
  * back to minTasks when idle), every role's exact grants, the same front, and cdk-nag's AwsSolutions pack clean.
  */
 import assert from 'node:assert/strict';
-import { readFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { before, describe, test } from 'node:test';
 import { Duration, Stack, Validations, type App } from 'aws-cdk-lib';
 import { Template } from 'aws-cdk-lib/assertions';
+import { buildAppFromFile } from '../../../lib/app-file/build-app.js';
+import { loadAppFile } from '../../../lib/app-file/load.js';
 import { AwsSolutionsChecks } from 'cdk-nag';
 import { API_METADATA_KEY, ASYNC_ENV, ENV } from '../../../lib/contract.js';
 import {
@@ -27,9 +29,9 @@ import {
   thrownProblems,
   useScratchTmpdir,
 } from '../../cdk-helpers.js';
-import { DIGITS_ONNX } from '../../helpers.js';
+import { DIGITS_ONNX, REPO_ROOT } from '../../helpers.js';
 
-useScratchTmpdir();
+const tmp = useScratchTmpdir();
 
 let app: App;
 let stack: Stack;
@@ -290,5 +292,36 @@ describe('AsyncApi on ECS: props', () => {
           compute: Compute.ecs({ instanceType: 'c6i.xlarge', minTasks: 0 }),
         }),
     );
+  });
+});
+
+describe('AsyncApi on ECS from arclight.yaml', () => {
+  test("async + compute ecs builds the queue workers with the file's limits, from zero tasks", () => {
+    const file = join(tmp, 'ecs-async.yaml');
+    writeFileSync(
+      file,
+      [
+        'apis:',
+        '  - name: jobs',
+        `    model: ${join(REPO_ROOT, DIGITS_ONNX)}`,
+        '    compute: { kind: ecs, instanceType: c6i.xlarge, minTasks: 0, maxTasks: 5 }',
+        '    async: { timeout: 600, maxReceiveCount: 4 }',
+        '',
+      ].join('\n'),
+    );
+    const stacks = buildAppFromFile(loadAppFile(file), tempApp());
+    const built = Template.fromStack(stacks.get('jobs')!);
+    const [, service] = onlyResource(built, 'AWS::ECS::Service');
+    assert.equal(service['DesiredCount'], 0);
+    const [, target] = onlyResource(built, 'AWS::ApplicationAutoScaling::ScalableTarget');
+    assert.deepEqual([target['MinCapacity'], target['MaxCapacity']], [0, 5]);
+    const [, queue] = onlyResource(built, 'AWS::SQS::Queue', 'jobsStorageQueue');
+    assert.equal((queue['RedrivePolicy'] as { maxReceiveCount: number }).maxReceiveCount, 4);
+    const [, taskDefinition] = onlyResource(built, 'AWS::ECS::TaskDefinition');
+    const [container] = taskDefinition['ContainerDefinitions'] as { Environment: { Name: string; Value: unknown }[] }[];
+    const env = Object.fromEntries(container!.Environment.map((v) => [v.Name, flatten(v.Value)]));
+    assert.equal(env[ENV.requestTimeoutMs], '600000');
+    assert.equal(env[ENV.executionProviders], 'cpu');
+    assert.equal(env[ASYNC_ENV.maxReceives], '4');
   });
 });
