@@ -119,6 +119,8 @@ export class AsyncEcsWorker extends Construct {
           maxBodyBytes: props.maxBodyBytes,
           requestTimeoutMs: props.timeout.toMilliseconds(),
         }),
+        // The SDK clients of the worker (SQS, DynamoDB) sign for the stack's region, whatever the instance reports.
+        AWS_REGION: Stack.of(this).region,
         [ASYNC_ENV.queueUrl]: queue.queueUrl,
         [ASYNC_ENV.bucket]: storage.bucket.bucketName,
         [ASYNC_ENV.table]: storage.table.tableName,

@@ -6,7 +6,7 @@
  * back to minTasks when idle), every role's exact grants, the same front, and cdk-nag's AwsSolutions pack clean.
  */
 import assert from 'node:assert/strict';
-import { readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { before, describe, test } from 'node:test';
 import { Duration, Stack, Validations, type App } from 'aws-cdk-lib';
@@ -109,6 +109,7 @@ describe('AsyncApi on ECS', () => {
     assert.match(env[ASYNC_ENV.bucket]!, /^\{Ref:digitsasyncStorageBucket/);
     assert.match(env[ASYNC_ENV.table]!, /^\{Ref:digitsasyncStorageJobs/);
     assert.equal(env[ENV.requestTimeoutMs], String(2 * 3600 * 1000));
+    assert.equal(env['AWS_REGION'], '{Ref:AWS::Region}');
     assert.equal(env[ENV.executionProviders], 'cuda,cpu');
     assert.equal(env['ARCLIGHT_ASYNC_VISIBILITY_SECONDS'], String(ECS_ASYNC_VISIBILITY.toSeconds()));
     assert.equal(env['ARCLIGHT_ASYNC_DRAIN_SECONDS'], String(ECS_ASYNC_DRAIN.toSeconds()));
@@ -251,6 +252,17 @@ describe('AsyncApi on ECS', () => {
     assert.match(api.url, /./);
     assert.equal(api.worker, undefined);
     assert.ok(api.ecsWorker);
+  });
+
+  test("the image's bundled entry becomes the queue worker when the queue's URL is set", () => {
+    const servers = readdirSync(app.outdir)
+      .map((entry) => join(app.outdir, entry, 'server.mjs'))
+      .filter((file) => existsSync(file));
+    assert.equal(servers.length, 1);
+    const bundle = readFileSync(servers[0]!, 'utf8');
+    assert.match(bundle, /ARCLIGHT_ASYNC_QUEUE_URL/);
+    assert.match(bundle, /async worker polling its queue/);
+    assert.match(bundle, /ChangeMessageVisibility/);
   });
 
   test('passes cdk-nag AwsSolutions with no violation', () => {
