@@ -55,7 +55,9 @@ export async function startSqsServer(): Promise<SqsServer> {
       return client;
     },
     createQueue(name, attributes = {}) {
-      return server.createQueue(name, { attributes }).queueUrl;
+      // fauxqs names its host as sqs.<region>.<host>; the URL given out names the server itself, as an SQS queue URL
+      // names its region's endpoint (the SDK sends a queue's requests to its URL's host).
+      return server.createQueue(name, { attributes }).queueUrl.replace(/^https?:\/\/[^/]+/, endpoint);
     },
     inspect(name) {
       const messages = server.inspectQueue(name)?.messages;

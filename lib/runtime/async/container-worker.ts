@@ -33,6 +33,9 @@ export const ASYNC_WORKER_ENV = {
   drainSeconds: 'ARCLIGHT_ASYNC_DRAIN_SECONDS',
 } as const;
 
+/** How long the server's own shutdown waits for requests after the poller has stopped (health checks, a handed-back job). */
+const SERVER_DRAIN_MS = 5000;
+
 export interface AsyncContainerWorker {
   readonly container: ContainerServer;
   readonly poller: SqsPoller;
@@ -65,6 +68,8 @@ export async function startAsyncContainerWorker(
   const container = await startContainerServer({
     settings,
     env,
+    // At shutdown the jobs are drained or handed back already: a handed-back job's predictor call need not be awaited.
+    drainTimeoutMs: SERVER_DRAIN_MS,
     ...(options.predictor ? { predictor: options.predictor } : {}),
     ...(options.port === undefined ? {} : { port: options.port }),
   });
