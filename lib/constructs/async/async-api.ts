@@ -68,7 +68,7 @@ export interface AsyncApiProps {
   readonly urlExpiry?: Duration;
   /** How long requests, results and statuses are kept (the bucket's lifecycle rules, the table's TTL). @default Duration.days(7) */
   readonly retention?: Duration;
-  /** Deliveries of a job before it is failed and its message goes to the dead-letter queue (Lambda). @default 3 */
+  /** Deliveries of a job before it is failed and its message goes to the dead-letter queue (Lambda, ECS). @default 3 */
   readonly maxReceiveCount?: number;
   /** SageMaker compute: jobs SageMaker sends one instance at once (1–1000). @default 4 */
   readonly maxConcurrentInvocationsPerInstance?: number;
