@@ -1,15 +1,13 @@
+/** dynalite (a DynamoDB API on LevelDB, used by tests) ships no types: the part the tests use. */
 declare module 'dynalite' {
   import type { Server } from 'node:http';
-
   interface DynaliteOptions {
-    /** Where LevelDB keeps the tables; in memory when absent. */
-    path?: string;
-    /** How long a new table stays CREATING. */
-    createTableMs?: number;
-    deleteTableMs?: number;
-    updateTableMs?: number;
+    /** Milliseconds a CreateTable takes to become ACTIVE. */
+    readonly createTableMs?: number;
+    readonly deleteTableMs?: number;
+    readonly updateTableMs?: number;
+    /** A directory for LevelDB; in memory without it. */
+    readonly path?: string;
   }
-
-  /** An HTTP server speaking DynamoDB's API. */
   export default function dynalite(options?: DynaliteOptions): Server;
 }

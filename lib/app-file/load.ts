@@ -189,7 +189,10 @@ function apiProblems(loaded: LoadedAppFile, api: AppFileApi, i: number, at: Loca
   if (api.compute !== undefined) {
     const compute = computeOf(api.compute);
     const keys = Object.keys(api.compute);
+    const isAsync = api.async !== undefined && api.async !== false;
     for (const problem of compute.problems(modelBytes, format ?? 'onnx')) {
+      // An async API on ECS may have no task: its queue's alarm scales it out from zero (AsyncApi's own check).
+      if (isAsync && api.compute.kind === 'ecs' && /^minTasks must be an integer of at least 1/.test(problem)) continue;
       // A compute problem starts with, or names, the prop it is about; placed there when the file sets it.
       const key =
         keys.find((k) => problem.startsWith(`${k} `)) ?? keys.find((k) => k !== 'kind' && problem.includes(k));
@@ -218,7 +221,7 @@ function apiProblems(loaded: LoadedAppFile, api: AppFileApi, i: number, at: Loca
 const REALTIME_ONLY = ['batching', 'docs', 'rollout', 'monitoring', 'tracing', 'dataCapture'] as const;
 
 /**
- * What the constructs refuse of the async, rollout and data-capture options: an async API on ECS or with realtime-only
+ * What the constructs refuse of the async, rollout and data-capture options: an async API with realtime-only
  * options; a rollout its compute cannot run (the rollout's own problems()); data capture
  * on Lambda.
  */
@@ -244,14 +247,6 @@ function operationsProblems(
             : [...base, 'async'];
       for (const problem of lambdaMemoryProblems(compute, model, maxBodyBytes))
         problems.push(at.problem(path, problem));
-    }
-    if (kind === 'ecs') {
-      problems.push(
-        at.problem(
-          [...base, 'compute', 'kind'],
-          `${kind}: async APIs run on lambda and sagemaker in this release (ECS queue workers are not built yet)`,
-        ),
-      );
     }
     for (const key of REALTIME_ONLY) {
       if (api[key] !== undefined && !(key === 'batching' && kind === 'lambda')) {

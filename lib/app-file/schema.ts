@@ -199,9 +199,10 @@ const ecsCompute = z
     kind: z.literal('ecs'),
     instanceType: z.string().describe('The EC2 instance type of the capacity, e.g. g5.xlarge.'),
     gpuCount: nonNegativeInt().optional().describe('GPUs per task; 0 runs the CPU image. Default: 1 on GPU types.'),
-    minTasks: positiveInt('tasks')
-      .optional()
-      .meta({ default: APP_FILE_DEFAULTS.ecs.minTasks, description: 'The fewest tasks the service runs.' }),
+    minTasks: nonNegativeInt().optional().meta({
+      default: APP_FILE_DEFAULTS.ecs.minTasks,
+      description: 'The fewest tasks the service runs (at least 1; 0 on an async API, which scales out from zero).',
+    }),
     maxTasks: positiveInt('tasks').optional().describe('The most tasks. Default: the larger of minTasks and 2.'),
     targetRequestsPerTask: z.number().positive().optional().meta({
       default: APP_FILE_DEFAULTS.ecs.targetRequestsPerTask,
@@ -432,7 +433,7 @@ export const apiSchema = z.strictObject({
   async: z.union([z.boolean(), asyncSchema]).optional().meta({
     default: false,
     description:
-      'Serve the API as jobs (AsyncApi) instead of request/response: true, or a map of its options. Lambda compute only.',
+      'Serve the API as jobs (AsyncApi) instead of request/response: true, or a map of its options. On lambda, sagemaker and ecs (queue workers).',
   }),
   rollout: rolloutSchema,
   monitoring: monitoringSchema,

@@ -49,6 +49,7 @@ export {
 } from './operations/rollout.js';
 export { AsyncApi, type AsyncApiProps } from './async/async-api.js';
 export { AsyncSageMakerEndpoint, type AsyncSageMakerEndpointProps } from './async/async-sagemaker-endpoint.js';
+export { AsyncEcsWorker, type AsyncEcsWorkerProps } from './async/async-ecs-worker.js';
 export { BatchJob, type BatchJobProps } from './batch/batch-job.js';
 export {
   BatchCompute,

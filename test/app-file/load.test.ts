@@ -191,7 +191,7 @@ describe('arclight.yaml problems', () => {
         '    rollout: linear', // 6
         '  - name: jobs-gpu', // 7
         '    model: models/digits.onnx', // 8
-        '    compute: { kind: ecs, instanceType: g5.xlarge }', // 9
+        '    compute: { kind: ecs, instanceType: g5.xlarge, minTasks: 0 }', // 9 (async on ECS: accepted, from zero tasks)
         '    async: true', // 10
         '  - name: shifted', // 11
         '    model: models/digits.onnx', // 12
@@ -207,19 +207,22 @@ describe('arclight.yaml problems', () => {
         '  - name: big-jobs', // 22
         '    model: models/digits.onnx', // 23
         '    async: { maxBodySize: 1000 }', // 24
+        '  - name: fleet-zero', // 25
+        '    model: models/digits.onnx', // 26
+        '    compute: { kind: ecs, instanceType: c6i.xlarge, minTasks: 0 }', // 27 (realtime: at least one task)
         '',
       ].join('\n'),
     );
     assert.deepEqual(problems, [
       '5:14 apis[0].tracing: applies to realtime APIs; async APIs do not have it yet',
       '6:14 apis[0].rollout: applies to realtime APIs; async APIs do not have it yet',
-      '9:22 apis[1].compute.kind: ecs: async APIs run on lambda and sagemaker in this release (ECS queue workers are not built yet)',
       '13:53 apis[2].rollout.interval: rollout interval must be whole minutes on Lambda (CodeDeploy), got 90 s',
       '14:18 apis[2].dataCapture: runs on the container computes (sagemaker, ecs): a frozen Lambda sandbox cannot upload captures',
       '17:14 apis[3].rollout: Rollout.rolling() replaces instances; Lambda has none: use Rollout.canary() or Rollout.linear()',
       '21:39 apis[4].rollout.percent: a canary on SageMaker takes at most 50% of the fleet, got 60%',
       '21:53 apis[4].rollout.interval: rollout interval must be 0–3600 s on SageMaker, got 4000 s',
       '24:27 apis[5].async.maxBodySize: maxBodySize 1000 MiB needs about 4161 MB of memory with the model (a body is held about four times while a job runs); memorySize is 2048 MB',
+      '27:63 apis[6].compute.minTasks: minTasks must be an integer of at least 1, got 0',
     ]);
   });
 

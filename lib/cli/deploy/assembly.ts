@@ -446,8 +446,11 @@ function containerApisOfStack(template: Template, stackName: string, assets: Sta
       metadata.apiName,
       stackName,
     );
+    // An async API on ECS: its queue, bucket and table are the deployed ones; `arclight dev` gives it its own.
     const environment = resolveEnvironment(
-      container.environment.filter(([name]) => !DEPLOYED_SHADOW_VARIABLES.has(name)),
+      container.environment.filter(
+        ([name]) => !DEPLOYED_SHADOW_VARIABLES.has(name) && !(metadata.async && DEPLOYED_ASYNC_VARIABLES.has(name)),
+      ),
       where,
     );
     const { serverFile, imageDir, imageEnvironment } = entrypointOf(image);

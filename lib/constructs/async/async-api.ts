@@ -11,6 +11,10 @@
  * On the SageMaker compute: the same front, bucket and table, and SageMaker asynchronous inference instead of the queue
  * and the worker (async-sagemaker-endpoint.ts): the RealtimeApi's container image, up to an hour and 1 GiB per job,
  * SNS notifications, and scaling on the backlog down to zero instances.
+ *
+ * On the ECS compute: the same front, bucket, table and queue, and an ECS service of the RealtimeApi's container image
+ * consuming the queue (async-ecs-worker.ts): up to 11 hours per job, scaled on the queue's depth, down to zero tasks
+ * with minTasks: 0.
  */
 import { CfnOutput, Duration, Size, SizeRoundingBehavior, Stack } from 'aws-cdk-lib';
 import type * as apigwv2 from 'aws-cdk-lib/aws-apigatewayv2';
@@ -23,10 +27,11 @@ import type { Config } from '../../predictor.js';
 import type { BackendContext } from '../backends/backend-common.js';
 import { ApiAuth } from '../api-auth.js';
 import { validateProps, type ThrottleProps } from '../backends/backend-common.js';
-import { Compute, LambdaCompute, SageMakerCompute } from '../compute.js';
+import { Compute, EcsCompute, LambdaCompute, SageMakerCompute } from '../compute.js';
 import { requiredMemoryMb } from '../backends/limits.js';
 import type { ModelSource, ModelSourceConfig } from '../model-source.js';
 import { Predictor, type PredictorConfig } from '../predictor.js';
+import { AsyncEcsWorker, ECS_ASYNC_MAX_TIMEOUT, ECS_ASYNC_VISIBILITY } from './async-ecs-worker.js';
 import { AsyncFrontFunction } from './async-front-function.js';
 import { AsyncLambdaWorker, LAMBDA_MAX_TIMEOUT } from './async-lambda-worker.js';
 import { AsyncSageMakerEndpoint, SAGEMAKER_ASYNC_MAX_TIMEOUT } from './async-sagemaker-endpoint.js';
@@ -53,7 +58,7 @@ export interface AsyncApiProps {
   readonly throttle?: ThrottleProps;
   /** How long the functions' and the API's logs are kept. @default logs.RetentionDays.ONE_MONTH */
   readonly logRetention?: logs.RetentionDays;
-  /** How long one job may run: up to 15 minutes on Lambda, an hour on SageMaker. @default Duration.minutes(15) */
+  /** How long one job may run: up to 15 minutes on Lambda, an hour on SageMaker, 11 hours on ECS. @default Duration.minutes(15) */
   readonly timeout?: Duration;
   /** The largest request body, uploads included. @default Size.mebibytes(100) on Lambda, Size.gibibytes(1) on SageMaker */
   readonly maxBodySize?: Size;
@@ -63,7 +68,7 @@ export interface AsyncApiProps {
   readonly urlExpiry?: Duration;
   /** How long requests, results and statuses are kept (the bucket's lifecycle rules, the table's TTL). @default Duration.days(7) */
   readonly retention?: Duration;
-  /** Deliveries of a job before it is failed and its message goes to the dead-letter queue (Lambda). @default 3 */
+  /** Deliveries of a job before it is failed and its message goes to the dead-letter queue (Lambda, ECS). @default 3 */
   readonly maxReceiveCount?: number;
   /** SageMaker compute: jobs SageMaker sends one instance at once (1–1000). @default 4 */
   readonly maxConcurrentInvocationsPerInstance?: number;
@@ -79,6 +84,8 @@ export class AsyncApi extends Construct {
   readonly storage: AsyncStorage;
   /** The worker function (Lambda compute). */
   readonly worker?: lambda.IFunction;
+  /** The queue-consuming ECS service, its task definition and scaling (ECS compute). */
+  readonly ecsWorker?: AsyncEcsWorker;
   /** The asynchronous inference endpoint, its SNS topics and scaling (SageMaker compute). */
   readonly endpoint?: AsyncSageMakerEndpoint;
   /** The front function: submit, upload, status. */
@@ -91,6 +98,7 @@ export class AsyncApi extends Construct {
     const compute = props.compute ?? Compute.lambda();
     const timeout = props.timeout ?? LAMBDA_MAX_TIMEOUT;
     const onSageMaker = compute instanceof SageMakerCompute;
+    const onEcs = compute instanceof EcsCompute;
     const defaultBodySize = onSageMaker ? Size.bytes(ASYNC_DEFAULTS.maxBodyBytes) : ASYNC_LAMBDA_MAX_BODY_SIZE;
     const maxBodyBytes = (props.maxBodySize ?? defaultBodySize).toBytes({
       rounding: SizeRoundingBehavior.FLOOR,
@@ -107,7 +115,7 @@ export class AsyncApi extends Construct {
     const logRetention = props.logRetention ?? logs.RetentionDays.ONE_MONTH;
     const asyncProblems = [
       ...computeProblems(compute),
-      ...timeoutProblems(timeout, onSageMaker ? SAGEMAKER_ASYNC_MAX_TIMEOUT : LAMBDA_MAX_TIMEOUT, onSageMaker),
+      ...timeoutProblems(timeout, compute),
       ...(onSageMaker ? sageMakerProblems(maxConcurrentInvocationsPerInstance, targetBacklogPerInstance) : []),
       ...(maxBodyBytes < 1 || maxBodyBytes > ASYNC_DEFAULTS.maxBodyBytes
         ? [`maxBodySize ${maxBodyBytes} bytes is outside 1 byte–1 GiB`]
@@ -155,6 +163,7 @@ export class AsyncApi extends Construct {
             ]
           : []),
         ...(compute instanceof SageMakerCompute ? compute.problems(model.sizeBytes) : []),
+        ...(compute instanceof EcsCompute ? ecsProblems(compute) : []),
       ];
       try {
         validateProps(this, context, model, problems);
@@ -168,6 +177,8 @@ export class AsyncApi extends Construct {
       maxReceiveCount: Number.isInteger(maxReceiveCount) && maxReceiveCount >= 1 ? maxReceiveCount : 1,
       retention,
       queue: !onSageMaker,
+      // The ECS worker renews a running job's visibility: a short one brings a dead task's job back soon.
+      ...(onEcs ? { visibilityTimeout: ECS_ASYNC_VISIBILITY } : {}),
     });
     if (compute instanceof SageMakerCompute) {
       this.endpoint = new AsyncSageMakerEndpoint(this, 'Endpoint', {
@@ -179,6 +190,16 @@ export class AsyncApi extends Construct {
         environment,
         maxConcurrentInvocationsPerInstance,
         targetBacklogPerInstance,
+        validate,
+      });
+    } else if (compute instanceof EcsCompute) {
+      this.ecsWorker = new AsyncEcsWorker(this, 'Worker', {
+        context,
+        compute,
+        storage: this.storage,
+        timeout,
+        maxBodyBytes,
+        environment,
         validate,
       });
     } else {
@@ -249,22 +270,27 @@ export class AsyncApi extends Construct {
 }
 
 function computeProblems(compute: Compute): string[] {
-  return compute instanceof LambdaCompute || compute instanceof SageMakerCompute
+  return compute instanceof LambdaCompute || compute instanceof SageMakerCompute || compute instanceof EcsCompute
     ? []
-    : [
-        `compute ${compute.kind}: AsyncApi runs on Compute.lambda() and Compute.sageMaker() in this release (ECS queue workers are not built yet)`,
-      ];
+    : [`compute ${compute.kind}: AsyncApi runs on Compute.lambda(), Compute.sageMaker() and Compute.ecs()`];
 }
 
-function timeoutProblems(timeout: Duration, max: Duration, onSageMaker: boolean): string[] {
+function timeoutProblems(timeout: Duration, compute: Compute): string[] {
   const seconds = timeout.toSeconds();
   const problems: string[] = [];
+  const [max, limit] =
+    compute instanceof SageMakerCompute
+      ? [SAGEMAKER_ASYNC_MAX_TIMEOUT, "SageMaker asynchronous inference's"]
+      : compute instanceof EcsCompute
+        ? [
+            ECS_ASYNC_MAX_TIMEOUT,
+            "the ECS worker's (SQS extends a message's visibility to 12 h after its receipt at most)",
+          ]
+        : [LAMBDA_MAX_TIMEOUT, "Lambda's"];
   if (seconds < 1 || seconds > max.toSeconds()) {
-    problems.push(
-      `timeout ${seconds} s is outside ${onSageMaker ? "SageMaker asynchronous inference's" : "Lambda's"} 1–${max.toSeconds()} s`,
-    );
+    problems.push(`timeout ${seconds} s is outside ${limit} 1–${max.toSeconds()} s`);
   }
-  if (!onSageMaker && seconds * 6 > SQS_MAX_VISIBILITY.toSeconds()) {
+  if (compute instanceof LambdaCompute && seconds * 6 > SQS_MAX_VISIBILITY.toSeconds()) {
     // Not reachable on Lambda (15 min × 6 < 12 h); kept for the computes with longer jobs.
     problems.push(`timeout ${seconds} s × 6 is above SQS's 12 h visibility timeout`);
   }
@@ -282,6 +308,16 @@ function sageMakerProblems(maxConcurrentInvocationsPerInstance: number, targetBa
       : []),
     ...(!(targetBacklogPerInstance > 0) || !Number.isFinite(targetBacklogPerInstance)
       ? [`targetBacklogPerInstance must be a positive number, got ${targetBacklogPerInstance}`]
+      : []),
+  ];
+}
+
+/** The ECS compute's checks, but minTasks may be 0 on a queue: the service scales out from zero when jobs wait. */
+function ecsProblems(compute: EcsCompute): string[] {
+  return [
+    ...compute.problems().filter((problem) => !/^minTasks must be an integer of at least 1/.test(problem)),
+    ...(!Number.isInteger(compute.minTasks) || compute.minTasks < 0
+      ? [`minTasks must be an integer of at least 0, got ${compute.minTasks}`]
       : []),
   ];
 }

@@ -24,6 +24,8 @@ export interface AsyncStorageProps {
   readonly retention: Duration;
   /** Whether jobs go through a queue (not on SageMaker, whose asynchronous inference queues them itself). */
   readonly queue: boolean;
+  /** The queue's visibility timeout. @default asyncVisibilityTimeout(jobTimeout), six times the job's timeout */
+  readonly visibilityTimeout?: Duration;
 }
 
 export class AsyncStorage extends Construct {
@@ -72,7 +74,7 @@ export class AsyncStorage extends Construct {
       removalPolicy: RemovalPolicy.RETAIN,
     });
     if (!props.queue) return;
-    const visibilityTimeout = asyncVisibilityTimeout(props.jobTimeout);
+    const visibilityTimeout = props.visibilityTimeout ?? asyncVisibilityTimeout(props.jobTimeout);
     this.deadLetterQueue = new sqs.Queue(this, 'DeadLetters', {
       encryption: sqs.QueueEncryption.SQS_MANAGED,
       enforceSSL: true,

@@ -124,70 +124,21 @@ export function buildEcsBackend(scope: Construct, context: BackendContext, compu
   }
 
   const vpc = compute.vpc ?? createVpc(scope, context);
-  const cluster = new ecs.Cluster(scope, 'Cluster', { vpc, containerInsightsV2: ecs.ContainerInsights.ENABLED });
-  cluster.node.addDependency(ecsServiceLinkedRole(scope, context.logRetention));
-
   const containerLogs = new logs.LogGroup(scope, 'ContainerLogs', {
     retention: context.logRetention,
     removalPolicy: RemovalPolicy.DESTROY,
   });
-  const instanceRole = new InstanceRole(scope, 'InstanceRole', {
-    assumedBy: new iam.ServicePrincipal('ec2.amazonaws.com'),
-    description: `ECS container instances of the ${context.apiName} Arclight API`,
-    logGroup: containerLogs,
-  });
-  const instanceSecurityGroup = new ec2.SecurityGroup(scope, 'InstanceSecurityGroup', {
-    vpc,
-    description: `ECS container instances of the ${context.apiName} Arclight API`,
-  });
-  const userData = ec2.UserData.forLinux();
-  const launchTemplate = new ec2.LaunchTemplate(scope, 'LaunchTemplate', {
-    instanceType: new ec2.InstanceType(compute.instanceType),
-    // Amazon Linux 2023: the Amazon Linux 2 ECS AMIs reached end of life on 2026-06-30. The GPU variant's NVIDIA
-    // driver (580.x in late 2026) runs the image's CUDA 12 (which needs >= 525.60.13).
-    machineImage: ecs.EcsOptimizedImage.amazonLinux2023(
-      compute.gpu ? ecs.AmiHardwareType.GPU : ecs.AmiHardwareType.STANDARD,
-    ),
-    userData,
-    role: instanceRole,
-    securityGroup: instanceSecurityGroup,
-    requireImdsv2: true,
-    // One hop: IMDS answers the host (and the ECS agent, on the host's network) but not a container behind a bridge.
-    httpPutResponseHopLimit: 1,
-    detailedMonitoring: true,
-    blockDevices: [
-      // The GPU AMI's root volume holds the CUDA image (several GB): room for two versions during a deployment.
-      {
-        deviceName: '/dev/xvda',
-        volume: ec2.BlockDeviceVolume.ebs(100, { encrypted: true, volumeType: ec2.EbsDeviceVolumeType.GP3 }),
-      },
-    ],
-  });
   const variantMaxTasks = (instanceCount: number | undefined): number => Math.max(instanceCount ?? 1, compute.maxTasks);
-  const group = new autoscaling.AutoScalingGroup(scope, 'Capacity', {
-    vpc,
-    vpcSubnets: { subnetType: ec2.SubnetType.PRIVATE_WITH_EGRESS },
-    launchTemplate,
-    minCapacity: 0,
+  const { cluster, capacityProvider, instanceRole, group } = addEcsCapacity(
+    scope,
+    context,
     // Room for every service's largest size, each in a rolling deployment.
-    maxCapacity: maxInstances({
+    {
+      ...compute,
       maxTasks: compute.maxTasks + context.variants.reduce((sum, v) => sum + variantMaxTasks(v.instanceCount), 0),
-    }),
-    cooldown: Duration.minutes(5),
-  });
-  const capacityProvider = new ecs.AsgCapacityProvider(scope, 'CapacityProvider', {
-    autoScalingGroup: group,
-    // ECS protects instances running tasks from scale-in, and drains them itself before termination.
-    enableManagedTerminationProtection: true,
-    enableManagedDraining: true,
-    // The ECS agent's user data (ECS_CLUSTER=...), which Amazon Linux 2023 takes as Amazon Linux 2 did.
-    machineImageType: ecs.MachineImageType.AMAZON_LINUX_2,
-  });
-  cluster.addAsgCapacityProvider(capacityProvider);
-  userData.addCommands(
-    // awsvpc tasks get no route to the instance's metadata service, so no container can take the instance role.
-    'echo ECS_AWSVPC_BLOCK_IMDS=true >> /etc/ecs/ecs.config',
-    ...(compute.gpu ? ['echo ECS_ENABLE_GPU_SUPPORT=true >> /etc/ecs/ecs.config'] : []),
+    },
+    vpc,
+    containerLogs,
   );
 
   const loadBalancer = new elbv2.ApplicationLoadBalancer(scope, 'LoadBalancer', {
@@ -474,6 +425,86 @@ function routeToServices(
   return groups;
 }
 
+/** The cluster and its capacity: what an ECS service of an Arclight API (realtime or async) runs on. */
+export interface EcsCapacity {
+  readonly cluster: ecs.Cluster;
+  readonly capacityProvider: ecs.AsgCapacityProvider;
+  readonly instanceRole: iam.Role;
+  readonly group: autoscaling.AutoScalingGroup;
+}
+
+/**
+ * A cluster with Container Insights in `vpc`, and an Auto Scaling group on the ECS-optimized Amazon Linux 2023 (GPU)
+ * AMI as its capacity provider, instance metadata closed to containers; the instances' log writes held to
+ * `containerLogs`.
+ */
+export function addEcsCapacity(
+  scope: Construct,
+  context: Pick<BackendContext, 'apiName' | 'logRetention'>,
+  compute: Pick<EcsSettings, 'instanceType' | 'gpu' | 'maxTasks'>,
+  vpc: ec2.IVpc,
+  containerLogs: logs.ILogGroup,
+): EcsCapacity {
+  const cluster = new ecs.Cluster(scope, 'Cluster', { vpc, containerInsightsV2: ecs.ContainerInsights.ENABLED });
+  cluster.node.addDependency(ecsServiceLinkedRole(scope, context.logRetention));
+
+  const instanceRole = new InstanceRole(scope, 'InstanceRole', {
+    assumedBy: new iam.ServicePrincipal('ec2.amazonaws.com'),
+    description: `ECS container instances of the ${context.apiName} Arclight API`,
+    logGroup: containerLogs,
+  });
+  const instanceSecurityGroup = new ec2.SecurityGroup(scope, 'InstanceSecurityGroup', {
+    vpc,
+    description: `ECS container instances of the ${context.apiName} Arclight API`,
+  });
+  const userData = ec2.UserData.forLinux();
+  const launchTemplate = new ec2.LaunchTemplate(scope, 'LaunchTemplate', {
+    instanceType: new ec2.InstanceType(compute.instanceType),
+    // Amazon Linux 2023: the Amazon Linux 2 ECS AMIs reached end of life on 2026-06-30. The GPU variant's NVIDIA
+    // driver (580.x in late 2026) runs the image's CUDA 12 (which needs >= 525.60.13).
+    machineImage: ecs.EcsOptimizedImage.amazonLinux2023(
+      compute.gpu ? ecs.AmiHardwareType.GPU : ecs.AmiHardwareType.STANDARD,
+    ),
+    userData,
+    role: instanceRole,
+    securityGroup: instanceSecurityGroup,
+    requireImdsv2: true,
+    // One hop: IMDS answers the host (and the ECS agent, on the host's network) but not a container behind a bridge.
+    httpPutResponseHopLimit: 1,
+    detailedMonitoring: true,
+    blockDevices: [
+      // The GPU AMI's root volume holds the CUDA image (several GB): room for two versions during a deployment.
+      {
+        deviceName: '/dev/xvda',
+        volume: ec2.BlockDeviceVolume.ebs(100, { encrypted: true, volumeType: ec2.EbsDeviceVolumeType.GP3 }),
+      },
+    ],
+  });
+  const group = new autoscaling.AutoScalingGroup(scope, 'Capacity', {
+    vpc,
+    vpcSubnets: { subnetType: ec2.SubnetType.PRIVATE_WITH_EGRESS },
+    launchTemplate,
+    minCapacity: 0,
+    maxCapacity: maxInstances(compute),
+    cooldown: Duration.minutes(5),
+  });
+  const capacityProvider = new ecs.AsgCapacityProvider(scope, 'CapacityProvider', {
+    autoScalingGroup: group,
+    // ECS protects instances running tasks from scale-in, and drains them itself before termination.
+    enableManagedTerminationProtection: true,
+    enableManagedDraining: true,
+    // The ECS agent's user data (ECS_CLUSTER=...), which Amazon Linux 2023 takes as Amazon Linux 2 did.
+    machineImageType: ecs.MachineImageType.AMAZON_LINUX_2,
+  });
+  cluster.addAsgCapacityProvider(capacityProvider);
+  userData.addCommands(
+    // awsvpc tasks get no route to the instance's metadata service, so no container can take the instance role.
+    'echo ECS_AWSVPC_BLOCK_IMDS=true >> /etc/ecs/ecs.config',
+    ...(compute.gpu ? ['echo ECS_ENABLE_GPU_SUPPORT=true >> /etc/ecs/ecs.config'] : []),
+  );
+  return { cluster, capacityProvider, instanceRole, group };
+}
+
 /** What ECS (Container Insights) and the ALB report about the service, per minute. */
 function ecsMetrics(
   apiName: string,
@@ -591,7 +622,8 @@ class InstanceRole extends iam.Role {
   }
 }
 
-function createVpc(scope: Construct, context: BackendContext): ec2.Vpc {
+/** A VPC of two AZs with one NAT gateway and flow logs, for an API given none. */
+export function createVpc(scope: Construct, context: Pick<BackendContext, 'apiName' | 'logRetention'>): ec2.Vpc {
   const vpc = new ec2.Vpc(scope, 'Vpc', {
     maxAzs: 2,
     natGateways: 1,
@@ -621,7 +653,22 @@ function acknowledge(
   context: BackendContext,
   api: apigwv2.HttpApi,
   taskDefinition: ecs.Ec2TaskDefinition,
-  instanceRole: InstanceRole,
+  instanceRole: iam.Role,
+  group: autoscaling.AutoScalingGroup,
+): void {
+  acknowledgeEcsTask(taskDefinition, instanceRole, group);
+  Validations.of(scope).acknowledge({
+    id: 'AwsSolutions-ELB2',
+    reason:
+      "The ALB is internal and reached only through the API's VPC link; the API stage's JSON access logs record every request.",
+  });
+  acknowledgeOpenApi(api, context.auth);
+}
+
+/** The cdk-nag findings of the capacity (addEcsCapacity) and of a task definition on it, each with its reason. */
+export function acknowledgeEcsTask(
+  taskDefinition: ecs.TaskDefinition,
+  instanceRole: iam.Role,
   group: autoscaling.AutoScalingGroup,
 ): void {
   acknowledgeTaskDefinition(taskDefinition);
@@ -640,12 +687,6 @@ function acknowledge(
     reason:
       'The group is an ECS capacity provider: ECS managed scaling drives it, and service events, Container Insights and the ALB report capacity problems.',
   });
-  Validations.of(scope).acknowledge({
-    id: 'AwsSolutions-ELB2',
-    reason:
-      "The ALB is internal and reached only through the API's VPC link; the API stage's JSON access logs record every request.",
-  });
-  acknowledgeOpenApi(api, context.auth);
 }
 
 /** What every task definition (the API's, each variant's) is acknowledged for. */

@@ -222,16 +222,4 @@ describe('AsyncApi props', () => {
       /maxBodySize 200 MiB needs about \d+ MB of memory .* memorySize is 512 MB/,
     );
   });
-
-  test('an ECS compute is refused for now, saying so', () => {
-    const stack = new Stack(tempApp(), 'Gpu');
-    assertOneProblem(
-      () =>
-        new AsyncApi(stack, 'gpu', {
-          model: ModelSource.fromAsset(DIGITS_ONNX),
-          compute: Compute.ecs({ instanceType: 'g5.xlarge' }),
-        }),
-      /AsyncApi runs on Compute\.lambda\(\) and Compute\.sageMaker\(\) in this release/,
-    );
-  });
 });

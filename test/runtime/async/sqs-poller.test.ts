@@ -1,0 +1,271 @@
+/**
+ * The ECS queue worker as deployed, short of DynamoDB: the container worker (container server + SQS poller) in this
+ * process over a real SQS API on loopback (fauxqs, through the real @aws-sdk/client-sqs), a real S3 (s3rver), real
+ * onnxruntime on the digits model; jobs submitted by the async front to that queue (SqsJobQueue). The status store is
+ * the in-memory one with DynamoDB's conditions (no DynamoDB runs here; dynamodb-job-store.ts has its own tests).
+ * Shutdown is `shutdown()`, which SIGTERM calls (container-worker.ts's runAsyncContainerWorker).
+ */
+import assert from 'node:assert/strict';
+import { after, before, describe, test } from 'node:test';
+import { ListObjectsV2Command, type S3Client } from '@aws-sdk/client-s3';
+import { SendMessageCommand, type SQSClient } from '@aws-sdk/client-sqs';
+import { ASYNC_ENV, ENV } from '../../../lib/contract.js';
+import { startEmbeddedS3, type EmbeddedS3 } from '../../../lib/cli/local/embedded-s3.js';
+import { AsyncFront } from '../../../lib/runtime/async/async-front.js';
+import {
+  ASYNC_WORKER_ENV,
+  startAsyncContainerWorker,
+  type AsyncContainerWorker,
+} from '../../../lib/runtime/async/container-worker.js';
+import { JobPayloads } from '../../../lib/runtime/async/job-payloads.js';
+import { MemoryJobStore } from '../../../lib/runtime/async/job-store.js';
+import type { JobRecord } from '../../../lib/runtime/async/job.js';
+import { SqsJobQueue } from '../../../lib/runtime/async/sqs-queue.js';
+import { createS3Client } from '../../../lib/runtime/model-store/model-store.js';
+import { DIGITS_ONNX, digitsInferBody, loadDigitsExpected } from '../../helpers.js';
+import { startSqsServer, type SqsServer } from '../../sqs-server.js';
+
+const BUCKET = 'async-ecs';
+let sqsServer: SqsServer;
+let sqs: SQSClient;
+let s3: EmbeddedS3;
+let s3Client: S3Client;
+let queueCount = 0;
+
+before(async () => {
+  sqsServer = await startSqsServer();
+  sqs = sqsServer.client();
+  s3 = await startEmbeddedS3([BUCKET]);
+  s3Client = createS3Client(s3.env);
+});
+
+after(async () => {
+  s3Client?.destroy();
+  await s3?.close();
+  await sqsServer?.stop();
+});
+
+interface Setup {
+  readonly queueName: string;
+  readonly queueUrl: string;
+  readonly store: MemoryJobStore;
+  readonly front: AsyncFront;
+  worker(overrides?: Record<string, string>): Promise<AsyncContainerWorker>;
+}
+
+/** A fresh queue, store and front; `worker()` starts a container worker on them (each its own port). */
+function setup(predictor?: string): Setup {
+  const queueName = `jobs-${++queueCount}`;
+  const queueUrl = sqsServer.createQueue(queueName, { VisibilityTimeout: '30' });
+  const store = new MemoryJobStore();
+  const payloads = new JobPayloads(s3Client, BUCKET);
+  const front = new AsyncFront({
+    apiName: 'digits',
+    store,
+    payloads,
+    queue: new SqsJobQueue(sqs, queueUrl),
+    baseUrl: 'https://api.example',
+  });
+  const worker = async (overrides: Record<string, string> = {}): Promise<AsyncContainerWorker> => {
+    const env: NodeJS.ProcessEnv = {
+      ...s3.env,
+      [ENV.apiName]: 'digits',
+      [ENV.modelUri]: DIGITS_ONNX,
+      [ENV.workers]: '2',
+      [ENV.logLevel]: 'SILENT',
+      [ENV.metrics]: 'off',
+      ...(predictor ? { [ENV.predictorEntry]: predictor } : {}),
+      [ASYNC_ENV.queueUrl]: queueUrl,
+      [ASYNC_ENV.bucket]: BUCKET,
+      [ASYNC_ENV.table]: 'jobs',
+      [ASYNC_ENV.maxReceives]: '3',
+      [ASYNC_WORKER_ENV.visibilitySeconds]: '30',
+      [ASYNC_WORKER_ENV.drainSeconds]: '10',
+      ...overrides,
+    };
+    const { loadPredictor } = await import('../../../lib/runtime/predictor-loader.js');
+    const started = await startAsyncContainerWorker({
+      env,
+      store,
+      sqs,
+      waitTimeSeconds: 1,
+      port: 0,
+      ...(predictor ? { predictor: await loadPredictor(predictor) } : {}),
+    });
+    await started.container.ready;
+    return started;
+  };
+  return { queueName, queueUrl, store, front, worker };
+}
+
+async function submit(front: AsyncFront, body: string | Buffer, contentType = 'application/json'): Promise<string> {
+  const response = await front.handle({
+    method: 'POST',
+    path: '/async',
+    headers: { 'content-type': contentType },
+    body: Buffer.from(body),
+  });
+  assert.equal(response.status, 202, response.body.toString());
+  return (JSON.parse(response.body.toString()) as { id: string }).id;
+}
+
+async function until<T>(what: string, probe: () => Promise<T | undefined> | T | undefined, ms = 30_000): Promise<T> {
+  const deadline = Date.now() + ms;
+  for (;;) {
+    const value = await probe();
+    if (value !== undefined) return value;
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
+}
+
+async function ended(store: MemoryJobStore, id: string): Promise<JobRecord> {
+  return until(`job ${id} to end`, async () => {
+    const record = await store.get(id);
+    return record && (record.status === 'succeeded' || record.status === 'failed') ? record : undefined;
+  });
+}
+
+async function resultObjects(id: string): Promise<string[]> {
+  const listed = await s3Client.send(new ListObjectsV2Command({ Bucket: BUCKET, Prefix: `results/${id}` }));
+  return (listed.Contents ?? []).map((object) => object.Key!);
+}
+
+async function resultBody(record: JobRecord): Promise<Buffer> {
+  assert.ok(record.result, `job ${record.id} has no result: ${JSON.stringify(record.error)}`);
+  return (await new JobPayloads(s3Client, BUCKET).get(record.result.key)).bytes;
+}
+
+describe('the ECS queue worker over SQS', () => {
+  test('each job of the digits model ends succeeded with the synchronous answer, its message deleted', async () => {
+    const { front, store, worker, queueName } = setup();
+    const running = await worker();
+    try {
+      const { images } = loadDigitsExpected();
+      const bodies = images.slice(0, 24).map((image) => digitsInferBody([image]));
+      const ids = await Promise.all(bodies.map((body) => submit(front, body)));
+      for (const [index, id] of ids.entries()) {
+        const record = await ended(store, id);
+        assert.equal(record.status, 'succeeded');
+        assert.equal(record.attempts, 1);
+        const sync = await running.container.runtime.handle({
+          method: 'POST',
+          path: '/',
+          query: {},
+          headers: { 'content-type': 'application/json' },
+          body: Buffer.from(bodies[index]!),
+        });
+        assert.equal(sync.status, 200);
+        assert.deepEqual(JSON.parse((await resultBody(record)).toString()), JSON.parse(sync.body.toString()));
+      }
+      await until('the queue to empty', () => {
+        const depth = sqsServer.inspect(queueName);
+        return depth.ready + depth.inflight + depth.delayed === 0 ? true : undefined;
+      });
+      // The container server still answers its health checks over HTTP while it works the queue.
+      const ping = await fetch(`http://127.0.0.1:${running.container.address.port}/ping`);
+      assert.equal(ping.status, 200);
+      assert.ok(running.poller.deliveries.every((delivery) => delivery.outcome === 'succeeded'));
+    } finally {
+      await running.shutdown();
+    }
+  });
+
+  test('a predictor that throws ends the job failed with the contract error; a foreign message is dropped', async () => {
+    const { front, store, worker, queueName, queueUrl } = setup('test/fixtures/async-job-predictor.ts');
+    const running = await worker();
+    try {
+      await sqs.send(new SendMessageCommand({ QueueUrl: queueUrl, MessageBody: 'not a job' }));
+      const id = await submit(front, JSON.stringify({ fail: 'bad input' }));
+      const record = await ended(store, id);
+      assert.equal(record.status, 'failed');
+      assert.equal(record.error?.status, 500);
+      assert.equal(record.error?.code, 'predictor_error');
+      // The contract's 500 body: the predictor's own message stays in the logs, under the job's id.
+      assert.match(record.error?.error ?? '', /the predictor failed; the logs carry the details/);
+      assert.equal(record.error?.requestId, id);
+      await until('the queue to empty', () => {
+        const depth = sqsServer.inspect(queueName);
+        return depth.ready + depth.inflight === 0 ? true : undefined;
+      });
+      assert.ok(running.poller.deliveries.some((delivery) => delivery.outcome === 'dropped'));
+    } finally {
+      await running.shutdown();
+    }
+  });
+
+  test('the heartbeat keeps a job longer than the visibility timeout from being delivered twice', async () => {
+    const { front, store, worker, queueName } = setup('test/fixtures/async-job-predictor.ts');
+    const first = await worker({ [ASYNC_WORKER_ENV.visibilitySeconds]: '3' });
+    const second = await worker({ [ASYNC_WORKER_ENV.visibilitySeconds]: '3' });
+    try {
+      const id = await submit(front, JSON.stringify({ sleepMs: 7000, tag: 'long' }));
+      const record = await ended(store, id);
+      assert.equal(record.status, 'succeeded');
+      assert.equal(record.attempts, 1, 'one delivery: the message stayed invisible for 7 s with a 3 s visibility');
+      await until('the queue to empty', () => {
+        const depth = sqsServer.inspect(queueName);
+        return depth.ready + depth.inflight === 0 ? true : undefined;
+      });
+      assert.equal(first.poller.deliveries.length + second.poller.deliveries.length, 1);
+    } finally {
+      await Promise.all([first.shutdown(), second.shutdown()]);
+    }
+  });
+
+  test('SIGTERM mid-job past the drain time hands the message back; another task completes the job once', async () => {
+    const { front, store, worker, queueName } = setup('test/fixtures/async-job-predictor.ts');
+    const stopped = await worker({ [ASYNC_WORKER_ENV.drainSeconds]: '1' });
+    const id = await submit(front, JSON.stringify({ sleepMs: 4000, tag: 'handed back' }));
+    await until('the job to run', async () => ((await store.get(id))?.status === 'running' ? true : undefined));
+    const firstLease = (await store.get(id))!.lease;
+    const stopping = stopped.shutdown();
+    // After the 1 s drain, the message is visible again at once (not after its 30 s visibility timeout).
+    const successor = await worker();
+    try {
+      const record = await ended(store, id);
+      assert.equal(record.status, 'succeeded');
+      assert.equal(record.attempts, 2);
+      assert.notEqual(record.lease, firstLease, 'the second delivery took the lease over');
+      await stopping;
+      // The first task's late result (its predictor kept running to the end) was refused by the lease and removed.
+      await until('the late result to be removed', async () =>
+        (await resultObjects(id)).length === 1 ? true : undefined,
+      );
+      assert.deepEqual(await resultObjects(id), [record.result!.key]);
+      assert.deepEqual(JSON.parse((await resultBody(record)).toString()).tag, 'handed back');
+      assert.deepEqual(
+        stopped.poller.deliveries.map((delivery) => delivery.outcome),
+        ['released'],
+      );
+      assert.deepEqual(
+        successor.poller.deliveries.map((delivery) => [delivery.outcome, delivery.receiveCount]),
+        [['succeeded', 2]],
+      );
+      await until('the queue to empty', () => {
+        const depth = sqsServer.inspect(queueName);
+        return depth.ready + depth.inflight === 0 ? true : undefined;
+      });
+    } finally {
+      await successor.shutdown();
+    }
+  });
+
+  test('SIGTERM mid-job within the drain time finishes the job and deletes its message before exiting', async () => {
+    const { front, store, worker, queueName } = setup('test/fixtures/async-job-predictor.ts');
+    const running = await worker({ [ASYNC_WORKER_ENV.drainSeconds]: '20' });
+    const id = await submit(front, JSON.stringify({ sleepMs: 1500, tag: 'drained' }));
+    await until('the job to run', async () => ((await store.get(id))?.status === 'running' ? true : undefined));
+    await running.shutdown();
+    const record = await store.get(id);
+    assert.equal(record?.status, 'succeeded', 'the job ended before shutdown resolved');
+    assert.equal(record?.attempts, 1);
+    const depth = sqsServer.inspect(queueName);
+    assert.equal(depth.ready + depth.inflight, 0, 'its message was deleted');
+    // No new job is received once stopping: a job submitted now waits in the queue for another task.
+    const later = await submit(front, JSON.stringify({ tag: 'after' }));
+    await new Promise((resolve) => setTimeout(resolve, 1500));
+    assert.equal((await store.get(later))?.status, 'queued');
+    assert.equal(sqsServer.inspect(queueName).ready, 1);
+  });
+});
