@@ -72,6 +72,12 @@ export const METRICS = {
     'A GPU execution provider failed and the session fell back to CPU',
   ),
   modelLoadFailure: metric('ModelLoadFailure', 'Count', 'event', 'A model load (fetch, verify, session, init) failed'),
+  asyncNotificationFailure: metric(
+    'AsyncNotificationFailure',
+    'Count',
+    'event',
+    "An async job's completion notification (SNS publish, or webhook after its retries) was given up",
+  ),
 } as const satisfies Record<string, MetricDefinition>;
 
 /** The key of a catalog metric. */
@@ -87,7 +93,10 @@ export const STATUS_CLASS_METRICS = [
 
 /** The events the runtime counts (`Telemetry.event`). */
 export type MetricEventName =
-  typeof METRICS.overloaded.name | typeof METRICS.executionProviderFallback.name | typeof METRICS.modelLoadFailure.name;
+  | typeof METRICS.overloaded.name
+  | typeof METRICS.executionProviderFallback.name
+  | typeof METRICS.modelLoadFailure.name
+  | typeof METRICS.asyncNotificationFailure.name;
 
 /** Every metric of the catalog, as a list. */
 export function allMetrics(): readonly MetricDefinition[] {

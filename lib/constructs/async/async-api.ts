@@ -29,6 +29,7 @@ import type { ModelSource, ModelSourceConfig } from '../model-source.js';
 import { Predictor, type PredictorConfig } from '../predictor.js';
 import { AsyncFrontFunction } from './async-front-function.js';
 import { AsyncLambdaWorker, LAMBDA_MAX_TIMEOUT } from './async-lambda-worker.js';
+import { AsyncNotifications, notificationProblems, type AsyncNotificationsProps } from './async-notifications.js';
 import { AsyncSageMakerEndpoint, SAGEMAKER_ASYNC_MAX_TIMEOUT } from './async-sagemaker-endpoint.js';
 import { AsyncStorage, SQS_MAX_VISIBILITY } from './async-storage.js';
 
@@ -67,6 +68,11 @@ export interface AsyncApiProps {
   readonly maxReceiveCount?: number;
   /** SageMaker compute: jobs SageMaker sends one instance at once (1–1000). @default 4 */
   readonly maxConcurrentInvocationsPerInstance?: number;
+  /**
+   * Lambda compute: tell when each job ends, on an SNS topic and/or by signed webhooks to each submission's
+   * `Arclight-Callback-Url` (SageMaker publishes to `endpoint.successTopic`/`errorTopic` itself). @default none
+   */
+  readonly notifications?: AsyncNotificationsProps;
   /** SageMaker compute: the backlog of jobs per instance that autoscaling holds (ApproximateBacklogSizePerInstance). @default 5 */
   readonly targetBacklogPerInstance?: number;
 }
@@ -81,6 +87,8 @@ export class AsyncApi extends Construct {
   readonly worker?: lambda.IFunction;
   /** The asynchronous inference endpoint, its SNS topics and scaling (SageMaker compute). */
   readonly endpoint?: AsyncSageMakerEndpoint;
+  /** Completion notifications (Lambda compute, when `notifications` is set): the topic, the webhook secret. */
+  readonly notifications?: AsyncNotifications;
   /** The front function: submit, upload, status. */
   readonly front: lambda.IFunction;
   private readonly frontStage: apigwv2.HttpStage;
@@ -109,6 +117,12 @@ export class AsyncApi extends Construct {
       ...computeProblems(compute),
       ...timeoutProblems(timeout, onSageMaker ? SAGEMAKER_ASYNC_MAX_TIMEOUT : LAMBDA_MAX_TIMEOUT, onSageMaker),
       ...(onSageMaker ? sageMakerProblems(maxConcurrentInvocationsPerInstance, targetBacklogPerInstance) : []),
+      ...notificationProblems(props.notifications),
+      ...(onSageMaker && (props.notifications?.topic || props.notifications?.webhooks)
+        ? [
+            'notifications: on SageMaker, asynchronous inference notifies endpoint.successTopic and endpoint.errorTopic itself (webhooks are not built there)',
+          ]
+        : []),
       ...(maxBodyBytes < 1 || maxBodyBytes > ASYNC_DEFAULTS.maxBodyBytes
         ? [`maxBodySize ${maxBodyBytes} bytes is outside 1 byte–1 GiB`]
         : []),
@@ -182,12 +196,15 @@ export class AsyncApi extends Construct {
         validate,
       });
     } else {
+      if (props.notifications) {
+        this.notifications = new AsyncNotifications(this, 'Notifications', this.apiName, props.notifications);
+      }
       this.worker = this.lambdaWorker(props, compute, predictor, timeout, maxBodyBytes, environment, validate);
     }
     const front = new AsyncFrontFunction(this, 'Front', {
       apiName: this.apiName,
       storage: this.storage,
-      environment,
+      environment: { ...environment, ...this.notifications?.frontEnvironment },
       auth,
       throttle: props.throttle,
       logRetention,
@@ -228,6 +245,7 @@ export class AsyncApi extends Construct {
       maxBodyBytes,
       environment,
       logRetention: props.logRetention ?? logs.RetentionDays.ONE_MONTH,
+      ...(this.notifications ? { notifications: this.notifications } : {}),
       validate,
     }).function;
   }
