@@ -12,7 +12,7 @@
  * and the worker (async-sagemaker-endpoint.ts): the RealtimeApi's container image, up to an hour and 1 GiB per job,
  * SNS notifications, and scaling on the backlog down to zero instances.
  */
-import { CfnOutput, Duration, Size, SizeRoundingBehavior, Stack } from 'aws-cdk-lib';
+import { Annotations, CfnOutput, Duration, Size, SizeRoundingBehavior, Stack } from 'aws-cdk-lib';
 import type * as apigwv2 from 'aws-cdk-lib/aws-apigatewayv2';
 import * as iam from 'aws-cdk-lib/aws-iam';
 import type * as lambda from 'aws-cdk-lib/aws-lambda';
@@ -73,6 +73,11 @@ export interface AsyncApiProps {
    * `Arclight-Callback-Url` (SageMaker publishes to `endpoint.successTopic`/`errorTopic` itself). @default none
    */
   readonly notifications?: AsyncNotificationsProps;
+  /**
+   * SageMaker compute: the fewest instances autoscaling keeps; 0 scales to zero when no job waits (the compute's own
+   * minInstances, a realtime setting, is not used: synth warns `arclight:asyncMinInstances` when it is set). @default 0
+   */
+  readonly minInstances?: number;
   /** SageMaker compute: the backlog of jobs per instance that autoscaling holds (ApproximateBacklogSizePerInstance). @default 5 */
   readonly targetBacklogPerInstance?: number;
 }
@@ -118,6 +123,9 @@ export class AsyncApi extends Construct {
       ...timeoutProblems(timeout, onSageMaker ? SAGEMAKER_ASYNC_MAX_TIMEOUT : LAMBDA_MAX_TIMEOUT, onSageMaker),
       ...(onSageMaker ? sageMakerProblems(maxConcurrentInvocationsPerInstance, targetBacklogPerInstance) : []),
       ...notificationProblems(props.notifications),
+      ...(compute instanceof SageMakerCompute
+        ? minInstancesProblems(props.minInstances ?? 0, compute.maxInstances)
+        : sageMakerOnlyProblems(props)),
       ...(onSageMaker && (props.notifications?.topic || props.notifications?.webhooks)
         ? [
             'notifications: on SageMaker, asynchronous inference notifies endpoint.successTopic and endpoint.errorTopic itself (webhooks are not built there)',
@@ -184,6 +192,12 @@ export class AsyncApi extends Construct {
       queue: !onSageMaker,
     });
     if (compute instanceof SageMakerCompute) {
+      if (props.minInstances === undefined && compute.minInstances !== 1) {
+        Annotations.of(this).addWarningV2(
+          'arclight:asyncMinInstances',
+          `Compute.sageMaker({ minInstances: ${compute.minInstances} }) is not used by an AsyncApi, which keeps AsyncApiProps.minInstances (default 0: scale to zero); set minInstances on the AsyncApi`,
+        );
+      }
       this.endpoint = new AsyncSageMakerEndpoint(this, 'Endpoint', {
         context,
         compute,
@@ -193,6 +207,7 @@ export class AsyncApi extends Construct {
         environment,
         maxConcurrentInvocationsPerInstance,
         targetBacklogPerInstance,
+        minInstances: props.minInstances ?? 0,
         validate,
       });
     } else {
@@ -302,6 +317,24 @@ function sageMakerProblems(maxConcurrentInvocationsPerInstance: number, targetBa
       ? [`targetBacklogPerInstance must be a positive number, got ${targetBacklogPerInstance}`]
       : []),
   ];
+}
+
+function sageMakerOnlyProblems(props: AsyncApiProps): string[] {
+  const set = (['minInstances', 'maxConcurrentInvocationsPerInstance', 'targetBacklogPerInstance'] as const).filter(
+    (name) => props[name] !== undefined,
+  );
+  return set.length > 0
+    ? [`${set.join(', ')}: SageMaker compute only (a Lambda worker scales with the queue by itself)`]
+    : [];
+}
+
+function minInstancesProblems(minInstances: number, maxInstances: number): string[] {
+  if (!Number.isInteger(minInstances) || minInstances < 0) {
+    return [`minInstances must be a whole number of instances (0 scales to zero), got ${minInstances}`];
+  }
+  return minInstances > maxInstances
+    ? [`minInstances ${minInstances} is above the compute's maxInstances ${maxInstances}`]
+    : [];
 }
 
 /** The Lambda compute's own timeout check is API Gateway's 29 s, which the async worker is not behind. */
