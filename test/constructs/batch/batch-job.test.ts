@@ -78,13 +78,16 @@ describe('BatchJob on Lambda: a Distributed Map over the Lambda image', () => {
   test('plan, then a Map over the input prefix or over the failures manifest, then finish', () => {
     const states = definition('digitsnightly').States;
     assert.deepEqual(Object.keys(states).sort(), [
+      'DidTheMapFail',
       'Done',
       'Finish',
+      'MapFailed',
       'NewRun',
       'NothingFailed',
       'OverFailures',
       'OverInputs',
       'Plan',
+      'RecordFailedBatches',
       'RerunFailures',
       'RerunOrNew',
       'WhichItems',
@@ -108,14 +111,36 @@ describe('BatchJob on Lambda: a Distributed Map over the Lambda image', () => {
     assert.equal(overInputs['ToleratedFailurePercentage'], 2);
     const writer = overInputs['ResultWriter'] as { Parameters: { Prefix: string } };
     assert.equal(writer.Parameters.Prefix, 'digits-nightly/_stepfunctions/');
-    assert.equal(overInputs['Next'], 'Finish');
+    assert.equal(overInputs['Next'], 'RecordFailedBatches');
 
     const overFailures = states['OverFailures']!;
     const failuresReader = overFailures['ItemReader'] as Record<string, unknown>;
     assert.match(failuresReader['Resource'] as string, /:states:::s3:getObject$/);
     assert.deepEqual(failuresReader['ReaderConfig'], { InputType: 'JSONL' });
     assert.equal((failuresReader['Parameters'] as Record<string, string>)['Key.$'], '$.plan.failuresKey');
-    assert.equal(overFailures['Next'], 'Finish');
+    assert.equal(overFailures['Next'], 'RecordFailedBatches');
+    // A Map that fails (more whole batches failed than tolerated) still records them and finishes, then fails.
+    for (const map of [overInputs, overFailures]) {
+      assert.deepEqual(map['Catch'], [
+        { ErrorEquals: ['States.ALL'], ResultPath: '$.mapError', Next: 'RecordFailedBatches' },
+      ]);
+    }
+    const record = states['RecordFailedBatches']!;
+    assert.equal(record['Next'], 'Finish');
+    assert.equal(record['ResultPath'], '$.failedBatches');
+    const recordParameters = record['Parameters'] as Record<string, unknown>;
+    assert.equal(recordParameters['action'], 'failedBatches');
+    assert.match(
+      recordParameters['mapResults'] as string,
+      /^s3:\/\/\{Ref:digitsnightlyOutput[0-9A-F]+\}\/digits-nightly\/_stepfunctions\/$/,
+      'the prefix the ResultWriter exports to',
+    );
+    assert.equal(recordParameters['attempt.$'], '$.plan.attempt');
+    assert.equal(states['Finish']!['Next'], 'DidTheMapFail');
+    assert.deepEqual(states['DidTheMapFail']!['Choices'], [
+      { Variable: '$.mapError', IsPresent: true, Next: 'MapFailed' },
+    ]);
+    assert.deepEqual(states['MapFailed'], { Type: 'Fail', ErrorPath: '$.mapError.Error', CausePath: '$.mapError.Cause' });
 
     const plan = states['Plan']!['Parameters'] as Record<string, string>;
     assert.equal(plan['action'], 'plan');
