@@ -65,6 +65,8 @@ export const ENV = {
   dataCapturePercent: 'ARCLIGHT_DATA_CAPTURE_PERCENT',
   /** Batch jobs (the Step Functions item handler): items of one batch in flight at once. Unset: 4. */
   batchConcurrency: 'ARCLIGHT_BATCH_CONCURRENCY',
+  /** `on` inside a SageMaker batch transform: each `/invocations` record answered 200 with its outcome (BatchJob). */
+  transformRecords: 'ARCLIGHT_TRANSFORM_RECORDS',
 } as const;
 
 /** Model formats `ARCLIGHT_MODEL_FORMAT` takes; unset, the format is read from the model file. */

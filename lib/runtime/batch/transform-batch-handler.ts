@@ -18,8 +18,8 @@ export type TransformBatchEvent =
       readonly output: string;
       readonly attempt: number;
       readonly startedAt: string;
-      /** The transform task's error (`{Error, Cause}`), when it failed. */
-      readonly transformError?: { readonly Error?: string; readonly Cause?: string };
+      /** The transform task's error (`{Error, Cause}`) when it failed; null or absent otherwise. */
+      readonly transformError?: { readonly Error?: string; readonly Cause?: string } | null;
     };
 
 export function createTransformBatchHandler(

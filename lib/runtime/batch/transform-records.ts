@@ -8,12 +8,12 @@
  * joins records with newlines.
  */
 import type { IncomingMessage, RequestListener, Server, ServerResponse } from 'node:http';
-import { REQUEST_ID_HEADER, ROUTES } from '../../contract.js';
+import { ENV, REQUEST_ID_HEADER, ROUTES } from '../../contract.js';
 import { errorBodyOf, resultRecord } from './batch-item-runner.js';
 import type { FailureRecord, ResultRecord } from './batch-layout.js';
 
 /** The env var that turns the envelope on (the BatchJob's SageMaker model sets it). */
-export const TRANSFORM_RECORDS_ENV = 'ARCLIGHT_TRANSFORM_RECORDS';
+export const TRANSFORM_RECORDS_ENV = ENV.transformRecords;
 
 /** One record's outcome, as the transform output holds it. */
 export type TransformRecord =
