@@ -75,6 +75,8 @@ export const ENV = {
   shadowFunction: 'ARCLIGHT_SHADOW_FUNCTION',
   /** The percentage of inference requests copied to the shadow (0-100). @default 100 */
   shadowPercent: 'ARCLIGHT_SHADOW_PERCENT',
+  /** `on` inside a SageMaker batch transform: each `/invocations` record answered 200 with its outcome (BatchJob). */
+  transformRecords: 'ARCLIGHT_TRANSFORM_RECORDS',
 } as const;
 
 /** Model formats `ARCLIGHT_MODEL_FORMAT` takes; unset, the format is read from the model file. */
@@ -203,6 +205,18 @@ export const ASYNC_HEADERS = {
    * `arclight dev` drops it from clients' requests.
    */
   job: 'x-arclight-async-job',
+  /** Where the job's completion is POSTed, signed (an async API with webhooks on): https in the cloud. */
+  callbackUrl: 'arclight-callback-url',
+} as const;
+
+/** Headers of a completion webhook (the body is the job's notification, JSON). */
+export const WEBHOOK_HEADERS = {
+  /** `t=<unix seconds>,v1=<hex HMAC-SHA256 of "<t>.<body>" under the API's webhook secret>`. */
+  signature: 'arclight-signature',
+  /** The job's id. */
+  jobId: 'arclight-job-id',
+  /** One id per notification, the same on each retry of it: receivers drop repeats by it. */
+  deliveryId: 'arclight-delivery-id',
 } as const;
 
 /** Environment variables of an async API's functions (constructs set them; the runtime reads them). */
@@ -227,6 +241,16 @@ export const ASYNC_ENV = {
   endpointName: 'ARCLIGHT_ASYNC_ENDPOINT_NAME',
   /** SageMaker compute: how long one job may run (InvocationTimeoutSeconds, up to 3600). */
   invocationTimeoutSeconds: 'ARCLIGHT_ASYNC_INVOCATION_TIMEOUT_SECONDS',
+  /** The SNS topic the worker publishes each job's end to. */
+  topicArn: 'ARCLIGHT_ASYNC_TOPIC_ARN',
+  /** `on`: submissions may name an `Arclight-Callback-Url` (the front accepts it, the worker POSTs to it). */
+  webhooks: 'ARCLIGHT_ASYNC_WEBHOOKS',
+  /** Where the webhook signing key is: `secretsmanager:<arn>` or `ssm:<parameter name>` (a SecureString). */
+  webhookSecret: 'ARCLIGHT_ASYNC_WEBHOOK_SECRET',
+  /** How long one webhook delivery may take (milliseconds). */
+  webhookTimeoutMs: 'ARCLIGHT_ASYNC_WEBHOOK_TIMEOUT_MS',
+  /** Deliveries of one webhook before it is given up. */
+  webhookAttempts: 'ARCLIGHT_ASYNC_WEBHOOK_ATTEMPTS',
 } as const;
 
 /** The async API's defaults. */

@@ -41,8 +41,11 @@ export {
   ENV,
   ERROR_STATUS,
   ROUTES,
+  WEBHOOK_HEADERS,
   type ErrorCode,
 } from './contract.js';
+export { verifyWebhookSignature, webhookSignature } from './runtime/async/webhook.js';
+export type { JobNotification } from './runtime/async/job-notification.js';
 export {
   API_NAME_DIMENSION,
   METRICS,

@@ -88,6 +88,12 @@ export const METRICS = {
     'Copies for the shadow dropped (its queue full, or too large to send), never delaying the answer',
   ),
   shadowCopyFailures: metric('ShadowCopyFailures', 'Count', 'shadow', 'Copies the shadow failed or did not answer'),
+  asyncNotificationFailure: metric(
+    'AsyncNotificationFailure',
+    'Count',
+    'event',
+    "An async job's completion notification (SNS publish, or webhook after its retries) was given up",
+  ),
 } as const satisfies Record<string, MetricDefinition>;
 
 /** The key of a catalog metric. */
@@ -103,7 +109,10 @@ export const STATUS_CLASS_METRICS = [
 
 /** The events the runtime counts (`Telemetry.event`). */
 export type MetricEventName =
-  typeof METRICS.overloaded.name | typeof METRICS.executionProviderFallback.name | typeof METRICS.modelLoadFailure.name;
+  | typeof METRICS.overloaded.name
+  | typeof METRICS.executionProviderFallback.name
+  | typeof METRICS.modelLoadFailure.name
+  | typeof METRICS.asyncNotificationFailure.name;
 
 /** What became of one copy for the shadow. */
 export type ShadowOutcome = 'sent' | 'dropped' | 'failed';

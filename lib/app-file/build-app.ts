@@ -79,6 +79,10 @@ function commonProps(api: AppFileApi, dir: string) {
 /** AsyncApi's props for an async API of the file, the file's units (s, MB, KB, days) turned into CDK's types. */
 export function asyncApiProps(api: AppFileApi, options: AppFileAsync, dir: string): AsyncApiProps {
   const { timeout, maxBodySize, inlineResultSize, urlExpiry, retention, maxReceiveCount } = options;
+  const { maxConcurrentInvocationsPerInstance, targetBacklogPerInstance } = options;
+  // The file knows whether compute.minInstances was written: an async API on SageMaker keeps it (else scales to zero).
+  const minInstances =
+    options.minInstances ?? (api.compute?.kind === 'sagemaker' ? api.compute.minInstances : undefined);
   return {
     ...commonProps(api, dir),
     ...(timeout !== undefined ? { timeout: Duration.seconds(timeout) } : {}),
@@ -87,6 +91,9 @@ export function asyncApiProps(api: AppFileApi, options: AppFileAsync, dir: strin
     ...(urlExpiry !== undefined ? { urlExpiry: Duration.seconds(urlExpiry) } : {}),
     ...(retention !== undefined ? { retention: Duration.days(retention) } : {}),
     ...(maxReceiveCount !== undefined ? { maxReceiveCount } : {}),
+    ...(maxConcurrentInvocationsPerInstance !== undefined ? { maxConcurrentInvocationsPerInstance } : {}),
+    ...(targetBacklogPerInstance !== undefined ? { targetBacklogPerInstance } : {}),
+    ...(minInstances !== undefined ? { minInstances } : {}),
   };
 }
 

@@ -7,6 +7,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { parseDocument } from 'yaml';
 import { lambdaMemoryProblems } from '../constructs/async/async-api.js';
+import { LAMBDA_MAX_TIMEOUT } from '../constructs/async/async-lambda-worker.js';
 import { Compute, LambdaCompute } from '../constructs/compute.js';
 import { fileSize, sha256OfFile } from '../constructs/model-source.js';
 import { Predictor } from '../constructs/predictor.js';
@@ -220,6 +221,25 @@ function apiProblems(loaded: LoadedAppFile, api: AppFileApi, i: number, at: Loca
 /** The realtime options AsyncApi has none of yet. */
 const REALTIME_ONLY = ['batching', 'docs', 'rollout', 'monitoring', 'tracing', 'dataCapture'] as const;
 
+/** An async API on Lambda: its timeout within Lambda's 15 minutes, and none of the SageMaker-only options. */
+function lambdaAsyncProblems(
+  options: Exclude<AppFileApi['async'], boolean | undefined>,
+  path: readonly (string | number)[],
+  at: Locator,
+): AppFileProblem[] {
+  const problems: AppFileProblem[] = [];
+  const max = LAMBDA_MAX_TIMEOUT.toSeconds();
+  if (options.timeout !== undefined && options.timeout > max) {
+    problems.push(
+      at.problem([...path, 'timeout'], `${options.timeout} is above Lambda's ${max} s (sagemaker takes 3600)`),
+    );
+  }
+  for (const key of ['maxConcurrentInvocationsPerInstance', 'targetBacklogPerInstance', 'minInstances'] as const) {
+    if (options[key] !== undefined) problems.push(at.problem([...path, key], 'applies to the sagemaker compute only'));
+  }
+  return problems;
+}
+
 /**
  * What the constructs refuse of the async, rollout and data-capture options: an async API with realtime-only
  * options; a rollout its compute cannot run (the rollout's own problems()); data capture
@@ -247,6 +267,7 @@ function operationsProblems(
             : [...base, 'async'];
       for (const problem of lambdaMemoryProblems(compute, model, maxBodyBytes))
         problems.push(at.problem(path, problem));
+      if (api.async !== true) problems.push(...lambdaAsyncProblems(api.async, [...base, 'async'], at));
     }
     for (const key of REALTIME_ONLY) {
       if (api[key] !== undefined && !(key === 'batching' && kind === 'lambda')) {

@@ -12,6 +12,7 @@ import { Compute, LAMBDA_LIMITS, RestApiAccessLogs, SAGEMAKER_LIMITS } from '../
 import { ASYNC_DEFAULTS } from '../contract.js';
 import { ASYNC_LAMBDA_MAX_BODY_SIZE } from '../constructs/async/async-api.js';
 import { LAMBDA_MAX_TIMEOUT } from '../constructs/async/async-lambda-worker.js';
+import { SAGEMAKER_ASYNC_MAX_TIMEOUT } from '../constructs/async/async-sagemaker-endpoint.js';
 import { MONITORING_DEFAULTS } from '../constructs/operations/api-monitoring.js';
 import { Rollout } from '../constructs/operations/rollout.js';
 
@@ -49,7 +50,7 @@ export const APP_FILE_DEFAULTS = {
   throttle: { rateLimit: 100, burstLimit: 200 },
   /** RealtimeApi's logRetention default, logs.RetentionDays.ONE_MONTH. */
   logRetention: logs.RetentionDays.ONE_MONTH,
-  /** AsyncApi's defaults on Lambda (its only compute yet). */
+  /** AsyncApi's defaults (the timeout is Lambda's; SageMaker takes up to 3600 s). */
   async: {
     timeout: LAMBDA_MAX_TIMEOUT.toSeconds(),
     maxBodySize: ASYNC_LAMBDA_MAX_BODY_SIZE.toMebibytes(),
@@ -234,9 +235,12 @@ const authSchema = z
 
 const asyncSchema = z
   .strictObject({
-    timeout: boundedInt(1, APP_FILE_DEFAULTS.async.timeout, 'Lambda', 's')
+    timeout: boundedInt(1, SAGEMAKER_ASYNC_MAX_TIMEOUT.toSeconds(), 'SageMaker asynchronous inference', 's')
       .optional()
-      .meta({ default: APP_FILE_DEFAULTS.async.timeout, description: 'Seconds one job may run.' }),
+      .meta({
+        default: APP_FILE_DEFAULTS.async.timeout,
+        description: 'Seconds one job may run: up to 900 on lambda, 3600 on sagemaker.',
+      }),
     maxBodySize: boundedInt(1, ASYNC_DEFAULTS.maxBodyBytes / 2 ** 20, 'the async API', 'MB')
       .optional()
       .meta({
@@ -258,6 +262,19 @@ const asyncSchema = z
       default: APP_FILE_DEFAULTS.async.maxReceiveCount,
       description: 'Deliveries of a job before it is failed (and its message dead-lettered).',
     }),
+    maxConcurrentInvocationsPerInstance: boundedInt(1, 1000, "SageMaker's ClientConfig", 'jobs')
+      .optional()
+      .describe('sagemaker: jobs SageMaker sends one instance at once. Default: 4.'),
+    targetBacklogPerInstance: z
+      .number()
+      .positive()
+      .optional()
+      .describe('sagemaker: the backlog of jobs per instance autoscaling holds. Default: 5.'),
+    minInstances: nonNegativeInt()
+      .optional()
+      .describe(
+        "sagemaker: the fewest instances kept; 0 scales to zero. Default: the compute's minInstances when set, else 0.",
+      ),
   })
   .describe('An async API (AsyncApi): POST /async answers 202 with a job id, GET /async/{id} its status and result.');
 

@@ -50,6 +50,8 @@ export {
 export { AsyncApi, type AsyncApiProps } from './async/async-api.js';
 export { AsyncSageMakerEndpoint, type AsyncSageMakerEndpointProps } from './async/async-sagemaker-endpoint.js';
 export { AsyncEcsWorker, type AsyncEcsWorkerProps } from './async/async-ecs-worker.js';
+export { AsyncNotifications, type AsyncNotificationsProps } from './async/async-notifications.js';
+export { WebhookSecret, type WebhookSecretConfig } from './async/webhook-secret.js';
 export { BatchJob, type BatchJobProps } from './batch/batch-job.js';
 export {
   BatchCompute,

@@ -147,7 +147,7 @@ describe('arclight.yaml problems', () => {
         'apis:', // 1
         '  - name: jobs', // 2
         '    model: models/digits.onnx', // 3
-        '    async: { timeout: 1000, maxBodySize: 2000, urlExpiry: 30, maxRecieveCount: 2 }', // 4
+        '    async: { timeout: 4000, maxBodySize: 2000, urlExpiry: 30, maxRecieveCount: 2 }', // 4
         '  - name: shifted', // 5
         '    model: models/digits.onnx', // 6
         '    rollout: { kind: lineer, percent: 20 }', // 7
@@ -165,7 +165,7 @@ describe('arclight.yaml problems', () => {
       ].join('\n'),
     );
     assert.deepEqual(problems, [
-      "4:23 apis[0].async.timeout: 1000 is above Lambda's 900 s",
+      "4:23 apis[0].async.timeout: 4000 is above SageMaker asynchronous inference's 3600 s",
       "4:42 apis[0].async.maxBodySize: 2000 is above the async API's 1024 MB",
       "4:59 apis[0].async.urlExpiry: 30 is below a presigned URL's 60 s",
       "4:63 apis[0].async.maxRecieveCount: unknown key 'maxRecieveCount' (did you mean 'maxReceiveCount'?)",
@@ -210,6 +210,13 @@ describe('arclight.yaml problems', () => {
         '  - name: fleet-zero', // 25
         '    model: models/digits.onnx', // 26
         '    compute: { kind: ecs, instanceType: c6i.xlarge, minTasks: 0 }', // 27 (realtime: at least one task)
+        '  - name: long-jobs', // 28
+        '    model: models/digits.onnx', // 29
+        '    async: { timeout: 1800, targetBacklogPerInstance: 2 }', // 30
+        '  - name: long-jobs-gpu', // 31
+        '    model: models/digits.onnx', // 32
+        '    compute: { kind: sagemaker, instanceType: ml.g5.xlarge }', // 33
+        '    async: { timeout: 3600, maxConcurrentInvocationsPerInstance: 2, minInstances: 1 }', // 34
         '',
       ].join('\n'),
     );
@@ -223,6 +230,8 @@ describe('arclight.yaml problems', () => {
       '21:53 apis[4].rollout.interval: rollout interval must be 0–3600 s on SageMaker, got 4000 s',
       '24:27 apis[5].async.maxBodySize: maxBodySize 1000 MiB needs about 4161 MB of memory with the model (a body is held about four times while a job runs); memorySize is 2048 MB',
       '27:63 apis[6].compute.minTasks: minTasks must be an integer of at least 1, got 0',
+      "30:23 apis[7].async.timeout: 1800 is above Lambda's 900 s (sagemaker takes 3600)",
+      '30:55 apis[7].async.targetBacklogPerInstance: applies to the sagemaker compute only',
     ]);
   });
 

@@ -4,7 +4,10 @@
  * SQS: a delivery that fails comes back (after a second here, not the visibility timeout), up to the queue's
  * maxReceiveCount, and its last delivery fails the job instead. The worker hands each job to the API's own process
  * (the local Lambda host, or the container server) as `POST /` (`/invocations` on SageMaker), as deployed.
+ * Completion notifications as deployed: webhooks signed the same way (to local http URLs too; the key is
+ * ARCLIGHT_DEV_WEBHOOK_SECRET, else a random one logged at start), and the SNS topic's messages in the log.
  */
+import { randomBytes } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { CreateBucketCommand, type S3Client } from '@aws-sdk/client-s3';
 import { ASYNC_DEFAULTS, ASYNC_ENV, ASYNC_ROUTES, REQUEST_ID_HEADER } from '../../contract.js';
@@ -17,7 +20,9 @@ import {
   type InvokePredictor,
   type JobProcessing,
 } from '../../runtime/async/async-worker.js';
+import { JobNotifiers, type JobNotification, type JobNotifier } from '../../runtime/async/job-notification.js';
 import { JobPayloads } from '../../runtime/async/job-payloads.js';
+import { WebhookNotifier } from '../../runtime/async/webhook.js';
 import { MemoryJobStore } from '../../runtime/async/job-store.js';
 
 /** One message of the in-process queue. */
@@ -109,6 +114,10 @@ export interface DevAsyncApiOptions {
   /** Jobs run at once. @default 8 */
   readonly concurrency?: number;
   readonly redeliveryDelayMs?: number;
+  /** The webhook signing key. @default ARCLIGHT_DEV_WEBHOOK_SECRET, else random (logged) */
+  readonly webhookSecret?: string;
+  /** Wait before the n-th webhook retry. @default 500 ms × 2^(n-1) */
+  readonly webhookBackoffMs?: (retry: number) => number;
   readonly log: (line: string) => void;
 }
 
@@ -120,6 +129,11 @@ export class DevAsyncApi {
   private readonly payloads: JobPayloads;
   /** How each delivery ended, for tests and the log. */
   readonly outcomes: { id: string; receiveCount: number; outcome: JobProcessing | 'retry' }[] = [];
+  /** The messages the API's SNS topic would have received. */
+  readonly topicMessages: JobNotification[] = [];
+  /** Notifications given up (the AsyncNotificationFailure metric). */
+  notificationFailures = 0;
+  private readonly notifier: JobNotifiers;
 
   constructor(private readonly options: DevAsyncApiOptions) {
     const env = options.environment;
@@ -135,6 +149,8 @@ export class DevAsyncApi {
       ...(options.redeliveryDelayMs === undefined ? {} : { redeliveryDelayMs: options.redeliveryDelayMs }),
       handle: (id, receiveCount) => this.work(id, receiveCount, maxReceives),
     });
+    const webhooks = env[ASYNC_ENV.webhooks] === 'on';
+    this.notifier = this.notifiers(env, number);
     this.front = new AsyncFront({
       apiName: options.apiName,
       store: this.store,
@@ -145,8 +161,45 @@ export class DevAsyncApi {
       urlTtlSeconds: number(ASYNC_ENV.urlTtlSeconds, ASYNC_DEFAULTS.urlTtlSeconds),
       retentionDays: number(ASYNC_ENV.retentionDays, ASYNC_DEFAULTS.retentionDays),
       baseUrl: options.baseUrl,
+      ...(webhooks ? { webhooks: { allowLocal: true } } : {}),
       onError: (message, error) => options.log(`'${options.apiName}': ${message}: ${String(error)}`),
     });
+  }
+
+  /** The deployed API's notifiers, locally: its topic as a log, its webhooks as deployed. */
+  private notifiers(
+    env: Readonly<Record<string, string>>,
+    number: (name: string, fallback: number) => number,
+  ): JobNotifiers {
+    const { apiName, log } = this.options;
+    const notifiers: JobNotifier[] = [];
+    if (env[ASYNC_ENV.topicArn]) {
+      notifiers.push({
+        notify: async (notification) => {
+          this.topicMessages.push(notification);
+          log(`'${apiName}': SNS topic (local stand-in): ${JSON.stringify(notification)}`);
+        },
+      });
+    }
+    if (env[ASYNC_ENV.webhooks] === 'on') {
+      let secret = this.options.webhookSecret ?? process.env['ARCLIGHT_DEV_WEBHOOK_SECRET'];
+      if (!secret) {
+        secret = randomBytes(24).toString('hex');
+        log(`'${apiName}': webhooks are signed with ${secret} (set ARCLIGHT_DEV_WEBHOOK_SECRET to choose the key)`);
+      }
+      const key = secret;
+      notifiers.push(
+        new WebhookNotifier({
+          secret: async () => key,
+          timeoutMs: number(ASYNC_ENV.webhookTimeoutMs, 5000),
+          attempts: number(ASYNC_ENV.webhookAttempts, 3),
+          ...(this.options.webhookBackoffMs ? { backoffMs: this.options.webhookBackoffMs } : {}),
+          log: (message, fields) => log(`'${apiName}': ${message} ${JSON.stringify(fields)}`),
+          onFailure: () => void (this.notificationFailures += 1),
+        }),
+      );
+    }
+    return new JobNotifiers(notifiers);
   }
 
   /** Creates the API's bucket in the embedded S3. */
@@ -163,7 +216,13 @@ export class DevAsyncApi {
       const outcome = await processJob(
         id,
         { receiveCount, maxReceives },
-        { store: this.store, payloads: this.payloads, invoke: this.options.invoke },
+        {
+          store: this.store,
+          payloads: this.payloads,
+          invoke: this.options.invoke,
+          notifier: this.notifier,
+          apiName: this.options.apiName,
+        },
       );
       this.outcomes.push({ id, receiveCount, outcome });
     } catch (error) {

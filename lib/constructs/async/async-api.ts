@@ -16,7 +16,7 @@
  * consuming the queue (async-ecs-worker.ts): up to 11 hours per job, scaled on the queue's depth, down to zero tasks
  * with minTasks: 0.
  */
-import { CfnOutput, Duration, Size, SizeRoundingBehavior, Stack } from 'aws-cdk-lib';
+import { Annotations, CfnOutput, Duration, Size, SizeRoundingBehavior, Stack } from 'aws-cdk-lib';
 import type * as apigwv2 from 'aws-cdk-lib/aws-apigatewayv2';
 import * as iam from 'aws-cdk-lib/aws-iam';
 import type * as lambda from 'aws-cdk-lib/aws-lambda';
@@ -34,6 +34,7 @@ import { Predictor, type PredictorConfig } from '../predictor.js';
 import { AsyncEcsWorker, ECS_ASYNC_MAX_TIMEOUT, ECS_ASYNC_VISIBILITY } from './async-ecs-worker.js';
 import { AsyncFrontFunction } from './async-front-function.js';
 import { AsyncLambdaWorker, LAMBDA_MAX_TIMEOUT } from './async-lambda-worker.js';
+import { AsyncNotifications, notificationProblems, type AsyncNotificationsProps } from './async-notifications.js';
 import { AsyncSageMakerEndpoint, SAGEMAKER_ASYNC_MAX_TIMEOUT } from './async-sagemaker-endpoint.js';
 import { AsyncStorage, SQS_MAX_VISIBILITY } from './async-storage.js';
 
@@ -72,6 +73,16 @@ export interface AsyncApiProps {
   readonly maxReceiveCount?: number;
   /** SageMaker compute: jobs SageMaker sends one instance at once (1–1000). @default 4 */
   readonly maxConcurrentInvocationsPerInstance?: number;
+  /**
+   * Lambda compute: tell when each job ends, on an SNS topic and/or by signed webhooks to each submission's
+   * `Arclight-Callback-Url` (SageMaker publishes to `endpoint.successTopic`/`errorTopic` itself). @default none
+   */
+  readonly notifications?: AsyncNotificationsProps;
+  /**
+   * SageMaker compute: the fewest instances autoscaling keeps; 0 scales to zero when no job waits (the compute's own
+   * minInstances, a realtime setting, is not used: synth warns `arclight:asyncMinInstances` when it is set). @default 0
+   */
+  readonly minInstances?: number;
   /** SageMaker compute: the backlog of jobs per instance that autoscaling holds (ApproximateBacklogSizePerInstance). @default 5 */
   readonly targetBacklogPerInstance?: number;
 }
@@ -88,6 +99,8 @@ export class AsyncApi extends Construct {
   readonly ecsWorker?: AsyncEcsWorker;
   /** The asynchronous inference endpoint, its SNS topics and scaling (SageMaker compute). */
   readonly endpoint?: AsyncSageMakerEndpoint;
+  /** Completion notifications (Lambda compute, when `notifications` is set): the topic, the webhook secret. */
+  readonly notifications?: AsyncNotifications;
   /** The front function: submit, upload, status. */
   readonly front: lambda.IFunction;
   private readonly frontStage: apigwv2.HttpStage;
@@ -117,6 +130,15 @@ export class AsyncApi extends Construct {
       ...computeProblems(compute),
       ...timeoutProblems(timeout, compute),
       ...(onSageMaker ? sageMakerProblems(maxConcurrentInvocationsPerInstance, targetBacklogPerInstance) : []),
+      ...notificationProblems(props.notifications),
+      ...(compute instanceof SageMakerCompute
+        ? minInstancesProblems(props.minInstances ?? 0, compute.maxInstances)
+        : sageMakerOnlyProblems(props)),
+      ...(onSageMaker && (props.notifications?.topic || props.notifications?.webhooks)
+        ? [
+            'notifications: on SageMaker, asynchronous inference notifies endpoint.successTopic and endpoint.errorTopic itself (webhooks are not built there)',
+          ]
+        : []),
       ...(maxBodyBytes < 1 || maxBodyBytes > ASYNC_DEFAULTS.maxBodyBytes
         ? [`maxBodySize ${maxBodyBytes} bytes is outside 1 byte–1 GiB`]
         : []),
@@ -181,6 +203,12 @@ export class AsyncApi extends Construct {
       ...(onEcs ? { visibilityTimeout: ECS_ASYNC_VISIBILITY } : {}),
     });
     if (compute instanceof SageMakerCompute) {
+      if (props.minInstances === undefined && compute.minInstances !== 1) {
+        Annotations.of(this).addWarningV2(
+          'arclight:asyncMinInstances',
+          `Compute.sageMaker({ minInstances: ${compute.minInstances} }) is not used by an AsyncApi, which keeps AsyncApiProps.minInstances (default 0: scale to zero); set minInstances on the AsyncApi`,
+        );
+      }
       this.endpoint = new AsyncSageMakerEndpoint(this, 'Endpoint', {
         context,
         compute,
@@ -190,6 +218,7 @@ export class AsyncApi extends Construct {
         environment,
         maxConcurrentInvocationsPerInstance,
         targetBacklogPerInstance,
+        minInstances: props.minInstances ?? 0,
         validate,
       });
     } else if (compute instanceof EcsCompute) {
@@ -203,12 +232,15 @@ export class AsyncApi extends Construct {
         validate,
       });
     } else {
+      if (props.notifications) {
+        this.notifications = new AsyncNotifications(this, 'Notifications', this.apiName, props.notifications);
+      }
       this.worker = this.lambdaWorker(props, compute, predictor, timeout, maxBodyBytes, environment, validate);
     }
     const front = new AsyncFrontFunction(this, 'Front', {
       apiName: this.apiName,
       storage: this.storage,
-      environment,
+      environment: { ...environment, ...this.notifications?.frontEnvironment },
       auth,
       throttle: props.throttle,
       logRetention,
@@ -249,6 +281,7 @@ export class AsyncApi extends Construct {
       maxBodyBytes,
       environment,
       logRetention: props.logRetention ?? logs.RetentionDays.ONE_MONTH,
+      ...(this.notifications ? { notifications: this.notifications } : {}),
       validate,
     }).function;
   }
@@ -320,6 +353,24 @@ function ecsProblems(compute: EcsCompute): string[] {
       ? [`minTasks must be an integer of at least 0, got ${compute.minTasks}`]
       : []),
   ];
+}
+
+function sageMakerOnlyProblems(props: AsyncApiProps): string[] {
+  const set = (['minInstances', 'maxConcurrentInvocationsPerInstance', 'targetBacklogPerInstance'] as const).filter(
+    (name) => props[name] !== undefined,
+  );
+  return set.length > 0
+    ? [`${set.join(', ')}: SageMaker compute only (Lambda and ECS workers scale with the queue by their own rules)`]
+    : [];
+}
+
+function minInstancesProblems(minInstances: number, maxInstances: number): string[] {
+  if (!Number.isInteger(minInstances) || minInstances < 0) {
+    return [`minInstances must be a whole number of instances (0 scales to zero), got ${minInstances}`];
+  }
+  return minInstances > maxInstances
+    ? [`minInstances ${minInstances} is above the compute's maxInstances ${maxInstances}`]
+    : [];
 }
 
 /** The Lambda compute's own timeout check is API Gateway's 29 s, which the async worker is not behind. */

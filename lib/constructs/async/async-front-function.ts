@@ -135,7 +135,7 @@ export class AsyncFrontFunction extends Construct {
 }
 
 /** Node.js 24 where this aws-cdk-lib knows it (the bundle targets Node.js 22, which 24 runs), else 22. */
-function latestNodeRuntime(): lambda.Runtime {
+export function latestNodeRuntime(): lambda.Runtime {
   return (lambda.Runtime as unknown as { NODEJS_24_X?: lambda.Runtime }).NODEJS_24_X ?? lambda.Runtime.NODEJS_22_X;
 }
 

@@ -20,6 +20,7 @@ import { LAMBDA_MODULE_DIR, buildLambdaImageContext, type NodeArch } from '../im
 import { isTorchFormat, modelEnvironment, type ModelSource } from '../model-source.js';
 import type { PredictorConfig } from '../predictor.js';
 import { acknowledgePrefixGrants } from './async-front-function.js';
+import type { AsyncNotifications } from './async-notifications.js';
 import { ASYNC_PREFIXES, type AsyncStorage } from './async-storage.js';
 
 export interface AsyncLambdaWorkerProps {
@@ -34,6 +35,8 @@ export interface AsyncLambdaWorkerProps {
   readonly maxBodyBytes: number;
   readonly environment: Record<string, string>;
   readonly logRetention: logs.RetentionDays;
+  /** Completion notifications the worker sends. @default none */
+  readonly notifications?: AsyncNotifications;
   /** Checks the bound model (its size and format) and throws one error with every problem. */
   readonly validate: (model: ReturnType<ModelSource['bind']>) => void;
 }
@@ -77,6 +80,8 @@ export class AsyncLambdaWorker extends Construct {
       }),
     );
 
+    const notifying = props.notifications?.bindWorker(role).environment ?? {};
+
     const arch: NodeArch = compute.architecture === lambda.Architecture.ARM_64 ? 'arm64' : 'x64';
     const contextDir = buildLambdaImageContext({
       predictorEntry: props.predictor.entry,
@@ -109,6 +114,7 @@ export class AsyncLambdaWorker extends Construct {
         [ASYNC_ENV.bucket]: storage.bucket.bucketName,
         [ASYNC_ENV.table]: storage.table.tableName,
         ...props.environment,
+        ...notifying,
       },
     });
     if (!this.node.tryGetContext(DISABLE_ASSET_STAGING_CONTEXT)) rmSync(contextDir, { recursive: true, force: true });

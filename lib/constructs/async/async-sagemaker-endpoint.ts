@@ -48,6 +48,8 @@ export interface AsyncSageMakerEndpointProps {
   readonly maxConcurrentInvocationsPerInstance: number;
   /** The backlog per instance that target tracking holds. */
   readonly targetBacklogPerInstance: number;
+  /** The fewest instances kept (0: scale to zero). @default 0 */
+  readonly minInstances?: number;
   /** Checks the bound model and throws one error with every problem. */
   readonly validate: (model: ModelSourceConfig) => void;
 }
@@ -123,7 +125,7 @@ export class AsyncSageMakerEndpoint extends Construct {
           variantName: VARIANT_NAME,
           modelName: cfnModel.attrModelName,
           instanceType: compute.instanceType,
-          initialInstanceCount: compute.initialInstanceCount,
+          initialInstanceCount: Math.max(compute.initialInstanceCount, props.minInstances ?? 0),
           initialVariantWeight: 1,
           containerStartupHealthCheckTimeoutInSeconds: compute.containerStartupHealthCheckTimeout.toSeconds(),
           ...(compute.volumeSize !== undefined ? { volumeSizeInGb: compute.volumeSize } : {}),
@@ -150,7 +152,13 @@ export class AsyncSageMakerEndpoint extends Construct {
       retainAllVariantProperties: true,
     });
     endpoint.node.addDependency(endpointLogs);
-    this.scaling = scaleOnBacklog(this, endpoint, compute.maxInstances, props.targetBacklogPerInstance);
+    this.scaling = scaleOnBacklog(
+      this,
+      endpoint,
+      props.minInstances ?? 0,
+      compute.maxInstances,
+      props.targetBacklogPerInstance,
+    );
 
     Validations.of(role).acknowledge({
       id: 'AwsSolutions-IAM5[Resource::*]',
@@ -184,12 +192,13 @@ function grantJobObjects(role: iam.Role, storage: AsyncStorage): void {
 }
 
 /**
- * Target tracking on `ApproximateBacklogSizePerInstance` between 0 and `maxInstances`, and a step policy that adds an
+ * Target tracking on `ApproximateBacklogSizePerInstance` between `minInstances` (0 by default) and `maxInstances`, and a step policy that adds an
  * instance when `HasBacklogWithoutCapacity` (jobs waiting, no instance) for two minutes.
  */
 function scaleOnBacklog(
   scope: Construct,
   endpoint: sagemaker.CfnEndpoint,
+  minInstances: number,
   maxInstances: number,
   targetBacklogPerInstance: number,
 ): appscaling.ScalableTarget {
@@ -198,7 +207,7 @@ function scaleOnBacklog(
     serviceNamespace: appscaling.ServiceNamespace.SAGEMAKER,
     resourceId: `endpoint/${endpoint.attrEndpointName}/variant/${VARIANT_NAME}`,
     scalableDimension: 'sagemaker:variant:DesiredInstanceCount',
-    minCapacity: 0,
+    minCapacity: minInstances,
     maxCapacity: maxInstances,
     role: iam.Role.fromRoleArn(
       scope,

@@ -5,7 +5,10 @@
  * ```
  * run name ($.rerun, else the execution's name) → Plan (Lambda) → Distributed Map over the input prefix (ListObjectsV2)
  *                                                               └ or, rerunning, over <output>/<run>/failures.jsonl (JSONL)
+ *                                                → RecordFailedBatches (Lambda: the items of batches that failed as a
+ *                                                  whole, from the ResultWriter export, into the attempt's failures)
  *                                                → Finish (Lambda: failures.jsonl, summary.json, _SUCCESS)
+ *                                                → Done, or MapFailed when the Map itself failed (tolerance exceeded)
  * ```
  * Each Map batch (ItemBatcher) is one invocation; MaxConcurrency bounds them; ToleratedFailurePercentage bounds whole
  * batches that fail after retries (item errors are results, never Map failures); ResultWriter keeps the Map's own
@@ -163,6 +166,17 @@ function buildStateMachine(
     run.addRetry({ errors: ['States.TaskFailed'], maxAttempts: 2, backoffRate: 2 });
     return map.itemProcessor(run);
   };
+  const failedBatches = invoke(
+    'RecordFailedBatches',
+    {
+      action: 'failedBatches',
+      input: sfn.JsonPath.stringAt('$.plan.input'),
+      output: sfn.JsonPath.stringAt('$.plan.output'),
+      attempt: sfn.JsonPath.numberAt('$.plan.attempt'),
+      mapResults: `s3://${context.outputBucket.bucketName}/${context.outputPrefix}${MAP_RESULTS_PREFIX}`,
+    },
+    '$.failedBatches',
+  );
   const overInputs = mapOver(
     'OverInputs',
     new sfn.S3ObjectsItemReader({ bucket: context.inputBucket, prefix: context.inputPrefix || undefined }),
@@ -185,9 +199,19 @@ function buildStateMachine(
     '$.summary',
   );
   const done = new sfn.Pass(scope, 'Done', { outputPath: '$.summary' });
-  finish.next(done);
-  overInputs.next(finish);
-  overFailures.next(finish);
+  // The Map failed (more whole batches failed than tolerated): its items are in the manifest, and the run says so.
+  const mapFailed = new sfn.Fail(scope, 'MapFailed', {
+    errorPath: '$.mapError.Error',
+    causePath: '$.mapError.Cause',
+  });
+  finish.next(
+    new sfn.Choice(scope, 'DidTheMapFail').when(sfn.Condition.isPresent('$.mapError'), mapFailed).otherwise(done),
+  );
+  failedBatches.next(finish);
+  for (const map of [overInputs, overFailures]) {
+    map.addCatch(failedBatches, { errors: ['States.ALL'], resultPath: '$.mapError' });
+    map.next(failedBatches);
+  }
 
   const newRun = new sfn.Pass(scope, 'NewRun', {
     parameters: { run: sfn.JsonPath.stringAt('$$.Execution.Name'), rerunning: false },

@@ -27,6 +27,7 @@ import {
   uploadKey,
   type JobRecord,
 } from './job.js';
+import { callbackUrlProblem } from './callback-url.js';
 import { failureObjectError, type AsyncEndpoint } from './sagemaker-endpoint.js';
 
 /** Where submitted job ids go: SQS on AWS, an in-process queue under `arclight dev`. */
@@ -62,6 +63,11 @@ export interface AsyncFrontOptions {
   readonly urlTtlSeconds?: number;
   /** @default ASYNC_DEFAULTS.retentionDays */
   readonly retentionDays?: number;
+  /**
+   * Submissions may name an `Arclight-Callback-Url` (the worker POSTs the job's end there); `allowLocal` lets http and
+   * local addresses through (`arclight dev`). @default webhooks off: the header is refused
+   */
+  readonly webhooks?: { readonly allowLocal: boolean };
   readonly now?: () => Date;
   /** Where failures to store or queue are reported. */
   readonly onError?: (message: string, error: unknown) => void;
@@ -135,6 +141,7 @@ export class AsyncFront {
       throw new FrontError('invalid_input', 'Idempotency-Key must be 1 to 255 printable ASCII characters');
     }
     const id = jobId(this.options.apiName, key);
+    const callbackUrl = this.callbackUrl(request);
     const body = await this.requestBody(id, request);
     if (key !== undefined) {
       const existing = await this.options.store.get(id);
@@ -142,6 +149,7 @@ export class AsyncFront {
     }
     const now = this.now();
     if (body.bytes !== undefined) await this.options.payloads.put(body.key, body.bytes, body.contentType);
+    const statusUrl = this.statusUrl(id, request);
     const fields: JobRecord = {
       id,
       status: 'queued',
@@ -151,6 +159,8 @@ export class AsyncFront {
       ...(body.contentType ? { contentType: body.contentType } : {}),
       fingerprint: body.fingerprint,
       attempts: 0,
+      statusUrl,
+      ...(callbackUrl ? { callbackUrl } : {}),
       expiresAt: Math.floor(now.getTime() / 1000) + this.retentionSeconds,
     };
     // SageMaker: invoked before the record is stored, so a stored job always has its outputs; a failed store leaves
@@ -160,7 +170,22 @@ export class AsyncFront {
     // Two submissions with one key raced: the one stored first is the job.
     if (!created) return this.replay(stored, body.fingerprint, request);
     if (!stored.outputs) await this.enqueue(stored);
-    return accepted(stored, this.statusUrl(id, request), false);
+    return accepted(stored, statusUrl, false);
+  }
+
+  /** The submission's callback URL, checked; refused when this API sends no webhooks. */
+  private callbackUrl(request: FrontRequest): string | undefined {
+    const value = request.headers[ASYNC_HEADERS.callbackUrl];
+    if (value === undefined) return undefined;
+    if (!this.options.webhooks) {
+      throw new FrontError(
+        'invalid_input',
+        `this async API sends no webhooks, so ${ASYNC_HEADERS.callbackUrl} cannot be used (deploy it with notifications: { webhooks: true })`,
+      );
+    }
+    const problem = callbackUrlProblem(value.trim(), this.options.webhooks.allowLocal);
+    if (problem) throw new FrontError('invalid_input', `${ASYNC_HEADERS.callbackUrl} is refused: ${problem}`);
+    return value.trim();
   }
 
   /** The same key again: the same job (queued again if its message may never have been sent), unless the body differs. */

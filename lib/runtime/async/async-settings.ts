@@ -13,6 +13,10 @@ export interface AsyncSettings {
   readonly urlTtlSeconds: number;
   readonly retentionDays: number;
   readonly maxReceives: number;
+  /** The SNS topic each job's end is published to (the worker). */
+  readonly topicArn?: string;
+  /** Completion webhooks: where the signing key is, and how they are delivered. */
+  readonly webhooks?: { readonly secret: string; readonly timeoutMs: number; readonly attempts: number };
   /** SageMaker compute: the async endpoint and its invocation timeout (seconds). */
   readonly endpoint?: { readonly name: string; readonly timeoutSeconds: number };
 }
@@ -43,6 +47,17 @@ export function asyncSettingsFromEnv(env: NodeJS.ProcessEnv, needsQueue: boolean
     urlTtlSeconds: positive(ASYNC_ENV.urlTtlSeconds, ASYNC_DEFAULTS.urlTtlSeconds),
     retentionDays: positive(ASYNC_ENV.retentionDays, ASYNC_DEFAULTS.retentionDays),
     maxReceives: positive(ASYNC_ENV.maxReceives, ASYNC_DEFAULTS.maxReceives),
+    ...(env[ASYNC_ENV.topicArn] ? { topicArn: env[ASYNC_ENV.topicArn] } : {}),
+    ...(env[ASYNC_ENV.webhooks] === 'on'
+      ? {
+          webhooks: {
+            // The front only accepts callback URLs; the worker signs, and needs the key.
+            secret: needsQueue ? (env[ASYNC_ENV.webhookSecret] ?? '') : required(ASYNC_ENV.webhookSecret),
+            timeoutMs: positive(ASYNC_ENV.webhookTimeoutMs, 5000),
+            attempts: positive(ASYNC_ENV.webhookAttempts, 3),
+          },
+        }
+      : {}),
     ...(endpointName
       ? { endpoint: { name: endpointName, timeoutSeconds: positive(ASYNC_ENV.invocationTimeoutSeconds, 3600) } }
       : {}),

@@ -2,14 +2,16 @@
  * The async worker: one delivery of a job's message. It claims the job under a fresh lease, hands the stored request
  * to the predictor exactly as `POST /` would receive it, stores the result under its lease and ends the job only if
  * the lease still holds. A redelivery after a worker died (or overran the queue's visibility timeout) takes the lease
- * over; the late worker's finish then fails and its result object is removed: one job, one result.
+ * over; the late worker's finish then fails and its result object is removed: one job, one result. The delivery that
+ * ended the job, and only it, then notifies (SNS, webhook): one job end, one notification.
  */
 import { randomUUID } from 'node:crypto';
 import { ASYNC_HEADERS, REQUEST_ID_HEADER } from '../../contract.js';
 import type { InternalResponse } from '../codec/codec.js';
 import { readErrorBody } from '../codec/json.js';
 import type { JobPayloads } from './job-payloads.js';
-import type { JobStore } from './job-store.js';
+import { jobNotification, type JobNotifier } from './job-notification.js';
+import type { JobOutcome, JobStore } from './job-store.js';
 import { resultKey, type JobError, type JobRecord } from './job.js';
 
 /** The request a job hands the predictor. */
@@ -33,6 +35,10 @@ export interface AsyncWorkerDeps {
   readonly payloads: JobPayloads;
   readonly invoke: InvokePredictor;
   readonly now?: () => Date;
+  /** Told of each job this worker ended (never throws). @default none */
+  readonly notifier?: JobNotifier;
+  /** The API's name, in notifications. @default '' */
+  readonly apiName?: string;
   readonly log?: (message: string, fields: Record<string, unknown>) => void;
 }
 
@@ -48,8 +54,15 @@ export async function processJob(id: string, delivery: Delivery, deps: AsyncWork
   const record = await deps.store.claim(id, lease, now());
   // Unknown (expired), or ended by an earlier delivery: nothing to do for this one.
   if (!record) return 'skipped';
-  const finish = async (outcome: Parameters<JobStore['finish']>[2]): Promise<boolean> =>
-    deps.store.finish(id, lease, outcome, now());
+  const finish = async (outcome: JobOutcome): Promise<boolean> => {
+    const at = now();
+    if (!(await deps.store.finish(id, lease, outcome, at))) return false;
+    await notifyEnded(
+      { ...record, status: 'result' in outcome ? 'succeeded' : 'failed', ...outcome, updatedAt: at.toISOString() },
+      deps,
+    );
+    return true;
+  };
 
   let response: InternalResponse;
   try {
@@ -80,6 +93,17 @@ export async function processJob(id: string, delivery: Delivery, deps: AsyncWork
     return 'superseded';
   }
   return (await finish({ error: jobError(response, id) })) ? 'failed' : 'superseded';
+}
+
+/** Tells the notifiers of a job this delivery ended; a notifier's failure is logged, never the job's. */
+async function notifyEnded(record: JobRecord, deps: AsyncWorkerDeps): Promise<void> {
+  const notification = deps.notifier && jobNotification(deps.apiName ?? '', record);
+  if (!notification) return;
+  try {
+    await deps.notifier!.notify(notification, record);
+  } catch (error) {
+    deps.log?.('async notification failed', { id: record.id, error: String(error) });
+  }
 }
 
 /** Loads the request and runs the predictor; a 503 (not ready, overloaded) is a reason to come back, not an answer. */

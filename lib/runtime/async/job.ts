@@ -32,6 +32,10 @@ export interface JobRecord {
   readonly error?: JobError;
   /** SageMaker compute: where SageMaker writes the job's result or error (the job has no worker of ours). */
   readonly outputs?: JobOutputs;
+  /** The job's `GET /async/{id}` URL, as the submission was answered (notifications carry it). */
+  readonly statusUrl?: string;
+  /** Where the job's completion is POSTed (the submission's `Arclight-Callback-Url`). */
+  readonly callbackUrl?: string;
   /** When the record may be deleted (epoch seconds; DynamoDB's TTL attribute). */
   readonly expiresAt: number;
 }

@@ -35,6 +35,7 @@ export function asyncFrontFromEnv(env: NodeJS.ProcessEnv = process.env): AsyncFr
     inlineResultBytes: settings.inlineResultBytes,
     urlTtlSeconds: settings.urlTtlSeconds,
     retentionDays: settings.retentionDays,
+    ...(settings.webhooks ? { webhooks: { allowLocal: false } } : {}),
     onError: (message, error) => console.error(JSON.stringify({ level: 'ERROR', message, error: String(error) })),
   });
 }

@@ -7,6 +7,8 @@
  */
 import type { APIGatewayProxyEventV2, Context, SQSBatchResponse, SQSEvent } from 'aws-lambda';
 import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
+import { SNSClient } from '@aws-sdk/client-sns';
+import { METRICS } from '../../metric-catalog.js';
 import type { DefinedPredictor } from '../../predictor.js';
 import { bootFromEnv } from '../boot.js';
 import type { InternalResponse } from '../codec/codec.js';
@@ -16,8 +18,12 @@ import { initBudgetMs } from '../transports/lambda.js';
 import { asyncSettingsFromEnv, type AsyncSettings } from './async-settings.js';
 import type { JobRequest } from './async-worker.js';
 import { DynamoDbJobStore } from './dynamodb-job-store.js';
+import { JobNotifiers, type JobNotifier } from './job-notification.js';
 import { JobPayloads } from './job-payloads.js';
+import { SnsNotifier } from './sns-notifier.js';
 import { createSqsHandler } from './sqs-handler.js';
+import { WebhookNotifier } from './webhook.js';
+import { readWebhookSecret } from './webhook-secret.js';
 
 export interface AsyncLambdaEntry {
   /** API Gateway events (the image's HTTP entry). */
@@ -44,7 +50,10 @@ export async function asyncLambdaEntryFromEnv(
   await Promise.race([started, budget]);
   clearTimeout(timer);
   // Read on the first job, not at init: `arclight dev` runs this bundle's `handler` with no bucket or table of its own.
-  let deps: { settings: AsyncSettings; store: DynamoDbJobStore; payloads: JobPayloads } | undefined;
+  let deps:
+    { settings: AsyncSettings; store: DynamoDbJobStore; payloads: JobPayloads; notifier: JobNotifiers } | undefined;
+  const log = (message: string, fields: Record<string, unknown>): void => runtime.log.info(message, fields);
+  const countFailure = (): void => runtime.telemetry?.event(METRICS.asyncNotificationFailure.name);
   const worker: AsyncLambdaEntry['worker'] = (event, context) => {
     if (!deps) {
       const settings = asyncSettingsFromEnv(env, false);
@@ -52,6 +61,7 @@ export async function asyncLambdaEntryFromEnv(
         settings,
         store: new DynamoDbJobStore(new DynamoDBClient({}), settings.table),
         payloads: new JobPayloads(createS3Client(env), settings.bucket),
+        notifier: notifiersFor(settings, { log, onFailure: countFailure }),
       };
     }
     return createSqsHandler({
@@ -59,10 +69,35 @@ export async function asyncLambdaEntryFromEnv(
       payloads: deps.payloads,
       maxReceives: deps.settings.maxReceives,
       invoke: (job) => invokeThroughAdapter(direct, job, context),
-      log: (message, fields) => runtime.log.info(message, fields),
+      ...(deps.notifier.size > 0 ? { notifier: deps.notifier, apiName: deps.settings.apiName } : {}),
+      log,
     })(event);
   };
   return { handler, worker };
+}
+
+/** The SNS topic and the webhooks the construct configured (none, one, or both). */
+export function notifiersFor(
+  settings: Pick<AsyncSettings, 'topicArn' | 'webhooks'>,
+  options: {
+    readonly log: (message: string, fields: Record<string, unknown>) => void;
+    readonly onFailure: () => void;
+  },
+): JobNotifiers {
+  const notifiers: JobNotifier[] = [];
+  if (settings.topicArn) notifiers.push(new SnsNotifier(new SNSClient({}), settings.topicArn, options));
+  const webhooks = settings.webhooks;
+  if (webhooks) {
+    notifiers.push(
+      new WebhookNotifier({
+        secret: () => readWebhookSecret(webhooks.secret),
+        timeoutMs: webhooks.timeoutMs,
+        attempts: webhooks.attempts,
+        ...options,
+      }),
+    );
+  }
+  return new JobNotifiers(notifiers);
 }
 
 /** A job's request through the API Gateway adapter, as `POST /`. */

@@ -63,7 +63,7 @@ function refOf(item: BatchItem): ItemRef {
   return { id: item.id, source: item.source, ...(item.line === undefined ? {} : { line: item.line }) };
 }
 
-function resultRecord(ref: ItemRef, status: number, contentType: string, body: Buffer): ResultRecord {
+export function resultRecord(ref: ItemRef, status: number, contentType: string, body: Buffer): ResultRecord {
   if (isJsonContentType(contentType)) {
     try {
       return {
@@ -82,7 +82,7 @@ function resultRecord(ref: ItemRef, status: number, contentType: string, body: B
 }
 
 /** The contract's error body; a predictor's own error body (full control) is kept as the message. */
-function errorBodyOf(body: Buffer, contentType: string, requestId: string): ErrorBody {
+export function errorBodyOf(body: Buffer, contentType: string, requestId: string): ErrorBody {
   const text = body.toString('utf8');
   if (isJsonContentType(contentType)) {
     try {

@@ -8,6 +8,8 @@
  *   are S3 objects as the ListObjectsV2 reader gives them (`{"Key",…}`) or, in a rerun, lines of the failures manifest
  *   (`{"id","source","line"}`). The batch writes one results part and one failures part, named by its items, so a
  *   retried batch replaces its own parts.
+ * - `{"action":"failedBatches","input","output","attempt","mapResults"}`: the items of Map batches that failed as a whole
+ *   (recorded only in the Map's ResultWriter export under `mapResults`) become failures of the attempt (map-failures.ts).
  * - `{"action":"finish","input","output","attempt","startedAt"}`: the manifest, summary.json and `_SUCCESS`.
  */
 import { createHash, randomUUID } from 'node:crypto';
@@ -21,6 +23,7 @@ import { itemsOf, type BatchItem } from './batch-items.js';
 import { BatchJobError } from './batch-job-error.js';
 import { LAYOUT, type BatchSummary, type FailureRecord } from './batch-layout.js';
 import { BatchStore } from './batch-store.js';
+import { recordFailedBatches } from './map-failures.js';
 
 /** What a batch of the Map carries besides its items. */
 export interface BatchInput {
@@ -45,7 +48,18 @@ export type PlanEvent = {
 };
 export type ItemsEvent = { readonly Items: readonly (ObjectItem | FailureRecord)[]; readonly BatchInput: BatchInput };
 export type FinishEvent = BatchInput & { readonly action: 'finish'; readonly startedAt: string };
-export type BatchEvent = PlanEvent | ItemsEvent | FinishEvent;
+export type FailedBatchesEvent = BatchInput & {
+  readonly action: 'failedBatches';
+  /** `s3://bucket/prefix/` the Map's ResultWriter exports to. */
+  readonly mapResults: string;
+};
+export type BatchEvent = PlanEvent | ItemsEvent | FailedBatchesEvent | FinishEvent;
+
+/** Items of whole Map batches that failed, recorded as failures. */
+export interface FailedBatchesResult {
+  readonly batches: number;
+  readonly items: number;
+}
 
 export interface Plan extends BatchInput {
   readonly rerun: boolean;
@@ -61,7 +75,7 @@ export interface ItemsResult {
   readonly failed: number;
 }
 
-export type BatchHandler = (event: BatchEvent) => Promise<Plan | ItemsResult | BatchSummary>;
+export type BatchHandler = (event: BatchEvent) => Promise<Plan | ItemsResult | FailedBatchesResult | BatchSummary>;
 
 /** Items of one batch in flight at once. */
 const DEFAULT_CONCURRENCY = 4;
@@ -83,6 +97,17 @@ export function createBatchHandler(runtime: Runtime, env: NodeJS.ProcessEnv = pr
     if ('Items' in event)
       return runBatch(runtime, BatchStore.fromS3(event.BatchInput.input, client), event, concurrency, client);
     if (event.action === 'plan') return plan(BatchStore.fromS3(event.output, client), event);
+    if (event.action === 'failedBatches') {
+      const [, bucket, prefix] = /^s3:\/\/([^/]+)\/(.*)$/.exec(event.mapResults) ?? [];
+      if (!bucket) throw new BatchJobError(`mapResults '${event.mapResults}' is not an s3:// location`);
+      return recordFailedBatches({
+        exports: BatchStore.fromS3(`s3://${bucket}/`, client),
+        prefix: prefix ?? '',
+        input: BatchStore.fromS3(event.input, client),
+        output: BatchStore.fromS3(event.output, client),
+        attempt: event.attempt,
+      });
+    }
     if (event.action === 'finish') return finish(BatchStore.fromS3(event.output, client), event);
     throw new BatchJobError(`unknown batch event: ${JSON.stringify(event).slice(0, 200)}`);
   };

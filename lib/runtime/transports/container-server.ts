@@ -4,6 +4,7 @@
  * Inference runs in a pool of worker threads behind a dynamic batcher and a bounded queue, so health routes answer
  * at once however busy the workers are. `shutdown()` stops accepting, drains in-flight requests, then ends the workers.
  */
+import { TRANSFORM_RECORDS_ENV, envelopeTransformRecords } from '../batch/transform-records.js';
 import type { IncomingMessage, RequestListener, Server, ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { DEFAULTS, ENV, REQUEST_ID_HEADER, ROUTES, SAGEMAKER_ROUTE } from '../../contract.js';
@@ -131,6 +132,8 @@ export async function startContainerServer(options: ContainerServerOptions): Pro
   });
   routeInvocations(server, log);
   answerWithVariant(server, env);
+  // Inside a SageMaker batch transform (BatchJob): each record answered with its outcome, so no error stops the job.
+  if (env[TRANSFORM_RECORDS_ENV] === 'on') envelopeTransformRecords(server);
   const address = await listen(
     server,
     options.port ?? containerPort(env),

@@ -78,13 +78,16 @@ describe('BatchJob on Lambda: a Distributed Map over the Lambda image', () => {
   test('plan, then a Map over the input prefix or over the failures manifest, then finish', () => {
     const states = definition('digitsnightly').States;
     assert.deepEqual(Object.keys(states).sort(), [
+      'DidTheMapFail',
       'Done',
       'Finish',
+      'MapFailed',
       'NewRun',
       'NothingFailed',
       'OverFailures',
       'OverInputs',
       'Plan',
+      'RecordFailedBatches',
       'RerunFailures',
       'RerunOrNew',
       'WhichItems',
@@ -108,14 +111,40 @@ describe('BatchJob on Lambda: a Distributed Map over the Lambda image', () => {
     assert.equal(overInputs['ToleratedFailurePercentage'], 2);
     const writer = overInputs['ResultWriter'] as { Parameters: { Prefix: string } };
     assert.equal(writer.Parameters.Prefix, 'digits-nightly/_stepfunctions/');
-    assert.equal(overInputs['Next'], 'Finish');
+    assert.equal(overInputs['Next'], 'RecordFailedBatches');
 
     const overFailures = states['OverFailures']!;
     const failuresReader = overFailures['ItemReader'] as Record<string, unknown>;
     assert.match(failuresReader['Resource'] as string, /:states:::s3:getObject$/);
     assert.deepEqual(failuresReader['ReaderConfig'], { InputType: 'JSONL' });
     assert.equal((failuresReader['Parameters'] as Record<string, string>)['Key.$'], '$.plan.failuresKey');
-    assert.equal(overFailures['Next'], 'Finish');
+    assert.equal(overFailures['Next'], 'RecordFailedBatches');
+    // A Map that fails (more whole batches failed than tolerated) still records them and finishes, then fails.
+    for (const map of [overInputs, overFailures]) {
+      assert.deepEqual(map['Catch'], [
+        { ErrorEquals: ['States.ALL'], ResultPath: '$.mapError', Next: 'RecordFailedBatches' },
+      ]);
+    }
+    const record = states['RecordFailedBatches']!;
+    assert.equal(record['Next'], 'Finish');
+    assert.equal(record['ResultPath'], '$.failedBatches');
+    const recordParameters = record['Parameters'] as Record<string, unknown>;
+    assert.equal(recordParameters['action'], 'failedBatches');
+    assert.match(
+      recordParameters['mapResults'] as string,
+      /^s3:\/\/\{Ref:digitsnightlyOutput[0-9A-F]+\}\/digits-nightly\/_stepfunctions\/$/,
+      'the prefix the ResultWriter exports to',
+    );
+    assert.equal(recordParameters['attempt.$'], '$.plan.attempt');
+    assert.equal(states['Finish']!['Next'], 'DidTheMapFail');
+    assert.deepEqual(states['DidTheMapFail']!['Choices'], [
+      { Variable: '$.mapError', IsPresent: true, Next: 'MapFailed' },
+    ]);
+    assert.deepEqual(states['MapFailed'], {
+      Type: 'Fail',
+      ErrorPath: '$.mapError.Error',
+      CausePath: '$.mapError.Cause',
+    });
 
     const plan = states['Plan']!['Parameters'] as Record<string, string>;
     assert.equal(plan['action'], 'plan');
@@ -229,18 +258,71 @@ describe('BatchJob on Lambda: a Distributed Map over the Lambda image', () => {
 });
 
 describe('BatchJob on SageMaker: a batch transform of the container image', () => {
-  test('the state machine runs createTransformJob.sync over the input prefix, one object per request', () => {
+  test('plan, the transform of the attempt (.sync), then the split into results and failures.jsonl', () => {
     const states = definition('imagesgpu').States;
+    assert.deepEqual(Object.keys(states).sort(), [
+      'AnythingToRun',
+      'DidTheTransformFail',
+      'Done',
+      'NewRun',
+      'NothingFailed',
+      'Plan',
+      'RerunFailures',
+      'RerunOrNew',
+      'Split',
+      'Transform',
+      'TransformFailed',
+    ]);
     const transform = states['Transform']!;
     assert.match(transform['Resource'] as string, /:states:::sagemaker:createTransformJob\.sync$/);
     const parameters = transform['Parameters'] as Record<string, unknown>;
     assert.equal(parameters['BatchStrategy'], 'SingleRecord');
     assert.equal(parameters['MaxPayloadInMB'], 20);
-    assert.equal(parameters['TransformJobName.$'], '$$.Execution.Name');
+    assert.equal(parameters['TransformJobName.$'], "States.Format('{}-{}', $.run, $.plan.attempt)");
     assert.deepEqual(parameters['TransformResources'], { InstanceCount: 1, InstanceType: 'ml.g5.2xlarge' });
     const input = parameters['TransformInput'] as Record<string, unknown>;
     assert.equal(input['SplitType'], undefined, 'objects: one request each');
-    assert.match(JSON.stringify(input), /"S3Uri":"s3:\/\/\{Ref:Input[0-9A-F]+\}\/images\/","S3DataType":"S3Prefix"/);
+    assert.match(JSON.stringify(input), /"S3Uri.\$":"\$\.plan\.transformInput","S3DataType":"S3Prefix"/);
+    assert.equal(
+      (parameters['TransformOutput'] as Record<string, unknown>)['S3OutputPath.$'],
+      '$.plan.transformOutput',
+    );
+    // A failed transform job is caught: what it wrote is split, the rest of its items fail with its error.
+    assert.deepEqual(transform['Catch'], [
+      { ErrorEquals: ['States.ALL'], ResultPath: '$.transformError', Next: 'Split' },
+    ]);
+    assert.equal(transform['Next'], 'Split');
+    const split = states['Split']!['Parameters'] as Record<string, unknown>;
+    assert.equal(split['action'], 'split');
+    assert.equal(split['transformError.$'], '$.transformError');
+    assert.equal(split['attempt.$'], '$.plan.attempt');
+    const plan = states['Plan']!['Parameters'] as Record<string, unknown>;
+    assert.equal(plan['action'], 'plan');
+    assert.equal(plan['rerun.$'], '$.rerunning');
+    assert.deepEqual(states['DidTheTransformFail']!['Choices'], [
+      { Variable: '$.transformError', IsNull: false, Next: 'TransformFailed' },
+    ]);
+  });
+
+  test('the plan-and-split function: a zip bundle whose role reads the input prefix and writes the output prefix only', () => {
+    const steps = resourcesOf(template, 'AWS::Lambda::Function', 'imagesgpuSteps').filter(
+      ([id]) => !id.includes('Role'),
+    );
+    assert.equal(steps.length, 1);
+    assert.equal(steps[0]![1]['Handler'], 'index.handler');
+    const grants = policyStatements(template)
+      .filter((s) => s.effect === 'Allow' && s.holder.startsWith('imagesgpuStepsRole'))
+      .flatMap((s) => s.actions.map((a) => `${a} ${s.resources.join(' ')}`))
+      .filter((line) => !line.startsWith('logs:'))
+      .map((line) => line.replace(/[0-9A-F]{8}\b/g, ''))
+      .sort();
+    assert.deepEqual(grants, [
+      's3:DeleteObject {GetAtt:imagesgpuOutput.Arn}/images-gpu/*',
+      's3:GetObject {GetAtt:Input.Arn}/images/*',
+      's3:GetObject {GetAtt:imagesgpuOutput.Arn}/images-gpu/*',
+      's3:ListBucket {GetAtt:imagesgpuOutput.Arn}',
+      's3:PutObject {GetAtt:imagesgpuOutput.Arn}/images-gpu/*',
+    ]);
   });
 
   test('the model runs the GPU image with CUDA first and the payload limit', () => {
@@ -248,6 +330,7 @@ describe('BatchJob on SageMaker: a batch transform of the container image', () =
     const env = (model['PrimaryContainer'] as { Environment: Record<string, unknown> }).Environment;
     assert.equal(env[ENV.executionProviders], 'cuda,cpu');
     assert.equal(env[ENV.maxBodyBytes], String(20 * 1024 * 1024));
+    assert.equal(env[ENV.transformRecords], 'on', 'every record answered with its outcome: no error stops the job');
   });
 });
 
