@@ -4,6 +4,7 @@
  * A scenario is one file under bench/ exporting a `Scenario`; add it to SCENARIOS below.
  */
 import { Command, InvalidArgumentError } from 'commander';
+import { asyncEcs } from './async-ecs.js';
 import { coldstart } from './coldstart.js';
 import { container } from './container.js';
 import { DEFAULT_BANDWIDTH_MBPS, fetchScenario } from './fetch.js';
@@ -12,7 +13,7 @@ import { overhead } from './overhead.js';
 import { peers } from './peers.js';
 import { renderChecks, renderTable, writeResults, type BenchOptions, type Scenario } from './report.js';
 
-const SCENARIOS: readonly Scenario[] = [fetchScenario, coldstart, overhead, lambdaOverhead, container, peers];
+const SCENARIOS: readonly Scenario[] = [fetchScenario, coldstart, overhead, lambdaOverhead, container, peers, asyncEcs];
 
 function positiveInt(value: string): number {
   const n = Number(value);

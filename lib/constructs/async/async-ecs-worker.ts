@@ -41,7 +41,10 @@ import { ASYNC_PREFIXES, type AsyncStorage } from './async-storage.js';
 export const ECS_ASYNC_MAX_TIMEOUT = Duration.hours(11);
 /** The visibility timeout of the queue on ECS: how soon a job of a task that died comes back. Renewed every third. */
 export const ECS_ASYNC_VISIBILITY = Duration.minutes(5);
-/** How long ECS waits after SIGTERM before SIGKILL (the container's stopTimeout; 120 s is ECS's most). */
+/**
+ * How long ECS waits after SIGTERM before SIGKILL (the container's stopTimeout, 30 s unless set): 120 s, Fargate's most
+ * and EC2 Spot's two-minute interruption notice.
+ */
 export const ECS_ASYNC_STOP_TIMEOUT = Duration.seconds(120);
 /** How much of the stop timeout running jobs get to finish; the rest hands back the others and closes the server. */
 export const ECS_ASYNC_DRAIN = Duration.seconds(100);

@@ -88,13 +88,14 @@ export class SqsPoller {
    */
   async stop(): Promise<void> {
     this.stopping = true;
+    // The drain time counts from the signal, not from the end of a long poll under way (up to 20 s more).
+    const timeout = new Promise<false>((resolve) =>
+      setTimeout(() => resolve(false), this.options.drainMs ?? 0).unref(),
+    );
     this.wakeUp?.();
     await this.loop;
     if (this.inFlight.size === 0) return;
     const drained = Promise.all([...this.inFlight].map((job) => job.done)).then(() => true);
-    const timeout = new Promise<false>((resolve) =>
-      setTimeout(() => resolve(false), this.options.drainMs ?? 0).unref(),
-    );
     if (await Promise.race([drained, timeout])) return;
     await Promise.all([...this.inFlight].map((job) => this.release(job)));
   }

@@ -7,7 +7,7 @@
  */
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
-import { ListObjectsV2Command, type S3Client } from '@aws-sdk/client-s3';
+import { DeleteObjectCommand, ListObjectsV2Command, type S3Client } from '@aws-sdk/client-s3';
 import { SendMessageCommand, type SQSClient } from '@aws-sdk/client-sqs';
 import { ASYNC_ENV, ENV } from '../../../lib/contract.js';
 import { startEmbeddedS3, type EmbeddedS3 } from '../../../lib/cli/local/embedded-s3.js';
@@ -189,6 +189,36 @@ describe('the ECS queue worker over SQS', () => {
         return depth.ready + depth.inflight === 0 ? true : undefined;
       });
       assert.ok(running.poller.deliveries.some((delivery) => delivery.outcome === 'dropped'));
+    } finally {
+      await running.shutdown();
+    }
+  });
+
+  test('a job that cannot run comes back after the backoff, and its last delivery fails it (internal_error)', async () => {
+    const { front, store, worker, queueName } = setup('test/fixtures/async-job-predictor.ts');
+    const id = await submit(front, JSON.stringify({ tag: 'lost request' }));
+    const { requestKey } = (await store.get(id))!;
+    await s3Client.send(new DeleteObjectCommand({ Bucket: BUCKET, Key: requestKey }));
+    const running = await worker({ [ASYNC_ENV.maxReceives]: '2' });
+    try {
+      const started = Date.now();
+      const record = await ended(store, id);
+      assert.equal(record.status, 'failed');
+      assert.equal(record.error?.code, 'internal_error');
+      assert.match(record.error?.error ?? '', /could not be run after 2 attempts/);
+      assert.equal(record.attempts, 2);
+      assert.ok(Date.now() - started >= 4000, 'the second delivery waited out the 5 s backoff');
+      assert.deepEqual(
+        running.poller.deliveries.map((delivery) => [delivery.outcome, delivery.receiveCount]),
+        [
+          ['retry', 1],
+          ['failed', 2],
+        ],
+      );
+      await until('the queue to empty', () => {
+        const depth = sqsServer.inspect(queueName);
+        return depth.ready + depth.inflight + depth.delayed === 0 ? true : undefined;
+      });
     } finally {
       await running.shutdown();
     }
