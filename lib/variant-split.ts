@@ -21,6 +21,14 @@ export interface VariantMetadata {
   readonly shadow: boolean;
 }
 
+/** One weighted variant a Lambda function serves beside its own model (`ARCLIGHT_VARIANTS`, a JSON list of them). */
+export interface LambdaVariantSpec {
+  readonly name: string;
+  readonly weight: number;
+  /** The variant's own contract variables (model URI, sha256, format...), over the function's. */
+  readonly env: Readonly<Record<string, string>>;
+}
+
 function gcd(a: number, b: number): number {
   return b === 0 ? a : gcd(b, a % b);
 }

@@ -84,6 +84,6 @@ export function memberOf(
  * alias): locally the front sends the copies.
  */
 export function withoutCloudShadow(environment: Readonly<Record<string, string>>): Record<string, string> {
-  const { [ENV.shadowUrl]: _url, [ENV.shadowFunction]: _fn, [ENV.shadowPercent]: _percent, ...rest } = environment;
-  return rest;
+  const cloudOnly = new Set<string>([ENV.shadowUrl, ENV.shadowFunction, ENV.shadowPercent]);
+  return Object.fromEntries(Object.entries(environment).filter(([name]) => !cloudOnly.has(name)));
 }

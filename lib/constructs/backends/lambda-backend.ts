@@ -42,7 +42,7 @@ import {
   variantProblems,
   type VariantProps,
 } from '../operations/variant.js';
-import type { LambdaVariantSpec } from '../../runtime/variants/lambda-variants.js';
+import type { LambdaVariantSpec } from '../../variant-split.js';
 
 /** The Lambda compute's settings, every prop resolved to its default (`LambdaCompute`). */
 export interface LambdaSettings extends ComputeChecks {

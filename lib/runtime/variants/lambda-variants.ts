@@ -13,7 +13,7 @@
 import type { InvokeCommandOutput, LambdaClient } from '@aws-sdk/client-lambda';
 import { ENV, VARIANT_HEADER } from '../../contract.js';
 import type { DefinedPredictor } from '../../predictor.js';
-import { PRIMARY_VARIANT, WeightedSplit } from '../../variant-split.js';
+import { PRIMARY_VARIANT, WeightedSplit, type LambdaVariantSpec } from '../../variant-split.js';
 import { bootFromEnv } from '../boot.js';
 import { errorBodyJson } from '../codec/json.js';
 import type { Logger } from '../telemetry/logger.js';
@@ -28,13 +28,7 @@ export const ASYNC_INVOKE_MAX_PAYLOAD_BYTES = 1_048_576;
 /** The longest an answer waits, after the prediction, for the shadow's Invoke call to be accepted. */
 export const SHADOW_HANDOFF_WAIT_MS = 100;
 
-/** One weighted variant of `ARCLIGHT_VARIANTS`. */
-export interface LambdaVariantSpec {
-  readonly name: string;
-  readonly weight: number;
-  /** The variant's own contract variables (model URI, sha256, format...), over the function's. */
-  readonly env: Readonly<Record<string, string>>;
-}
+export type { LambdaVariantSpec };
 
 /** What the Lambda entry needs: the handler, the first start of every runtime, and a logger. */
 export interface LambdaBoot {
