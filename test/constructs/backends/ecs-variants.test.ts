@@ -218,7 +218,7 @@ describe('a shadow variant on ECS', () => {
     for (const metric of allMetrics().filter((m) => m.emission === 'shadow'))
       assert.match(
         flatten(dashboard['DashboardBody']),
-        new RegExp(`"Arclight","${metric.name}","apiName","digits"\\]`),
+        new RegExp(`"Arclight","${metric.name}","apiName","digits",\\{`),
       );
     const shadow = tasks.get('candidate')!;
     assert.equal(shadow.env[ENV.shadowUrl], undefined, 'the shadow copies nothing on');
