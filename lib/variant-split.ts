@@ -99,3 +99,15 @@ export class DeterministicShare {
     return Math.floor(this.seen * this.share + 1e-9) > before;
   }
 }
+
+/** The requests a shadow gets copies of: inference (`POST /`, `/invocations`, OIP infer), as the container copies them. */
+export function isInferenceRequest(method: string | undefined, path: string): boolean {
+  if (method !== 'POST') return false;
+  const bare = path.split('?', 1)[0]!;
+  return (
+    bare === '/' ||
+    bare === '/invocations' ||
+    /^\/v2\/models\/[^/]+\/infer$/.test(bare) ||
+    /^\/v2\/models\/[^/]+\/versions\/[^/]+\/infer$/.test(bare)
+  );
+}
