@@ -21,6 +21,14 @@ export interface VariantMetadata {
   readonly shadow: boolean;
 }
 
+/** One weighted variant a Lambda function serves beside its own model (`ARCLIGHT_VARIANTS`, a JSON list of them). */
+export interface LambdaVariantSpec {
+  readonly name: string;
+  readonly weight: number;
+  /** The variant's own contract variables (model URI, sha256, format...), over the function's. */
+  readonly env: Readonly<Record<string, string>>;
+}
+
 function gcd(a: number, b: number): number {
   return b === 0 ? a : gcd(b, a % b);
 }
@@ -90,4 +98,16 @@ export class DeterministicShare {
     this.seen++;
     return Math.floor(this.seen * this.share + 1e-9) > before;
   }
+}
+
+/** The requests a shadow gets copies of: inference (`POST /`, `/invocations`, OIP infer), as the container copies them. */
+export function isInferenceRequest(method: string | undefined, path: string): boolean {
+  if (method !== 'POST') return false;
+  const bare = path.split('?', 1)[0]!;
+  return (
+    bare === '/' ||
+    bare === '/invocations' ||
+    /^\/v2\/models\/[^/]+\/infer$/.test(bare) ||
+    /^\/v2\/models\/[^/]+\/versions\/[^/]+\/infer$/.test(bare)
+  );
 }

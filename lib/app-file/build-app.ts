@@ -118,6 +118,20 @@ export function realtimeApiProps(api: AppFileApi, dir: string, scope: Construct)
     ...(api.rollout !== undefined ? { rollout: rolloutOf(api.rollout) } : {}),
     ...(api.monitoring !== undefined ? { monitoring: monitoringOf(api.monitoring, scope, api.name) } : {}),
     ...(api.tracing !== undefined ? { tracing: api.tracing } : {}),
+    ...(api.variants !== undefined
+      ? {
+          variants: api.variants.map((variant) => ({
+            name: variant.name,
+            model: modelSource(variant.model, dir),
+            ...(variant.predictor !== undefined
+              ? { predictor: Predictor.fromEntry(resolve(dir, variant.predictor)) }
+              : {}),
+            ...(variant.weight !== undefined ? { weight: variant.weight } : {}),
+            ...(variant.shadow !== undefined ? { shadow: variant.shadow } : {}),
+            ...(variant.instanceCount !== undefined ? { instanceCount: variant.instanceCount } : {}),
+          })),
+        }
+      : {}),
     ...(api.dataCapture !== undefined
       ? {
           dataCapture: {

@@ -8,6 +8,7 @@ import { dirname, join, resolve } from 'node:path';
 import { parseDocument } from 'yaml';
 import { lambdaMemoryProblems } from '../constructs/async/async-api.js';
 import { LAMBDA_MAX_TIMEOUT } from '../constructs/async/async-lambda-worker.js';
+import { PRIMARY_VARIANT } from '../variant-split.js';
 import { Compute, LambdaCompute } from '../constructs/compute.js';
 import { fileSize, sha256OfFile } from '../constructs/model-source.js';
 import { Predictor } from '../constructs/predictor.js';
@@ -186,7 +187,7 @@ function apiProblems(loaded: LoadedAppFile, api: AppFileApi, i: number, at: Loca
   if (model.module !== undefined && fileSize(resolve(loaded.dir, model.module)) === undefined) {
     problems.push(at.problem([...base, 'model', 'module'], `module file ${model.module} does not exist`));
   }
-  problems.push(...operationsProblems(api, base, at, { sizeBytes: modelBytes, format: format ?? 'onnx' }));
+  problems.push(...operationsProblems(api, base, at, { sizeBytes: modelBytes, format: format ?? 'onnx' }, loaded.dir));
   if (api.compute !== undefined) {
     const compute = computeOf(api.compute);
     const keys = Object.keys(api.compute);
@@ -219,7 +220,7 @@ function apiProblems(loaded: LoadedAppFile, api: AppFileApi, i: number, at: Loca
 }
 
 /** The realtime options AsyncApi has none of yet. */
-const REALTIME_ONLY = ['batching', 'docs', 'rollout', 'monitoring', 'tracing', 'dataCapture'] as const;
+const REALTIME_ONLY = ['batching', 'docs', 'rollout', 'monitoring', 'tracing', 'dataCapture', 'variants'] as const;
 
 /** An async API on Lambda: its timeout within Lambda's 15 minutes, and none of the SageMaker-only options. */
 function lambdaAsyncProblems(
@@ -250,6 +251,7 @@ function operationsProblems(
   base: readonly [string, number],
   at: Locator,
   model: { readonly sizeBytes: number | undefined; readonly format: ModelFormat },
+  dir: string,
 ): AppFileProblem[] {
   const problems: AppFileProblem[] = [];
   const kind = api.compute?.kind ?? 'lambda';
@@ -287,6 +289,7 @@ function operationsProblems(
       problems.push(at.problem(path, problem));
     }
   }
+  problems.push(...variantsProblems(api, base, at, kind, dir));
   if (api.dataCapture !== undefined && kind === 'lambda') {
     problems.push(
       at.problem(
@@ -295,5 +298,58 @@ function operationsProblems(
       ),
     );
   }
+  return problems;
+}
+
+/** What the constructs refuse of the variants, each at the option it is about. */
+function variantsProblems(
+  api: AppFileApi,
+  base: readonly [string, number],
+  at: Locator,
+  kind: 'lambda' | 'sagemaker' | 'ecs',
+  dir: string,
+): AppFileProblem[] {
+  const variants = api.variants ?? [];
+  const problems: AppFileProblem[] = [];
+  const path = (i: number, key?: string): (string | number)[] => [...base, 'variants', i, ...(key ? [key] : [])];
+  const seen = new Set([PRIMARY_VARIANT]);
+  let shadows = 0;
+  for (const [i, variant] of variants.entries()) {
+    if (seen.has(variant.name))
+      problems.push(at.problem(path(i, 'name'), `'${variant.name}' is taken (the API's own is ${PRIMARY_VARIANT})`));
+    seen.add(variant.name);
+    const model = modelOptions(variant.model);
+    if (!isS3Uri(model.path) && fileSize(resolve(dir, model.path)) === undefined) {
+      const at_ = typeof variant.model === 'string' ? path(i, 'model') : [...path(i, 'model'), 'path'];
+      problems.push(at.problem(at_, `model file ${model.path} does not exist (paths are relative to the app file)`));
+    }
+    if (variant.predictor !== undefined && fileSize(resolve(dir, variant.predictor)) === undefined)
+      problems.push(at.problem(path(i, 'predictor'), `predictor ${variant.predictor} does not exist`));
+    const weight = variant.weight ?? 1;
+    if (variant.shadow === true) {
+      shadows++;
+      if (shadows > 1) problems.push(at.problem(path(i, 'shadow'), 'at most one shadow variant'));
+      if (kind !== 'sagemaker' && weight > 1)
+        problems.push(at.problem(path(i, 'weight'), `a shadow's weight is the share of requests copied, at most 1`));
+    } else if (kind === 'lambda' && variant.predictor !== undefined) {
+      problems.push(
+        at.problem(
+          path(i, 'predictor'),
+          "weighted variants on lambda run in the API's function, with its predictor (a shadow may have its own)",
+        ),
+      );
+    }
+    if (kind !== 'sagemaker' && Math.abs(Math.round(weight * 100) - weight * 100) > 1e-6)
+      problems.push(at.problem(path(i, 'weight'), `${weight} is not a multiple of 0.01`));
+    if (kind === 'lambda' && variant.instanceCount !== undefined)
+      problems.push(at.problem(path(i, 'instanceCount'), 'applies to sagemaker and ecs; lambda scales by itself'));
+  }
+  if (shadows > 0 && shadows < variants.length)
+    problems.push(
+      at.problem(
+        [...base, 'variants'],
+        'a shadow variant copies the traffic of one production variant: no weighted variants beside it',
+      ),
+    );
   return problems;
 }

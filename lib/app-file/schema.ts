@@ -391,6 +391,36 @@ const dataCaptureSchema = z
   .optional()
   .describe('Write a sampled share of requests and responses to S3 as JSON lines (sagemaker and ecs computes).');
 
+const variantSchema = z.strictObject({
+  name: z
+    .string()
+    .regex(/^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}$/, {
+      error: (issue) => `'${String(issue.input)}' must be letters, digits and '-', at most 63`,
+    })
+    .describe("The variant's name: in metrics (dimension variant) and the x-arclight-variant header."),
+  model: z.union([z.string().min(1), modelSchema]).describe('The model it serves: a file or s3:// URI, or options.'),
+  predictor: z
+    .string()
+    .optional()
+    .describe("Its predictor module, relative to this file. Default: the API's. Lambda: a shadow only."),
+  weight: z
+    .number()
+    .gt(0, { error: (issue) => `${String(issue.input)} must be above 0` })
+    .optional()
+    .meta({
+      default: 1,
+      description:
+        "Its share of traffic beside the API's own model, which weighs 1 (0.25: a fifth of requests); a shadow's: the share of requests copied to it (at most 1).",
+    }),
+  shadow: z
+    .boolean()
+    .optional()
+    .meta({ default: false, description: 'Gets a copy of live requests; its answers are logged, never returned.' }),
+  instanceCount: positiveInt('instances')
+    .optional()
+    .meta({ default: 1, description: 'Instances (sagemaker) or tasks (ecs) serving it. Not on lambda.' }),
+});
+
 export const apiSchema = z.strictObject({
   name: z
     .string()
@@ -456,6 +486,12 @@ export const apiSchema = z.strictObject({
   monitoring: monitoringSchema,
   tracing: z.boolean().optional().meta({ default: false, description: 'X-Ray tracing of the API and the runtime.' }),
   dataCapture: dataCaptureSchema,
+  variants: z
+    .array(variantSchema)
+    .optional()
+    .describe(
+      'More models behind the API: weighted variants sharing live traffic, or one shadow getting a copy of it (every compute).',
+    ),
 });
 
 export const appFileSchema = z

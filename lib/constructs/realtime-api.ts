@@ -59,7 +59,9 @@ export interface RealtimeApiProps {
   readonly tracing?: boolean;
   /**
    * More models (or predictors) behind the API, beside its own: weighted production variants sharing live traffic, or
-   * one shadow variant getting a copy of it (Compute.sageMaker). @default none
+   * one shadow variant getting a copy of it. SageMaker: production and shadow variants; ECS: a service each behind the
+   * ALB's weighted forward; Lambda: weighted variants inside the function, a shadow function invoked asynchronously.
+   * @default none
    */
   readonly variants?: readonly VariantProps[];
   /**

@@ -10,7 +10,13 @@
  * answer went out; its answer is logged (status and latency, never the body), never returned.
  */
 import { ENV, VARIANT_HEADER } from '../../contract.js';
-import { DeterministicShare, PRIMARY_VARIANT, WeightedSplit, type VariantMetadata } from '../../variant-split.js';
+import {
+  DeterministicShare,
+  PRIMARY_VARIANT,
+  WeightedSplit,
+  isInferenceRequest,
+  type VariantMetadata,
+} from '../../variant-split.js';
 
 /** One process of an API's variants. */
 export interface DevVariantMember<P> {
@@ -60,17 +66,7 @@ export class DevVariantGroup<P> {
   }
 }
 
-/** The requests a shadow gets copies of: inference, as the deployed runtime copies them. */
-export function isInferenceRequest(method: string | undefined, path: string): boolean {
-  if (method !== 'POST') return false;
-  const bare = path.split('?', 1)[0]!;
-  return (
-    bare === '/' ||
-    bare === '/invocations' ||
-    /^\/v2\/models\/[^/]+\/infer$/.test(bare) ||
-    /^\/v2\/models\/[^/]+\/versions\/[^/]+\/infer$/.test(bare)
-  );
-}
+export { isInferenceRequest };
 
 /** The variant record of one API's process: the template's, or the API's own (weight 1). */
 export function memberOf(
@@ -84,6 +80,6 @@ export function memberOf(
  * alias): locally the front sends the copies.
  */
 export function withoutCloudShadow(environment: Readonly<Record<string, string>>): Record<string, string> {
-  const { [ENV.shadowUrl]: _url, [ENV.shadowFunction]: _fn, [ENV.shadowPercent]: _percent, ...rest } = environment;
-  return rest;
+  const cloudOnly = new Set<string>([ENV.shadowUrl, ENV.shadowFunction, ENV.shadowPercent]);
+  return Object.fromEntries(Object.entries(environment).filter(([name]) => !cloudOnly.has(name)));
 }

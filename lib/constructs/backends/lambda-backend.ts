@@ -42,7 +42,7 @@ import {
   variantProblems,
   type VariantProps,
 } from '../operations/variant.js';
-import type { LambdaVariantSpec } from '../../runtime/variants/lambda-variants.js';
+import type { LambdaVariantSpec } from '../../variant-split.js';
 
 /** The Lambda compute's settings, every prop resolved to its default (`LambdaCompute`). */
 export interface LambdaSettings extends ComputeChecks {
@@ -398,6 +398,8 @@ function shadowFunction(
   const fn = new lambda.DockerImageFunction(scope, 'Function', {
     description: `Arclight API ${context.apiName}, shadow variant ${props.name}`,
     code,
+    // As many at once as the API's own function at most: copies never take the account's concurrency from it.
+    reservedConcurrentExecutions: compute.reservedConcurrency,
     architecture: compute.architecture,
     memorySize: compute.memorySize,
     ephemeralStorageSize: compute.ephemeralStorageSize,

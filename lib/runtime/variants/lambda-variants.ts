@@ -13,7 +13,7 @@
 import type { InvokeCommandOutput, LambdaClient } from '@aws-sdk/client-lambda';
 import { ENV, VARIANT_HEADER } from '../../contract.js';
 import type { DefinedPredictor } from '../../predictor.js';
-import { PRIMARY_VARIANT, WeightedSplit } from '../../variant-split.js';
+import { PRIMARY_VARIANT, WeightedSplit, isInferenceRequest, type LambdaVariantSpec } from '../../variant-split.js';
 import { bootFromEnv } from '../boot.js';
 import { errorBodyJson } from '../codec/json.js';
 import type { Logger } from '../telemetry/logger.js';
@@ -28,13 +28,7 @@ export const ASYNC_INVOKE_MAX_PAYLOAD_BYTES = 1_048_576;
 /** The longest an answer waits, after the prediction, for the shadow's Invoke call to be accepted. */
 export const SHADOW_HANDOFF_WAIT_MS = 100;
 
-/** One weighted variant of `ARCLIGHT_VARIANTS`. */
-export interface LambdaVariantSpec {
-  readonly name: string;
-  readonly weight: number;
-  /** The variant's own contract variables (model URI, sha256, format...), over the function's. */
-  readonly env: Readonly<Record<string, string>>;
-}
+export type { LambdaVariantSpec };
 
 /** What the Lambda entry needs: the handler, the first start of every runtime, and a logger. */
 export interface LambdaBoot {
@@ -104,7 +98,9 @@ export function bootLambdaFromEnv(
     const pinned = pinnedVariant(event);
     const chosen = pinned === undefined ? split.next() : byName.get(pinned);
     if (!chosen) return unknownVariant(pinned!, [...byName.keys()], event);
-    const copied = shadow?.offer({ copy: event, requestId: gatewayRequestId(event) });
+    const copied = isInferenceEvent(event)
+      ? shadow?.offer({ copy: event, requestId: gatewayRequestId(event) })
+      : undefined;
     const result = await chosen.handler(event, context);
     if (copied) await Promise.race([copied, new Promise((resolve) => setTimeout(resolve, SHADOW_HANDOFF_WAIT_MS))]);
     result.headers = { ...result.headers, [VARIANT_HEADER]: chosen.name };
@@ -174,6 +170,19 @@ function pinnedVariant(event: unknown): string | undefined {
     if (name.toLowerCase() === VARIANT_HEADER && value !== undefined) return value.trim();
   }
   return undefined;
+}
+
+/** Whether an API Gateway event (payload 2.0 or 1.0) is an inference request, the only kind copied to the shadow. */
+function isInferenceEvent(event: unknown): boolean {
+  const e = event as {
+    requestContext?: { http?: { method?: string } };
+    rawPath?: string;
+    httpMethod?: string;
+    path?: string;
+  } | null;
+  const method = e?.requestContext?.http?.method ?? e?.httpMethod;
+  const path = e?.rawPath ?? e?.path;
+  return typeof path === 'string' && isInferenceRequest(method, path);
 }
 
 function gatewayRequestId(event: unknown): string {

@@ -216,7 +216,10 @@ describe('a shadow variant on ECS', () => {
     assert.equal(own[ENV.shadowPercent], '50');
     const [, dashboard] = resourcesOf(shadowed, 'AWS::CloudWatch::Dashboard')[0]!;
     for (const metric of allMetrics().filter((m) => m.emission === 'shadow'))
-      assert.match(flatten(dashboard['DashboardBody']), new RegExp(`"Arclight","${metric.name}","apiName","digits"\\]`));
+      assert.match(
+        flatten(dashboard['DashboardBody']),
+        new RegExp(`"Arclight","${metric.name}","apiName","digits",\\{`),
+      );
     const shadow = tasks.get('candidate')!;
     assert.equal(shadow.env[ENV.shadowUrl], undefined, 'the shadow copies nothing on');
     assert.equal(shadow.env[ENV.modelUri], CANDIDATE);

@@ -100,7 +100,10 @@ describe('weighted variants on Lambda: one function, one alias', () => {
   });
 
   test('synth warns how the weights meet the canary', () => {
-    const warnings = Annotations.fromStack(weightedStack).findWarning('*', Match.stringLikeRegexp('arclight:lambdaVariantsInProcess'));
+    const warnings = Annotations.fromStack(weightedStack).findWarning(
+      '*',
+      Match.stringLikeRegexp('arclight:lambdaVariantsInProcess'),
+    );
     assert.equal(warnings.length, 1);
     assert.match(String(warnings[0]!.entry.data), /loads 2 models/);
     assert.match(String(warnings[0]!.entry.data), /canary/);

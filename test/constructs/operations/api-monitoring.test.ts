@@ -178,7 +178,11 @@ describe('the dashboard', () => {
     test(`${compute}: charts exactly the metrics the runtime emits, in the Arclight namespace, for this API`, () => {
       const charted = dashboardMetrics(stacks[compute]).filter((m) => m.namespace === METRICS_NAMESPACE);
       // The shadow's copy counters are charted where the API has a shadow (test/constructs/backends/*-variants).
-      const shadowOnly = new Set(allMetrics().filter((m) => m.emission === 'shadow').map((m) => m.name));
+      const shadowOnly = new Set(
+        allMetrics()
+          .filter((m) => m.emission === 'shadow')
+          .map((m) => m.name),
+      );
       assert.deepEqual(
         [...new Set(charted.map((m) => m.name))].sort(),
         [...emittedByRuntime().keys()].filter((name) => !shadowOnly.has(name)).sort(),

@@ -128,6 +128,11 @@ describe('the shadow: an asynchronous Invoke of its alias', () => {
     invocations.length = 0;
     stall = false;
     for (let i = 0; i < 6; i++) await call();
+    // Not inference: never copied.
+    for (let i = 0; i < 2; i++) {
+      const health = await boot.handler(httpApiV2Event({ method: 'GET', path: '/v2/health/ready' }), {});
+      assert.equal(health.statusCode, 200);
+    }
     await new Promise((resolve) => setTimeout(resolve, 200));
     assert.equal(invocations.length, 3);
     for (const invocation of invocations) {
