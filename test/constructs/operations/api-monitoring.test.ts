@@ -53,6 +53,7 @@ function emittedByRuntime(): Map<string, string> {
     telemetry.event('Overloaded');
     telemetry.event('ExecutionProviderFallback');
     telemetry.event('ModelLoadFailure');
+    telemetry.event('AsyncNotificationFailure');
     telemetry.close();
   } finally {
     process.stdout.write = write;
