@@ -7,10 +7,11 @@ import assert from 'node:assert/strict';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, test } from 'node:test';
-import { Template } from 'aws-cdk-lib/assertions';
+import { Stack } from 'aws-cdk-lib';
+import { Annotations, Match, Template } from 'aws-cdk-lib/assertions';
 import { asyncApiProps, buildAppFromFile } from '../../lib/app-file/build-app.js';
 import { loadAppFile } from '../../lib/app-file/load.js';
-import { ASYNC_ENV } from '../../lib/index.js';
+import { ASYNC_ENV, AsyncApi, Compute, ModelSource } from '../../lib/index.js';
 import { tempApp, useScratchTmpdir } from '../cdk-helpers.js';
 import { DIGITS_ONNX } from '../helpers.js';
 
@@ -67,5 +68,24 @@ describe('arclight.yaml async on SageMaker', () => {
     Template.fromStack(stacks.get('idle-jobs')!).hasResourceProperties('AWS::ApplicationAutoScaling::ScalableTarget', {
       MinCapacity: 0,
     });
+  });
+
+  test("in code: AsyncApi.minInstances is the floor; the compute's minInstances warns arclight:asyncMinInstances", () => {
+    const app = tempApp();
+    const warned = new Stack(app, 'Warned');
+    new AsyncApi(warned, 'jobs', {
+      model: ModelSource.fromAsset(DIGITS_ONNX),
+      compute: Compute.sageMaker({ instanceType: 'ml.c7i.xlarge', minInstances: 2, maxInstances: 3 }),
+    });
+    const kept = new Stack(app, 'Kept');
+    new AsyncApi(kept, 'jobs', {
+      model: ModelSource.fromAsset(DIGITS_ONNX),
+      compute: Compute.sageMaker({ instanceType: 'ml.c7i.xlarge', maxInstances: 3 }),
+      minInstances: 2,
+    });
+    Annotations.fromStack(warned).hasWarning('*', Match.stringLikeRegexp('arclight:asyncMinInstances'));
+    Template.fromStack(warned).hasResourceProperties('AWS::ApplicationAutoScaling::ScalableTarget', { MinCapacity: 0 });
+    assert.equal(Annotations.fromStack(kept).findWarning('*', Match.stringLikeRegexp('asyncMinInstances')).length, 0);
+    Template.fromStack(kept).hasResourceProperties('AWS::ApplicationAutoScaling::ScalableTarget', { MinCapacity: 2 });
   });
 });

@@ -62,7 +62,15 @@ export interface AssemblyApi {
  * An async worker's resources (its bucket, table, queue) exist only once deployed; `arclight dev` puts its own in their
  * place, so these variables are not resolved.
  */
-const DEPLOYED_ASYNC_VARIABLES = new Set<string>([ASYNC_ENV.bucket, ASYNC_ENV.table, ASYNC_ENV.queueUrl]);
+const DEPLOYED_ASYNC_VARIABLES = new Set<string>([
+  ASYNC_ENV.bucket,
+  ASYNC_ENV.table,
+  ASYNC_ENV.queueUrl,
+  ASYNC_ENV.topicArn,
+  ASYNC_ENV.webhookSecret,
+]);
+/** Deployed-only variables whose presence `arclight dev` reads (the topic and the webhook key: it has stand-ins). */
+const LOCAL_STAND_INS = new Set<string>([ASYNC_ENV.topicArn, ASYNC_ENV.webhookSecret]);
 
 /**
  * Where a shadow variant is reached once deployed (the ALB's shadow listener, the shadow function's alias): locally
@@ -368,12 +376,19 @@ function apisOfStack(template: Template, stackName: string, assets: StackAssets)
     const image = imageAsset(imageUri, assets.images, metadata.apiName, stackName);
     const variables =
       (properties['Environment'] as { Variables?: Record<string, unknown> } | undefined)?.Variables ?? {};
-    const environment = resolveEnvironment(
-      Object.entries(variables).filter(
-        ([name]) => !(metadata.async && DEPLOYED_ASYNC_VARIABLES.has(name)) && !DEPLOYED_SHADOW_VARIABLES.has(name),
+    const environment = {
+      ...resolveEnvironment(
+        Object.entries(variables).filter(
+          ([name]) => !(metadata.async && DEPLOYED_ASYNC_VARIABLES.has(name)) && !DEPLOYED_SHADOW_VARIABLES.has(name),
+        ),
+        where,
       ),
-      where,
-    );
+      ...Object.fromEntries(
+        Object.keys(variables)
+          .filter((name) => metadata.async && LOCAL_STAND_INS.has(name))
+          .map((name) => [name, 'arclight-dev:local']),
+      ),
+    };
     const { file, exportName } = handlerOf(image);
     apis.push({
       apiName: metadata.apiName,

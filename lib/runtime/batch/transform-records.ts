@@ -23,8 +23,14 @@ export type TransformRecord =
 /** The envelope line for an answer of the runtime. */
 export function transformRecord(status: number, contentType: string, body: Buffer, requestId: string): TransformRecord {
   if (status >= 200 && status < 300) {
-    const { id: _id, source: _source, ...rest } = resultRecord({ id: '', source: '' }, status, contentType, body);
-    return { ok: true, ...rest };
+    const result = resultRecord({ id: '', source: '' }, status, contentType, body);
+    return {
+      ok: true,
+      status: result.status,
+      contentType: result.contentType,
+      ...('output' in result ? { output: result.output } : {}),
+      ...(result.outputBase64 !== undefined ? { outputBase64: result.outputBase64 } : {}),
+    };
   }
   return { ok: false, status, error: errorBodyOf(body, contentType, requestId) };
 }

@@ -195,8 +195,9 @@ function outcomesOf(items: readonly ItemRef[], bytes: Buffer, source: string): I
     if (!record) return failed(item, 'transform_output_mismatch', `output line ${k + 1} of ${source} is not a record`);
     const ref: ItemRef = { id: item.id, source: item.source, ...(item.line ? { line: item.line } : {}) };
     if (record.ok) {
-      const { ok: _ok, ...result } = record;
-      return { ok: true, record: { ...ref, ...result } };
+      const { status, contentType, output, outputBase64 } = record;
+      const body = outputBase64 !== undefined ? { outputBase64 } : { output };
+      return { ok: true, record: { ...ref, status, contentType, ...body } };
     }
     return { ok: false, record: { ...ref, status: record.status, error: record.error } };
   });

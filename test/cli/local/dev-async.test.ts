@@ -5,6 +5,9 @@
  */
 import assert from 'node:assert/strict';
 import { createHash, randomBytes } from 'node:crypto';
+import { once } from 'node:events';
+import { createServer, type IncomingHttpHeaders } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -13,9 +16,13 @@ import { ListObjectsV2Command } from '@aws-sdk/client-s3';
 import { synthesize } from '../../../lib/cli/deploy/assembly.js';
 import { DevServer } from '../../../lib/cli/local/dev.js';
 import { createS3Client } from '../../../lib/runtime/model-store/model-store.js';
+import { verifyWebhookSignature } from '../../../lib/runtime/async/webhook.js';
 import { REPO_ROOT, contractError, loadDigitsExpected } from '../../helpers.js';
 
 const expected = loadDigitsExpected();
+const WEBHOOK_SECRET = 'dev-webhook-key-for-tests';
+// DevAsyncApi signs webhooks with this key (else a random one it logs).
+process.env['ARCLIGHT_DEV_WEBHOOK_SECRET'] = WEBHOOK_SECRET;
 let outdir: string;
 let dev: DevServer;
 const log: string[] = [];
@@ -260,5 +267,72 @@ describe('arclight dev: an AsyncApi at /<api>/async', () => {
     const badKey = await submit('digits-async', '{}', { 'content-type': 'application/json', 'idempotency-key': 'a b' });
     assert.equal(badKey.status, 400);
     assert.equal(contractError(badKey.body).code, 'invalid_input');
+  });
+
+  test('completion notifications: one signed webhook per job to a local receiver, the topic in the log; a failing receiver never fails the job', async () => {
+    const received: { path: string; headers: IncomingHttpHeaders; body: string }[] = [];
+    const receiver = createServer((req, res) => {
+      const chunks: Buffer[] = [];
+      req.on('data', (chunk: Buffer) => chunks.push(chunk));
+      req.on('end', () => {
+        received.push({ path: req.url ?? '', headers: req.headers, body: Buffer.concat(chunks).toString('utf8') });
+        res.writeHead(req.url === '/down' ? 500 : 204).end();
+      });
+    });
+    receiver.listen(0, '127.0.0.1');
+    await once(receiver, 'listening');
+    const base = `http://127.0.0.1:${(receiver.address() as AddressInfo).port}`;
+    try {
+      const api = dev.asyncApi('jobs-async')!;
+      const failuresBefore = api.notificationFailures;
+      const ok = await submit('jobs-async', JSON.stringify({ tag: 'notify' }), {
+        'content-type': 'application/json',
+        'arclight-callback-url': `${base}/hook`,
+      });
+      const down = await submit('jobs-async', JSON.stringify({ tag: 'receiver down' }), {
+        'content-type': 'application/json',
+        'arclight-callback-url': `${base}/down`,
+      });
+      assert.equal(ok.status, 202);
+      const okJob = await waitFor(ok.body['statusUrl'] as string);
+      const downJob = await waitFor(down.body['statusUrl'] as string);
+      assert.equal(okJob.status, 'succeeded');
+      assert.equal(downJob.status, 'succeeded', 'a failing webhook never fails the job');
+      for (const deadline = Date.now() + 10_000; received.filter((r) => r.path === '/down').length < 2;) {
+        assert.ok(Date.now() < deadline, 'the failing webhook is retried');
+        await new Promise((resolve) => setTimeout(resolve, 50));
+      }
+      const hooks = received.filter((r) => r.path === '/hook');
+      assert.equal(hooks.length, 1);
+      assert.ok(
+        verifyWebhookSignature(WEBHOOK_SECRET, hooks[0]!.body, hooks[0]!.headers['arclight-signature'] as string),
+      );
+      const notification = JSON.parse(hooks[0]!.body) as Record<string, unknown>;
+      assert.equal(notification['id'], okJob.id);
+      assert.equal(notification['status'], 'succeeded');
+      assert.equal(notification['statusUrl'], ok.body['statusUrl']);
+      assert.equal(received.filter((r) => r.path === '/down').length, 2, 'webhookAttempts: 2');
+      assert.equal(api.notificationFailures - failuresBefore, 1);
+      assert.deepEqual(
+        api.topicMessages.filter((m) => m.id === okJob.id).map((m) => m.status),
+        ['succeeded'],
+        'the topic stand-in got it once',
+      );
+      // An https-only check does not apply locally; a non-URL is still refused.
+      const bad = await submit('jobs-async', '{}', {
+        'content-type': 'application/json',
+        'arclight-callback-url': 'nope',
+      });
+      assert.equal(bad.status, 400);
+      // digits-async has no notifications: the header is refused, saying why.
+      const off = await submit('digits-async', '{}', {
+        'content-type': 'application/json',
+        'arclight-callback-url': `${base}/hook`,
+      });
+      assert.equal(off.status, 400);
+      assert.match(contractError(off.body).message, /sends no webhooks/);
+    } finally {
+      receiver.close();
+    }
   });
 });

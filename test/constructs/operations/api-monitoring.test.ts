@@ -54,6 +54,7 @@ function emittedByRuntime(): Map<string, string> {
     telemetry.event('ExecutionProviderFallback');
     telemetry.event('ModelLoadFailure');
     for (const outcome of ['sent', 'dropped', 'failed'] as const) telemetry.shadow(outcome);
+    telemetry.event('AsyncNotificationFailure');
     telemetry.close();
   } finally {
     process.stdout.write = write;
