@@ -134,6 +134,9 @@ export class AsyncApi extends Construct {
       ...(compute instanceof SageMakerCompute
         ? minInstancesProblems(props.minInstances ?? 0, compute.maxInstances)
         : sageMakerOnlyProblems(props)),
+      ...(onEcs && props.notifications
+        ? ['notifications: not built for ECS queue workers yet (poll statusUrl); they run on the Lambda compute']
+        : []),
       ...(onSageMaker && (props.notifications?.topic || props.notifications?.webhooks)
         ? [
             'notifications: on SageMaker, asynchronous inference notifies endpoint.successTopic and endpoint.errorTopic itself (webhooks are not built there)',

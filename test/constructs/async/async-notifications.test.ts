@@ -5,8 +5,6 @@
  * invalid prop in one error, and cdk-nag's AwsSolutions pack clean.
  */
 import assert from 'node:assert/strict';
-import { readFileSync } from 'node:fs';
-import { join } from 'node:path';
 import { before, describe, test } from 'node:test';
 import { Duration, Stack, Validations, type App } from 'aws-cdk-lib';
 import type { Template as TemplateType } from 'aws-cdk-lib/assertions';
@@ -14,7 +12,13 @@ import { Template } from 'aws-cdk-lib/assertions';
 import { AwsSolutionsChecks } from 'cdk-nag';
 import { ASYNC_ENV } from '../../../lib/contract.js';
 import { AsyncApi, Compute, ModelSource, Predictor, WebhookSecret } from '../../../lib/index.js';
-import { policyStatements, tempApp, thrownProblems, useScratchTmpdir } from '../../cdk-helpers.js';
+import {
+  assertNoNagViolations,
+  policyStatements,
+  tempApp,
+  thrownProblems,
+  useScratchTmpdir,
+} from '../../cdk-helpers.js';
 import { DIGITS_ONNX, DIGITS_PREDICTOR } from '../../helpers.js';
 
 useScratchTmpdir();
@@ -125,16 +129,7 @@ describe('AsyncApi notifications', () => {
   });
 
   test('passes cdk-nag AwsSolutions with no violation', () => {
-    const report = JSON.parse(readFileSync(join(app.outdir, 'validation-report.json'), 'utf8')) as {
-      pluginReports: { pluginName: string; violations: { ruleName: string; violatingConstructs: unknown[] }[] }[];
-    };
-    for (const plugin of report.pluginReports) {
-      assert.deepEqual(
-        plugin.violations.map((v) => `${v.ruleName} ${JSON.stringify(v.violatingConstructs)}`),
-        [],
-        plugin.pluginName,
-      );
-    }
+    assertNoNagViolations(app.outdir);
   });
 
   test('every invalid notification prop in one error; SageMaker refuses them', () => {
