@@ -181,27 +181,9 @@ export class AsyncEcsWorker extends Construct {
   }
 }
 
-/** Requests and uploads read; results written and removed; statuses read and updated; the queue consumed. */
+/** The job worker's grants (AsyncStorage.grantJobWork), and the queue consumed. */
 function grantJobs(role: iam.Role, storage: AsyncStorage, queue: sqs.IQueue): void {
-  const objects = (prefix: string): string => storage.bucket.arnForObjects(`${prefix}*`);
-  role.addToPolicy(
-    new iam.PolicyStatement({
-      actions: ['s3:GetObject'],
-      resources: [objects(ASYNC_PREFIXES.requests), objects(ASYNC_PREFIXES.uploads)],
-    }),
-  );
-  role.addToPolicy(
-    new iam.PolicyStatement({
-      actions: ['s3:PutObject', 's3:DeleteObject'],
-      resources: [objects(ASYNC_PREFIXES.results)],
-    }),
-  );
-  role.addToPolicy(
-    new iam.PolicyStatement({
-      actions: ['dynamodb:GetItem', 'dynamodb:UpdateItem'],
-      resources: [storage.table.tableArn],
-    }),
-  );
+  storage.grantJobWork(role);
   role.addToPolicy(
     new iam.PolicyStatement({
       actions: ['sqs:ReceiveMessage', 'sqs:ChangeMessageVisibility', 'sqs:DeleteMessage'],

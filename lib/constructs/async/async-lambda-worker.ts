@@ -60,25 +60,7 @@ export class AsyncLambdaWorker extends Construct {
     logGroup.grantWrite(role);
     const model = props.model.bind(this, role);
     props.validate(model);
-    const objects = (prefix: string): string => storage.bucket.arnForObjects(`${prefix}*`);
-    role.addToPolicy(
-      new iam.PolicyStatement({
-        actions: ['s3:GetObject'],
-        resources: [objects(ASYNC_PREFIXES.requests), objects(ASYNC_PREFIXES.uploads)],
-      }),
-    );
-    role.addToPolicy(
-      new iam.PolicyStatement({
-        actions: ['s3:PutObject', 's3:DeleteObject'],
-        resources: [objects(ASYNC_PREFIXES.results)],
-      }),
-    );
-    role.addToPolicy(
-      new iam.PolicyStatement({
-        actions: ['dynamodb:GetItem', 'dynamodb:UpdateItem'],
-        resources: [storage.table.tableArn],
-      }),
-    );
+    storage.grantJobWork(role);
 
     const notifying = props.notifications?.bindWorker(role).environment ?? {};
 
