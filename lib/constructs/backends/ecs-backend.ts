@@ -133,8 +133,10 @@ export function buildEcsBackend(scope: Construct, context: BackendContext, compu
     scope,
     context,
     // Room for every service's largest size, each in a rolling deployment.
+    // (Named, not spread: the settings' gpu is a getter, which a spread drops.)
     {
-      ...compute,
+      instanceType: compute.instanceType,
+      gpu: compute.gpu,
       maxTasks: compute.maxTasks + context.variants.reduce((sum, v) => sum + variantMaxTasks(v.instanceCount), 0),
     },
     vpc,
