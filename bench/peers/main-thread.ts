@@ -16,6 +16,9 @@ import { cpuByRole, threadDelta, threadsOf } from '../proc-cpu.js';
 const args = process.argv.slice(2);
 const profIndex = args.indexOf('--cpu-prof');
 const profDir = profIndex >= 0 ? args.splice(profIndex, 2)[1] : undefined;
+// --trace-gc: count the server's scavenges and mark-compacts per request (V8's own trace, read from its stdout).
+const traceGcIndex = args.indexOf('--trace-gc');
+const traceGc = traceGcIndex >= 0 && args.splice(traceGcIndex, 1).length > 0;
 // Another build's container main (e.g. a worktree of main, built) for a side-by-side run.
 const serverIndex = args.indexOf('--server');
 const serverFile = serverIndex >= 0 ? args.splice(serverIndex, 2)[1]! : 'dist/runtime/transports/container-main.js';
@@ -28,7 +31,11 @@ const bodyFile = join(dir, 'oip.bin');
 writeFileSync(bodyFile, body);
 const child = spawn(
   process.execPath,
-  [...(profDir ? ['--cpu-prof', `--cpu-prof-dir=${profDir}`] : []), resolve(serverFile)],
+  [
+    ...(profDir ? ['--cpu-prof', `--cpu-prof-dir=${profDir}`] : []),
+    ...(traceGc ? ['--trace-gc'] : []),
+    resolve(serverFile),
+  ],
   {
     env: {
       ARCLIGHT_API_NAME: 'mobilenet',
@@ -41,9 +48,11 @@ const child = spawn(
       ...process.env,
       SAGEMAKER_BIND_TO_PORT: String(port),
     },
-    stdio: ['ignore', 'ignore', 'inherit'],
+    stdio: ['ignore', traceGc ? 'pipe' : 'ignore', 'inherit'],
   },
 );
+const gcLines: string[] = [];
+child.stdout?.setEncoding('utf8').on('data', (chunk: string) => gcLines.push(...chunk.split('\n')));
 for (;;) {
   const ok = await fetch(`http://127.0.0.1:${port}/ping`).then(
     (r) => r.status === 200,
@@ -53,6 +62,7 @@ for (;;) {
   await new Promise((r) => setTimeout(r, 100));
 }
 const before = threadsOf(child.pid!);
+const gcLinesBefore = gcLines.length;
 const generator = spawn(
   process.execPath,
   [
@@ -78,7 +88,21 @@ console.log(
     otherMsPerReq: per(roles.otherMs),
     totalMsPerReq: per(roles.totalMs),
     minorFaultsPerReq: per(roles.minorFaults),
+    ...(traceGc ? gcPerRequest(gcLines.slice(gcLinesBefore), load.sent) : {}),
   }),
 );
 child.kill('SIGTERM');
 await new Promise((r) => child.once('exit', r));
+
+/** Scavenges and mark-compacts per request, and the milliseconds each kind took per request, from --trace-gc lines. */
+function gcPerRequest(lines: readonly string[], requests: number): Record<string, string> {
+  const kinds = { scavenge: /Scavenge/, markCompact: /Mark-Compact|Mark-sweep/ };
+  const result: Record<string, string> = {};
+  for (const [kind, pattern] of Object.entries(kinds)) {
+    const matching = lines.filter((line) => pattern.test(line));
+    const ms = matching.reduce((sum, line) => sum + Number(/, ([\d.]+) \/ [\d.]+ ms/.exec(line)?.[1] ?? 0), 0);
+    result[`${kind}sPer1kReq`] = ((matching.length / requests) * 1000).toFixed(1);
+    result[`${kind}MsPerReq`] = (ms / requests).toFixed(3);
+  }
+  return result;
+}

@@ -8,13 +8,14 @@ import { existsSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
 import { fileURLToPath } from 'node:url';
 import { Worker } from 'node:worker_threads';
-import type { Tensor, TensorInfo } from '../../predictor.js';
+import type { Tensor, TensorInfo, TensorType } from '../../predictor.js';
 import { timedWarmUp, withQueueWait, type Executor } from './executor.js';
 import { isNumericData } from '../codec/tensor-types.js';
 import { httpError } from '../codec/http-errors.js';
 import type { Logger } from '../telemetry/logger.js';
 import { ModelRunError } from './onnx-executor.js';
 import { isOwned, reclaim } from './owned-buffers.js';
+import type { BodySlab, BodySlabs, SlabRef } from './body-slabs.js';
 import { StartupError } from '../startup-error.js';
 
 /** What each worker starts from. */
@@ -35,16 +36,30 @@ export interface WorkerInit {
 /** The lowest priority Linux has: a reload's loading yields to the serving workers (nice +10) and the server (0). */
 export const RELOAD_LOAD_NICENESS = 19;
 
+/** A feed whose bytes lie in a body slab (body-slabs.ts): the worker copies them out of the slab's memory. */
+export interface SlabTensor {
+  readonly type: TensorType;
+  readonly dims: readonly number[];
+  readonly inSlab: SlabRef;
+}
+
 /** One run, main → worker. */
 export interface WorkerJob {
   readonly kind: 'run';
   readonly id: number;
-  readonly feeds: Record<string, Tensor>;
+  readonly feeds: Record<string, Tensor | SlabTensor>;
   readonly outputNames?: readonly string[];
 }
 
-/** Main → worker: a run, or an order to exit (a crash, as tests and drills need it). */
-export type WorkerMessage = WorkerJob | { readonly kind: 'exit'; readonly code: number };
+/** A body slab's (new) memory, main → worker, before any job refers to it. */
+export interface WorkerSlab {
+  readonly kind: 'slab';
+  readonly id: number;
+  readonly memory: SharedArrayBuffer;
+}
+
+/** Main → worker: a run, a slab's memory, or an order to exit (a crash, as tests and drills need it). */
+export type WorkerMessage = WorkerJob | WorkerSlab | { readonly kind: 'exit'; readonly code: number };
 
 /** Worker → main. */
 export type WorkerReply =
@@ -80,6 +95,8 @@ export interface WorkerPoolOptions {
   readonly onFallback?: (reason: string) => void;
   /** The worker entry. @default onnx-worker next to this module (.js when bundled, .ts from source) */
   readonly workerUrl?: URL;
+  /** Request bodies' shared memory: feeds that lie in it go to the workers by reference. @default none */
+  readonly bodySlabs?: BodySlabs;
 }
 
 interface Job {
@@ -88,7 +105,7 @@ interface Job {
   readonly queuedAt: number;
   /** When a worker took it. */
   startedAt?: number;
-  readonly feeds: Record<string, Tensor>;
+  readonly feeds: Record<string, Tensor | SlabTensor>;
   readonly outputNames?: readonly string[];
   readonly transfer: ArrayBuffer[];
   readonly resolve: (outputs: Record<string, Tensor>) => void;
@@ -131,6 +148,7 @@ export class WorkerPool implements Executor {
   private restarts = 0;
   private readonly idleWaiters: (() => void)[] = [];
   private readonly restartTimers = new Set<NodeJS.Timeout>();
+  private readonly stopAnnouncingSlabs: (() => void) | undefined;
   /** Pools in this process that have started and not been released: one more starting beside them is a reload. */
   private static serving = 0;
 
@@ -145,7 +163,11 @@ export class WorkerPool implements Executor {
     workers: Worker[],
     /** The slowest worker's warm-up run, ms. */
     readonly firstRunMs: number | undefined,
+    private readonly bodySlabs: BodySlabs | undefined,
   ) {
+    this.stopAnnouncingSlabs = bodySlabs?.onMemory((slab) => {
+      for (const slot of this.slots) announce(slot.worker, slab);
+    });
     for (const worker of workers) this.attach({ worker, job: undefined, ready: true });
     WorkerPool.serving++;
   }
@@ -190,6 +212,7 @@ export class WorkerPool implements Executor {
       first.providers,
       workers.map((w) => w.worker),
       firstRuns.length > 0 ? Math.max(...firstRuns) : undefined,
+      options.bodySlabs,
     );
   }
 
@@ -251,19 +274,51 @@ export class WorkerPool implements Executor {
     transfer: ArrayBuffer[],
   ): Promise<Record<string, Tensor>> {
     if (this.closed) return Promise.reject(httpError('not_ready', 'the server is shutting down', retryAfter()));
+    const { message, slabs } = this.bySlabRef(feeds);
     return new Promise((resolve, reject) => {
       const job: Job = {
         id: this.nextId++,
         queuedAt: performance.now(),
-        feeds,
+        feeds: message,
         transfer,
-        resolve,
-        reject,
+        resolve: (outputs) => {
+          for (const slab of slabs) slab.release();
+          resolve(outputs);
+        },
+        reject: (error) => {
+          for (const slab of slabs) slab.release();
+          reject(error);
+        },
         ...(outputNames ? { outputNames: [...outputNames] } : {}),
       };
       this.queue.push(job);
       this.pump();
     });
+  }
+
+  /**
+   * Feeds that lie in a body slab go as references (the worker copies them out); each slab is retained until the job
+   * settles, so no later body is read into memory a queued job has still to copy.
+   */
+  private bySlabRef(feeds: Record<string, Tensor>): {
+    message: Record<string, Tensor | SlabTensor>;
+    slabs: BodySlab[];
+  } {
+    const slabs: BodySlab[] = [];
+    if (!this.bodySlabs) return { message: feeds, slabs };
+    const message: Record<string, Tensor | SlabTensor> = {};
+    for (const [name, tensor] of Object.entries(feeds)) {
+      const slab = isNumericData(tensor.data) ? this.bodySlabs.slabOf(tensor.data.buffer) : undefined;
+      if (!slab) {
+        message[name] = tensor;
+        continue;
+      }
+      const { byteOffset, byteLength } = tensor.data as ArrayBufferView;
+      slab.retain();
+      slabs.push(slab);
+      message[name] = { type: tensor.type, dims: tensor.dims, inSlab: { slab: slab.id, byteOffset, byteLength } };
+    }
+    return { message, slabs };
   }
 
   private pump(): void {
@@ -291,6 +346,7 @@ export class WorkerPool implements Executor {
 
   private attach(slot: Slot): void {
     this.slots.push(slot);
+    for (const slab of this.bodySlabs?.all ?? []) if (slab.memory.byteLength > 0) announce(slot.worker, slab);
     slot.worker.on('message', (reply: WorkerReply) => {
       if (reply.kind !== 'result' && reply.kind !== 'error') return;
       const job = slot.job;
@@ -351,6 +407,7 @@ export class WorkerPool implements Executor {
   async release(): Promise<void> {
     if (!this.closed) WorkerPool.serving--;
     this.closed = true;
+    this.stopAnnouncingSlabs?.();
     for (const timer of this.restartTimers) clearTimeout(timer);
     this.restartTimers.clear();
     for (const job of this.queue.splice(0))
@@ -389,6 +446,12 @@ function stopWorker(worker: Worker): Promise<void> {
       void worker.terminate();
     }
   });
+}
+
+/** Tells a worker a body slab's memory (shared: nothing is copied). */
+function announce(worker: Worker, slab: BodySlab): void {
+  const message: WorkerMessage = { kind: 'slab', id: slab.id, memory: slab.memory };
+  worker.postMessage(message);
 }
 
 function retryAfter(): Record<string, string> {

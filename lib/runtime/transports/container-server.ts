@@ -10,6 +10,7 @@ import type { AddressInfo } from 'node:net';
 import { DEFAULTS, ENV, REQUEST_ID_HEADER, ROUTES, SAGEMAKER_ROUTE } from '../../contract.js';
 import type { DefinedPredictor } from '../../predictor.js';
 import { createHttpServer, listen } from './http-server.js';
+import { BodySlabs } from '../executors/body-slabs.js';
 import { errorBodyJson } from '../codec/json.js';
 import { createLogger, type Logger } from '../telemetry/logger.js';
 import { guardProcess } from './process-guard.js';
@@ -70,6 +71,7 @@ export async function startContainerServer(options: ContainerServerOptions): Pro
   const torch = settings.modelFormat === 'torchscript' || settings.modelFormat === 'lightning-checkpoint';
   const workers = torch ? 1 : (settings.workers ?? defaultWorkerCount());
   let pool: WorkerPool | undefined;
+  const bodySlabs = new BodySlabs(bodiesAtOnce(workers, settings.maxBatchSize));
   const onFallback = (reason: string): void => {
     log.warn('EXECUTION PROVIDER FALLBACK: serving on CPU, not on the GPU; inference will be much slower', {
       requested: settings.executionProviders,
@@ -120,6 +122,7 @@ export async function startContainerServer(options: ContainerServerOptions): Pro
         ...(executorOptions.executionProviders ? { executionProviders: executorOptions.executionProviders } : {}),
         logger: log,
         onFallback,
+        bodySlabs,
       });
       return pool;
     },
@@ -128,7 +131,13 @@ export async function startContainerServer(options: ContainerServerOptions): Pro
   // Requests past the bound are refused before their bodies are read: memory stays bounded however many arrive.
   const server = createHttpServer(runtime, {
     maxBodyBytes: settings.maxBodyBytes,
-    overloaded: () => runtime.inFlight >= maxPending,
+    // Requests whose bodies wait in their sockets are queued too.
+    overloaded: () => runtime.inFlight + bodySlabs.waiting >= maxPending,
+    requestTimeoutMs: settings.requestTimeoutMs,
+    bodySlabs,
+    // The worker pool reads slabs; a predictor of the user's may keep a body past its answer, and a torch model's
+    // Python process does not read them: their bodies take memory of their own (the slabs still bound how many).
+    bodiesInSlabs: !torch && !options.predictor,
   });
   routeInvocations(server, log);
   answerWithVariant(server, env);
@@ -175,6 +184,14 @@ export async function startContainerServer(options: ContainerServerOptions): Pro
       log.info('shut down', { outcome });
     })());
   return { runtime, server, address, ready, pool: () => pool, shutdown };
+}
+
+/**
+ * Bodies in memory at once: each worker's batch running and the next one ready, and one being read. The rest wait in
+ * their sockets (body-slabs.ts).
+ */
+function bodiesAtOnce(workers: number, maxBatchSize: number): number {
+  return 2 * workers * maxBatchSize + 1;
 }
 
 /**

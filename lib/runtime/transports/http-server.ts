@@ -21,6 +21,7 @@ import {
 } from '../codec/content-encoding.js';
 import { BINARY_HEADER } from '../codec/oip.js';
 import { ownedBuffer } from '../executors/owned-buffers.js';
+import type { BodySlab, BodySlabs } from '../executors/body-slabs.js';
 import { errorBodyJson } from '../codec/json.js';
 import { isRouted } from '../routes.js';
 import { requestIdFrom } from './request-id.js';
@@ -38,6 +39,19 @@ export interface HttpServerOptions {
    * answer is 503 `overloaded` with Retry-After at once, and the upload is dropped, never buffered. @default never
    */
   readonly overloaded?: () => boolean;
+  /**
+   * Bodies read at once, and their shared memory (body-slabs.ts): past the slab count, a POST waits with its upload
+   * unread until an answered request frees a slab. @default every body read as it comes, into memory of its own
+   */
+  readonly bodySlabs?: BodySlabs;
+  /**
+   * Whether plain bodies are read into the slabs' memory (else the slabs only bound how many are read at once). Only
+   * for a runtime whose executor reads slabs (the worker pool) and whose predictor keeps nothing of a request past
+   * its answer (the default one). @default false
+   */
+  readonly bodiesInSlabs?: boolean;
+  /** The runtime's request timeout: a wait for a slab counts against it. @default DEFAULTS.requestTimeoutMs */
+  readonly requestTimeoutMs?: number;
 }
 
 const gzip = promisify(zlib.gzip);
@@ -49,6 +63,11 @@ const LINGER_MS = 1000;
 export function createHttpServer(runtime: Runtime, options: HttpServerOptions = {}): Server {
   const maxBodyBytes = options.maxBodyBytes ?? DEFAULTS.maxBodyBytes;
   const clientTimeoutMs = options.clientTimeoutMs ?? 30_000;
+  const limits: BodyLimits = {
+    maxBodyBytes,
+    requestTimeoutMs: options.requestTimeoutMs ?? DEFAULTS.requestTimeoutMs,
+    ...(options.bodySlabs ? { slabs: options.bodySlabs, bodiesInSlabs: options.bodiesInSlabs ?? false } : {}),
+  };
   const server = createServer(
     {
       requestTimeout: clientTimeoutMs,
@@ -65,7 +84,7 @@ export function createHttpServer(runtime: Runtime, options: HttpServerOptions = 
         });
         return;
       }
-      void serve(runtime, req, res, maxBodyBytes);
+      void serve(runtime, req, res, limits);
     },
   );
   // A client that half-closes after its request (a raw socket's end(), some proxies) still gets its answer: node's
@@ -85,7 +104,15 @@ export function createHttpServer(runtime: Runtime, options: HttpServerOptions = 
   return server;
 }
 
-async function serve(runtime: Runtime, req: IncomingMessage, res: ServerResponse, maxBodyBytes: number): Promise<void> {
+interface BodyLimits {
+  readonly maxBodyBytes: number;
+  readonly requestTimeoutMs: number;
+  readonly slabs?: BodySlabs;
+  readonly bodiesInSlabs?: boolean;
+}
+
+async function serve(runtime: Runtime, req: IncomingMessage, res: ServerResponse, limits: BodyLimits): Promise<void> {
+  let slab: BodySlab | undefined;
   try {
     const url = requestUrl(req.url);
     if (url === undefined) return refuse(req, res, 400, 'invalid_input', 'the request target is not a valid path');
@@ -96,14 +123,82 @@ async function serve(runtime: Runtime, req: IncomingMessage, res: ServerResponse
     } catch (error) {
       return refuseWith(req, res, error as HttpError);
     }
-    const read = await readBody(req, maxBodyBytes, coding);
+    const arrived = performance.now();
+    const declared = Number(req.headers['content-length']);
+    if (declared > limits.maxBodyBytes) return refuseWith(req, res, tooLarge(limits.maxBodyBytes, false));
+    if (limits.slabs && req.method === 'POST') {
+      const taken = await takeSlab(req, limits.slabs, limits.requestTimeoutMs);
+      if (taken === 'gone') return;
+      if (taken === 'timed out') {
+        return refuse(req, res, 503, 'overloaded', 'the server is at capacity; retry shortly', {
+          'retry-after': String(DEFAULTS.retryAfterSeconds),
+        });
+      }
+      slab = taken;
+    }
+    const waited = performance.now() - arrived;
+    const plain = coding === 'identity' && Number.isSafeInteger(declared) && declared > 0;
+    const read =
+      slab && limits.bodiesInSlabs && plain
+        ? await readIntoSlab(req, slab, declared)
+        : await readBody(req, limits.maxBodyBytes, coding);
     if ('refused' in read) return refuseWith(req, res, read.refused);
-    const response = await runtime.handle(toInternal(req, url, read.body));
+    // A wait for a slab is part of the request's time: the runtime gets what is left of it.
+    const handleOptions = waited >= 1 ? { timeoutMs: limits.requestTimeoutMs - waited } : undefined;
+    const response = await runtime.handle(toInternal(req, url, read.body), handleOptions);
     await send(res, response, responseCoding(header(req.headers['accept-encoding'])));
   } catch (error) {
     runtime.log.warn('connection failed', { error: error as Error });
     res.destroy();
+  } finally {
+    slab?.release();
   }
+}
+
+/** A slab for the body, waiting at most the request timeout; 'gone' when the client left meanwhile. */
+async function takeSlab(
+  req: IncomingMessage,
+  slabs: BodySlabs,
+  timeoutMs: number,
+): Promise<BodySlab | 'gone' | 'timed out'> {
+  const gone = new AbortController();
+  const onClose = (): void => gone.abort();
+  req.once('close', onClose);
+  const slab = await slabs.acquire({ timeoutMs, signal: gone.signal });
+  req.off('close', onClose);
+  if (slab) return slab;
+  return gone.signal.aborted ? 'gone' : 'timed out';
+}
+
+/**
+ * A plain body of declared length, copied chunk by chunk into its slab as it arrives (node's parser stops at the
+ * declared length), placed as `readBody` places it.
+ */
+function readIntoSlab(
+  req: IncomingMessage,
+  slab: BodySlab,
+  length: number,
+): Promise<{ readonly body: Buffer } | { readonly refused: HttpError }> {
+  const pad = binaryPad(req);
+  const body = slab.bytes(pad + length).subarray(pad);
+  return new Promise((resolve, reject) => {
+    let received = 0;
+    req.on('data', (chunk: Buffer) => {
+      if (chunk.length === 0) return;
+      if (received + chunk.length > body.length) return reject(new Error('the body is longer than its content-length'));
+      // fill copies with memcpy; Buffer#copy into shared memory copies word by word.
+      body.fill(chunk, received, received + chunk.length);
+      received += chunk.length;
+    });
+    req.once('end', () => resolve({ body: body.subarray(0, received) }));
+    req.once('error', reject);
+  });
+}
+
+/** Bytes before the body so that an OIP binary part starts 8-byte aligned (its tensors are then views). */
+function binaryPad(req: IncomingMessage): number {
+  const binaryAt = Number(req.headers[BINARY_HEADER]);
+  return Number.isSafeInteger(binaryAt) && binaryAt >= 0 ? (8 - (binaryAt % 8)) % 8 : 0;
 }
 
 /**
@@ -121,8 +216,7 @@ function readBody(
   if (Number.isFinite(declared) && declared > maxBodyBytes) {
     return Promise.resolve({ refused: tooLarge(maxBodyBytes, false) });
   }
-  const binaryAt = Number(req.headers[BINARY_HEADER]);
-  const pad = Number.isSafeInteger(binaryAt) && binaryAt >= 0 ? (8 - (binaryAt % 8)) % 8 : 0;
+  const pad = binaryPad(req);
   const inflate = decoder(coding);
   return new Promise((resolve, reject) => {
     const chunks: Buffer[] = [];
