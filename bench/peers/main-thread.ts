@@ -1,7 +1,8 @@
 /**
  * One container server under load, its CPU per request split by thread role: the quick side-by-side measure behind
  * the main-thread work (`npx tsx bench/peers/main-thread.ts [--cpu-prof dir] [c] [seconds]`, env passes through:
- * ARCLIGHT_LOG_LEVEL=INFO to count the per-request log line). Server from dist/ (run `npm run build` first), or
+ * ARCLIGHT_LOG_LEVEL=INFO to count the per-request log line, NODE_OPTIONS to try other V8 flags than the image's;
+ * `--trace-gc` counts scavenges and mark-compacts per request). Server from dist/ (run `npm run build` first), or
  * `--server <container-main.js>` of another build, for a side-by-side comparison.
  */
 import { spawn } from 'node:child_process';
@@ -10,6 +11,7 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { freeLoopbackPort } from '../../lib/cli/local/dev-container.js';
+import { CONTAINER_NODE_OPTIONS } from '../../lib/constructs/images/container-image-context.js';
 import { MOBILENET, inputFor, oipBinaryBody } from '../payloads.js';
 import { cpuByRole, threadDelta, threadsOf } from '../proc-cpu.js';
 
@@ -45,6 +47,7 @@ const child = spawn(
       ARCLIGHT_INTRA_OP_THREADS: '1',
       ARCLIGHT_MAX_BATCH_SIZE: '1',
       ARCLIGHT_LOG_LEVEL: 'WARN',
+      NODE_OPTIONS: CONTAINER_NODE_OPTIONS,
       ...process.env,
       SAGEMAKER_BIND_TO_PORT: String(port),
     },

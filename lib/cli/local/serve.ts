@@ -7,7 +7,8 @@ import { basename, extname } from 'node:path';
 import type { Server } from 'node:http';
 import { DEFAULTS, MODEL_FORMATS } from '../../contract.js';
 import type { ModelFormat, TensorDeclaration } from '../../predictor.js';
-import { createHttpServer, listen } from '../../runtime/transports/http-server.js';
+import { createHttpServer, listen, type HttpServerOptions } from '../../runtime/transports/http-server.js';
+import { BodySlabs } from '../../runtime/executors/body-slabs.js';
 import { createLogger, type LogLevel } from '../../runtime/telemetry/logger.js';
 import { isS3Uri } from '../../runtime/model-store/model-store.js';
 import { loadPredictor } from '../../runtime/predictor-loader.js';
@@ -85,7 +86,7 @@ export async function serve(options: ServeOptions): Promise<ServeHandle> {
     modelSha256 ??= embedded.sha256;
     Object.assign(process.env, s3.env);
   }
-  const engine = serveEngine(options.workers);
+  const engine = serveEngine(options.workers, predictor !== undefined);
   // A bar (or plain lines off a terminal) on stderr while a large model downloads from S3.
   const progress = isS3Uri(modelUri) ? createDownloadProgress({ label: modelUri }) : undefined;
   const runtime = new Runtime({
@@ -110,7 +111,11 @@ export async function serve(options: ServeOptions): Promise<ServeHandle> {
   });
   const server = createHttpServer(runtime, {
     maxBodyBytes: options.maxBodyBytes,
-    ...(engine.maxPending === undefined ? {} : { overloaded: () => runtime.inFlight >= engine.maxPending! }),
+    requestTimeoutMs: options.timeoutMs,
+    ...engine.httpOptions,
+    ...(engine.maxPending === undefined
+      ? {}
+      : { overloaded: () => runtime.inFlight + (engine.httpOptions.bodySlabs?.waiting ?? 0) >= engine.maxPending! }),
   });
   const close = async (): Promise<void> => {
     await closeServer(server);
@@ -147,23 +152,32 @@ function reportReload(outcome: ReloadOutcome): void {
 const SERVE_QUEUE_LENGTH = 64;
 
 /**
- * The container server's engine (ONNX models in worker threads, a bounded queue, 503 past it) unless `workers` is 0:
- * then the model runs in the server's thread, as Lambda runs it. Torch models run in their Python process either way.
+ * The container server's engine (ONNX models in worker threads, a bounded queue, 503 past it, bodies in shared slabs
+ * read only when one is free) unless `workers` is 0: then the model runs in the server's thread, as Lambda runs it.
+ * Torch models run in their Python process either way.
  */
-function serveEngine(workers: number | undefined): {
+function serveEngine(
+  workers: number | undefined,
+  customPredictor: boolean,
+): {
   runtimeOptions: Pick<RuntimeOptions, 'createExecutor' | 'maxPending'>;
+  httpOptions: Pick<HttpServerOptions, 'bodySlabs' | 'bodiesInSlabs'>;
   maxPending?: number;
 } {
-  if (workers === 0) return { runtimeOptions: {} };
+  if (workers === 0) return { runtimeOptions: {}, httpOptions: {} };
   const count = workers ?? defaultWorkerCount();
   const maxPending = count + SERVE_QUEUE_LENGTH;
+  const bodySlabs = new BodySlabs(2 * count + 1);
   return {
     maxPending,
+    // A predictor of the user's may keep a body past its answer: its bodies take memory of their own.
+    httpOptions: { bodySlabs, bodiesInSlabs: !customPredictor },
     runtimeOptions: {
       maxPending,
       createExecutor: (model, source, executorOptions) =>
         WorkerPool.start(model, source, {
           workers: count,
+          bodySlabs,
           ...(executorOptions.intraOpThreads === undefined ? {} : { intraOpThreads: executorOptions.intraOpThreads }),
           ...(executorOptions.executionProviders ? { executionProviders: executorOptions.executionProviders } : {}),
         }),

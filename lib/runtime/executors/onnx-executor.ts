@@ -171,7 +171,12 @@ function sessionConfig(entries: Readonly<Record<string, string>>): Record<string
 export function toOrtTensor(tensor: Tensor): ort.Tensor {
   if (!loadedOrt) throw new Error('onnxruntime-node is not loaded yet: await importOnnxRuntime() first');
   if (tensor instanceof loadedOrt.Tensor) return tensor;
-  return new loadedOrt.Tensor(tensor.type, tensor.data as never, tensor.dims);
+  // onnxruntime refuses shared memory ("Invalid argument"): such data (a body slab's, say) runs from a copy.
+  const data =
+    ArrayBuffer.isView(tensor.data) && tensor.data.buffer instanceof SharedArrayBuffer
+      ? tensor.data.slice()
+      : tensor.data;
+  return new loadedOrt.Tensor(tensor.type, data as never, tensor.dims);
 }
 
 function describeValue(meta: ort.InferenceSession.ValueMetadata, role: string, source: string): TensorInfo {

@@ -44,6 +44,8 @@ export interface ContainerServer {
   readonly ready: Promise<void>;
   /** The worker pool, once an ONNX model is loaded (torch models run in the torch executor instead). */
   readonly pool: () => WorkerPool | undefined;
+  /** The request bodies' slabs (body-slabs.ts): how many are read at once, and their memory. */
+  readonly bodySlabs: BodySlabs;
   /** Stops accepting, waits for in-flight requests, ends the workers. */
   shutdown(): Promise<void>;
 }
@@ -183,7 +185,7 @@ export async function startContainerServer(options: ContainerServerOptions): Pro
       telemetry.close();
       log.info('shut down', { outcome });
     })());
-  return { runtime, server, address, ready, pool: () => pool, shutdown };
+  return { runtime, server, address, ready, pool: () => pool, bodySlabs, shutdown };
 }
 
 /**

@@ -1,7 +1,8 @@
 /**
- * The OIP binary path without copies: the body the HTTP adapter read (aligned, owned) is what the tensor views and
- * what moves to the worker thread. It must give exactly what the JSON path gives, for every digits image and for
- * MobileNet, over real sockets into the container server's worker pool, whatever the JSON header's length.
+ * The OIP binary path without copies: the body the HTTP adapter read (aligned) is what the tensor views; in the
+ * container server that body lies in a shared slab the worker copies from, while a JSON body's tensors are fresh
+ * arrays moved to the worker. Both must give exactly the same, for every digits image and for MobileNet, over real
+ * sockets into the container server's worker pool, whatever the JSON header's length.
  */
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';

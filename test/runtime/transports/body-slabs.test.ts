@@ -1,12 +1,13 @@
 /**
- * Request bodies under load: the container server reuses large bodies' memory (a body moves to a worker thread and
- * comes back for a later request), admission control refuses past its bound, clients trickle their uploads. Whatever
- * the interleaving, every answer is its own request's: no body is dropped, mixed with another or reordered.
+ * Request bodies under load: the container server reads bodies into a few shared slabs the workers copy from (a body
+ * waits in its socket while every slab is taken), admission control refuses past its bound, clients trickle their
+ * uploads. Whatever the interleaving, every answer is its own request's: no body is dropped, mixed with another or
+ * reordered, and no slab is reused while a queued job has still to read it.
  */
 import assert from 'node:assert/strict';
 import { request } from 'node:http';
+import { connect, type Socket } from 'node:net';
 import { after, before, describe, test } from 'node:test';
-import { reusableBytes } from '../../../lib/runtime/executors/owned-buffers.js';
 import { createLogger } from '../../../lib/runtime/telemetry/logger.js';
 import { settingsFromEnv } from '../../../lib/runtime/settings.js';
 import { startContainerServer, type ContainerServer } from '../../../lib/runtime/transports/container-server.js';
@@ -94,7 +95,7 @@ function checkAnswer(
   );
 }
 
-describe('bodies under load and reuse', () => {
+describe('bodies under load, in slabs', () => {
   let container: ContainerServer;
 
   before(async () => {
@@ -120,7 +121,7 @@ describe('bodies under load and reuse', () => {
     await container?.shutdown();
   });
 
-  test('every answer is its own request’s, through reuse, refusals and trickled uploads', async (t) => {
+  test('every answer is its own request’s, through slabs, waits, refusals and trickled uploads', async (t) => {
     const port = container.address.port;
     const wanted = 80;
     let next = 0;
@@ -149,8 +150,71 @@ describe('bodies under load and reuse', () => {
     };
     await Promise.all(Array.from({ length: 16 }, (_, lane) => client(lane)));
     assert.equal(answered, wanted);
-    assert.ok(reusableBytes() > 0, 'bodies came back from the workers for reuse');
+    const slabs = container.bodySlabs.all;
+    assert.ok(
+      slabs.some((slab) => slab.memory.byteLength > 0),
+      'bodies were read into the slabs',
+    );
+    assert.ok(
+      slabs.every((slab) => slab.free),
+      'every slab is free once every request is answered',
+    );
     // Refusals (503, retried) are admission control at work, never a lost body.
     t.diagnostic(`${refused} refusals retried`);
   });
+
+  test('with every slab taken a POST waits, its upload unread, /ping still answers, and a client that leaves frees its place', async () => {
+    const port = container.address.port;
+    const slabs = container.bodySlabs;
+    const sent = batchBody(0, 64);
+    // Each stalled upload holds a slab: headers and half the body sent, the rest later.
+    const stalled = Array.from({ length: slabs.count }, () => stalledUpload(port, sent));
+    await until(() => slabs.all.every((slab) => !slab.free), 'every slab taken');
+    const waiting = post(port, sent.body, sent.headerLength, 1, 0);
+    await until(() => slabs.waiting === 1, 'one request waiting for a slab');
+    const leaving = stalledUpload(port, sent);
+    await until(() => slabs.waiting === 2, 'two requests waiting');
+    const ping = await fetch(`http://127.0.0.1:${port}/ping`);
+    assert.equal(ping.status, 200, '/ping answers while every slab is taken');
+    leaving.socket.destroy();
+    await until(() => slabs.waiting === 1, 'the client that left no longer waits');
+    for (const upload of stalled) upload.finish();
+    for (const upload of stalled) {
+      const answer = await upload.answer;
+      assert.match(answer, /^HTTP\/1\.1 200/);
+    }
+    const answer = await waiting;
+    assert.equal(answer.status, 200);
+    checkAnswer(answer, sent);
+    await until(() => slabs.all.every((slab) => slab.free), 'every slab free again');
+  });
 });
+
+/** An upload over a raw socket that sends its headers and half its body, then the rest on `finish()`. */
+function stalledUpload(
+  port: number,
+  sent: ReturnType<typeof batchBody>,
+): { socket: Socket; finish: () => void; answer: Promise<string> } {
+  const socket = connect(port, '127.0.0.1');
+  const head =
+    `POST /v2/models/digits/infer HTTP/1.1\r\nhost: x\r\ncontent-type: application/octet-stream\r\n` +
+    `content-length: ${sent.body.length}\r\ninference-header-content-length: ${sent.headerLength}\r\nconnection: close\r\n\r\n`;
+  const half = Math.floor(sent.body.length / 2);
+  socket.write(head);
+  socket.write(sent.body.subarray(0, half));
+  const chunks: Buffer[] = [];
+  socket.on('data', (chunk: Buffer) => chunks.push(chunk));
+  socket.on('error', () => undefined);
+  const answer = new Promise<string>((resolve) =>
+    socket.once('close', () => resolve(Buffer.concat(chunks).toString('latin1'))),
+  );
+  return { socket, finish: () => socket.end(sent.body.subarray(half)), answer };
+}
+
+async function until(check: () => boolean, what: string): Promise<void> {
+  const deadline = Date.now() + 5000;
+  while (!check()) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for: ${what}`);
+    await new Promise((r) => setTimeout(r, 5));
+  }
+}
