@@ -346,6 +346,53 @@ async function raw(threads: number, seconds: number): Promise<{ threads: number;
   return { threads, rps, cpuMsPerRun: (used.user + used.system) / 1000 / runs };
 }
 
+/**
+ * Raw `session.run` in `sessions` worker threads at once (1 intra-op thread each), plain onnxruntime-node, no server:
+ * the floor for a server that runs that many inferences side by side, since concurrent runs slow each other on
+ * shared caches and memory bandwidth. CPU per run is the process's CPU over every thread's runs.
+ */
+async function rawParallel(
+  sessions: number,
+  seconds: number,
+): Promise<{ sessions: number; rps: number; cpuMsPerRun: number }> {
+  const source = `
+    const { parentPort, workerData } = require('node:worker_threads');
+    const ort = require(workerData.ort);
+    (async () => {
+      const session = await ort.InferenceSession.create(workerData.model, { intraOpNumThreads: 1, interOpNumThreads: 1, executionMode: 'sequential' });
+      const data = new Float32Array(workerData.size).fill(0.5);
+      const feeds = { [workerData.input]: new ort.Tensor('float32', data, workerData.shape) };
+      for (let i = 0; i < 10; i++) await session.run(feeds);
+      parentPort.postMessage('ready');
+      await new Promise((go) => parentPort.once('message', go));
+      let runs = 0;
+      const until = Date.now() + workerData.ms;
+      while (Date.now() < until) { await session.run(feeds); runs++; }
+      parentPort.postMessage(runs);
+    })();`;
+  const { Worker } = await import('node:worker_threads');
+  const { createRequire } = await import('node:module');
+  const workerData = {
+    ort: createRequire(import.meta.url).resolve('onnxruntime-node'),
+    model: resolve(MOBILENET.path),
+    input: MOBILENET.inputName,
+    shape: [...MOBILENET.shape],
+    size: MOBILENET.shape.reduce((a, b) => a * b, 1),
+    ms: seconds * 1000,
+  };
+  const workers = Array.from({ length: sessions }, () => new Worker(source, { eval: true, workerData }));
+  await Promise.all(workers.map((w) => new Promise((ready) => w.once('message', ready))));
+  const cpu = process.cpuUsage();
+  const started = performance.now();
+  const finished = workers.map((w) => new Promise<number>((done) => w.once('message', done)));
+  for (const w of workers) w.postMessage('go');
+  const runs = (await Promise.all(finished)).reduce((a, b) => a + b, 0);
+  const used = process.cpuUsage(cpu);
+  const elapsed = (performance.now() - started) / 1000;
+  await Promise.all(workers.map((w) => w.terminate()));
+  return { sessions, rps: runs / elapsed, cpuMsPerRun: (used.user + used.system) / 1000 / runs };
+}
+
 function configs(python: string | undefined, cores: number): PeerConfig[] {
   const list: PeerConfig[] = [
     { kind: 'hand-written', label: `hand-written node:http, 1 × ${cores} threads`, workers: 1, threads: cores },
@@ -384,6 +431,8 @@ export const peers: Scenario = {
     progress('raw session.run');
     const raws = [await raw(1, seconds), await raw(cores, seconds)];
     const rawOne = raws[0]!;
+    progress('raw session.run, one session per core side by side');
+    const rawSideBySide = await rawParallel(cores, seconds);
     const results: PeerResult[] = [];
     try {
       for (const config of configs(python, cores)) {
@@ -405,7 +454,7 @@ export const peers: Scenario = {
       agent.destroy();
       rmSync(dir, { recursive: true, force: true });
     }
-    return report(results, raws, rawOne, { cores, loadBefore, python, why, seconds });
+    return report(results, raws, rawOne, rawSideBySide, { cores, loadBefore, python, why, seconds });
   },
 };
 
@@ -413,6 +462,7 @@ function report(
   results: readonly PeerResult[],
   raws: readonly { threads: number; rps: number; cpuMsPerRun: number }[],
   rawOne: { rps: number; cpuMsPerRun: number },
+  rawSideBySide: { sessions: number; rps: number; cpuMsPerRun: number },
   run: { cores: number; loadBefore: number; python?: string; why?: string; seconds: number },
 ): ScenarioReport {
   const best = (kind: Kind): PeerResult | undefined =>
@@ -434,7 +484,7 @@ function report(
     notes: [
       'load: closed-loop keep-alive clients in a process of their own (bench/peers/load-generator.mjs)',
       'CPU/req: the server processes’ CPU time (every thread, from /proc) ÷ requests sent; main: the thread that reads sockets; inference: worker + onnxruntime threads (nice +10) — for single-threaded servers everything; other: V8 GC helpers, libuv',
-      `raw session.run: ${raws.map((r) => `${r.threads} thread${r.threads > 1 ? 's' : ''} ${r.rps.toFixed(1)} runs/s, ${r.cpuMsPerRun.toFixed(2)} ms CPU/run`).join('; ')}`,
+      `raw session.run: ${raws.map((r) => `${r.threads} thread${r.threads > 1 ? 's' : ''} ${r.rps.toFixed(1)} runs/s, ${r.cpuMsPerRun.toFixed(2)} ms CPU/run`).join('; ')}; ${rawSideBySide.sessions} sessions × 1 thread side by side ${rawSideBySide.rps.toFixed(1)} runs/s, ${rawSideBySide.cpuMsPerRun.toFixed(2)} ms CPU/run`,
       ...(run.why ? [`FastAPI peer skipped: ${run.why}`] : [`FastAPI peer: ${run.python}`]),
     ],
     columns: ['server', 'c', 'req/s', 'p50', 'p99', 'CPU/req', 'main', 'inference', 'other', 'faults/req', 'errors'],
@@ -473,6 +523,10 @@ function report(
       text: `container CPU/request ÷ raw session.run (1 thread): ${formatRatio(leanest.cpuMsPerRequest / rawOne.cpuMsPerRun)} (${formatMs(leanest.cpuMsPerRequest)} at c=${leanest.concurrency}: main ${formatMs(leanest.mainMsPerRequest)}, inference ${formatMs(leanest.inferenceMsPerRequest)}, other ${formatMs(leanest.otherMsPerRequest)}; raw ${formatMs(rawOne.cpuMsPerRun)}; target ≤ ${TARGET_CPU_RATIO})`,
     },
     {
+      status: 'INFO',
+      text: `container CPU/request ÷ raw session.run with ${rawSideBySide.sessions} sessions side by side (the floor for ${rawSideBySide.sessions} workers, which slow each other): ${formatRatio(leanest.cpuMsPerRequest / rawSideBySide.cpuMsPerRun)} (raw ${formatMs(rawSideBySide.cpuMsPerRun)}, ${rawSideBySide.rps.toFixed(1)} runs/s; the server's throughput ÷ that: ${formatRatio(peak(container).rps / rawSideBySide.rps)})`,
+    },
+    {
       status: pingP99 <= TARGET_PING_P99_MS ? 'PASS' : 'FAIL',
       text: `/ping p99 ${formatMs(pingP99)} while the container server is saturated at c=16, probed every 5 ms from its own process (target ≤ ${TARGET_PING_P99_MS} ms)`,
     },
@@ -508,6 +562,7 @@ function report(
       cores: run.cores,
       loadAverage1m: { before: run.loadBefore, after: loadavg()[0] },
       raw: raws,
+      rawSideBySide,
       fastapi: run.python ? { python: run.python } : { skipped: run.why },
       results,
     },
