@@ -34,6 +34,11 @@ export interface ShadowCopyOptions<T> {
   readonly maxQueued?: number;
   readonly logger: Logger;
   readonly telemetry?: Telemetry;
+  /**
+   * Makes a sampled copy independent of memory the transport reuses once the primary has answered (a request body
+   * in a body slab), as it is offered. @default the copy as offered
+   */
+  readonly keep?: (copy: T) => T;
 }
 
 /** Counts since start, for tests and the log. */
@@ -79,6 +84,7 @@ export class ShadowCopy<T> {
   offer(offer: ShadowOffer<T>): Promise<boolean> {
     if (this.closed || !this.share.take()) return Promise.resolve(false);
     this.counts.offered++;
+    if (this.options.keep) offer = { ...offer, copy: this.options.keep(offer.copy) };
     const refusal = this.options.target.refuse?.(offer.copy);
     if (refusal !== undefined) {
       this.drop(offer.requestId, refusal);
@@ -241,6 +247,13 @@ export function answerWithVariant(server: Server, env: NodeJS.ProcessEnv): void 
     );
 }
 
+/** The exchange with its request body copied out of shared memory (a body slab the server reuses after the answer). */
+function withOwnBody(exchange: CapturedExchange): CapturedExchange {
+  const { body } = exchange.request;
+  if (!(body.buffer instanceof SharedArrayBuffer)) return exchange;
+  return { ...exchange, request: { ...exchange.request, body: Buffer.from(body) } };
+}
+
 /** The shadow percentage from the environment, 100 when unset. */
 export function shadowPercentFromEnv(env: NodeJS.ProcessEnv): number {
   const raw = env[ENV.shadowPercent];
@@ -264,6 +277,7 @@ export function containerShadowFromEnv(
   const target = new HttpShadowTarget('shadow', url);
   const copies = new ShadowCopy<CapturedExchange>({
     target,
+    keep: withOwnBody,
     percent: shadowPercentFromEnv(env),
     logger,
     ...(telemetry ? { telemetry } : {}),

@@ -113,4 +113,64 @@ describe('a shadow container gets a copy of live traffic', () => {
       stalled.close();
     }
   });
+
+  test('a queued copy carries its own request’s binary body, though the primary reused that memory for later bodies', async () => {
+    // The shadow answers slowly, so most copies wait in the queue while the primary's few body slabs take new bodies.
+    const received = new Map<string, Buffer>();
+    const slow = createServer((req, res) => {
+      const chunks: Buffer[] = [];
+      req.on('data', (chunk: Buffer) => chunks.push(chunk));
+      req.once('end', () => {
+        received.set(String(req.headers['x-request-id']), Buffer.concat(chunks));
+        setTimeout(() => res.end('{}'), 30);
+      });
+    });
+    await new Promise<void>((resolve) => slow.listen(0, '127.0.0.1', resolve));
+    const primary = await startContainerMain({
+      ...base,
+      [ENV.variant]: 'AllTraffic',
+      [ENV.shadowUrl]: `http://127.0.0.1:${(slow.address() as AddressInfo).port}`,
+    });
+    running.push(primary);
+    try {
+      const sent = new Map<string, Buffer>();
+      await Promise.all(
+        Array.from({ length: 40 }, async (_, i) => {
+          const id = randomUUID();
+          const { body, headerLength } = binaryDigitsBody(i);
+          sent.set(id, body);
+          const response = await fetch(`${primary.url}/v2/models/digits/infer`, {
+            method: 'POST',
+            headers: {
+              'content-type': 'application/octet-stream',
+              'inference-header-content-length': String(headerLength),
+              'x-request-id': id,
+            },
+            body,
+          });
+          await response.arrayBuffer();
+          assert.equal(response.status, 200);
+        }),
+      );
+      await until('every copy received', () => received.size === 40);
+      for (const [id, body] of sent) assert.ok(received.get(id)?.equals(body), `the copy of ${id} is its own body`);
+    } finally {
+      slow.closeAllConnections();
+      slow.close();
+    }
+  });
 });
+
+/** A binary OIP request for 32 digits images from `offset` on: every offset gives a different body. */
+function binaryDigitsBody(offset: number): { body: Buffer; headerLength: number } {
+  const rows = Array.from({ length: 32 }, (_, i) => images[(offset + i) % images.length]!);
+  const data = Float32Array.from(rows.flat());
+  const header = Buffer.from(
+    JSON.stringify({
+      inputs: [
+        { name: 'image', shape: [32, 1, 8, 8], datatype: 'FP32', parameters: { binary_data_size: data.byteLength } },
+      ],
+    }),
+  );
+  return { body: Buffer.concat([header, Buffer.from(data.buffer)]), headerLength: header.length };
+}
