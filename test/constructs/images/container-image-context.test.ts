@@ -113,7 +113,11 @@ describe('the GPU image build context', () => {
     assert.deepEqual(instruction(runtime, 'ENTRYPOINT'), [`["node", "${APP_DIR}/${SERVER_FILE}"]`]);
     const env = envOf(runtime);
     assert.equal(env[ENV.executionProviders], 'cuda,cpu');
-    assert.equal(env['NODE_OPTIONS'], CONTAINER_NODE_OPTIONS, 'a young generation where request bodies’ socket chunks die');
+    assert.equal(
+      env['NODE_OPTIONS'],
+      CONTAINER_NODE_OPTIONS,
+      'a young generation where request bodies’ socket chunks die',
+    );
     assert.equal(env[ENV.predictorEntry], `${APP_DIR}/${PREDICTOR_FILE}`);
     assert.equal(env['HOME'], '/tmp', 'the non-root user writes only under /tmp');
   });
