@@ -105,10 +105,8 @@ export class BodySlabs {
    * undefined when the wait times out or is aborted.
    */
   acquire(options: AcquireOptions = {}): Promise<BodySlab | undefined> {
-    if (this.waiters.length === 0) {
-      const slab = this.slabs.find((s) => s.free);
-      if (slab) return Promise.resolve(held(slab));
-    }
+    const free = this.tryAcquire();
+    if (free) return Promise.resolve(free);
     if (options.signal?.aborted) return Promise.resolve(undefined);
     const waiters = this.waiters;
     return new Promise((resolve) => {
@@ -127,6 +125,13 @@ export class BodySlabs {
       options.signal?.addEventListener('abort', giveUp, { once: true });
       waiters.push(take);
     });
+  }
+
+  /** A free slab, retained once for the caller, when one is free and nobody waits; else undefined (no waiting). */
+  tryAcquire(): BodySlab | undefined {
+    if (this.waiters.length > 0) return undefined;
+    const slab = this.slabs.find((s) => s.free);
+    return slab ? held(slab) : undefined;
   }
 
   /** The slab whose memory this is, if it is one of ours (a tensor decoded from a body lies in it). */

@@ -161,6 +161,9 @@ async function takeSlab(
   slabs: BodySlabs,
   timeoutMs: number,
 ): Promise<BodySlab | 'gone' | 'timed out'> {
+  // The common case, a slab free at once, costs no abort signal or listener.
+  const free = slabs.tryAcquire();
+  if (free) return free;
   const gone = new AbortController();
   const onClose = (): void => gone.abort();
   req.once('close', onClose);

@@ -79,6 +79,17 @@ describe('BodySlabs', () => {
     assert.throws(() => slab.bytes(10), /is shared/, 'memory a job refers to is never rewritten');
   });
 
+  test('tryAcquire never waits and never jumps the queue', async () => {
+    const slabs = new BodySlabs(1);
+    const slab = slabs.tryAcquire()!;
+    assert.equal(slabs.tryAcquire(), undefined, 'none free');
+    const waiter = slabs.acquire();
+    slab.release();
+    assert.equal(slabs.tryAcquire(), undefined, 'the freed slab went to the waiter');
+    (await waiter)!.release();
+    assert.equal(slabs.tryAcquire()?.id, slab.id);
+  });
+
   test('the count must be a positive integer', () => {
     assert.throws(() => new BodySlabs(0), /positive integer/);
   });
