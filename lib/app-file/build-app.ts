@@ -195,8 +195,9 @@ export function isS3Uri(path: string): boolean {
   return path.startsWith('s3://');
 }
 
+/** The model the file gives as its ModelSource. `ortFormat` is the asset's only (the loader refuses it on s3://). */
 function modelSource(model: AppFileApi['model'], dir: string): ModelSource {
-  const { path, sha256, sizeBytes, module, ...format } = modelOptions(model);
+  const { path, sha256, sizeBytes, module, ortFormat, ...format } = modelOptions(model);
   const options = { ...format, ...(module !== undefined ? { module: resolveFrom(dir, module) } : {}) };
   if (isS3Uri(path)) {
     return ModelSource.fromS3Uri(path, {
@@ -205,7 +206,10 @@ function modelSource(model: AppFileApi['model'], dir: string): ModelSource {
       ...(sizeBytes !== undefined ? { sizeBytes } : {}),
     });
   }
-  return ModelSource.fromAsset(resolveFrom(dir, path), options);
+  return ModelSource.fromAsset(resolveFrom(dir, path), {
+    ...options,
+    ...(ortFormat !== undefined ? { ortFormat } : {}),
+  });
 }
 
 function resolveFrom(dir: string, path: string): string {

@@ -10,14 +10,21 @@ import { lambdaMemoryProblems } from '../constructs/async/async-api.js';
 import { LAMBDA_MAX_TIMEOUT } from '../constructs/async/async-lambda-worker.js';
 import { PRIMARY_VARIANT } from '../variant-split.js';
 import { Compute, LambdaCompute } from '../constructs/compute.js';
-import { fileSize, sha256OfFile } from '../constructs/model-source.js';
+import { fileSize, ortFormatFormatProblem, sha256OfFile } from '../constructs/model-source.js';
 import { Predictor } from '../constructs/predictor.js';
 import { detectModelFormat } from '../model-format.js';
 import type { ModelFormat } from '../predictor.js';
 import { StartupError } from '../runtime/startup-error.js';
 import { apiStackName, computeOf, isS3Uri, modelOptions, rolloutOf, type LoadedAppFile } from './build-app.js';
 import { issueProblems, LineCounter, Locator, type AppFileProblem } from './problems.js';
-import { apiSchema, APP_FILE_DEFAULTS, APP_FILE_NAMES, appFileSchema, type AppFileApi } from './schema.js';
+import {
+  apiSchema,
+  APP_FILE_DEFAULTS,
+  APP_FILE_NAMES,
+  appFileSchema,
+  type AppFileApi,
+  type AppFileModel,
+} from './schema.js';
 
 export type { AppFileProblem, LoadedAppFile };
 
@@ -184,6 +191,7 @@ function apiProblems(loaded: LoadedAppFile, api: AppFileApi, i: number, at: Loca
       );
     }
   }
+  problems.push(...ortFormatProblems(model, loaded.dir, [...base, 'model'], at));
   if (model.module !== undefined && fileSize(resolve(loaded.dir, model.module)) === undefined) {
     problems.push(at.problem([...base, 'model', 'module'], `module file ${model.module} does not exist`));
   }
@@ -217,6 +225,35 @@ function apiProblems(loaded: LoadedAppFile, api: AppFileApi, i: number, at: Loca
     );
   }
   return problems;
+}
+
+/**
+ * `ortFormat: true` where ModelSource cannot honour it: on an s3:// model (only `fromAsset` converts; `fromBucket`
+ * serves the object as it is) and on a model that is not ONNX (the construct's own problem). `modelPath` is where the
+ * model's map is in the file.
+ */
+function ortFormatProblems(
+  model: AppFileModel,
+  dir: string,
+  modelPath: readonly (string | number)[],
+  at: Locator,
+): AppFileProblem[] {
+  if (model.ortFormat !== true) return [];
+  const path = [...modelPath, 'ortFormat'];
+  if (isS3Uri(model.path)) {
+    return [
+      at.problem(
+        path,
+        'converts a local ONNX file at synth; an s3:// model is served as it is (upload the .ort file itself instead)',
+      ),
+    ];
+  }
+  const file = resolve(dir, model.path);
+  const size = fileSize(file);
+  // A missing file is reported at its path already.
+  if (size === undefined) return [];
+  const problem = ortFormatFormatProblem(model.format ?? (size > 0 ? detectModelFormat(file) : 'onnx'));
+  return problem !== undefined ? [at.problem(path, problem)] : [];
 }
 
 /** The realtime options AsyncApi has none of yet. */
@@ -323,6 +360,7 @@ function variantsProblems(
       const at_ = typeof variant.model === 'string' ? path(i, 'model') : [...path(i, 'model'), 'path'];
       problems.push(at.problem(at_, `model file ${model.path} does not exist (paths are relative to the app file)`));
     }
+    problems.push(...ortFormatProblems(model, dir, path(i, 'model'), at));
     if (variant.predictor !== undefined && fileSize(resolve(dir, variant.predictor)) === undefined)
       problems.push(at.problem(path(i, 'predictor'), `predictor ${variant.predictor} does not exist`));
     const weight = variant.weight ?? 1;

@@ -129,6 +129,11 @@ export const modelSchema = z
     className: z.string().optional().describe('Lightning checkpoints: the class in module.'),
     inputs: z.array(tensorDeclaration).optional().describe("Torch models: the inputs in forward's order."),
     outputs: z.array(tensorDeclaration).optional().describe('Torch models: output names and metadata.'),
+    ortFormat: z.boolean().optional().meta({
+      default: false,
+      description:
+        "Local ONNX models: deploy them converted to onnxruntime's ORT format at synth (sessions made from the bytes in place). Not for s3:// or torch models.",
+    }),
   })
   .describe('The model: a path or s3:// URI, or an object with its options.');
 
@@ -210,7 +215,9 @@ const ecsCompute = z
       description: 'Autoscaling target: ALB requests per task per minute.',
     }),
   })
-  .describe('An ECS service on EC2 instances behind an internal ALB (a new VPC).');
+  .describe(
+    'ECS on EC2 instances (a new VPC): a service per variant behind one internal ALB; async APIs: SQS queue workers, no load balancer.',
+  );
 
 export const computeSchema = z
   .discriminatedUnion('kind', [lambdaCompute, sageMakerCompute, ecsCompute])

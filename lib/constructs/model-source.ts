@@ -203,8 +203,9 @@ class AssetModelSource extends ModelSource {
 
   /** The file to deploy for `ortFormat`: the conversion, or the model itself when it cannot be (with the problem). */
   private ortFormat(format: ModelFormat, problems: string[]): string {
-    if (format !== 'onnx') {
-      problems.push(`ortFormat converts ONNX models; this one is ${format}`);
+    const notOnnx = ortFormatFormatProblem(format);
+    if (notOnnx !== undefined) {
+      problems.push(notOnnx);
       return this.path;
     }
     if (problems.length > 0) return this.path;
@@ -217,6 +218,11 @@ class AssetModelSource extends ModelSource {
       return this.path;
     }
   }
+}
+
+/** Why `ortFormat` cannot apply to a model of this format (only ONNX converts); undefined when it can. */
+export function ortFormatFormatProblem(format: ModelFormat): string | undefined {
+  return format === 'onnx' ? undefined : `ortFormat converts ONNX models; this one is ${format}`;
 }
 
 /** The first `length` bytes of a file (fewer when it is shorter). */

@@ -29,10 +29,11 @@ import {
   RestApiAccessLogs,
   Rollout,
 } from '../../lib/index.js';
-import { tempApp, useScratchTmpdir } from '../cdk-helpers.js';
-import { writeFileSync } from 'node:fs';
+import { tempApp, sha256, useScratchTmpdir } from '../cdk-helpers.js';
+import { readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { DIGITS_ONNX } from '../helpers.js';
+import { isOrtFormat } from '../../lib/ort-conversion.js';
+import { DIGITS_ONNX, MOBILENET_ONNX } from '../helpers.js';
 
 const tmp = useScratchTmpdir();
 const TOPIC = 'arn:aws:sns:eu-west-1:123456789012:ml-alarms';
@@ -281,6 +282,38 @@ describe('arclight.yaml → app', () => {
         }),
       },
     });
+  });
+});
+
+describe('ortFormat in arclight.yaml', () => {
+  test('deploys the API’s and a variant’s ONNX models converted to ORT format, each with its .ort’s sha256', () => {
+    writeFileSync(
+      join(tmp, 'ort.yaml'),
+      [
+        'stackName: Ort',
+        'apis:',
+        '  - name: digits',
+        `    model: { path: ${join(process.cwd(), DIGITS_ONNX)}, ortFormat: true }`,
+        '    variants:',
+        `      - { name: mobilenet, model: { path: ${join(process.cwd(), MOBILENET_ONNX)}, ortFormat: true } }`,
+        '',
+      ].join('\n'),
+    );
+    const app = tempApp();
+    buildAppFromFile(loadAppFile(join(tmp, 'ort.yaml')), app);
+    const assembly = app.synth();
+    const template = JSON.stringify(assembly.getStackByName('Ort-digits').template);
+    const staged = readdirSync(assembly.directory).filter((name) => /^asset\.[0-9a-f]{64}\.(ort|onnx)$/.test(name));
+    assert.equal(staged.length, 2, `one .ort per model, no .onnx: ${staged.join(', ')}`);
+    for (const name of staged) {
+      const file = join(assembly.directory, name);
+      assert.match(name, /\.ort$/);
+      assert.ok(isOrtFormat(readFileSync(file)), `${name} is ORT format`);
+      assert.ok(template.includes(name.slice('asset.'.length)), `the template deploys ${name}`);
+      // The sha256 the runtime verifies (ARCLIGHT_MODEL_SHA256, the variant's in ARCLIGHT_VARIANTS) is the .ort's.
+      assert.ok(template.includes(sha256(file)), `the template carries ${name}'s sha256`);
+    }
+    for (const onnx of [DIGITS_ONNX, MOBILENET_ONNX]) assert.ok(!template.includes(sha256(onnx)), onnx);
   });
 });
 

@@ -15,12 +15,15 @@ import { AppFileError, loadAppFile } from '../../lib/app-file/load.js';
 import { APP_FILE_DEFAULTS, appFileJsonSchema } from '../../lib/app-file/schema.js';
 import { didYouMean } from '../../lib/app-file/did-you-mean.js';
 import { Compute } from '../../lib/constructs/compute.js';
-import { DIGITS_ONNX } from '../helpers.js';
+import { DIGITS_CHECKPOINT, DIGITS_MODULE, DIGITS_ONNX, DIGITS_TORCHSCRIPT } from '../helpers.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'arclight-yaml-'));
 after(() => rmSync(dir, { recursive: true, force: true }));
 mkdirSync(join(dir, 'models'));
 cpSync(DIGITS_ONNX, join(dir, 'models', 'digits.onnx'));
+cpSync(DIGITS_TORCHSCRIPT, join(dir, 'models', 'digits.pt'));
+cpSync(DIGITS_CHECKPOINT, join(dir, 'models', 'digits.ckpt'));
+cpSync(DIGITS_MODULE, join(dir, 'model.py'));
 writeFileSync(join(dir, 'predictor.ts'), 'export default {};\n');
 
 function write(name: string, text: string): string {
@@ -232,6 +235,38 @@ describe('arclight.yaml problems', () => {
       '27:63 apis[6].compute.minTasks: minTasks must be an integer of at least 1, got 0',
       "30:23 apis[7].async.timeout: 1800 is above Lambda's 900 s (sagemaker takes 3600)",
       '30:55 apis[7].async.targetBacklogPerInstance: applies to the sagemaker compute only',
+    ]);
+  });
+
+  test('ortFormat where ModelSource cannot convert: an s3:// model, a torch model (the API’s or a variant’s)', () => {
+    const problems = problemsOf(
+      [
+        'apis:', // 1
+        '  - name: remote', // 2
+        '    model: { path: s3://models-bucket/digits.onnx, ortFormat: true }', // 3
+        '  - name: scripted', // 4
+        '    model: { path: models/digits.pt, ortFormat: true }', // 5
+        '  - name: checkpoint', // 6
+        '    model: { path: models/digits.ckpt, module: model.py, className: Digits, ortFormat: true }', // 7
+        '  - name: split', // 8
+        '    model: { path: models/digits.onnx, ortFormat: true }', // 9 (accepted: a local ONNX file)
+        '    compute: { kind: ecs, instanceType: c6i.xlarge }', // 10
+        '    variants:', // 11
+        '      - { name: v2, model: { path: s3://models-bucket/v2.onnx, ortFormat: true } }', // 12
+        '      - { name: v3, model: { path: models/digits.pt, ortFormat: true } }', // 13
+        '      - { name: v4, model: { path: s3://models-bucket/v4.onnx, ortFormat: false } }', // 14 (accepted)
+        '  - name: typed', // 15
+        '    model: { path: models/digits.onnx, ortFormat: yes }', // 16
+        '',
+      ].join('\n'),
+    );
+    assert.deepEqual(problems, [
+      '3:63 apis[0].model.ortFormat: converts a local ONNX file at synth; an s3:// model is served as it is (upload the .ort file itself instead)',
+      '5:49 apis[1].model.ortFormat: ortFormat converts ONNX models; this one is torchscript',
+      '7:88 apis[2].model.ortFormat: ortFormat converts ONNX models; this one is lightning-checkpoint',
+      '12:75 apis[3].variants[0].model.ortFormat: converts a local ONNX file at synth; an s3:// model is served as it is (upload the .ort file itself instead)',
+      '13:65 apis[3].variants[1].model.ortFormat: ortFormat converts ONNX models; this one is torchscript',
+      "16:51 apis[4].model.ortFormat: expected true or false, got a string ('yes')",
     ]);
   });
 

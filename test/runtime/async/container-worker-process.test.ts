@@ -10,39 +10,27 @@ import type { AddressInfo } from 'node:net';
 import { after, before, describe, test } from 'node:test';
 import type { Server } from 'node:http';
 import { CreateTableCommand, DynamoDBClient } from '@aws-sdk/client-dynamodb';
-import { ListObjectsV2Command, type S3Client } from '@aws-sdk/client-s3';
-import type { SQSClient } from '@aws-sdk/client-sqs';
 import dynalite from 'dynalite';
 import { ASYNC_ENV, ENV } from '../../../lib/contract.js';
-import { startEmbeddedS3, type EmbeddedS3 } from '../../../lib/cli/local/embedded-s3.js';
-import { AsyncFront } from '../../../lib/runtime/async/async-front.js';
+import type { AsyncFront } from '../../../lib/runtime/async/async-front.js';
 import { ASYNC_WORKER_ENV } from '../../../lib/runtime/async/container-worker.js';
 import { DynamoDbJobStore } from '../../../lib/runtime/async/dynamodb-job-store.js';
 import { JobPayloads } from '../../../lib/runtime/async/job-payloads.js';
 import type { JobRecord } from '../../../lib/runtime/async/job.js';
-import { SqsJobQueue } from '../../../lib/runtime/async/sqs-queue.js';
-import { createS3Client } from '../../../lib/runtime/model-store/model-store.js';
 import { DIGITS_ONNX, REPO_ROOT } from '../../helpers.js';
-import { startSqsServer, type SqsServer } from '../../sqs-server.js';
+import { startQueueWorld, submit as submitBody, until as untilWithin, type QueueWorld } from './queue-fixture.js';
 
 const BUCKET = 'async-ecs-process';
 const TABLE = 'arclight-jobs';
 const CREDENTIALS = { accessKeyId: 'test', secretAccessKey: 'test' };
-let sqsServer: SqsServer;
-let sqs: SQSClient;
-let s3: EmbeddedS3;
-let s3Client: S3Client;
+let world: QueueWorld;
 let dynamo: Server;
 let dynamoEndpoint: string;
 let dynamoClient: DynamoDBClient;
 let store: DynamoDbJobStore;
-let queueCount = 0;
 
 before(async () => {
-  sqsServer = await startSqsServer();
-  sqs = sqsServer.client();
-  s3 = await startEmbeddedS3([BUCKET]);
-  s3Client = createS3Client(s3.env);
+  world = await startQueueWorld(BUCKET);
   dynamo = dynalite({ createTableMs: 0 });
   await new Promise<void>((resolve) => dynamo.listen(0, '127.0.0.1', resolve));
   dynamoEndpoint = `http://127.0.0.1:${(dynamo.address() as AddressInfo).port}`;
@@ -60,10 +48,8 @@ before(async () => {
 
 after(async () => {
   dynamoClient?.destroy();
-  s3Client?.destroy();
   await new Promise((resolve) => dynamo?.close(resolve));
-  await s3?.close();
-  await sqsServer?.stop();
+  await world?.close();
 });
 
 interface Worker {
@@ -78,9 +64,9 @@ function startWorker(queueUrl: string, drainSeconds: number): Worker {
     cwd: REPO_ROOT,
     env: {
       PATH: process.env['PATH'],
-      ...s3.env,
+      ...world.s3.env,
       AWS_REGION: 'us-east-1',
-      AWS_ENDPOINT_URL_SQS: sqsServer.endpoint,
+      AWS_ENDPOINT_URL_SQS: world.sqsServer.endpoint,
       AWS_ENDPOINT_URL_DYNAMODB: dynamoEndpoint,
       [ENV.apiName]: 'jobs',
       [ENV.modelUri]: DIGITS_ONNX,
@@ -110,45 +96,17 @@ function startWorker(queueUrl: string, drainSeconds: number): Worker {
 }
 
 function setup(): { queueName: string; queueUrl: string; front: AsyncFront } {
-  const queueName = `process-jobs-${++queueCount}`;
-  const queueUrl = sqsServer.createQueue(queueName, { VisibilityTimeout: '30' });
-  const front = new AsyncFront({
-    apiName: 'jobs',
-    store,
-    payloads: new JobPayloads(s3Client, BUCKET),
-    queue: new SqsJobQueue(sqs, queueUrl),
-    baseUrl: 'https://api.example',
-  });
-  return { queueName, queueUrl, front };
+  return world.queueWithFront('process-jobs', 'jobs', store);
 }
 
-async function submit(front: AsyncFront, payload: unknown): Promise<string> {
-  const response = await front.handle({
-    method: 'POST',
-    path: '/async',
-    headers: { 'content-type': 'application/json' },
-    body: Buffer.from(JSON.stringify(payload)),
-  });
-  assert.equal(response.status, 202, response.body.toString());
-  return (JSON.parse(response.body.toString()) as { id: string }).id;
+function submit(front: AsyncFront, payload: unknown): Promise<string> {
+  return submitBody(front, JSON.stringify(payload));
 }
 
-async function until<T>(what: string, probe: () => Promise<T | undefined>, ms = 60_000): Promise<T> {
-  const deadline = Date.now() + ms;
-  for (;;) {
-    const value = await probe();
-    if (value !== undefined) return value;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((resolve) => setTimeout(resolve, 50));
-  }
-}
+/** 60 s, not the fixture's 30: a worker here is a process of its own, importing onnxruntime as it starts. */
+const until = <T>(what: string, probe: () => Promise<T | undefined>): Promise<T> => untilWithin(what, probe, 60_000);
 
 const status = (id: string): Promise<JobRecord | undefined> => store.get(id);
-
-async function resultObjects(id: string): Promise<string[]> {
-  const listed = await s3Client.send(new ListObjectsV2Command({ Bucket: BUCKET, Prefix: `results/${id}` }));
-  return (listed.Contents ?? []).map((object) => object.Key!);
-}
 
 describe('container-main as an ECS queue worker, stopped with SIGTERM', () => {
   test('a job running past the drain time is handed back and completed once by the next task', async () => {
@@ -163,7 +121,7 @@ describe('container-main as an ECS queue worker, stopped with SIGTERM', () => {
       assert.equal(await first.exited, 0, first.output());
       assert.match(first.output(), /async job handed back at shutdown/);
       // Visible again at once, not after the queue's 30 s visibility timeout.
-      assert.equal(sqsServer.inspect(queueName).ready, 1, 'the message is back on the queue');
+      assert.equal(world.sqsServer.inspect(queueName).ready, 1, 'the message is back on the queue');
 
       const second = startWorker(queueUrl, 100);
       try {
@@ -174,11 +132,11 @@ describe('container-main as an ECS queue worker, stopped with SIGTERM', () => {
         assert.equal(record.status, 'succeeded', JSON.stringify(record));
         assert.equal(record.attempts, 2);
         assert.notEqual(record.lease, firstLease);
-        assert.deepEqual(await resultObjects(id), [record.result!.key], 'one result object');
-        const result = await new JobPayloads(s3Client, BUCKET).get(record.result!.key);
+        assert.deepEqual(await world.resultObjects(id), [record.result!.key], 'one result object');
+        const result = await new JobPayloads(world.s3Client, BUCKET).get(record.result!.key);
         assert.equal((JSON.parse(result.bytes.toString()) as { tag: string }).tag, 'handed back');
         await until('the message to be deleted', async () => {
-          const depth = sqsServer.inspect(queueName);
+          const depth = world.sqsServer.inspect(queueName);
           return depth.ready + depth.inflight === 0 ? true : undefined;
         });
         second.child.kill('SIGTERM');
@@ -202,7 +160,7 @@ describe('container-main as an ECS queue worker, stopped with SIGTERM', () => {
       const record = await status(id);
       assert.equal(record?.status, 'succeeded', worker.output());
       assert.equal(record?.attempts, 1);
-      const depth = sqsServer.inspect(queueName);
+      const depth = world.sqsServer.inspect(queueName);
       assert.equal(depth.ready + depth.inflight, 0);
     } finally {
       worker.child.kill('SIGKILL');

@@ -7,11 +7,10 @@
  */
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
-import { DeleteObjectCommand, ListObjectsV2Command, type S3Client } from '@aws-sdk/client-s3';
-import { SendMessageCommand, type SQSClient } from '@aws-sdk/client-sqs';
+import { DeleteObjectCommand } from '@aws-sdk/client-s3';
+import { SendMessageCommand } from '@aws-sdk/client-sqs';
 import { ASYNC_ENV, ENV } from '../../../lib/contract.js';
-import { startEmbeddedS3, type EmbeddedS3 } from '../../../lib/cli/local/embedded-s3.js';
-import { AsyncFront } from '../../../lib/runtime/async/async-front.js';
+import type { AsyncFront } from '../../../lib/runtime/async/async-front.js';
 import {
   ASYNC_WORKER_ENV,
   startAsyncContainerWorker,
@@ -20,29 +19,18 @@ import {
 import { JobPayloads } from '../../../lib/runtime/async/job-payloads.js';
 import { MemoryJobStore } from '../../../lib/runtime/async/job-store.js';
 import type { JobRecord } from '../../../lib/runtime/async/job.js';
-import { SqsJobQueue } from '../../../lib/runtime/async/sqs-queue.js';
-import { createS3Client } from '../../../lib/runtime/model-store/model-store.js';
 import { DIGITS_ONNX, digitsInferBody, loadDigitsExpected } from '../../helpers.js';
-import { startSqsServer, type SqsServer } from '../../sqs-server.js';
+import { startQueueWorld, submit, until, type QueueWorld } from './queue-fixture.js';
 
 const BUCKET = 'async-ecs';
-let sqsServer: SqsServer;
-let sqs: SQSClient;
-let s3: EmbeddedS3;
-let s3Client: S3Client;
-let queueCount = 0;
+let world: QueueWorld;
 
 before(async () => {
-  sqsServer = await startSqsServer();
-  sqs = sqsServer.client();
-  s3 = await startEmbeddedS3([BUCKET]);
-  s3Client = createS3Client(s3.env);
+  world = await startQueueWorld(BUCKET);
 });
 
 after(async () => {
-  s3Client?.destroy();
-  await s3?.close();
-  await sqsServer?.stop();
+  await world?.close();
 });
 
 interface Setup {
@@ -55,20 +43,11 @@ interface Setup {
 
 /** A fresh queue, store and front; `worker()` starts a container worker on them (each its own port). */
 function setup(predictor?: string): Setup {
-  const queueName = `jobs-${++queueCount}`;
-  const queueUrl = sqsServer.createQueue(queueName, { VisibilityTimeout: '30' });
   const store = new MemoryJobStore();
-  const payloads = new JobPayloads(s3Client, BUCKET);
-  const front = new AsyncFront({
-    apiName: 'digits',
-    store,
-    payloads,
-    queue: new SqsJobQueue(sqs, queueUrl),
-    baseUrl: 'https://api.example',
-  });
+  const { queueName, queueUrl, front } = world.queueWithFront('jobs', 'digits', store);
   const worker = async (overrides: Record<string, string> = {}): Promise<AsyncContainerWorker> => {
     const env: NodeJS.ProcessEnv = {
-      ...s3.env,
+      ...world.s3.env,
       [ENV.apiName]: 'digits',
       [ENV.modelUri]: DIGITS_ONNX,
       [ENV.workers]: '2',
@@ -87,7 +66,7 @@ function setup(predictor?: string): Setup {
     const started = await startAsyncContainerWorker({
       env,
       store,
-      sqs,
+      sqs: world.sqs,
       waitTimeSeconds: 1,
       port: 0,
       ...(predictor ? { predictor: await loadPredictor(predictor) } : {}),
@@ -98,27 +77,6 @@ function setup(predictor?: string): Setup {
   return { queueName, queueUrl, store, front, worker };
 }
 
-async function submit(front: AsyncFront, body: string | Buffer, contentType = 'application/json'): Promise<string> {
-  const response = await front.handle({
-    method: 'POST',
-    path: '/async',
-    headers: { 'content-type': contentType },
-    body: Buffer.from(body),
-  });
-  assert.equal(response.status, 202, response.body.toString());
-  return (JSON.parse(response.body.toString()) as { id: string }).id;
-}
-
-async function until<T>(what: string, probe: () => Promise<T | undefined> | T | undefined, ms = 30_000): Promise<T> {
-  const deadline = Date.now() + ms;
-  for (;;) {
-    const value = await probe();
-    if (value !== undefined) return value;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((resolve) => setTimeout(resolve, 50));
-  }
-}
-
 async function ended(store: MemoryJobStore, id: string): Promise<JobRecord> {
   return until(`job ${id} to end`, async () => {
     const record = await store.get(id);
@@ -126,14 +84,9 @@ async function ended(store: MemoryJobStore, id: string): Promise<JobRecord> {
   });
 }
 
-async function resultObjects(id: string): Promise<string[]> {
-  const listed = await s3Client.send(new ListObjectsV2Command({ Bucket: BUCKET, Prefix: `results/${id}` }));
-  return (listed.Contents ?? []).map((object) => object.Key!);
-}
-
 async function resultBody(record: JobRecord): Promise<Buffer> {
   assert.ok(record.result, `job ${record.id} has no result: ${JSON.stringify(record.error)}`);
-  return (await new JobPayloads(s3Client, BUCKET).get(record.result.key)).bytes;
+  return (await new JobPayloads(world.s3Client, BUCKET).get(record.result.key)).bytes;
 }
 
 describe('the ECS queue worker over SQS', () => {
@@ -159,7 +112,7 @@ describe('the ECS queue worker over SQS', () => {
         assert.deepEqual(JSON.parse((await resultBody(record)).toString()), JSON.parse(sync.body.toString()));
       }
       await until('the queue to empty', () => {
-        const depth = sqsServer.inspect(queueName);
+        const depth = world.sqsServer.inspect(queueName);
         return depth.ready + depth.inflight + depth.delayed === 0 ? true : undefined;
       });
       // The container server still answers its health checks over HTTP while it works the queue.
@@ -175,7 +128,7 @@ describe('the ECS queue worker over SQS', () => {
     const { front, store, worker, queueName, queueUrl } = setup('test/fixtures/async-job-predictor.ts');
     const running = await worker();
     try {
-      await sqs.send(new SendMessageCommand({ QueueUrl: queueUrl, MessageBody: 'not a job' }));
+      await world.sqs.send(new SendMessageCommand({ QueueUrl: queueUrl, MessageBody: 'not a job' }));
       const id = await submit(front, JSON.stringify({ fail: 'bad input' }));
       const record = await ended(store, id);
       assert.equal(record.status, 'failed');
@@ -185,7 +138,7 @@ describe('the ECS queue worker over SQS', () => {
       assert.match(record.error?.error ?? '', /the predictor failed; the logs carry the details/);
       assert.equal(record.error?.requestId, id);
       await until('the queue to empty', () => {
-        const depth = sqsServer.inspect(queueName);
+        const depth = world.sqsServer.inspect(queueName);
         return depth.ready + depth.inflight === 0 ? true : undefined;
       });
       assert.ok(running.poller.deliveries.some((delivery) => delivery.outcome === 'dropped'));
@@ -198,7 +151,7 @@ describe('the ECS queue worker over SQS', () => {
     const { front, store, worker, queueName } = setup('test/fixtures/async-job-predictor.ts');
     const id = await submit(front, JSON.stringify({ tag: 'lost request' }));
     const { requestKey } = (await store.get(id))!;
-    await s3Client.send(new DeleteObjectCommand({ Bucket: BUCKET, Key: requestKey }));
+    await world.s3Client.send(new DeleteObjectCommand({ Bucket: BUCKET, Key: requestKey }));
     const running = await worker({ [ASYNC_ENV.maxReceives]: '2' });
     try {
       const started = Date.now();
@@ -216,7 +169,7 @@ describe('the ECS queue worker over SQS', () => {
         ],
       );
       await until('the queue to empty', () => {
-        const depth = sqsServer.inspect(queueName);
+        const depth = world.sqsServer.inspect(queueName);
         return depth.ready + depth.inflight + depth.delayed === 0 ? true : undefined;
       });
     } finally {
@@ -234,7 +187,7 @@ describe('the ECS queue worker over SQS', () => {
       assert.equal(record.status, 'succeeded');
       assert.equal(record.attempts, 1, 'one delivery: the message stayed invisible for 7 s with a 3 s visibility');
       await until('the queue to empty', () => {
-        const depth = sqsServer.inspect(queueName);
+        const depth = world.sqsServer.inspect(queueName);
         return depth.ready + depth.inflight === 0 ? true : undefined;
       });
       assert.equal(first.poller.deliveries.length + second.poller.deliveries.length, 1);
@@ -260,9 +213,9 @@ describe('the ECS queue worker over SQS', () => {
       await stopping;
       // The first task's late result (its predictor kept running to the end) was refused by the lease and removed.
       await until('the late result to be removed', async () =>
-        (await resultObjects(id)).length === 1 ? true : undefined,
+        (await world.resultObjects(id)).length === 1 ? true : undefined,
       );
-      assert.deepEqual(await resultObjects(id), [record.result!.key]);
+      assert.deepEqual(await world.resultObjects(id), [record.result!.key]);
       assert.deepEqual(JSON.parse((await resultBody(record)).toString()).tag, 'handed back');
       assert.deepEqual(
         stopped.poller.deliveries.map((delivery) => delivery.outcome),
@@ -273,7 +226,7 @@ describe('the ECS queue worker over SQS', () => {
         [['succeeded', 2]],
       );
       await until('the queue to empty', () => {
-        const depth = sqsServer.inspect(queueName);
+        const depth = world.sqsServer.inspect(queueName);
         return depth.ready + depth.inflight === 0 ? true : undefined;
       });
     } finally {
@@ -290,12 +243,12 @@ describe('the ECS queue worker over SQS', () => {
     const record = await store.get(id);
     assert.equal(record?.status, 'succeeded', 'the job ended before shutdown resolved');
     assert.equal(record?.attempts, 1);
-    const depth = sqsServer.inspect(queueName);
+    const depth = world.sqsServer.inspect(queueName);
     assert.equal(depth.ready + depth.inflight, 0, 'its message was deleted');
     // No new job is received once stopping: a job submitted now waits in the queue for another task.
     const later = await submit(front, JSON.stringify({ tag: 'after' }));
     await new Promise((resolve) => setTimeout(resolve, 1500));
     assert.equal((await store.get(later))?.status, 'queued');
-    assert.equal(sqsServer.inspect(queueName).ready, 1);
+    assert.equal(world.sqsServer.inspect(queueName).ready, 1);
   });
 });

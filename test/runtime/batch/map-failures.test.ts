@@ -7,77 +7,24 @@
  */
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
-import { GetObjectCommand, HeadObjectCommand } from '@aws-sdk/client-s3';
-import { startEmbeddedS3, type EmbeddedS3 } from '../../../lib/cli/local/embedded-s3.js';
 import type { BatchSummary, FailureRecord } from '../../../lib/runtime/batch/batch-layout.js';
 import { BATCH_FAILED } from '../../../lib/runtime/batch/map-failures.js';
-import {
-  createBatchHandler,
-  type BatchHandler,
-  type FailedBatchesResult,
-  type ItemsResult,
-  type Plan,
-} from '../../../lib/runtime/batch/step-functions-handler.js';
-import { createS3Client } from '../../../lib/runtime/model-store/model-store.js';
-import type { Runtime } from '../../../lib/runtime/runtime.js';
-import { DIGITS_ONNX, DIGITS_PREDICTOR, loadDigitsExpected, loadTestPredictor, startRuntime } from '../../helpers.js';
+import type { FailedBatchesResult, ItemsResult, Plan } from '../../../lib/runtime/batch/step-functions-handler.js';
+import { digitsLine, jsonLines, startBatchHandler, type BatchHandlerFixture } from './batch-fixture.js';
 
 const INPUT = 's3://data/in/';
 const OUTPUT = 's3://data/jobs/run-7/';
 const MAP_RESULTS = 's3://data/jobs/_stepfunctions/';
 
-function goodLine(index: number): string {
-  const images = loadDigitsExpected().images;
-  return JSON.stringify({ pixels: images[index % images.length]!.map((v) => Math.round(v * 16)) });
-}
-
 describe('Map batches that failed as a whole', () => {
-  let s3: EmbeddedS3;
-  let runtime: Runtime;
-  let handler: BatchHandler;
-  let requests = 0;
+  let fixture: BatchHandlerFixture;
 
   before(async () => {
-    s3 = await startEmbeddedS3(['data']);
-    runtime = await startRuntime({ modelUri: DIGITS_ONNX, predictor: await loadTestPredictor(DIGITS_PREDICTOR) });
-    const handle = runtime.handle.bind(runtime);
-    runtime.handle = (request, options) => {
-      requests += 1;
-      return handle(request, options);
-    };
-    handler = createBatchHandler(runtime, s3.env);
+    fixture = await startBatchHandler();
   });
   after(async () => {
-    await runtime.close();
-    await s3.close();
+    await fixture.close();
   });
-
-  async function text(key: string): Promise<string> {
-    const client = createS3Client(s3.env);
-    try {
-      return await (await client.send(new GetObjectCommand({ Bucket: 'data', Key: key }))).Body!.transformToString();
-    } finally {
-      client.destroy();
-    }
-  }
-
-  async function exists(key: string): Promise<boolean> {
-    const client = createS3Client(s3.env);
-    try {
-      await client.send(new HeadObjectCommand({ Bucket: 'data', Key: key }));
-      return true;
-    } catch {
-      return false;
-    } finally {
-      client.destroy();
-    }
-  }
-
-  const jsonLines = <T>(body: string): T[] =>
-    body
-      .split('\n')
-      .filter((l) => l.trim() !== '')
-      .map((l) => JSON.parse(l) as T);
 
   /** A child execution as the ResultWriter exports a FAILED one. */
   function failedChild(name: string, batch: unknown, error: string, cause: string): Record<string, unknown> {
@@ -97,9 +44,9 @@ describe('Map batches that failed as a whole', () => {
 
   async function writeExport(mapRunId: string, failed: unknown[]): Promise<void> {
     const prefix = `jobs/_stepfunctions/${mapRunId}`;
-    await s3.put('data', `${prefix}/FAILED_0.json`, Buffer.from(JSON.stringify(failed)));
-    await s3.put('data', `${prefix}/SUCCEEDED_0.json`, Buffer.from('[]'));
-    await s3.put(
+    await fixture.s3.put('data', `${prefix}/FAILED_0.json`, Buffer.from(JSON.stringify(failed)));
+    await fixture.s3.put('data', `${prefix}/SUCCEEDED_0.json`, Buffer.from('[]'));
+    await fixture.s3.put(
       'data',
       `${prefix}/manifest.json`,
       Buffer.from(
@@ -118,16 +65,16 @@ describe('Map batches that failed as a whole', () => {
 
   it("turns each item of this run's failed batches into a batch_failed failure; the rerun runs only those", async () => {
     for (let file = 0; file < 3; file += 1) {
-      const lines = Array.from({ length: 20 }, (_, i) => goodLine(i + file));
-      await s3.put('data', `in/part-${file}.jsonl`, Buffer.from(`${lines.join('\n')}\n`));
+      const lines = Array.from({ length: 20 }, (_, i) => digitsLine(i + file));
+      await fixture.s3.put('data', `in/part-${file}.jsonl`, Buffer.from(`${lines.join('\n')}\n`));
     }
-    await s3.put('data', 'in/one.json', Buffer.from(goodLine(3)));
-    const plan = (await handler({ action: 'plan', input: INPUT, output: OUTPUT, rerun: false })) as Plan;
+    await fixture.s3.put('data', 'in/one.json', Buffer.from(digitsLine(3)));
+    const plan = (await fixture.handler({ action: 'plan', input: INPUT, output: OUTPUT, rerun: false })) as Plan;
     const batchInput = { input: INPUT, output: plan.output, attempt: plan.attempt };
 
     // Batch 1 runs; batch 2 timed out on each of its tries, so it wrote nothing and only the export knows it.
-    requests = 0;
-    const ran = (await handler({
+    fixture.requests = 0;
+    const ran = (await fixture.handler({
       Items: [{ Key: 'in/part-0.jsonl' }, { Key: 'in/part-1.jsonl' }],
       BatchInput: batchInput,
     })) as ItemsResult;
@@ -142,16 +89,20 @@ describe('Map batches that failed as a whole', () => {
     ]);
 
     const event = { action: 'failedBatches' as const, ...batchInput, mapResults: MAP_RESULTS };
-    assert.deepEqual((await handler(event)) as FailedBatchesResult, { batches: 1, items: 21 });
+    assert.deepEqual((await fixture.handler(event)) as FailedBatchesResult, { batches: 1, items: 21 });
     // Step Functions may run the step again: the part replaces itself.
-    assert.deepEqual((await handler(event)) as FailedBatchesResult, { batches: 1, items: 21 });
-    assert.equal(requests, 40, 'recording runs nothing');
+    assert.deepEqual((await fixture.handler(event)) as FailedBatchesResult, { batches: 1, items: 21 });
+    assert.equal(fixture.requests, 40, 'recording runs nothing');
 
-    const summary = (await handler({ action: 'finish', ...batchInput, startedAt: plan.startedAt })) as BatchSummary;
+    const summary = (await fixture.handler({
+      action: 'finish',
+      ...batchInput,
+      startedAt: plan.startedAt,
+    })) as BatchSummary;
     assert.equal(summary.succeeded, 40);
     assert.equal(summary.failed, 21);
-    assert.equal(await exists('jobs/run-7/_SUCCESS'), false);
-    const failures = jsonLines<FailureRecord>(await text('jobs/run-7/failures.jsonl'));
+    assert.equal(await fixture.exists('jobs/run-7/_SUCCESS'), false);
+    const failures = jsonLines<FailureRecord>(await fixture.text('jobs/run-7/failures.jsonl'));
     assert.deepEqual(
       failures.map((f) => f.id).sort(),
       [...Array.from({ length: 20 }, (_, i) => `part-2.jsonl#${i + 1}`), 'one.json'].sort(),
@@ -164,16 +115,16 @@ describe('Map batches that failed as a whole', () => {
     assert.equal(failures.find((f) => f.id === 'part-2.jsonl#5')?.line, 5);
 
     // The rerun reads failures.jsonl: exactly those 21 items run, and the job ends clean.
-    const rerun = (await handler({ action: 'plan', input: INPUT, output: OUTPUT, rerun: true })) as Plan;
+    const rerun = (await fixture.handler({ action: 'plan', input: INPUT, output: OUTPUT, rerun: true })) as Plan;
     assert.equal(rerun.failures, 21);
-    requests = 0;
-    const retried = (await handler({
+    fixture.requests = 0;
+    const retried = (await fixture.handler({
       Items: failures,
       BatchInput: { input: INPUT, output: rerun.output, attempt: rerun.attempt },
     })) as ItemsResult;
     assert.deepEqual(retried, { succeeded: 21, failed: 0 });
-    assert.equal(requests, 21);
-    const second = (await handler({
+    assert.equal(fixture.requests, 21);
+    const second = (await fixture.handler({
       action: 'failedBatches',
       input: INPUT,
       output: rerun.output,
@@ -181,7 +132,7 @@ describe('Map batches that failed as a whole', () => {
       mapResults: MAP_RESULTS,
     })) as FailedBatchesResult;
     assert.deepEqual(second, { batches: 0, items: 0 }, "attempt 1's export is not attempt 2's");
-    const last = (await handler({
+    const last = (await fixture.handler({
       action: 'finish',
       input: INPUT,
       output: rerun.output,
@@ -190,6 +141,6 @@ describe('Map batches that failed as a whole', () => {
     })) as BatchSummary;
     assert.equal(last.succeeded, 61);
     assert.equal(last.failed, 0);
-    assert.equal(await exists('jobs/run-7/_SUCCESS'), true);
+    assert.equal(await fixture.exists('jobs/run-7/_SUCCESS'), true);
   });
 });

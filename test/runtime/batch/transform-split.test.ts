@@ -7,35 +7,28 @@
  */
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
-import { GetObjectCommand, HeadObjectCommand, ListObjectsV2Command } from '@aws-sdk/client-s3';
-import { startEmbeddedS3, type EmbeddedS3 } from '../../../lib/cli/local/embedded-s3.js';
 import type { BatchSummary, FailureRecord, ResultRecord } from '../../../lib/runtime/batch/batch-layout.js';
 import { createTransformBatchHandler } from '../../../lib/runtime/batch/transform-batch-handler.js';
 import { TRANSFORM_RECORDS_ENV } from '../../../lib/runtime/batch/transform-records.js';
 import type { TransformPlan } from '../../../lib/runtime/batch/transform-split.js';
-import { createS3Client } from '../../../lib/runtime/model-store/model-store.js';
 import { settingsFromEnv } from '../../../lib/runtime/settings.js';
 import { createLogger } from '../../../lib/runtime/telemetry/logger.js';
 import { startContainerServer, type ContainerServer } from '../../../lib/runtime/transports/container-server.js';
-import { DIGITS_ONNX, DIGITS_PREDICTOR, loadDigitsExpected, loadTestPredictor } from '../../helpers.js';
+import { DIGITS_ONNX, DIGITS_PREDICTOR, loadTestPredictor } from '../../helpers.js';
+import { digitsLine, jsonLines, startDataBucket, type DataBucket } from './batch-fixture.js';
 
 const INPUT = 's3://data/in/';
 const OUTPUT = 's3://data/gpu/run-1/';
 
-function goodLine(index: number): string {
-  const images = loadDigitsExpected().images;
-  return JSON.stringify({ pixels: images[index % images.length]!.map((v) => Math.round(v * 16)) });
-}
-
 describe('GPU batch: enveloped records, the split step, a rerun of the failures only', () => {
-  let s3: EmbeddedS3;
+  let data: DataBucket;
   let container: ContainerServer;
   let url: string;
-  const handler = (): ReturnType<typeof createTransformBatchHandler> => createTransformBatchHandler(s3.env);
+  const handler = (): ReturnType<typeof createTransformBatchHandler> => createTransformBatchHandler(data.s3.env);
   let invocations = 0;
 
   before(async () => {
-    s3 = await startEmbeddedS3(['data']);
+    data = await startDataBucket();
     const env = {
       ARCLIGHT_MODEL_URI: DIGITS_ONNX,
       ARCLIGHT_API_NAME: 'digits-gpu',
@@ -56,42 +49,13 @@ describe('GPU batch: enveloped records, the split step, a rerun of the failures 
   });
   after(async () => {
     await container?.shutdown();
-    await s3?.close();
+    await data?.close();
   });
-
-  async function text(key: string): Promise<string | undefined> {
-    const client = createS3Client(s3.env);
-    try {
-      return await (await client.send(new GetObjectCommand({ Bucket: 'data', Key: key }))).Body!.transformToString();
-    } catch {
-      return undefined;
-    } finally {
-      client.destroy();
-    }
-  }
-
-  async function exists(key: string): Promise<boolean> {
-    const client = createS3Client(s3.env);
-    try {
-      await client.send(new HeadObjectCommand({ Bucket: 'data', Key: key }));
-      return true;
-    } catch {
-      return false;
-    } finally {
-      client.destroy();
-    }
-  }
-
-  const jsonLines = <T>(body: string | undefined): T[] =>
-    (body ?? '')
-      .split('\n')
-      .filter((l) => l.trim() !== '')
-      .map((l) => JSON.parse(l) as T);
 
   /** What SageMaker does with one input object: each non-blank line to /invocations, answers joined by newlines. */
   async function transform(inputUri: string, key: string, outputUri: string): Promise<void> {
     const [, bucket, prefix] = /^s3:\/\/([^/]+)\/(.*)$/.exec(inputUri)!;
-    const body = await text(`${prefix}${key}`);
+    const body = await data.textIfAny(`${prefix}${key}`);
     const answers: string[] = [];
     for (const record of body!.split('\n').filter((l) => l.trim() !== '')) {
       invocations += 1;
@@ -106,19 +70,21 @@ describe('GPU batch: enveloped records, the split step, a rerun of the failures 
       answers.push(answer);
     }
     const outPrefix = outputUri.replace(`s3://${bucket}/`, '');
-    await s3.put(bucket!, `${outPrefix}${key}.out`, Buffer.from(`${answers.join('\n')}\n`));
+    await data.s3.put(bucket!, `${outPrefix}${key}.out`, Buffer.from(`${answers.join('\n')}\n`));
   }
 
   it('splits real container output; the rerun input is the failures only', async () => {
-    const a = Array.from({ length: 30 }, (_, i) => (i === 4 ? '{"pixels": [1]}' : i === 20 ? 'not json' : goodLine(i)));
-    await s3.put('data', 'in/a.jsonl', Buffer.from(`${a.join('\n')}\n`));
-    await s3.put(
+    const a = Array.from({ length: 30 }, (_, i) =>
+      i === 4 ? '{"pixels": [1]}' : i === 20 ? 'not json' : digitsLine(i),
+    );
+    await data.s3.put('data', 'in/a.jsonl', Buffer.from(`${a.join('\n')}\n`));
+    await data.s3.put(
       'data',
       'in/b.jsonl',
-      Buffer.from(`${Array.from({ length: 10 }, (_, i) => goodLine(i)).join('\n')}\n`),
+      Buffer.from(`${Array.from({ length: 10 }, (_, i) => digitsLine(i)).join('\n')}\n`),
     );
-    await s3.put('data', 'in/c.jsonl', Buffer.from(`${goodLine(1)}\n\n${goodLine(2)}\n`));
-    await s3.put('data', 'in/d.jsonl', Buffer.from(`${goodLine(3)}\n${goodLine(4)}\n`));
+    await data.s3.put('data', 'in/c.jsonl', Buffer.from(`${digitsLine(1)}\n\n${digitsLine(2)}\n`));
+    await data.s3.put('data', 'in/d.jsonl', Buffer.from(`${digitsLine(3)}\n${digitsLine(4)}\n`));
 
     const plan = (await handler()({ action: 'plan', input: INPUT, output: OUTPUT, rerun: false })) as TransformPlan;
     assert.equal(plan.attempt, 1);
@@ -140,7 +106,7 @@ describe('GPU batch: enveloped records, the split step, a rerun of the failures 
       { items: summary.items, succeeded: summary.succeeded, failed: summary.failed },
       { items: 44, succeeded: 40, failed: 4 },
     );
-    const failures = jsonLines<FailureRecord>(await text('gpu/run-1/failures.jsonl'));
+    const failures = jsonLines<FailureRecord>(await data.textIfAny('gpu/run-1/failures.jsonl'));
     const byId = new Map(failures.map((f) => [f.id, f]));
     assert.deepEqual([...byId.keys()].sort(), ['a.jsonl#21', 'a.jsonl#5', 'd.jsonl#1', 'd.jsonl#2']);
     assert.equal(byId.get('a.jsonl#5')!.error.code, 'invalid_input');
@@ -158,21 +124,18 @@ describe('GPU batch: enveloped records, the split step, a rerun of the failures 
       body: a[7],
     });
     const expected = (await direct.json()) as unknown;
-    const listing = createS3Client(s3.env);
-    const page = await listing.send(new ListObjectsV2Command({ Bucket: 'data', Prefix: 'gpu/run-1/results/' }));
-    listing.destroy();
-    const parts = await Promise.all((page.Contents ?? []).map((object) => text(object.Key!)));
+    const parts = await Promise.all((await data.list('gpu/run-1/results/')).map(data.textIfAny));
     const all = parts.flatMap((part) => jsonLines<ResultRecord>(part));
     assert.equal(all.length, 40);
     assert.equal(new Set(all.map((r) => r.id)).size, 40);
     assert.deepEqual(all.find((r) => r.id === 'a.jsonl#8')!.output, expected);
     assert.equal(all.find((r) => r.id === 'c.jsonl#3')?.line, 3);
-    assert.equal(await exists('gpu/run-1/_SUCCESS'), false);
+    assert.equal(await data.exists('gpu/run-1/_SUCCESS'), false);
 
     // Rerun: the user fixes a.jsonl's bad lines; the transform input is the 4 failed records, nothing else.
-    a[4] = goodLine(4);
-    a[20] = goodLine(20);
-    await s3.put('data', 'in/a.jsonl', Buffer.from(`${a.join('\n')}\n`));
+    a[4] = digitsLine(4);
+    a[20] = digitsLine(20);
+    await data.s3.put('data', 'in/a.jsonl', Buffer.from(`${a.join('\n')}\n`));
     const rerun = (await handler()({ action: 'plan', input: INPUT, output: OUTPUT, rerun: true })) as TransformPlan;
     assert.equal(rerun.attempt, 2);
     assert.equal(rerun.records, 4);
@@ -190,7 +153,7 @@ describe('GPU batch: enveloped records, the split step, a rerun of the failures 
     assert.deepEqual(second.lastAttempt, { processed: 4, succeeded: 4, failed: 0 });
     assert.equal(second.succeeded, 44);
     assert.equal(second.failed, 0);
-    assert.equal(await exists('gpu/run-1/_SUCCESS'), true);
+    assert.equal(await data.exists('gpu/run-1/_SUCCESS'), true);
     // Split again (Step Functions retried the step): the same summary, nothing doubled.
     const again = (await handler()({
       action: 'split',
@@ -203,10 +166,10 @@ describe('GPU batch: enveloped records, the split step, a rerun of the failures 
   });
 
   it('an output with more lines than records is refused for that source, never matched up by guess', async () => {
-    await s3.put('data', 'in2/x.jsonl', Buffer.from(`${goodLine(1)}\n${goodLine(2)}\n`));
+    await data.s3.put('data', 'in2/x.jsonl', Buffer.from(`${digitsLine(1)}\n${digitsLine(2)}\n`));
     const output = 's3://data/gpu2/run-1/';
     const plan = (await handler()({ action: 'plan', input: 's3://data/in2/', output, rerun: false })) as TransformPlan;
-    await s3.put(
+    await data.s3.put(
       'data',
       'gpu2/run-1/transform/1/x.jsonl.out',
       Buffer.from('{"ok":true,"status":200,"contentType":"application/json","output":1}\n'.repeat(3)),
@@ -219,7 +182,7 @@ describe('GPU batch: enveloped records, the split step, a rerun of the failures 
       startedAt: plan.startedAt,
     })) as BatchSummary;
     assert.equal(summary.failed, 2);
-    const failures = jsonLines<FailureRecord>(await text('gpu2/run-1/failures.jsonl'));
+    const failures = jsonLines<FailureRecord>(await data.textIfAny('gpu2/run-1/failures.jsonl'));
     assert.ok(failures.every((f) => f.error.code === 'transform_output_mismatch'));
     assert.match(failures[0]!.error.error, /has 3 lines for 2 records/);
   });
