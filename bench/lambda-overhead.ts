@@ -7,32 +7,34 @@
  */
 import { spawnSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
-import { loadavg } from 'node:os';
-import { runInChild } from './child.js';
-import type {
-  LambdaModelResult,
-  LambdaOverheadInput,
-  LambdaOverheadResult,
-  LambdaPlan,
-  LambdaVariantId,
-  LambdaVariantResult,
-} from './lambda-overhead-worker.js';
+import {
+  SUMMARY_COLUMNS,
+  compare,
+  formatRoundRatio,
+  holdToTarget,
+  runMeasuringChild,
+  summaryCells,
+  variantsChart,
+  type ModelPlan,
+  type PlansInput,
+  type Target,
+} from './interleaved.js';
+import type { LambdaModelResult, LambdaOverheadResult } from './lambda-overhead-worker.js';
 import type { BenchOptions, Check, Scenario, ScenarioReport, Table } from './report.js';
-import { formatDeltaMs, formatMs, formatRatio, quartiles } from './stats.js';
-import { barChart } from './svg.js';
+import { formatDeltaMs, formatRatio } from './stats.js';
 
-const FULL: readonly LambdaPlan[] = [
+const FULL: readonly ModelPlan[] = [
   { model: 'digits', warmup: 1000, rounds: 60, block: 250 },
   { model: 'mobilenet', warmup: 20, rounds: 60, block: 10 },
 ];
 
-const QUICK: readonly LambdaPlan[] = [
+const QUICK: readonly ModelPlan[] = [
   { model: 'digits', warmup: 300, rounds: 12, block: 200 },
   { model: 'mobilenet', warmup: 8, rounds: 16, block: 8 },
 ];
 
 /** Targets against the hand-written handler, by model: a p50 ratio or a p50 difference. */
-const TARGETS: Record<string, { readonly maxRatio?: number; readonly maxAddedMs?: number }> = {
+const TARGETS: Record<string, Target> = {
   mobilenet: { maxRatio: 1.05 },
   digits: { maxAddedMs: 0.05 },
 };
@@ -61,15 +63,13 @@ export const lambdaOverhead: Scenario = {
     'Lambda handler vs a hand-written binary Lambda handler and raw session.run, on Node 22 (digits, MobileNet)',
   async run(options: BenchOptions, progress): Promise<ScenarioReport> {
     const node = lambdaNode();
-    const loadBefore = loadavg()[0]!;
-    const input: LambdaOverheadInput = { threads: options.threads, plans: options.quick ? QUICK : FULL };
-    const result = await runInChild<LambdaOverheadInput, LambdaOverheadResult>(
+    const input: PlansInput = { threads: options.threads, plans: options.quick ? QUICK : FULL };
+    const { result, loadBefore, loadAfter } = await runMeasuringChild<PlansInput, LambdaOverheadResult>(
       new URL('./lambda-overhead-worker.ts', import.meta.url),
       input,
       progress,
       { execPath: node.execPath },
     );
-    const loadAfter = loadavg()[0]!;
     const tables = result.models.map((m) => modelTable(m, result, loadBefore, loadAfter, node.note));
     const checks = [
       ...result.models.map(modelCheck),
@@ -92,23 +92,6 @@ export const lambdaOverhead: Scenario = {
   },
 };
 
-function variant(model: LambdaModelResult, id: LambdaVariantId): LambdaVariantResult {
-  const found = model.variants.find((v) => v.id === id);
-  if (!found) throw new Error(`no ${id} variant for ${model.model}`);
-  return found;
-}
-
-function compare(model: LambdaModelResult, id: LambdaVariantId, baseId: LambdaVariantId) {
-  const v = variant(model, id);
-  const base = variant(model, baseId);
-  return {
-    p50Ratio: v.summary.p50Ms / base.summary.p50Ms,
-    p50AddedMs: v.summary.p50Ms - base.summary.p50Ms,
-    meanRatio: v.summary.meanMs / base.summary.meanMs,
-    roundRatio: quartiles(v.roundP50Ms.map((p50, i) => p50 / base.roundP50Ms[i]!)),
-  };
-}
-
 function modelTable(
   model: LambdaModelResult,
   result: LambdaOverheadResult,
@@ -117,19 +100,14 @@ function modelTable(
   note: string | undefined,
 ): Table {
   const rows = model.variants.map((v) => {
-    const s = v.summary;
-    const head = [v.label, String(s.n), formatMs(s.p50Ms), formatMs(s.p99Ms), formatMs(s.meanMs)];
+    const head = summaryCells(v);
     if (v.id === 'raw') return [...head, '', ''];
     const c = compare(model, v.id, 'hand-written');
     if (v.id === 'hand-written') {
       const r = compare(model, 'hand-written', 'raw');
       return [...head, `raw ${formatRatio(r.p50Ratio)}`, `raw ${formatDeltaMs(r.p50AddedMs)}`];
     }
-    return [
-      ...head,
-      `${formatRatio(c.p50Ratio)} (${c.roundRatio.q1.toFixed(3)}–${c.roundRatio.q3.toFixed(3)} by round)`,
-      formatDeltaMs(c.p50AddedMs),
-    ];
+    return [...head, `${formatRatio(c.p50Ratio)} (${formatRoundRatio(c)} by round)`, formatDeltaMs(c.p50AddedMs)];
   });
   return {
     title: `lambda-overhead · ${model.model} (${model.path}), Node ${result.node}`,
@@ -139,7 +117,7 @@ function modelTable(
       `Interleaved: ${model.plan.rounds} rounds × ${model.plan.block} calls per variant (order rotates) after ${model.plan.warmup} warm-up calls each; ${model.seconds.toFixed(1)} s measured. 1-min load average ${loadBefore.toFixed(2)} before, ${loadAfter.toFixed(2)} after.`,
       ...(note ? [note] : []),
     ],
-    columns: ['variant', 'n', 'p50', 'p99', 'mean', 'p50 ÷ hand-written', 'p50 − hand-written'],
+    columns: [...SUMMARY_COLUMNS, 'p50 ÷ hand-written', 'p50 − hand-written'],
     rows,
   };
 }
@@ -147,37 +125,16 @@ function modelTable(
 function modelCheck(model: LambdaModelResult): Check {
   const target = TARGETS[model.model] ?? {};
   const c = compare(model, 'handler', 'hand-written');
-  const parts: string[] = [];
-  let pass = true;
-  if (target.maxRatio !== undefined) {
-    pass &&= c.p50Ratio <= target.maxRatio;
-    parts.push(`p50 ${formatRatio(c.p50Ratio)} (target ≤ ${formatRatio(target.maxRatio)})`);
-  }
-  if (target.maxAddedMs !== undefined) {
-    pass &&= c.p50AddedMs <= target.maxAddedMs;
-    parts.push(`p50 ${formatDeltaMs(c.p50AddedMs)} (target ≤ ${formatDeltaMs(target.maxAddedMs)})`);
-  }
+  const { pass, parts } = holdToTarget(c, target, 'p50');
   return {
     status: pass ? 'PASS' : 'FAIL',
-    text: `${model.model.padEnd(9)} Arclight handler vs hand-written binary Lambda: ${parts.join(', ')}; by round ${c.roundRatio.q1.toFixed(3)}–${c.roundRatio.q3.toFixed(3)}`,
+    text: `${model.model.padEnd(9)} Arclight handler vs hand-written binary Lambda: ${parts.join(', ')}; by round ${formatRoundRatio(c)}`,
   };
 }
 
 function chart(result: LambdaOverheadResult): string {
-  return barChart(
-    result.models.map((m) => ({
-      title: `${m.model} — ${m.path}`,
-      bars: m.variants.map((v) => ({
-        label: v.label,
-        value: v.summary.p50Ms,
-        whisker: v.summary.p99Ms,
-        baseline: v.id === 'hand-written',
-      })),
-    })),
-    {
-      title: 'Lambda handler overhead on Node 22: p50 (bar) and p99 (tick) per invocation',
-      subtitle: `Node ${result.node}, onnxruntime-node ${result.onnxruntime}, ${result.threads} intra-op thread(s)`,
-      format: formatMs,
-    },
-  );
+  return variantsChart(result.models, 'hand-written', {
+    title: 'Lambda handler overhead on Node 22: p50 (bar) and p99 (tick) per invocation',
+    subtitle: `Node ${result.node}, onnxruntime-node ${result.onnxruntime}, ${result.threads} intra-op thread(s)`,
+  });
 }

@@ -12,97 +12,39 @@ import type { APIGatewayProxyEventV2, APIGatewayProxyResult } from 'aws-lambda';
 import ort from 'onnxruntime-node';
 import { onnxSessionOptions } from '../lib/runtime/executors/onnx-executor.js';
 import { createHttpServer, listen } from '../lib/runtime/transports/http-server.js';
-import { join, resolve } from 'node:path';
-import { pathToFileURL } from 'node:url';
-import { ENV } from '../lib/contract.js';
-import { BUNDLE_FILE, buildLambdaImageContext } from '../lib/constructs/images/lambda-image-context.js';
-import type { LambdaHandler } from '../lib/runtime/transports/lambda-adapter.js';
 import { createLogger } from '../lib/runtime/telemetry/logger.js';
 import { BINARY_HEADER } from '../lib/runtime/codec/oip.js';
 import { Runtime } from '../lib/runtime/runtime.js';
 import { serveWorker } from './child.js';
 import {
-  DIGITS,
-  MOBILENET,
-  apiGatewayV2Event,
-  inputFor,
-  lambdaContext,
-  oipBinaryBody,
-  oipJsonBody,
-  type BenchModel,
-} from './payloads.js';
-import { median, summarize, type Summary } from './stats.js';
-
-export interface ModelPlan {
-  readonly model: 'digits' | 'mobilenet';
-  /** Unmeasured calls per variant before measuring. */
-  readonly warmup: number;
-  readonly rounds: number;
-  /** Consecutive measured calls of one variant inside a round. */
-  readonly block: number;
-}
-
-export interface OverheadInput {
-  readonly threads: number;
-  readonly plans: readonly ModelPlan[];
-}
+  MODELS,
+  assertSameLogits,
+  binaryLogits,
+  importSynthesizedHandler,
+  okInvoker,
+  timeInterleaved,
+  type MeasuredModel,
+  type ModelPlan,
+  type PlansInput,
+  type Variant,
+} from './interleaved.js';
+import { apiGatewayV2Event, inputFor, oipBinaryBody, oipJsonBody } from './payloads.js';
 
 export type VariantId =
   'raw' | 'hand-written' | 'json-parse' | 'handler-json' | 'handler-binary' | 'http-json' | 'http-binary';
 
-export interface VariantResult {
-  readonly id: VariantId;
-  readonly label: string;
-  readonly summary: Summary;
-  /** The median of each round's block, in round order: how the variant moved while the machine's load did. */
-  readonly roundP50Ms: readonly number[];
-}
-
-export interface ModelResult {
-  readonly model: string;
-  readonly path: string;
+export interface ModelResult extends MeasuredModel<VariantId> {
   readonly shape: readonly number[];
   readonly jsonBodyBytes: number;
   readonly binaryBodyBytes: number;
   /** Log lines the runtime wrote for one handler request (checked before measuring; must be ≥ 1). */
   readonly logLinesPerRequest: number;
-  readonly plan: ModelPlan;
-  readonly seconds: number;
-  readonly variants: readonly VariantResult[];
 }
 
 export interface OverheadResult {
   readonly onnxruntime: string;
   readonly threads: number;
   readonly models: readonly ModelResult[];
-}
-
-interface Variant {
-  readonly id: VariantId;
-  readonly label: string;
-  /** One call; throws unless the answer is a success. */
-  readonly call: () => Promise<unknown>;
-  /** The output logits this variant answers with, to check every variant computes the same thing. */
-  readonly logits?: () => Promise<Float32Array>;
-}
-
-const MODELS: Record<ModelPlan['model'], BenchModel> = { digits: DIGITS, mobilenet: MOBILENET };
-
-/**
- * The Lambda handler as `cdk synth` builds it: the esbuild bundle of the image's build context, configured by the
- * deployed env contract (read at import, so set just before), with onnxruntime loaded from beside the bundle.
- */
-async function importSynthesizedHandler(apiName: string, modelPath: string, threads: number): Promise<LambdaHandler> {
-  const dir = buildLambdaImageContext({ arch: process.arch === 'arm64' ? 'arm64' : 'x64' });
-  Object.assign(process.env, {
-    [ENV.apiName]: apiName,
-    [ENV.modelUri]: resolve(modelPath),
-    [ENV.intraOpThreads]: String(threads),
-    [ENV.logLevel]: 'INFO',
-  });
-  const bundle = pathToFileURL(join(dir, BUNDLE_FILE));
-  const { handler } = (await import(bundle.href)) as { handler: LambdaHandler };
-  return handler;
 }
 
 async function measureModel(plan: ModelPlan, threads: number, progress: (text: string) => void): Promise<ModelResult> {
@@ -123,8 +65,7 @@ async function measureModel(plan: ModelPlan, threads: number, progress: (text: s
     logger: createLogger(model.key, 'INFO'),
   });
   await runtime.start();
-  const handler = await importSynthesizedHandler(model.key, model.path, threads);
-  const context = lambdaContext();
+  const { handler } = await importSynthesizedHandler(model.key, model.path, threads);
   const server = createHttpServer(runtime, { keepAliveTimeoutMs: 120_000 });
   const { port } = await listen(server, 0, '127.0.0.1');
   const agent = new Agent({ keepAlive: true, maxSockets: 1 });
@@ -136,15 +77,11 @@ async function measureModel(plan: ModelPlan, threads: number, progress: (text: s
   const binaryEvent = apiGatewayV2Event(binary.body, binary.headers);
   const jsonBuffer = Buffer.from(jsonBody);
 
-  const invoke = async (event: APIGatewayProxyEventV2): Promise<APIGatewayProxyResult> => {
-    const result = await handler(event, context);
-    if (result.statusCode !== 200) throw new Error(`handler answered ${result.statusCode}: ${result.body}`);
-    return result;
-  };
+  const invoke = okInvoker(handler);
   const post = (body: Buffer, headers: Record<string, string>) => postOk(agent, port, body, headers);
   const handWritten = handWrittenHandler(session);
 
-  const variants: Variant[] = [
+  const variants: Variant<VariantId>[] = [
     {
       id: 'raw',
       label: 'raw session.run, prebuilt tensor',
@@ -196,46 +133,11 @@ async function measureModel(plan: ModelPlan, threads: number, progress: (text: s
 
   try {
     // Every variant must compute what raw computes, and the runtime must really log each request.
-    const expected = (await variants[0]!.logits!()).slice();
-    for (const variant of variants) {
-      if (!variant.logits) continue;
-      const got = await variant.logits();
-      const diff = maxAbsDiff(expected, got);
-      if (!(diff <= 1e-4)) throw new Error(`${variant.id} answers other logits than raw (max |Δ| ${diff})`);
-    }
+    await assertSameLogits(variants);
     const logLinesPerRequest = await countLogLines(() => invoke(jsonEvent));
     if (logLinesPerRequest < 1) throw new Error('the runtime wrote no log line for a request; is logging at INFO?');
 
-    const samples = new Map<VariantId, number[]>(variants.map((v) => [v.id, []]));
-    const roundP50 = new Map<VariantId, number[]>(variants.map((v) => [v.id, []]));
-    const started = performance.now();
-
-    progress(`${model.key}: warm-up (${plan.warmup} calls per variant)`);
-    const warmBlock = Math.max(1, Math.ceil(plan.warmup / 4));
-    for (let done = 0; done < plan.warmup; done += warmBlock) {
-      for (const variant of variants) {
-        for (let i = 0; i < Math.min(warmBlock, plan.warmup - done); i++) await variant.call();
-      }
-    }
-
-    for (let round = 0; round < plan.rounds; round++) {
-      for (let k = 0; k < variants.length; k++) {
-        const variant = variants[(round + k) % variants.length]!;
-        const into = samples.get(variant.id)!;
-        const block: number[] = [];
-        for (let i = 0; i < plan.block; i++) {
-          const t0 = performance.now();
-          await variant.call();
-          block.push(performance.now() - t0);
-        }
-        into.push(...block);
-        roundP50.get(variant.id)!.push(median(block));
-      }
-      if ((round + 1) % Math.max(1, Math.round(plan.rounds / 10)) === 0 || round + 1 === plan.rounds) {
-        progress(`${model.key}: round ${round + 1}/${plan.rounds}`);
-      }
-    }
-
+    const timed = await timeInterleaved(model.key, variants, plan, progress, Math.ceil(plan.warmup / 4));
     return {
       model: model.key,
       path: model.path,
@@ -244,13 +146,9 @@ async function measureModel(plan: ModelPlan, threads: number, progress: (text: s
       binaryBodyBytes: binary.body.length,
       logLinesPerRequest,
       plan,
-      seconds: (performance.now() - started) / 1000,
-      variants: variants.map((v) => ({
-        id: v.id,
-        label: v.label,
-        summary: summarize(samples.get(v.id)!),
-        roundP50Ms: roundP50.get(v.id)!,
-      })),
+      // Warm-up included, as this scenario has always reported it.
+      seconds: timed.warmupSeconds + timed.seconds,
+      variants: timed.variants,
     };
   } finally {
     agent.destroy();
@@ -319,22 +217,6 @@ function jsonLogits(body: string): Float32Array {
   return Float32Array.from(parsed.outputs[0]!.data);
 }
 
-function binaryLogits(body: Buffer, headerLength: unknown): Float32Array {
-  const length = Number(headerLength);
-  if (!Number.isInteger(length)) throw new Error(`binary answer lacks ${BINARY_HEADER}`);
-  const bytes = body.subarray(length);
-  const out = new Float32Array(bytes.length / 4);
-  new Uint8Array(out.buffer).set(bytes);
-  return out;
-}
-
-function maxAbsDiff(a: Float32Array, b: Float32Array): number {
-  if (a.length !== b.length) return Number.POSITIVE_INFINITY;
-  let max = 0;
-  for (let i = 0; i < a.length; i++) max = Math.max(max, Math.abs(a[i]! - b[i]!));
-  return max;
-}
-
 /** The runtime's log lines written to stdout while `work` runs (they go on to the null device as usual). */
 async function countLogLines(work: () => Promise<unknown>): Promise<number> {
   const write = process.stdout.write;
@@ -351,7 +233,7 @@ async function countLogLines(work: () => Promise<unknown>): Promise<number> {
   return lines;
 }
 
-serveWorker<OverheadInput, OverheadResult>(async (input, progress) => {
+serveWorker<PlansInput, OverheadResult>(async (input, progress) => {
   const models: ModelResult[] = [];
   for (const plan of input.plans) models.push(await measureModel(plan, input.threads, progress));
   return { onnxruntime: ort.env.versions.node ?? 'unknown', threads: input.threads, models };

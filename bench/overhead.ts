@@ -3,19 +3,22 @@
  * against raw `session.run` and a hand-written JSON Lambda, side by side in one process.
  * Targets: Lambda handler p50 ≤ 1.05 × raw on MobileNet; ≤ raw + 50 µs on digits.
  */
-import { loadavg } from 'node:os';
-import { runInChild } from './child.js';
-import type {
-  ModelPlan,
-  ModelResult,
-  OverheadInput,
-  OverheadResult,
-  VariantId,
-  VariantResult,
-} from './overhead-worker.js';
+import {
+  SUMMARY_COLUMNS,
+  compare,
+  findVariant,
+  formatRoundRatio,
+  holdToTarget,
+  runMeasuringChild,
+  summaryCells,
+  variantsChart,
+  type ModelPlan,
+  type PlansInput,
+  type Target,
+} from './interleaved.js';
+import type { ModelResult, OverheadResult, VariantId } from './overhead-worker.js';
 import type { BenchOptions, Check, Scenario, ScenarioReport, Table } from './report.js';
-import { formatDeltaMs, formatMs, formatRatio, quartiles } from './stats.js';
-import { barChart } from './svg.js';
+import { formatDeltaMs, formatMs, formatRatio } from './stats.js';
 
 const FULL: readonly ModelPlan[] = [
   { model: 'digits', warmup: 1000, rounds: 60, block: 250 },
@@ -28,7 +31,7 @@ const QUICK: readonly ModelPlan[] = [
 ];
 
 /** The targets of this scenario, by model: a p50 ratio or a p50 difference against raw. */
-const TARGETS: Record<string, { readonly maxRatio?: number; readonly maxAddedMs?: number }> = {
+const TARGETS: Record<string, Target> = {
   mobilenet: { maxRatio: 1.05 },
   digits: { maxAddedMs: 0.05 },
 };
@@ -41,14 +44,12 @@ export const overhead: Scenario = {
   name: 'overhead',
   description: 'Lambda handler and node:http paths vs raw session.run (digits, MobileNet)',
   async run(options: BenchOptions, progress): Promise<ScenarioReport> {
-    const loadBefore = loadavg()[0]!;
-    const input: OverheadInput = { threads: options.threads, plans: options.quick ? QUICK : FULL };
-    const result = await runInChild<OverheadInput, OverheadResult>(
+    const input: PlansInput = { threads: options.threads, plans: options.quick ? QUICK : FULL };
+    const { result, loadBefore, loadAfter } = await runMeasuringChild<PlansInput, OverheadResult>(
       new URL('./overhead-worker.ts', import.meta.url),
       input,
       progress,
     );
-    const loadAfter = loadavg()[0]!;
     const tables = result.models.map((m) => modelTable(m, result, loadBefore, loadAfter));
     const checks = result.models.flatMap(modelChecks);
     const data = {
@@ -59,53 +60,28 @@ export const overhead: Scenario = {
       targets: TARGETS,
       models: result.models.map((m) => ({
         ...m,
-        comparisons: Object.fromEntries(m.variants.filter((v) => v.id !== 'raw').map((v) => [v.id, compare(m, v)])),
+        comparisons: Object.fromEntries(
+          m.variants.filter((v) => v.id !== 'raw').map((v) => [v.id, compare(m, v.id, 'raw')]),
+        ),
       })),
     };
     return { tables, checks, data, svg: chart(result) };
   },
 };
 
-interface Comparison {
-  readonly p50Ratio: number;
-  readonly p50AddedMs: number;
-  readonly p99Ratio: number;
-  readonly meanRatio: number;
-  /** Quartiles over rounds of (this variant's block p50 ÷ raw's block p50 in the same round). */
-  readonly roundRatio: { q1: number; median: number; q3: number };
-}
-
-function variant(model: ModelResult, id: VariantId): VariantResult {
-  const found = model.variants.find((v) => v.id === id);
-  if (!found) throw new Error(`no ${id} variant for ${model.model}`);
-  return found;
-}
-
-function compare(model: ModelResult, v: VariantResult, base: VariantResult = variant(model, 'raw')): Comparison {
-  const perRound = v.roundP50Ms.map((p50, i) => p50 / base.roundP50Ms[i]!);
-  return {
-    p50Ratio: v.summary.p50Ms / base.summary.p50Ms,
-    p50AddedMs: v.summary.p50Ms - base.summary.p50Ms,
-    p99Ratio: v.summary.p99Ms / base.summary.p99Ms,
-    meanRatio: v.summary.meanMs / base.summary.meanMs,
-    roundRatio: quartiles(perRound),
-  };
-}
-
 function modelTable(model: ModelResult, result: OverheadResult, loadBefore: number, loadAfter: number): Table {
   const { plan } = model;
   const rows = model.variants.map((v) => {
-    const s = v.summary;
-    const head = [v.label, String(s.n), formatMs(s.p50Ms), formatMs(s.p99Ms), formatMs(s.meanMs)];
+    const head = summaryCells(v);
     if (v.id === 'raw') return [...head, formatRatio(1), '', formatRatio(1), ''];
     if (v.id === 'json-parse') return [...head, '', '', '', ''];
-    const c = compare(model, v);
+    const c = compare(model, v.id, 'raw');
     return [
       ...head,
       formatRatio(c.p50Ratio),
       formatDeltaMs(c.p50AddedMs),
       formatRatio(c.p99Ratio),
-      `${c.roundRatio.q1.toFixed(3)}–${c.roundRatio.q3.toFixed(3)}`,
+      formatRoundRatio(c),
     ];
   });
   return {
@@ -118,51 +94,37 @@ function modelTable(model: ModelResult, result: OverheadResult, loadBefore: numb
       'Lambda: API Gateway HTTP API v2 event through createLambdaHandler and the default (OIP) predictor. HTTP: createHttpServer on 127.0.0.1 and a keep-alive client (maxSockets 1) in the same process, sequential.',
       `Ratios are p50 ÷ raw p50 over all samples; "by round" is the IQR of that ratio per round. 1-min load average ${loadBefore.toFixed(2)} before, ${loadAfter.toFixed(2)} after.`,
     ],
-    columns: ['variant', 'n', 'p50', 'p99', 'mean', 'p50 ÷ raw', 'p50 − raw', 'p99 ÷ raw', '÷ raw by round'],
+    columns: [...SUMMARY_COLUMNS, 'p50 ÷ raw', 'p50 − raw', 'p99 ÷ raw', '÷ raw by round'],
     rows,
   };
 }
 
 function modelChecks(model: ModelResult): Check[] {
   const target = TARGETS[model.model] ?? {};
-  const raw = variant(model, 'raw');
-  const handWritten = variant(model, 'hand-written');
-  const parse = variant(model, 'json-parse');
+  const raw = findVariant(model, 'raw');
+  const parse = findVariant(model, 'json-parse');
   const name = model.model.padEnd(9);
   const checks: Check[] = [];
   for (const id of TARGETED) {
-    const v = variant(model, id);
-    const c = compare(model, v);
-    const parts: string[] = [];
-    let pass = true;
-    if (target.maxRatio !== undefined) {
-      pass &&= c.p50Ratio <= target.maxRatio;
-      parts.push(`p50 ratio ${formatRatio(c.p50Ratio)} (target ≤ ${formatRatio(target.maxRatio)})`);
-    }
-    if (target.maxAddedMs !== undefined) {
-      pass &&= c.p50AddedMs <= target.maxAddedMs;
-      parts.push(`p50 ${formatDeltaMs(c.p50AddedMs)} (target ≤ ${formatDeltaMs(target.maxAddedMs)})`);
-    }
+    const v = findVariant(model, id);
+    const { pass, parts } = holdToTarget(compare(model, id, 'raw'), target, 'p50 ratio');
     let why = '';
     if (id === 'handler-json') {
-      const hw = compare(model, handWritten);
-      const hwPass =
-        (target.maxRatio === undefined || hw.p50Ratio <= target.maxRatio) &&
-        (target.maxAddedMs === undefined || hw.p50AddedMs <= target.maxAddedMs);
-      why = hwPass
+      const hw = compare(model, 'hand-written', 'raw');
+      why = holdToTarget(hw, target, 'p50 ratio').pass
         ? ` — a hand-written JSON Lambda meets it (${formatRatio(hw.p50Ratio)}, ${formatDeltaMs(hw.p50AddedMs)})`
         : ` — out of reach for any JSON body: JSON.parse alone takes ${formatMs(parse.summary.p50Ms)} against ${formatMs(raw.summary.p50Ms)} of inference, and a hand-written JSON Lambda is ${formatRatio(hw.p50Ratio)} (${formatDeltaMs(hw.p50AddedMs)})`;
     }
     checks.push({ status: pass ? 'PASS' : 'FAIL', text: `${name} ${v.label} vs raw: ${parts.join(', ')}${why}` });
   }
-  const own = compare(model, variant(model, 'handler-json'), handWritten);
+  const own = compare(model, 'handler-json', 'hand-written');
   checks.push({
     status: 'INFO',
     text: `${name} Arclight handler JSON vs hand-written JSON Lambda (Arclight's own cost: validation, copies, logging): p50 ${formatRatio(own.p50Ratio)}, ${formatDeltaMs(own.p50AddedMs)}`,
   });
   for (const id of HTTP) {
-    const v = variant(model, id);
-    const c = compare(model, v);
+    const v = findVariant(model, id);
+    const c = compare(model, id, 'raw');
     checks.push({
       status: 'INFO',
       text: `${name} ${v.label} vs raw: p50 ${formatRatio(c.p50Ratio)} (${formatDeltaMs(c.p50AddedMs)}), p99 ${formatRatio(c.p99Ratio)} (${formatMs(v.summary.p99Ms)} vs ${formatMs(raw.summary.p99Ms)})`,
@@ -172,22 +134,10 @@ function modelChecks(model: ModelResult): Check[] {
 }
 
 function chart(result: OverheadResult): string {
-  return barChart(
-    result.models.map((m) => ({
-      title: `${m.model} — ${m.path}`,
-      bars: m.variants.map((v) => ({
-        label: v.label,
-        value: v.summary.p50Ms,
-        whisker: v.summary.p99Ms,
-        baseline: v.id === 'raw',
-      })),
-    })),
-    {
-      title: 'Arclight overhead: p50 (bar) and p99 (tick) per request',
-      subtitle: `onnxruntime-node ${result.onnxruntime}, ${result.threads} intra-op thread(s); runtime logs at INFO to /dev/null`,
-      format: formatMs,
-    },
-  );
+  return variantsChart(result.models, 'raw', {
+    title: 'Arclight overhead: p50 (bar) and p99 (tick) per request',
+    subtitle: `onnxruntime-node ${result.onnxruntime}, ${result.threads} intra-op thread(s); runtime logs at INFO to /dev/null`,
+  });
 }
 
 function kib(bytes: number): string {
