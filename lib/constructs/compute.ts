@@ -45,7 +45,12 @@ export abstract class Compute {
     return new SageMakerCompute(props);
   }
 
-  /** An ECS service on GPU (or CPU) EC2 instances behind an internal ALB, reached through an HTTP API's VPC link. */
+  /**
+   * ECS on GPU (or CPU) EC2 instances. A RealtimeApi: one service per variant (each its own task definition, task
+   * role, target group and autoscaling) behind one internal ALB whose listener forwards by the variants' weights
+   * (`x-arclight-variant: <name>` pins one), reached through an HTTP API's VPC link. An AsyncApi: one service of
+   * queue workers, with no load balancer.
+   */
   static ecs(props: EcsComputeProps): EcsCompute {
     return new EcsCompute(props);
   }
@@ -302,7 +307,7 @@ export interface EcsComputeProps {
   readonly minTasks?: number;
   /** The most tasks autoscaling adds. @default the larger of minTasks and 2 */
   readonly maxTasks?: number;
-  /** Target of the autoscaling policy: ALB requests per task per minute. @default 600 */
+  /** Target of each service's autoscaling: ALB requests per task per minute (an AsyncApi scales on its queue). @default 600 */
   readonly targetRequestsPerTask?: number;
   /** The VPC to run in (private subnets with egress for the tasks and instances). @default a new VPC, 2 AZs, one NAT gateway, flow logs */
   readonly vpc?: ec2.IVpc;

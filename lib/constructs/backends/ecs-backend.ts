@@ -1,8 +1,11 @@
 /**
  * The ECS backend of a RealtimeApi: a VPC (unless given), a cluster with Container Insights, an Auto Scaling group on
- * the ECS-optimized Amazon Linux 2023 (GPU) AMI as its capacity provider, with instance metadata closed to containers, an EC2 task definition reserving GPUs, a service with a
- * deployment circuit breaker behind an internal ALB, autoscaling on ALB requests per target, and an HTTP API that
- * reaches the ALB's listener through a VPC link.
+ * the ECS-optimized Amazon Linux 2023 (GPU) AMI as its capacity provider, with instance metadata closed to containers,
+ * and one service per variant (the API's own model is one), each with its own EC2 task definition reserving GPUs,
+ * task role, deployment circuit breaker, target group and autoscaling on ALB requests per target. One internal ALB
+ * fronts them: its listener forwards by the variants' weights, `x-arclight-variant: <name>` pins one, and a shadow
+ * variant is reached only on a listener of its own. An HTTP API reaches the main listener through a VPC link.
+ * An AsyncApi on ECS is async/async-ecs-worker.ts instead: a queue worker service with no load balancer.
  */
 import { rmSync } from 'node:fs';
 import { Annotations, Duration, RemovalPolicy, Stack, Validations } from 'aws-cdk-lib';
