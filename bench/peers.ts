@@ -36,6 +36,8 @@ interface PeerConfig {
   readonly label: string;
   readonly workers: number;
   readonly threads: number;
+  /** More environment for the server (the container server's logging and metrics as deployed). */
+  readonly env?: Readonly<Record<string, string>>;
 }
 
 interface Running {
@@ -208,6 +210,7 @@ async function start(config: PeerConfig, bodies: Bodies, python: string | undefi
         ARCLIGHT_MAX_BATCH_SIZE: '1',
         ...(config.workers > 0 ? { ARCLIGHT_WORKERS: String(config.workers) } : {}),
         ...(config.threads > 0 ? { ARCLIGHT_INTRA_OP_THREADS: String(config.threads) } : {}),
+        ...config.env,
       });
       return {
         port: server.port,
@@ -407,6 +410,13 @@ function configs(python: string | undefined, cores: number): PeerConfig[] {
   list.push(
     { kind: 'container', label: `container server, ${cores} workers × 1 thread`, workers: cores, threads: 1 },
     { kind: 'container', label: 'container server, defaults', workers: 0, threads: 0 },
+    {
+      kind: 'container',
+      label: 'container server, defaults, as deployed (INFO request log, EMF metrics)',
+      workers: 0,
+      threads: 0,
+      env: { ARCLIGHT_LOG_LEVEL: 'INFO', ARCLIGHT_METRICS: 'on' },
+    },
     // Worker sessions do not spin-wait (onnx-worker.ts): one worker with every core is a fair candidate again.
     { kind: 'container', label: `container server, 1 worker × ${cores} threads`, workers: 1, threads: cores },
     { kind: 'serve', label: 'arclight serve, defaults (worker threads)', workers: -1, threads: 0 },
