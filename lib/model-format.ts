@@ -19,6 +19,14 @@ const ZIP64_LOCATOR = 0x07064b50;
 /** A pickle of protocol 2 or later starts with PROTO (0x80) and the protocol number. */
 const PICKLE_PROTO = 0x80;
 
+/**
+ * A local model file's format: the one declared, else read from the file. An empty file counts as ONNX (whoever
+ * checks the size says it is empty).
+ */
+export function modelFileFormat(path: string, size: number, declared?: ModelFormat): ModelFormat {
+  return declared ?? (size > 0 ? detectModelFormat(path) : 'onnx');
+}
+
 /** The format of a model held in memory or in a file. */
 export function detectModelFormat(model: Uint8Array | string): ModelFormat {
   const { head, tail, tailStart } =

@@ -12,7 +12,7 @@ import { PRIMARY_VARIANT } from '../variant-split.js';
 import { Compute, LambdaCompute } from '../constructs/compute.js';
 import { fileSize, ortFormatFormatProblem, sha256OfFile } from '../constructs/model-source.js';
 import { Predictor } from '../constructs/predictor.js';
-import { detectModelFormat } from '../model-format.js';
+import { modelFileFormat } from '../model-format.js';
 import type { ModelFormat } from '../predictor.js';
 import { StartupError } from '../runtime/startup-error.js';
 import { apiStackName, computeOf, isS3Uri, modelOptions, rolloutOf, type LoadedAppFile } from './build-app.js';
@@ -163,6 +163,8 @@ function apiProblems(loaded: LoadedAppFile, api: AppFileApi, i: number, at: Loca
   const modelPath = typeof api.model === 'string' ? [...base, 'model'] : [...base, 'model', 'path'];
   let modelBytes: number | undefined;
   let format: ModelFormat | undefined = model.format;
+  /** The local file's format, once it is known to exist. */
+  let fileFormat: ModelFormat | undefined;
   if (isS3Uri(model.path)) {
     if (!/^s3:\/\/([a-z0-9][a-z0-9.-]{1,61}[a-z0-9])\/(.+)$/.test(model.path)) {
       problems.push(at.problem(modelPath, `'${model.path}' is not an S3 URI (s3://bucket/key)`));
@@ -177,7 +179,7 @@ function apiProblems(loaded: LoadedAppFile, api: AppFileApi, i: number, at: Loca
       );
     } else {
       modelBytes = size;
-      format ??= size > 0 ? detectModelFormat(file) : 'onnx';
+      format = fileFormat = modelFileFormat(file, size, model.format);
       if (model.sha256 !== undefined) {
         const actual = sha256OfFile(file);
         if (actual !== model.sha256.toLowerCase()) {
@@ -191,7 +193,7 @@ function apiProblems(loaded: LoadedAppFile, api: AppFileApi, i: number, at: Loca
       );
     }
   }
-  problems.push(...ortFormatProblems(model, loaded.dir, [...base, 'model'], at));
+  problems.push(...ortFormatProblems(model, () => fileFormat, [...base, 'model'], at));
   if (model.module !== undefined && fileSize(resolve(loaded.dir, model.module)) === undefined) {
     problems.push(at.problem([...base, 'model', 'module'], `module file ${model.module} does not exist`));
   }
@@ -230,11 +232,12 @@ function apiProblems(loaded: LoadedAppFile, api: AppFileApi, i: number, at: Loca
 /**
  * `ortFormat: true` where ModelSource cannot honour it: on an s3:// model (only `fromAsset` converts; `fromBucket`
  * serves the object as it is) and on a model that is not ONNX (the construct's own problem). `modelPath` is where the
- * model's map is in the file.
+ * model's map is in the file; `fileFormat` gives the local file's format (read only when asked), undefined when the
+ * file is missing.
  */
 function ortFormatProblems(
   model: AppFileModel,
-  dir: string,
+  fileFormat: () => ModelFormat | undefined,
   modelPath: readonly (string | number)[],
   at: Locator,
 ): AppFileProblem[] {
@@ -248,11 +251,9 @@ function ortFormatProblems(
       ),
     ];
   }
-  const file = resolve(dir, model.path);
-  const size = fileSize(file);
+  const format = fileFormat();
   // A missing file is reported at its path already.
-  if (size === undefined) return [];
-  const problem = ortFormatFormatProblem(model.format ?? (size > 0 ? detectModelFormat(file) : 'onnx'));
+  const problem = format === undefined ? undefined : ortFormatFormatProblem(format);
   return problem !== undefined ? [at.problem(path, problem)] : [];
 }
 
@@ -356,11 +357,15 @@ function variantsProblems(
       problems.push(at.problem(path(i, 'name'), `'${variant.name}' is taken (the API's own is ${PRIMARY_VARIANT})`));
     seen.add(variant.name);
     const model = modelOptions(variant.model);
-    if (!isS3Uri(model.path) && fileSize(resolve(dir, model.path)) === undefined) {
+    const file = resolve(dir, model.path);
+    const size = isS3Uri(model.path) ? undefined : fileSize(file);
+    if (!isS3Uri(model.path) && size === undefined) {
       const at_ = typeof variant.model === 'string' ? path(i, 'model') : [...path(i, 'model'), 'path'];
       problems.push(at.problem(at_, `model file ${model.path} does not exist (paths are relative to the app file)`));
     }
-    problems.push(...ortFormatProblems(model, dir, path(i, 'model'), at));
+    const fileFormat = (): ModelFormat | undefined =>
+      size === undefined ? undefined : modelFileFormat(file, size, model.format);
+    problems.push(...ortFormatProblems(model, fileFormat, path(i, 'model'), at));
     if (variant.predictor !== undefined && fileSize(resolve(dir, variant.predictor)) === undefined)
       problems.push(at.problem(path(i, 'predictor'), `predictor ${variant.predictor} does not exist`));
     const weight = variant.weight ?? 1;

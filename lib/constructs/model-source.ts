@@ -7,7 +7,7 @@ import * as s3 from 'aws-cdk-lib/aws-s3';
 import { Asset } from 'aws-cdk-lib/aws-s3-assets';
 import type { Construct } from 'constructs';
 import { ENV, MODEL_FORMATS } from '../contract.js';
-import { detectModelFormat } from '../model-format.js';
+import { modelFileFormat } from '../model-format.js';
 import { attachPrefixPolicy } from './prefix-policy.js';
 import { isOrtFormat, ortFormatOfSync, OrtConversionError } from '../ort-conversion.js';
 import type { Datatype, ModelFormat, TensorDeclaration } from '../predictor.js';
@@ -183,7 +183,7 @@ class AssetModelSource extends ModelSource {
   bind(scope: Construct, grantee: iam.IGrantable): ModelSourceConfig {
     const size = fileSize(this.path);
     if (size === undefined) return invalidSource(scope, `model file ${this.path} does not exist`);
-    const format = this.options.format ?? (size > 0 ? detectModelFormat(this.path) : 'onnx');
+    const format = modelFileFormat(this.path, size, this.options.format);
     const served = formatConfig(format, this.options);
     const problems = [...(size === 0 ? [`model file ${this.path} is empty`] : []), ...served.problems];
     const deployed = this.options.ortFormat ? this.ortFormat(format, problems) : this.path;

@@ -177,11 +177,7 @@ async function takeSlab(
  * A plain body of declared length, copied chunk by chunk into its slab as it arrives (node's parser stops at the
  * declared length), placed as `readBody` places it.
  */
-function readIntoSlab(
-  req: IncomingMessage,
-  slab: BodySlab,
-  length: number,
-): Promise<{ readonly body: Buffer } | { readonly refused: HttpError }> {
+function readIntoSlab(req: IncomingMessage, slab: BodySlab, length: number): Promise<{ readonly body: Buffer }> {
   const pad = binaryPad(req);
   const body = slab.bytes(pad + length).subarray(pad);
   return new Promise((resolve, reject) => {
@@ -206,7 +202,7 @@ function binaryPad(req: IncomingMessage): number {
 
 /**
  * Reads the whole body, inflating it as it arrives when it is compressed, or refuses it as soon as it (or what it
- * inflates to) passes the limit. The body lands in memory of its own (never Node's shared pool), placed so that an
+ * inflates to) passes the limit (a declared length past it is refused before, by `serve`). The body lands in memory of its own (never Node's shared pool), placed so that an
  * OIP binary part starts 8-byte aligned: tensors decode as views into it, and the worker pool moves it to a worker
  * instead of copying.
  */
@@ -215,10 +211,6 @@ function readBody(
   maxBodyBytes: number,
   coding: ContentCoding,
 ): Promise<{ readonly body: Buffer } | { readonly refused: HttpError }> {
-  const declared = Number(req.headers['content-length']);
-  if (Number.isFinite(declared) && declared > maxBodyBytes) {
-    return Promise.resolve({ refused: tooLarge(maxBodyBytes, false) });
-  }
   const pad = binaryPad(req);
   const inflate = decoder(coding);
   return new Promise((resolve, reject) => {

@@ -84,12 +84,13 @@ export class ShadowCopy<T> {
   offer(offer: ShadowOffer<T>): Promise<boolean> {
     if (this.closed || !this.share.take()) return Promise.resolve(false);
     this.counts.offered++;
-    if (this.options.keep) offer = { ...offer, copy: this.options.keep(offer.copy) };
     const refusal = this.options.target.refuse?.(offer.copy);
     if (refusal !== undefined) {
       this.drop(offer.requestId, refusal);
       return Promise.resolve(false);
     }
+    // Only a copy that will be sent is made independent of the transport's memory.
+    if (this.options.keep) offer = { ...offer, copy: this.options.keep(offer.copy) };
     if (this.inFlight < this.maxInFlight) return this.send(offer);
     if (this.queue.length >= this.maxQueued) {
       this.drop(offer.requestId, 'queue full');
