@@ -338,12 +338,24 @@ describe('digits OIP binary bodies through Lambda events, at every JSON header l
 
   test('a body marked base64 with characters outside the alphabet is still a 400', async () => {
     const valid = Buffer.from('{"inputs":[]}').toString('base64');
-    for (const body of [`${valid.slice(0, -4)}!!!!`, `Ł${valid.slice(1)}`]) {
+    // Latin-1 letters beyond ASCII (V8 stores these strings one byte per character) and one beyond Latin-1.
+    const bodies = [
+      `${valid.slice(0, -4)}!!!!`,
+      `\u00c4${valid.slice(1)}`,
+      `\u00ff${valid.slice(1)}`,
+      `Ł${valid.slice(1)}`,
+    ];
+    for (const body of bodies) {
       const event = { ...httpApiEvent('POST', '/v2/models/digits/infer'), body, isBase64Encoded: true };
       const result = await oipHandler(event, lambdaContext());
       assert.equal(result.statusCode, 400, body);
       assert.match(result.body, /not valid base64/);
     }
+    // Valid base64 in a string V8 keeps two bytes per character (the wide character cut away) is decoded as any other.
+    const twoByte = `${valid}\u2466`.slice(0, valid.length);
+    const event = { ...httpApiEvent('POST', '/v2/models/digits/infer'), body: twoByte, isBase64Encoded: true };
+    const result = await oipHandler(event, lambdaContext());
+    assert.doesNotMatch(result.body, /not valid base64/);
   });
 });
 
