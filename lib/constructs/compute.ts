@@ -303,9 +303,9 @@ export interface EcsComputeProps {
   readonly instanceType: string;
   /** GPUs each task reserves; 0 runs the CPU image. @default 1 on GPU instance types, else 0 */
   readonly gpuCount?: number;
-  /** The fewest tasks the service runs. @default 1 */
+  /** The fewest tasks each service runs (each variant's, and an AsyncApi's queue worker, where 0 is allowed). @default 1 */
   readonly minTasks?: number;
-  /** The most tasks autoscaling adds. @default the larger of minTasks and 2 */
+  /** The most tasks autoscaling gives each service. @default the larger of minTasks and 2 */
   readonly maxTasks?: number;
   /** Target of each service's autoscaling: ALB requests per task per minute (an AsyncApi scales on its queue). @default 600 */
   readonly targetRequestsPerTask?: number;

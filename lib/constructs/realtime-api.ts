@@ -77,7 +77,8 @@ export { API_METADATA_KEY };
 /**
  * A model (and optionally a predictor) served as an HTTPS API: by default an API Gateway HTTP API in front of a
  * Lambda container function that pulls the model from S3 at cold start; with `Compute.sageMaker` a REST API in
- * front of a SageMaker endpoint, with `Compute.ecs` an HTTP API and VPC link in front of an ECS service's ALB.
+ * front of a SageMaker endpoint, with `Compute.ecs` an HTTP API and VPC link in front of an ALB that splits requests
+ * among one ECS service per variant.
  * The compute builds its own backend (`Compute.bind`); this construct applies the defaults and publishes the URL.
  */
 export class RealtimeApi extends Construct {

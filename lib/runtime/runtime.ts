@@ -93,6 +93,14 @@ export class Runtime {
     return this.options.apiName;
   }
 
+  /**
+   * Whether no code but the runtime's own sees a request's body: the default predictor on an ONNX model. A transport
+   * may then reuse a body's memory once its request is answered.
+   */
+  get bodiesStayInside(): boolean {
+    return this.options.predictor === undefined && this.lifecycle.loaded?.format === 'onnx';
+  }
+
   /** Why the last start failed, if it did. */
   get startupError(): StartupError | undefined {
     return this.lifecycle.startupError;

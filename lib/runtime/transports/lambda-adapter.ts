@@ -13,6 +13,7 @@ import { decodeBody, requestCoding } from '../codec/content-encoding.js';
 import { errorBodyJson, isJsonContentType, mediaType } from '../codec/json.js';
 import { BINARY_HEADER } from '../codec/oip.js';
 import { isRouted } from '../routes.js';
+import { BodyMemory } from './body-memory.js';
 import { requestIdFrom } from './request-id.js';
 import type { Runtime } from '../runtime.js';
 
@@ -42,12 +43,17 @@ export function createLambdaHandler(runtime: Runtime, options: LambdaHandlerOpti
   const maxBodyBytes = options.maxBodyBytes ?? LAMBDA_PAYLOAD.maxTextBodyBytes;
   const maxResultBytes = options.maxResultBytes ?? LAMBDA_PAYLOAD.payloadBytes;
   const margin = options.deadlineMarginMs ?? 500;
-  return async (event, context) => {
+  const bodyMemory = new BodyMemory();
+  const answer = async (
+    event: unknown,
+    context: Partial<Context> | undefined,
+    memory: BodyMemory | undefined,
+  ): Promise<LambdaResult> => {
     let request: InternalRequest;
     let requestId: string;
     let version: PayloadVersion;
     try {
-      ({ request, requestId, version } = fromEvent(event, context));
+      ({ request, requestId, version } = fromEvent(event, context, memory));
     } catch (error) {
       if (!(error instanceof BadEvent)) throw error;
       return errorResult(400, 'invalid_input', error.message, gatewayRequestId(event, context));
@@ -87,6 +93,23 @@ export function createLambdaHandler(runtime: Runtime, options: LambdaHandlerOpti
       requestId,
     );
   };
+  return async (event, context) => {
+    // Offered only when free: the body decoded first thing (synchronously) takes it, so in use afterwards means ours.
+    const memory = runtime.bodiesStayInside && !bodyMemory.inUse ? bodyMemory : undefined;
+    let succeeded = false;
+    try {
+      const result = await answer(event, context, memory);
+      succeeded = result.statusCode < 300;
+      return result;
+    } finally {
+      // A success's answer is bytes of its own, and nothing holds its body; after a failure (a timeout's run may still
+      // read it), whatever holds the body keeps that buffer.
+      if (memory?.inUse) {
+        if (succeeded) memory.release();
+        else memory.abandon();
+      }
+    }
+  };
 }
 
 /**
@@ -101,11 +124,12 @@ function resultBytes(result: LambdaResult, limit: number): number {
 function fromEvent(
   event: unknown,
   context: Partial<Context> | undefined,
+  memory: BodyMemory | undefined,
 ): { request: InternalRequest; requestId: string; version: PayloadVersion } {
   if (typeof event !== 'object' || event === null) throw new BadEvent('the event is not an API Gateway proxy event');
   const e = event as Record<string, unknown>;
-  if (e['version'] === '2.0') return fromV2(event as APIGatewayProxyEventV2, context);
-  if (typeof e['httpMethod'] === 'string') return fromV1(event as APIGatewayProxyEvent, context);
+  if (e['version'] === '2.0') return fromV2(event as APIGatewayProxyEventV2, context, memory);
+  if (typeof e['httpMethod'] === 'string') return fromV1(event as APIGatewayProxyEvent, context, memory);
   throw new BadEvent('the event is not an API Gateway proxy event (payload format 1.0 or 2.0)');
 }
 
@@ -125,7 +149,7 @@ function gatewayRequestId(event: unknown, context: Partial<Context> | undefined)
     : requestIdFrom(undefined);
 }
 
-function fromV2(event: APIGatewayProxyEventV2, context: Partial<Context> | undefined) {
+function fromV2(event: APIGatewayProxyEventV2, context: Partial<Context> | undefined, memory: BodyMemory | undefined) {
   const method = event.requestContext?.http?.method;
   if (typeof method !== 'string' || typeof event.rawPath !== 'string') {
     throw new BadEvent('payload 2.0 event lacks requestContext.http.method or rawPath');
@@ -139,13 +163,13 @@ function fromV2(event: APIGatewayProxyEventV2, context: Partial<Context> | undef
   // Most inference calls carry no query string: no parser for them.
   const query = rawQuery === '' ? {} : Object.fromEntries(new URLSearchParams(rawQuery));
   return {
-    request: withBody({ method, path, query, headers }, event.body, event.isBase64Encoded),
+    request: withBody({ method, path, query, headers }, event.body, event.isBase64Encoded, memory),
     requestId: gatewayRequestId(event, context),
     version: '2.0' as const,
   };
 }
 
-function fromV1(event: APIGatewayProxyEvent, context: Partial<Context> | undefined) {
+function fromV1(event: APIGatewayProxyEvent, context: Partial<Context> | undefined, memory: BodyMemory | undefined) {
   if (typeof event.path !== 'string') throw new BadEvent('payload 1.0 event lacks path');
   if (typeof event.httpMethod !== 'string') throw new BadEvent('payload 1.0 event lacks httpMethod');
   const headers = lowerCaseHeaders(event.headers);
@@ -165,6 +189,7 @@ function fromV1(event: APIGatewayProxyEvent, context: Partial<Context> | undefin
       { method: event.httpMethod, path: event.path, query, headers },
       event.body,
       event.isBase64Encoded,
+      memory,
     ),
     requestId: gatewayRequestId(event, context),
     version: '1.0' as const,
@@ -206,10 +231,11 @@ function withBody(
   fields: Omit<InternalRequest, 'body' | 'text'>,
   body: string | null | undefined,
   isBase64Encoded: boolean | undefined,
+  memory: BodyMemory | undefined,
 ): InternalRequest {
   if (body === null || body === undefined) return { ...fields, body: EMPTY };
   if (typeof body !== 'string') throw new BadEvent('event body must be a string');
-  if (isBase64Encoded) return { ...fields, body: decodeBase64(body, fields.headers[BINARY_HEADER]) };
+  if (isBase64Encoded) return { ...fields, body: decodeBase64(body, fields.headers[BINARY_HEADER], memory) };
   let bytes: Buffer | undefined;
   return {
     ...fields,
@@ -248,11 +274,11 @@ const BEYOND_LATIN1 = /[\u0100-\uffff]/;
  * character cannot hold one, and V8 answers that regex for such a string without reading it (0.1 µs for a MobileNet
  * body on Node 22, where the ASCII count `Buffer.byteLength` took 110 µs, as long as the decode itself).
  *
- * The bytes land in memory of their own (never Node's shared pool), placed so that an OIP binary part (after the JSON
+ * The bytes land in `memory` when given and free, else in memory of their own (never Node's shared pool), placed so that an OIP binary part (after the JSON
  * header that `inference-header-content-length` measures) starts 8-byte aligned: its tensors are views into the body,
  * where a tensor at an odd offset of a pooled buffer had to be copied once more (MobileNet: 588 KiB a request).
  */
-function decodeBase64(text: string, binaryHeader: string | undefined): Buffer {
+function decodeBase64(text: string, binaryHeader: string | undefined, memory: BodyMemory | undefined): Buffer {
   const padding = text.endsWith('==') ? 2 : text.endsWith('=') ? 1 : 0;
   const length = (text.length / 4) * 3 - padding;
   if (text.length % 4 !== 0 || BEYOND_LATIN1.test(text)) throw notBase64();
@@ -260,7 +286,7 @@ function decodeBase64(text: string, binaryHeader: string | undefined): Buffer {
   const pad =
     binaryHeader !== undefined && Number.isSafeInteger(binaryAt) && binaryAt >= 0 ? (8 - (binaryAt % 8)) % 8 : 0;
   // Not zero-filled (every byte is written next): a zeroed ArrayBuffer of a large body came from fresh pages each time.
-  const body = Buffer.allocUnsafeSlow(pad + length).subarray(pad);
+  const body = memory?.take(pad, length) ?? Buffer.allocUnsafeSlow(pad + length).subarray(pad);
   if (body.write(text, 'base64') !== length) throw notBase64();
   return body;
 }

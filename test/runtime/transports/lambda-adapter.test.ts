@@ -643,3 +643,67 @@ describe("Lambda's payload limits and cookies", () => {
     assert.equal(resultError(result).code, 'payload_too_large');
   });
 });
+
+describe('the memory base64 bodies are decoded into, reused from one invocation to the next', () => {
+  /** A digits OIP binary event for image `i`, its JSON header padded by an id of `i` characters. */
+  function imageEvent(i: number): ReturnType<typeof httpApiEvent> {
+    const header = Buffer.from(
+      JSON.stringify({
+        id: 'x'.repeat(i % 8),
+        inputs: [{ name: 'image', shape: [1, 1, 8, 8], datatype: 'FP32', parameters: { binary_data_size: 256 } }],
+        parameters: { binary_data_output: true },
+      }),
+    );
+    const image = Float32Array.from(expected.images[i]!);
+    return httpApiEvent('POST', '/v2/models/digits/infer', {
+      body: Buffer.concat([header, Buffer.from(image.buffer)]),
+      base64: true,
+      contentType: 'application/octet-stream',
+      headers: { [BINARY_HEADER]: String(header.length) },
+    });
+  }
+
+  function assertImageAnswer(result: APIGatewayProxyResult, i: number): void {
+    assert.equal(result.statusCode, 200, result.body);
+    const bytes = Buffer.from(result.body, 'base64');
+    const binary = bytes.subarray(Number(result.headers?.[BINARY_HEADER]));
+    const logits = Array.from({ length: DIGIT_CLASSES }, (_, k) => binary.readFloatLE(k * 4));
+    assertLogitsClose(logits, expected.logits[i]!, `image ${i}`);
+  }
+
+  test('invocations in flight together, one after another, and after failures each get their own answer', async () => {
+    const concurrent = await Promise.all(
+      Array.from({ length: 12 }, (_, i) => oipHandler(imageEvent(i), lambdaContext())),
+    );
+    concurrent.forEach((result, i) => assertImageAnswer(result, i));
+    for (let i = 12; i < 40; i++) {
+      if (i % 5 === 0) {
+        // A refused body (a shape its bytes do not fill) between two good ones.
+        const bad = imageEvent(i);
+        bad.body = Buffer.from(Buffer.from(bad.body!, 'base64').subarray(0, -4)).toString('base64');
+        assert.equal((await oipHandler(bad, lambdaContext())).statusCode, 400);
+      }
+      assertImageAnswer(await oipHandler(imageEvent(i), lambdaContext()), i);
+    }
+  });
+
+  test("a custom predictor's bodies are its own: a body it keeps is never written over by a later one", async () => {
+    const kept: Buffer[] = [];
+    const runtime = await startRuntime({
+      modelUri: DIGITS_ONNX,
+      predictor: definePredictor({
+        predict: async (request) => {
+          kept.push(request.body);
+          return { kept: kept.length };
+        },
+      }),
+    });
+    const handler = createLambdaHandler(runtime);
+    const sent = Array.from({ length: 6 }, (_, i) => Buffer.alloc(4096, i + 1));
+    for (const body of sent) {
+      const event = httpApiEvent('POST', '/', { body, base64: true, contentType: 'application/octet-stream' });
+      assert.equal((await handler(event, lambdaContext())).statusCode, 200);
+    }
+    kept.forEach((body, i) => assert.deepEqual(body, sent[i], `body ${i} as the predictor kept it`));
+  });
+});
