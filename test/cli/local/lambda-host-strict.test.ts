@@ -12,6 +12,7 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
+import { setTimeout as delay } from 'node:timers/promises';
 import { startEmbeddedS3, type EmbeddedS3 } from '../../../lib/cli/local/embedded-s3.js';
 import type { HostListening, LambdaHostSpec } from '../../../lib/cli/local/lambda-host.js';
 import { BUNDLE_FILE, buildLambdaImageContext } from '../../../lib/constructs/images/lambda-image-context.js';
@@ -65,6 +66,22 @@ async function startHost(bundle: string, env: Record<string, string> = {}, timeo
     child.once('exit', (code) => reject(new Error(`the host exited (${code}): ${err}`)));
   });
   return { url: `http://127.0.0.1:${listening.port}`, listening, stdout: () => out, child };
+}
+
+/**
+ * The host's stdout once `ready` holds of it (at most 5 s), then a further 50 ms: its lines come down a pipe of their
+ * own, so they may reach this process after the HTTP answer of the invocation that wrote them.
+ */
+async function stdoutWhen(host: Host, ready: (out: string) => boolean): Promise<string> {
+  const deadline = performance.now() + 5000;
+  while (!ready(host.stdout()) && performance.now() < deadline) await delay(10);
+  await delay(50);
+  return host.stdout();
+}
+
+/** How many lines of `out` start with `prefix`. */
+function linesStarting(out: string, prefix: string): number {
+  return out.split('\n').filter((line) => line.startsWith(prefix)).length;
 }
 
 async function post(
@@ -139,7 +156,7 @@ describe('the local Lambda host answers as API Gateway and Lambda do', () => {
       const reply = await post(host, body);
       assert.equal(reply.status, 500, `${body}: ${reply.text}`);
       assert.equal(reply.text, INTERNAL_SERVER_ERROR);
-      assert.match(host.stdout(), logged, body);
+      assert.match(await stdoutWhen(host, (out) => logged.test(out)), logged, body);
     }
     assert.doesNotMatch(INTERNAL_SERVER_ERROR, /secret/);
     const ok = await post(host, 'hello');
@@ -151,7 +168,7 @@ describe('the local Lambda host answers as API Gateway and Lambda do', () => {
     const host = await startHost(handlerFile);
     await post(host, 'throw');
     await post(host, 'hello');
-    const lines = host.stdout().split('\n');
+    const lines = (await stdoutWhen(host, (out) => linesStarting(out, 'REPORT RequestId: ') >= 2)).split('\n');
     const start = lines.filter((line) => line.startsWith('START RequestId: '));
     assert.equal(start.length, 2);
     const ids = start.map((line) => /^START RequestId: ([0-9a-f-]{36}) Version: \$LATEST$/.exec(line)![1]!);
@@ -187,16 +204,12 @@ describe('the local Lambda host answers as API Gateway and Lambda do', () => {
 
   test("an event above Lambda's 6,291,456 bytes is 413 without an invocation: binary bodies count base64-encoded", async () => {
     const host = await startHost(handlerFile);
-    const invocations = (): number =>
-      host
-        .stdout()
-        .split('\n')
-        .filter((l) => l.startsWith('START ')).length;
+    const invocations = (): number => linesStarting(host.stdout(), 'START ');
     // 4.6 MB of bytes: a 6.1 MB event, served. 4.8 MB: a 6.4 MB event, refused though below 6 MiB itself.
     const fits = await post(host, Buffer.alloc(4_600_000, 1), 'application/octet-stream');
     assert.equal(fits.status, 200, fits.text);
     assert.equal(fits.text, 'len=4600000');
-    const before = invocations();
+    const before = linesStarting(await stdoutWhen(host, (out) => linesStarting(out, 'START ') >= 1), 'START ');
     const binary = await post(host, Buffer.alloc(4_800_000, 1), 'application/octet-stream');
     assert.equal(binary.status, 413);
     assert.equal(binary.text, TOO_LARGE);
@@ -207,6 +220,7 @@ describe('the local Lambda host answers as API Gateway and Lambda do', () => {
     const huge = await post(host, Buffer.alloc(11 * 1024 * 1024, 1), 'application/octet-stream');
     assert.equal(huge.status, 413);
     assert.equal(huge.text, TOO_LARGE);
+    await stdoutWhen(host, () => invocations() >= before + 1);
     assert.equal(invocations(), before + 1, 'only the text request was invoked after the refusals');
   });
 
@@ -218,11 +232,13 @@ describe('the local Lambda host answers as API Gateway and Lambda do', () => {
         .stdout()
         .split('\n')
         .filter((line) => line.includes('\tERROR\tUncaught Exception \t')).length;
+    await stdoutWhen(host, () => failures() >= 1);
     assert.equal(failures(), 1, 'the init phase failed once');
     for (const tries of [2, 3]) {
       const reply = await post(host, '{"a":1}', 'application/json');
       assert.equal(reply.status, 500);
       assert.equal(reply.text, INTERNAL_SERVER_ERROR, 'no detail of the failure reaches the client');
+      await stdoutWhen(host, () => failures() >= tries);
       assert.equal(failures(), tries, 'the request ran the init again');
     }
     assert.ok(host.stdout().includes(INIT_DETAIL), 'the log has the details');
