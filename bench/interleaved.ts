@@ -66,22 +66,35 @@ export interface MeasuredModel<Id extends string> {
 /**
  * The Lambda handler as `cdk synth` builds it: the esbuild bundle of the image's build context, configured by the
  * deployed env contract (read at import, so set just before). `bundle` is its path, to load modules from beside it.
+ * `extraEnv` is set for this import only (the runtime reads it while the bundle's top-level await loads the model);
+ * `instance` names a second, separate instance of the same bundle (its own runtime, session and settings).
  */
 export async function importSynthesizedHandler(
   apiName: string,
   modelPath: string,
   threads: number,
+  options: {
+    readonly extraEnv?: Readonly<Record<string, string>>;
+    readonly instance?: string;
+    readonly bundle?: string;
+  } = {},
 ): Promise<{ handler: LambdaHandler; bundle: string }> {
-  const dir = buildLambdaImageContext({ arch: process.arch === 'arm64' ? 'arm64' : 'x64' });
+  const bundle =
+    options.bundle ?? join(buildLambdaImageContext({ arch: process.arch === 'arm64' ? 'arm64' : 'x64' }), BUNDLE_FILE);
   Object.assign(process.env, {
     [ENV.apiName]: apiName,
     [ENV.modelUri]: resolve(modelPath),
     [ENV.intraOpThreads]: String(threads),
     [ENV.logLevel]: 'INFO',
+    ...options.extraEnv,
   });
-  const bundle = join(dir, BUNDLE_FILE);
-  const { handler } = (await import(pathToFileURL(bundle).href)) as { handler: LambdaHandler };
-  return { handler, bundle };
+  const url = `${pathToFileURL(bundle).href}${options.instance ? `?instance=${options.instance}` : ''}`;
+  try {
+    const { handler } = (await import(url)) as { handler: LambdaHandler };
+    return { handler, bundle };
+  } finally {
+    for (const name of Object.keys(options.extraEnv ?? {})) Reflect.deleteProperty(process.env, name);
+  }
 }
 
 /** `handler` invoked with a Lambda context; rejects unless it answers 200. */

@@ -6,7 +6,9 @@
  * Per model, three variants answer the same input, interleaved in round-robin blocks (the order rotates each round):
  * raw `session.run` on a prebuilt tensor; a hand-written binary Lambda (base64 body → tensor → `session.run` → the
  * first output's bytes as base64, no validation, no logging); Arclight's handler as synth bundles it, on the OIP
- * binary body with binary outputs. Every variant's logits are checked equal before anything is timed.
+ * binary body with binary outputs; and that handler as deployed, where Lambda's environment turns metrics on (an EMF
+ * line written after every invocation), a second instance of the same bundle. Every variant's logits are checked equal
+ * before anything is timed.
  */
 import { readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
@@ -30,7 +32,7 @@ import {
 } from './interleaved.js';
 import { apiGatewayV2Event, inputFor, oipBinaryBody } from './payloads.js';
 
-export type LambdaVariantId = 'raw' | 'hand-written' | 'handler';
+export type LambdaVariantId = 'raw' | 'hand-written' | 'handler' | 'deployed';
 
 export interface LambdaModelResult extends MeasuredModel<LambdaVariantId> {
   readonly rawBodyBytes: number;
@@ -88,6 +90,11 @@ async function measureModel(
   const model = MODELS[plan.model];
   const input = inputFor(model);
   const { handler, bundle } = await importSynthesizedHandler(model.key, model.path, threads);
+  const deployed = await importSynthesizedHandler(model.key, model.path, threads, {
+    bundle,
+    instance: 'deployed',
+    extraEnv: { AWS_LAMBDA_FUNCTION_NAME: `bench-${model.key}` },
+  });
   const ort = ortBeside(bundle);
   const newSession = (): Promise<ortTypes.InferenceSession> =>
     ort.InferenceSession.create(readFileSync(model.path), onnxSessionOptions({ intraOpThreads: threads }));
@@ -102,6 +109,7 @@ async function measureModel(
   const oip = oipBinaryBody(model, input);
   const oipEvent = apiGatewayV2Event(oip.body, oip.headers);
   const invoke = okInvoker(handler);
+  const invokeDeployed = okInvoker(deployed.handler);
 
   const variants: Variant<LambdaVariantId>[] = [
     {
@@ -122,6 +130,15 @@ async function measureModel(
       call: () => invoke(oipEvent),
       logits: async () => {
         const result = await invoke(oipEvent);
+        return binaryLogits(Buffer.from(result.body, 'base64'), result.headers?.[BINARY_HEADER]);
+      },
+    },
+    {
+      id: 'deployed',
+      label: 'Arclight Lambda handler as deployed (+ EMF metrics per invocation)',
+      call: () => invokeDeployed(oipEvent),
+      logits: async () => {
+        const result = await invokeDeployed(oipEvent);
         return binaryLogits(Buffer.from(result.body, 'base64'), result.headers?.[BINARY_HEADER]);
       },
     },

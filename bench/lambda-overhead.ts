@@ -73,6 +73,7 @@ export const lambdaOverhead: Scenario = {
     const tables = result.models.map((m) => modelTable(m, result, loadBefore, loadAfter, node.note));
     const checks = [
       ...result.models.map(modelCheck),
+      ...result.models.map(deployedCheck),
       ...(node.note ? [{ status: 'INFO' as const, text: node.note }] : []),
     ];
     const data = {
@@ -85,6 +86,7 @@ export const lambdaOverhead: Scenario = {
       models: result.models.map((m) => ({
         ...m,
         handlerVsHandWritten: compare(m, 'handler', 'hand-written'),
+        deployedVsHandWritten: compare(m, 'deployed', 'hand-written'),
         handWrittenVsRaw: compare(m, 'hand-written', 'raw'),
       })),
     };
@@ -129,6 +131,15 @@ function modelCheck(model: LambdaModelResult): Check {
   return {
     status: pass ? 'PASS' : 'FAIL',
     text: `${model.model.padEnd(9)} Arclight handler vs hand-written binary Lambda: ${parts.join(', ')}; by round ${formatRoundRatio(c)}`,
+  };
+}
+
+/** The handler as deployed (metrics on) against the same target, said as information beside the check above. */
+function deployedCheck(model: LambdaModelResult): Check {
+  const { parts } = holdToTarget(compare(model, 'deployed', 'hand-written'), TARGETS[model.model] ?? {}, 'p50');
+  return {
+    status: 'INFO',
+    text: `${model.model.padEnd(9)} as deployed (EMF metrics written after each invocation) vs hand-written: ${parts.join(', ')}`,
   };
 }
 
