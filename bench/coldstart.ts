@@ -15,6 +15,7 @@ import { BUNDLE_FILE, buildLambdaImageContext } from '../lib/constructs/images/l
 import { ENV } from '../lib/contract.js';
 import { initBudgetMs } from '../lib/runtime/transports/lambda.js';
 import { runInChild } from './child.js';
+import { deployedNode } from './deployed-node.js';
 import { LEGACY_ENV, buildLegacyBundle } from './coldstart-legacy.js';
 import { DIGITS, MOBILENET, apiGatewayV2Event, inputFor, oipJsonBody } from './payloads.js';
 import type { BenchOptions, Check, Scenario, ScenarioReport, Table } from './report.js';
@@ -145,7 +146,11 @@ async function coldStart(
       input,
       run.progress,
       // Plain node, no tsx loader, the env contract in the process's own environment: as on Lambda.
-      { plain: true, env: { NODE_OPTIONS: '', ...run.env, ...variant.env, HOME: home, TMPDIR: home } },
+      {
+        plain: true,
+        execPath: deployedNode().execPath,
+        env: { NODE_OPTIONS: '', ...run.env, ...variant.env, HOME: home, TMPDIR: home },
+      },
     );
     const files = (await readdir(home, { recursive: true, withFileTypes: true })).filter((e) => e.isFile()).length;
     return { ...result, filesWritten: files };
@@ -208,7 +213,7 @@ function report(
   const table: Table = {
     title: 'coldstart · fresh process → first prediction, Lambda bundle before vs after the init-phase load',
     notes: [
-      `Medians of ${rounds} fresh child processes per model and variant, the order rotated each round; models from s3rver on loopback.`,
+      `Medians of ${rounds} fresh child processes of Node ${deployedNode().version} per model and variant, the order rotated each round; models from s3rver on loopback.`,
       'before: the bundle as built before issue 12 (handler exported at once, names minified), run with NODE_OPTIONS=--enable-source-maps and onnxruntime telemetry on. after: the bundle synth builds now, as its image runs it.',
       "after + source maps / after + ort telemetry: today's bundle with only that one thing put back, to isolate its cost.",
       "init: process start → the bundle's import resolved (Lambda's Init duration). first request: the first invocation alone. init + first: what the first client waits for after the sandbox starts, on demand.",

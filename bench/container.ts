@@ -25,6 +25,7 @@ import {
   buildContainerImageContext,
 } from '../lib/constructs/images/container-image-context.js';
 import { onnxSessionOptions } from '../lib/runtime/executors/onnx-executor.js';
+import { deployedNode } from './deployed-node.js';
 import { MOBILENET, inputFor, oipBinaryBody } from './payloads.js';
 import type { BenchOptions, Check, Scenario, ScenarioReport, Table } from './report.js';
 import { formatMs, formatRatio, summarize, type Summary } from './stats.js';
@@ -85,7 +86,7 @@ export function releaseServerContext(): void {
 export async function startServer(env: Record<string, string>): Promise<Server> {
   const port = await freeLoopbackPort();
   // The bundled server exactly as the image's ENTRYPOINT runs it (no loader), from a runnable copy of its context.
-  const child = spawn(process.execPath, [join(serverContext().dir, SERVER_FILE)], {
+  const child = spawn(deployedNode().execPath, [join(serverContext().dir, SERVER_FILE)], {
     env: {
       ...process.env,
       NODE_OPTIONS: CONTAINER_NODE_OPTIONS,

@@ -12,6 +12,7 @@ import { loadavg } from 'node:os';
 import { startEmbeddedS3 } from '../lib/cli/local/embedded-s3.js';
 import { bigModel } from './big-model.js';
 import { runInChild } from './child.js';
+import { deployedNode } from './deployed-node.js';
 import type { FetchVariant, FetchWorkerInput, FetchWorkerResult } from './fetch-worker.js';
 import type { BenchOptions, Check, Scenario, ScenarioReport, Table } from './report.js';
 import { formatMs, formatRatio, median } from './stats.js';
@@ -100,6 +101,7 @@ export const fetchScenario: Scenario = {
               new URL('./fetch-worker.ts', import.meta.url),
               input,
               progress,
+              { execPath: deployedNode().execPath },
             );
             runs.push({ ...result, round, connections: proxy.connections() - before });
           }
@@ -233,7 +235,7 @@ function report(
   const table: Table = {
     title: `fetch · ${(bytes / 2 ** 20).toFixed(0)} MiB ONNX model (Gather over a 65536×1024 float table) from s3rver, ${bandwidthMBps} MB/s per connection`,
     notes: [
-      `Medians of ${rounds} round(s); each measurement a fresh child process (imports included), variants alternating.`,
+      `Medians of ${rounds} round(s); each measurement a fresh child process of Node ${deployedNode().version} (imports included), variants alternating.`,
       'Arclight: loadModelBytes (the model store as deployed) while onnxruntime-node imports, then OnnxExecutor.load and one run.',
       'import: Arclight\'s overlaps the fetch (its "fetch" column starts at the clock, imports of the store included); naive imports first, then fetches.',
       `Floor: the transfer at the aggregate cap of the connections Arclight opened (${connections}), plus session create and first run measured from bytes in memory.`,
@@ -296,6 +298,8 @@ function report(
   );
   const stats = runs.find((r) => r.variant === 'arclight')?.fetchStats;
   if (stats !== undefined) checks.push({ status: 'INFO', text: `model store fetch stats: ${JSON.stringify(stats)}` });
+  const node = deployedNode();
+  if (node.note) checks.push({ status: 'INFO', text: node.note });
   const data = {
     bandwidthMBpsPerConnection: bandwidthMBps,
     modelBytes: bytes,

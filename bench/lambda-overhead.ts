@@ -2,11 +2,8 @@
  * Scenario `lambda-overhead`: Arclight's Lambda handler (the synth bundle) against a hand-written binary Lambda
  * handler (base64 body → session.run → base64 answer) and raw `session.run`, on the Node that Lambda runs (22.x,
  * whose base64 decoding is much faster than 20's). Targets: handler p50 ≤ 1.05 × hand-written on MobileNet, ≤
- * hand-written + 50 µs on digits. The Node: $ARCLIGHT_BENCH_NODE, else a 22.x installed from the npm registry under
- * /tmp/node22 (`npm install --prefix /tmp/node22 node@22`), else this process's Node (said in the report).
+ * hand-written + 50 µs on digits. The Node: deployed-node.ts.
  */
-import { spawnSync } from 'node:child_process';
-import { existsSync } from 'node:fs';
 import {
   SUMMARY_COLUMNS,
   compare,
@@ -19,6 +16,7 @@ import {
   type PlansInput,
   type Target,
 } from './interleaved.js';
+import { deployedNode } from './deployed-node.js';
 import type { LambdaModelResult, LambdaOverheadResult } from './lambda-overhead-worker.js';
 import type { BenchOptions, Check, Scenario, ScenarioReport, Table } from './report.js';
 import { formatDeltaMs, formatRatio } from './stats.js';
@@ -39,30 +37,12 @@ const TARGETS: Record<string, Target> = {
   digits: { maxAddedMs: 0.05 },
 };
 
-const NODE_ENV = 'ARCLIGHT_BENCH_NODE';
-const NODE22_CANDIDATES = ['/tmp/node22/node_modules/node/bin/node', '/tmp/node22/node_modules/.bin/node'];
-
-/** The Node to measure in, its version, and why when it is not a 22.x. */
-export function lambdaNode(): { execPath: string; version: string; note?: string } {
-  const candidates = [process.env[NODE_ENV], ...NODE22_CANDIDATES].filter((c): c is string => !!c && existsSync(c));
-  for (const execPath of candidates) {
-    const probe = spawnSync(execPath, ['--version'], { encoding: 'utf8' });
-    const version = probe.stdout?.trim() ?? '';
-    if (probe.status === 0 && version.startsWith('v22.')) return { execPath, version };
-  }
-  return {
-    execPath: process.execPath,
-    version: process.version,
-    note: `no Node 22 found (set ${NODE_ENV}, or: npm install --prefix /tmp/node22 node@22): measured on ${process.version}, not on the Node Lambda runs`,
-  };
-}
-
 export const lambdaOverhead: Scenario = {
   name: 'lambda-overhead',
   description:
     'Lambda handler vs a hand-written binary Lambda handler and raw session.run, on Node 22 (digits, MobileNet)',
   async run(options: BenchOptions, progress): Promise<ScenarioReport> {
-    const node = lambdaNode();
+    const node = deployedNode();
     const input: PlansInput = { threads: options.threads, plans: options.quick ? QUICK : FULL };
     const { result, loadBefore, loadAfter } = await runMeasuringChild<PlansInput, LambdaOverheadResult>(
       new URL('./lambda-overhead-worker.ts', import.meta.url),

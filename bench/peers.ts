@@ -17,6 +17,7 @@ import ort from 'onnxruntime-node';
 import { freeLoopbackPort } from '../lib/cli/local/dev-container.js';
 import { onnxSessionOptions } from '../lib/runtime/executors/onnx-executor.js';
 import { releaseServerContext, startServer as startContainerProcess } from './container.js';
+import { deployedNode } from './deployed-node.js';
 import { MOBILENET, inputFor, oipBinaryBody } from './payloads.js';
 import { cpuByRole, threadDelta, threadsOf, type ThreadCpu } from './proc-cpu.js';
 import type { BenchOptions, Check, Scenario, ScenarioReport, Table } from './report.js';
@@ -139,7 +140,7 @@ async function start(config: PeerConfig, bodies: Bodies, python: string | undefi
   switch (config.kind) {
     case 'hand-written': {
       const port = await freeLoopbackPort();
-      const child = spawn(process.execPath, [join(PEER_DIR, 'hand-written-server.mjs')], {
+      const child = spawn(deployedNode().execPath, [join(PEER_DIR, 'hand-written-server.mjs')], {
         env: {
           ...process.env,
           PORT: String(port),
@@ -228,7 +229,7 @@ async function start(config: PeerConfig, bodies: Bodies, python: string | undefi
       if (!existsSync(cli)) throw new Error('arclight serve runs from dist/: run `npm run build` first');
       const port = await freeLoopbackPort();
       const child = spawn(
-        process.execPath,
+        deployedNode().execPath,
         [
           resolve('bin/arclight.js'),
           'serve',
@@ -492,6 +493,7 @@ function report(
   const table: Table = {
     title: `Peers — MobileNet v3 small, binary bodies, ${run.cores} cores, ${run.seconds} s per point`,
     notes: [
+      `Node processes (the hand-written server, the container server, serve): Node ${deployedNode().version}, as the images run; raw session.run in this process (Node ${process.version}).`,
       'load: closed-loop keep-alive clients in a process of their own (bench/peers/load-generator.mjs)',
       'CPU/req: the server processes’ CPU time (every thread, from /proc) ÷ requests sent; main: the thread that reads sockets; inference: worker + onnxruntime threads (nice +10) — for single-threaded servers everything; other: V8 GC helpers, libuv',
       `raw session.run: ${raws.map((r) => `${r.threads} thread${r.threads > 1 ? 's' : ''} ${r.rps.toFixed(1)} runs/s, ${r.cpuMsPerRun.toFixed(2)} ms CPU/run`).join('; ')}; ${rawSideBySide.sessions} sessions × 1 thread side by side ${rawSideBySide.rps.toFixed(1)} runs/s, ${rawSideBySide.cpuMsPerRun.toFixed(2)} ms CPU/run`,
