@@ -13,6 +13,7 @@ import { fileURLToPath } from 'node:url';
 import { freeLoopbackPort } from '../../lib/cli/local/dev-container.js';
 import { CONTAINER_NODE_OPTIONS } from '../../lib/constructs/images/container-image-context.js';
 import { MOBILENET, inputFor, oipBinaryBody } from '../payloads.js';
+import { deployedNode } from '../deployed-node.js';
 import { cpuByRole, threadDelta, threadsOf } from '../proc-cpu.js';
 
 const args = process.argv.slice(2);
@@ -32,7 +33,7 @@ const { body, headers } = oipBinaryBody(MOBILENET, inputFor(MOBILENET));
 const bodyFile = join(dir, 'oip.bin');
 writeFileSync(bodyFile, body);
 const child = spawn(
-  process.execPath,
+  deployedNode().execPath,
   [
     ...(profDir ? ['--cpu-prof', `--cpu-prof-dir=${profDir}`] : []),
     ...(traceGc ? ['--trace-gc'] : []),
