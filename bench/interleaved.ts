@@ -114,6 +114,11 @@ export function float32s(bytes: Buffer): Float32Array {
   return out;
 }
 
+/** The first output of a Lambda result carrying an OIP binary answer (base64, its JSON header's length in a header). */
+export function lambdaBinaryLogits(result: LambdaResult): Float32Array {
+  return binaryLogits(Buffer.from(result.body, 'base64'), result.headers?.[BINARY_HEADER]);
+}
+
 /** The first output of an OIP binary answer: the tensor bytes after the JSON header of `headerLength` bytes. */
 export function binaryLogits(body: Buffer, headerLength: unknown): Float32Array {
   const length = Number(headerLength);

@@ -14,13 +14,12 @@ import { readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import type { APIGatewayProxyEventV2, APIGatewayProxyResult } from 'aws-lambda';
 import type ortTypes from 'onnxruntime-node';
-import { BINARY_HEADER } from '../lib/runtime/codec/oip.js';
 import { onnxSessionOptions } from '../lib/runtime/executors/onnx-executor.js';
 import { serveWorker } from './child.js';
 import {
   MODELS,
   assertSameLogits,
-  binaryLogits,
+  lambdaBinaryLogits,
   float32s,
   importSynthesizedHandler,
   okInvoker,
@@ -128,19 +127,13 @@ async function measureModel(
       id: 'handler',
       label: 'Arclight Lambda handler (synth bundle), OIP binary',
       call: () => invoke(oipEvent),
-      logits: async () => {
-        const result = await invoke(oipEvent);
-        return binaryLogits(Buffer.from(result.body, 'base64'), result.headers?.[BINARY_HEADER]);
-      },
+      logits: async () => lambdaBinaryLogits(await invoke(oipEvent)),
     },
     {
       id: 'deployed',
       label: 'Arclight Lambda handler as deployed (+ EMF metrics per invocation)',
       call: () => invokeDeployed(oipEvent),
-      logits: async () => {
-        const result = await invokeDeployed(oipEvent);
-        return binaryLogits(Buffer.from(result.body, 'base64'), result.headers?.[BINARY_HEADER]);
-      },
+      logits: async () => lambdaBinaryLogits(await invokeDeployed(oipEvent)),
     },
   ];
 

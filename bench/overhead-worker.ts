@@ -20,6 +20,7 @@ import {
   MODELS,
   assertSameLogits,
   binaryLogits,
+  lambdaBinaryLogits,
   importSynthesizedHandler,
   okInvoker,
   timeInterleaved,
@@ -109,10 +110,7 @@ async function measureModel(plan: ModelPlan, threads: number, progress: (text: s
       id: 'handler-binary',
       label: 'Arclight Lambda handler (synth bundle), OIP binary',
       call: () => invoke(binaryEvent),
-      logits: async () => {
-        const result = await invoke(binaryEvent);
-        return binaryLogits(Buffer.from(result.body, 'base64'), result.headers?.[BINARY_HEADER]);
-      },
+      logits: async () => lambdaBinaryLogits(await invoke(binaryEvent)),
     },
     {
       id: 'http-json',

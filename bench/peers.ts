@@ -21,7 +21,7 @@ import { deployedNode } from './deployed-node.js';
 import { MOBILENET, inputFor, oipBinaryBody } from './payloads.js';
 import { cpuByRole, threadDelta, threadsOf, type ThreadCpu } from './proc-cpu.js';
 import type { BenchOptions, Check, Scenario, ScenarioReport, Table } from './report.js';
-import { formatMs, formatRatio, summarize } from './stats.js';
+import { formatMs, formatRatio, median, summarize } from './stats.js';
 import { barChart } from './svg.js';
 
 const CONCURRENCY = [1, 4, 16] as const;
@@ -433,31 +433,40 @@ export const peers: Scenario = {
   description:
     'container server and serve vs a hand-written node:http server and FastAPI (when found), MobileNet binary bodies',
   async run(options: BenchOptions, progress): Promise<ScenarioReport> {
-    const seconds = options.quick ? 1.5 : 5;
+    // Rounds, each configuration once per round in a rotated order, medians over rounds: run one after another, a
+    // configuration alone caught whatever the host was doing then (one FastAPI point moved 37% between two runs).
+    const rounds = options.quick ? 1 : 3;
+    const seconds = options.quick ? 1.5 : 3;
     const cores = availableParallelism();
     const loadBefore = loadavg()[0]!;
     const { python, why } = findPeerPython();
     const dir = mkdtempSync(join(tmpdir(), 'arclight-peers-'));
     const bodies = writeBodies(dir);
-    progress('raw session.run');
-    const raws = [await raw(1, seconds), await raw(cores, seconds)];
-    const rawOne = raws[0]!;
-    progress('raw session.run, one session per core side by side');
-    const rawSideBySide = await rawParallel(cores, seconds);
-    const results: PeerResult[] = [];
+    const list = configs(python, cores);
+    const points = list.map(() => CONCURRENCY.map((): Point[] => []));
+    const rawRuns: RawRun[] = [];
     try {
-      for (const config of configs(python, cores)) {
-        progress(`${config.label}: starting`);
-        const running = await start(config, bodies, python);
-        try {
-          const points: Point[] = [];
-          for (const c of CONCURRENCY) {
-            progress(`${config.label}: concurrency ${c}`);
-            points.push(await measure(running, c, seconds, config.kind === 'container' && c === 16));
+      for (let round = 0; round < rounds; round++) {
+        const tag = rounds > 1 ? `round ${round + 1}/${rounds}: ` : '';
+        progress(`${tag}raw session.run`);
+        rawRuns.push({
+          one: await raw(1, seconds),
+          all: await raw(cores, seconds),
+          sideBySide: await rawParallel(cores, seconds),
+        });
+        for (let k = 0; k < list.length; k++) {
+          const index = (round + k) % list.length;
+          const config = list[index]!;
+          progress(`${tag}${config.label}: starting`);
+          const running = await start(config, bodies, python);
+          try {
+            for (const [i, c] of CONCURRENCY.entries()) {
+              progress(`${tag}${config.label}: concurrency ${c}`);
+              points[index]![i]!.push(await measure(running, c, seconds, config.kind === 'container' && c === 16));
+            }
+          } finally {
+            await running.stop();
           }
-          results.push({ config, points });
-        } finally {
-          await running.stop();
         }
       }
     } finally {
@@ -465,16 +474,58 @@ export const peers: Scenario = {
       agent.destroy();
       rmSync(dir, { recursive: true, force: true });
     }
-    return report(results, raws, rawOne, rawSideBySide, { cores, loadBefore, python, why, seconds });
+    const results: PeerResult[] = list.map((config, i) => ({ config, points: points[i]!.map(medianPoint) }));
+    const rawOne = medianRaw(rawRuns.map((r) => r.one));
+    const raws = [rawOne, medianRaw(rawRuns.map((r) => r.all))];
+    const side = rawRuns.map((r) => r.sideBySide);
+    const rawSideBySide = { ...medianRaw(side.map((r) => ({ ...r, threads: 1 }))), sessions: side[0]!.sessions };
+    return report(results, raws, rawOne, rawSideBySide, { cores, loadBefore, python, why, seconds, rounds });
   },
 };
+
+interface RawRun {
+  readonly one: { threads: number; rps: number; cpuMsPerRun: number };
+  readonly all: { threads: number; rps: number; cpuMsPerRun: number };
+  readonly sideBySide: { sessions: number; rps: number; cpuMsPerRun: number };
+}
+
+/** Each field's median over rounds (the ping's only when every round probed it). */
+function medianPoint(rounds: readonly Point[]): Point {
+  const of = (pick: (p: Point) => number): number => median(rounds.map(pick));
+  const pings = rounds.map((p) => p.pingP99Ms).filter((v): v is number => v !== undefined);
+  return {
+    concurrency: rounds[0]!.concurrency,
+    rps: of((p) => p.rps),
+    p50Ms: of((p) => p.p50Ms),
+    p99Ms: of((p) => p.p99Ms),
+    errors: rounds.reduce((sum, p) => sum + p.errors, 0),
+    cpuMsPerRequest: of((p) => p.cpuMsPerRequest),
+    mainMsPerRequest: of((p) => p.mainMsPerRequest),
+    inferenceMsPerRequest: of((p) => p.inferenceMsPerRequest),
+    otherMsPerRequest: of((p) => p.otherMsPerRequest),
+    minorFaultsPerRequest: of((p) => p.minorFaultsPerRequest),
+    ...(pings.length === rounds.length ? { pingP99Ms: median(pings) } : {}),
+  };
+}
+
+function medianRaw(runs: readonly { threads: number; rps: number; cpuMsPerRun: number }[]): {
+  threads: number;
+  rps: number;
+  cpuMsPerRun: number;
+} {
+  return {
+    threads: runs[0]!.threads,
+    rps: median(runs.map((r) => r.rps)),
+    cpuMsPerRun: median(runs.map((r) => r.cpuMsPerRun)),
+  };
+}
 
 function report(
   results: readonly PeerResult[],
   raws: readonly { threads: number; rps: number; cpuMsPerRun: number }[],
   rawOne: { rps: number; cpuMsPerRun: number },
   rawSideBySide: { sessions: number; rps: number; cpuMsPerRun: number },
-  run: { cores: number; loadBefore: number; python?: string; why?: string; seconds: number },
+  run: { cores: number; loadBefore: number; python?: string; why?: string; seconds: number; rounds: number },
 ): ScenarioReport {
   const best = (kind: Kind): PeerResult | undefined =>
     results
@@ -491,10 +542,11 @@ function report(
   const pingP99 = Math.max(...results.flatMap((r) => r.points.flatMap((p) => p.pingP99Ms ?? [])));
 
   const table: Table = {
-    title: `Peers — MobileNet v3 small, binary bodies, ${run.cores} cores, ${run.seconds} s per point`,
+    title: `Peers — MobileNet v3 small, binary bodies, ${run.cores} cores, ${run.seconds} s per point, medians of ${run.rounds} round(s)`,
     notes: [
       `Node processes (the hand-written server, the container server, serve): Node ${deployedNode().version}, as the images run; raw session.run in this process (Node ${process.version}).`,
       'load: closed-loop keep-alive clients in a process of their own (bench/peers/load-generator.mjs)',
+      `rounds: each round measures raw session.run, then every server in an order rotated by one; every figure is the median over ${run.rounds} round(s), errors summed`,
       'CPU/req: the server processes’ CPU time (every thread, from /proc) ÷ requests sent; main: the thread that reads sockets; inference: worker + onnxruntime threads (nice +10) — for single-threaded servers everything; other: V8 GC helpers, libuv',
       `raw session.run: ${raws.map((r) => `${r.threads} thread${r.threads > 1 ? 's' : ''} ${r.rps.toFixed(1)} runs/s, ${r.cpuMsPerRun.toFixed(2)} ms CPU/run`).join('; ')}; ${rawSideBySide.sessions} sessions × 1 thread side by side ${rawSideBySide.rps.toFixed(1)} runs/s, ${rawSideBySide.cpuMsPerRun.toFixed(2)} ms CPU/run`,
       ...(run.why ? [`FastAPI peer skipped: ${run.why}`] : [`FastAPI peer: ${run.python}`]),
@@ -572,6 +624,8 @@ function report(
     svg,
     data: {
       cores: run.cores,
+      rounds: run.rounds,
+      secondsPerPoint: run.seconds,
       loadAverage1m: { before: run.loadBefore, after: loadavg()[0] },
       raw: raws,
       rawSideBySide,
