@@ -477,8 +477,7 @@ export const peers: Scenario = {
     const results: PeerResult[] = list.map((config, i) => ({ config, points: points[i]!.map(medianPoint) }));
     const rawOne = medianRaw(rawRuns.map((r) => r.one));
     const raws = [rawOne, medianRaw(rawRuns.map((r) => r.all))];
-    const side = rawRuns.map((r) => r.sideBySide);
-    const rawSideBySide = { ...medianRaw(side.map((r) => ({ ...r, threads: 1 }))), sessions: side[0]!.sessions };
+    const rawSideBySide = medianRaw(rawRuns.map((r) => r.sideBySide));
     return report(results, raws, rawOne, rawSideBySide, { cores, loadBefore, python, why, seconds, rounds });
   },
 };
@@ -508,13 +507,10 @@ function medianPoint(rounds: readonly Point[]): Point {
   };
 }
 
-function medianRaw(runs: readonly { threads: number; rps: number; cpuMsPerRun: number }[]): {
-  threads: number;
-  rps: number;
-  cpuMsPerRun: number;
-} {
+/** A raw measurement's runs/s and CPU per run as medians over rounds (its other fields are the same every round). */
+function medianRaw<T extends { readonly rps: number; readonly cpuMsPerRun: number }>(runs: readonly T[]): T {
   return {
-    threads: runs[0]!.threads,
+    ...runs[0]!,
     rps: median(runs.map((r) => r.rps)),
     cpuMsPerRun: median(runs.map((r) => r.cpuMsPerRun)),
   };

@@ -274,9 +274,10 @@ const BEYOND_LATIN1 = /[\u0100-\uffff]/;
  * character cannot hold one, and V8 answers that regex for such a string without reading it (0.1 µs for a MobileNet
  * body on Node 22, where the ASCII count `Buffer.byteLength` took 110 µs, as long as the decode itself).
  *
- * The bytes land in `memory` when given and free, else in memory of their own (never Node's shared pool), placed so that an OIP binary part (after the JSON
- * header that `inference-header-content-length` measures) starts 8-byte aligned: its tensors are views into the body,
- * where a tensor at an odd offset of a pooled buffer had to be copied once more (MobileNet: 588 KiB a request).
+ * The bytes land in `memory` when given, else in memory of their own (never Node's shared pool), placed so that an
+ * OIP binary part (after the JSON header that `inference-header-content-length` measures) starts 8-byte aligned: its
+ * tensors are views into the body, where a tensor at an odd offset of a pooled buffer had to be copied once more
+ * (MobileNet: 588 KiB a request).
  */
 function decodeBase64(text: string, binaryHeader: string | undefined, memory: BodyMemory | undefined): Buffer {
   const padding = text.endsWith('==') ? 2 : text.endsWith('=') ? 1 : 0;
