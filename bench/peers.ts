@@ -428,14 +428,16 @@ function configs(python: string | undefined, cores: number): PeerConfig[] {
   const list: PeerConfig[] = [
     { kind: 'hand-written', label: `hand-written node:http, 1 × ${cores} threads`, workers: 1, threads: cores },
     { kind: 'hand-written', label: 'hand-written node:http, 1 × 1 thread', workers: 1, threads: 1 },
-    // FastAPI's shape in Node: a process per core, each parsing and running inference on its one thread.
-    {
+  ];
+  // FastAPI's shape in Node: a process per core, each parsing and running inference on its one thread.
+  if (cores > 1) {
+    list.push({
       kind: 'hand-written',
       label: `hand-written node:http, ${cores} processes × 1 thread (node:cluster)`,
       workers: cores,
       threads: 1,
-    },
-  ];
+    });
+  }
   if (python) {
     list.push(
       { kind: 'fastapi', label: `FastAPI + uvicorn, ${cores} workers × 1 thread`, workers: cores, threads: 1 },
