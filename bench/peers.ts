@@ -19,6 +19,7 @@ import ort from 'onnxruntime-node';
 import { freeLoopbackPort } from '../lib/cli/local/dev-container.js';
 import { onnxSessionOptions } from '../lib/runtime/executors/onnx-executor.js';
 import { releaseServerContext, startServer as startContainerProcess } from './container.js';
+import { SERVER_CPUS_ENV, pinServersFromEnv, type CpuPinning } from './cpu-pinning.js';
 import { deployedNode } from './deployed-node.js';
 import { MOBILENET, inputFor, oipBinaryBody } from './payloads.js';
 import { cpuByRole, threadDelta, threadsOf, type ThreadCpu } from './proc-cpu.js';
@@ -299,7 +300,12 @@ interface LoadResult {
   readonly p99Ms: number;
 }
 
-function runLoadGenerator(running: Running, concurrency: number, seconds: number): Promise<LoadResult> {
+/** How the load generator and the prober are started: on the CPUs the servers do not have, when pinned. */
+type Launch = (command: string, args: readonly string[]) => [string, string[]];
+
+const unpinned: Launch = (command, args) => [command, [...args]];
+
+function runLoadGenerator(running: Running, concurrency: number, seconds: number, launch: Launch): Promise<LoadResult> {
   const spec = {
     port: running.port,
     path: running.path,
@@ -309,7 +315,7 @@ function runLoadGenerator(running: Running, concurrency: number, seconds: number
     seconds,
     warmupSeconds: Math.min(1, seconds / 2),
   };
-  const child = spawn(process.execPath, [join(PEER_DIR, 'load-generator.mjs'), JSON.stringify(spec)], {
+  const child = spawn(...launch(process.execPath, [join(PEER_DIR, 'load-generator.mjs'), JSON.stringify(spec)]), {
     stdio: ['ignore', 'pipe', 'inherit'],
   });
   let output = '';
@@ -322,9 +328,9 @@ function runLoadGenerator(running: Running, concurrency: number, seconds: number
   );
 }
 
-async function probePing(port: number, durationMs: number): Promise<number> {
+async function probePing(port: number, durationMs: number, launch: Launch): Promise<number> {
   const script = fileURLToPath(new URL('./health-prober.mjs', import.meta.url));
-  const child = spawn(process.execPath, [script, String(port), '5', String(durationMs)], {
+  const child = spawn(...launch(process.execPath, [script, String(port), '5', String(durationMs)]), {
     stdio: ['ignore', 'pipe', 'inherit'],
   });
   let output = '';
@@ -334,10 +340,16 @@ async function probePing(port: number, durationMs: number): Promise<number> {
   return result ? summarize(result.latencies).p99Ms : Number.NaN;
 }
 
-async function measure(running: Running, concurrency: number, seconds: number, ping: boolean): Promise<Point> {
+async function measure(
+  running: Running,
+  concurrency: number,
+  seconds: number,
+  ping: boolean,
+  launch: Launch,
+): Promise<Point> {
   const before = threadsOf(running.pid);
-  const pinging = ping ? probePing(running.port, seconds * 1000) : undefined;
-  const load = await runLoadGenerator(running, concurrency, seconds);
+  const pinging = ping ? probePing(running.port, seconds * 1000, launch) : undefined;
+  const load = await runLoadGenerator(running, concurrency, seconds, launch);
   const roles = cpuByRole(threadDelta(before, threadsOf(running.pid)), running.pid, running.isInference);
   const per = (value: number): number => value / Math.max(1, load.sent);
   const pingP99Ms = await pinging;
@@ -425,8 +437,10 @@ async function rawParallel(
 }
 
 function configs(python: string | undefined, cores: number): PeerConfig[] {
+  const threads = (n: number): string => `${n} thread${n === 1 ? '' : 's'}`;
+  const workers = (n: number): string => `${n} worker${n === 1 ? '' : 's'}`;
   const list: PeerConfig[] = [
-    { kind: 'hand-written', label: `hand-written node:http, 1 × ${cores} threads`, workers: 1, threads: cores },
+    { kind: 'hand-written', label: `hand-written node:http, 1 × ${threads(cores)}`, workers: 1, threads: cores },
     { kind: 'hand-written', label: 'hand-written node:http, 1 × 1 thread', workers: 1, threads: 1 },
   ];
   // FastAPI's shape in Node: a process per core, each parsing and running inference on its one thread.
@@ -440,12 +454,12 @@ function configs(python: string | undefined, cores: number): PeerConfig[] {
   }
   if (python) {
     list.push(
-      { kind: 'fastapi', label: `FastAPI + uvicorn, ${cores} workers × 1 thread`, workers: cores, threads: 1 },
-      { kind: 'fastapi', label: `FastAPI + uvicorn, 1 worker × ${cores} threads`, workers: 1, threads: cores },
+      { kind: 'fastapi', label: `FastAPI + uvicorn, ${workers(cores)} × 1 thread`, workers: cores, threads: 1 },
+      { kind: 'fastapi', label: `FastAPI + uvicorn, 1 worker × ${threads(cores)}`, workers: 1, threads: cores },
     );
   }
   list.push(
-    { kind: 'container', label: `container server, ${cores} workers × 1 thread`, workers: cores, threads: 1 },
+    { kind: 'container', label: `container server, ${workers(cores)} × 1 thread`, workers: cores, threads: 1 },
     { kind: 'container', label: 'container server, defaults', workers: 0, threads: 0 },
     {
       kind: 'container',
@@ -455,11 +469,13 @@ function configs(python: string | undefined, cores: number): PeerConfig[] {
       env: { ARCLIGHT_LOG_LEVEL: 'INFO', ARCLIGHT_METRICS: 'on' },
     },
     // Worker sessions do not spin-wait (onnx-worker.ts): one worker with every core is a fair candidate again.
-    { kind: 'container', label: `container server, 1 worker × ${cores} threads`, workers: 1, threads: cores },
+    { kind: 'container', label: `container server, 1 worker × ${threads(cores)}`, workers: 1, threads: cores },
     { kind: 'serve', label: 'arclight serve, defaults (worker threads)', workers: -1, threads: 0 },
-    { kind: 'serve', label: `arclight serve --workers 0 (in-process, ${cores} threads)`, workers: 0, threads: cores },
+    { kind: 'serve', label: `arclight serve --workers 0 (in-process, ${threads(cores)})`, workers: 0, threads: cores },
   );
-  return list;
+  // On one core, `1 × cores threads` and `1 × 1 thread` are the same server: each runs once.
+  const key = (c: PeerConfig): string => JSON.stringify([c.kind, c.workers, c.threads, c.env ?? {}]);
+  return list.filter((config, i) => list.findIndex((other) => key(other) === key(config)) === i);
 }
 
 const peak = (result: PeerResult): Point => result.points.reduce((a, b) => (b.rps > a.rps ? b : a));
@@ -473,6 +489,9 @@ export const peers: Scenario = {
     // configuration alone caught whatever the host was doing then (one FastAPI point moved 37% between two runs).
     const rounds = options.quick ? 1 : 3;
     const seconds = options.quick ? 1.5 : 3;
+    // Pinned first: availableParallelism() then counts the servers' CPUs, and the servers started inherit them.
+    const pinning = pinServersFromEnv();
+    const launch = pinning ? pinning.onLoadCpus : unpinned;
     const cores = availableParallelism();
     const loadBefore = loadavg()[0]!;
     const { python, why } = findPeerPython();
@@ -498,7 +517,7 @@ export const peers: Scenario = {
           try {
             for (const [i, c] of CONCURRENCY.entries()) {
               progress(`${tag}${config.label}: concurrency ${c}`);
-              points[index]![i]!.push(await measure(running, c, seconds, c === PING_CONCURRENCY));
+              points[index]![i]!.push(await measure(running, c, seconds, c === PING_CONCURRENCY, launch));
             }
           } finally {
             await running.stop();
@@ -506,6 +525,7 @@ export const peers: Scenario = {
         }
       }
     } finally {
+      pinning?.release();
       releaseServerContext();
       agent.destroy();
       rmSync(dir, { recursive: true, force: true });
@@ -514,7 +534,15 @@ export const peers: Scenario = {
     const rawOne = medianRaw(rawRuns.map((r) => r.one));
     const raws = [rawOne, medianRaw(rawRuns.map((r) => r.all))];
     const rawSideBySide = medianRaw(rawRuns.map((r) => r.sideBySide));
-    return report(results, raws, rawOne, rawSideBySide, { cores, loadBefore, python, why, seconds, rounds });
+    return report(results, raws, rawOne, rawSideBySide, {
+      cores,
+      loadBefore,
+      python,
+      why,
+      seconds,
+      rounds,
+      pinning,
+    });
   },
 };
 
@@ -557,7 +585,15 @@ function report(
   raws: readonly { threads: number; rps: number; cpuMsPerRun: number }[],
   rawOne: { rps: number; cpuMsPerRun: number },
   rawSideBySide: { sessions: number; rps: number; cpuMsPerRun: number },
-  run: { cores: number; loadBefore: number; python?: string; why?: string; seconds: number; rounds: number },
+  run: {
+    cores: number;
+    loadBefore: number;
+    python?: string;
+    why?: string;
+    seconds: number;
+    rounds: number;
+    pinning?: CpuPinning;
+  },
 ): ScenarioReport {
   const best = (kind: Kind, which: (r: PeerResult) => boolean = () => true): PeerResult | undefined =>
     results
@@ -581,6 +617,9 @@ function report(
     notes: [
       `Node processes (the hand-written server, the container server, serve): Node ${deployedNode().version}, as the images run; raw session.run in this process (Node ${process.version}).`,
       'load: closed-loop keep-alive clients in a process of their own (bench/peers/load-generator.mjs)',
+      run.pinning
+        ? `pinned (${SERVER_CPUS_ENV}): servers and raw session.run on CPU ${run.pinning.serverCpus}, the load generator and the prober on CPU ${run.pinning.loadCpus}`
+        : 'not pinned: servers, load generator and prober share every CPU',
       `rounds: each round measures raw session.run, then every server in an order rotated by one; every figure is the median over ${run.rounds} round(s), errors summed`,
       'CPU/req: the server processes’ CPU time (every thread, from /proc) ÷ requests sent; main: the thread that reads sockets; inference: worker + onnxruntime threads (nice +10) — for single-threaded servers everything; other: V8 GC helpers, libuv',
       `raw session.run: ${raws.map((r) => `${r.threads} thread${r.threads > 1 ? 's' : ''} ${r.rps.toFixed(1)} runs/s, ${r.cpuMsPerRun.toFixed(2)} ms CPU/run`).join('; ')}; ${rawSideBySide.sessions} sessions × 1 thread side by side ${rawSideBySide.rps.toFixed(1)} runs/s, ${rawSideBySide.cpuMsPerRun.toFixed(2)} ms CPU/run`,
@@ -681,6 +720,7 @@ function report(
     svg,
     data: {
       cores: run.cores,
+      pinning: run.pinning ? { serverCpus: run.pinning.serverCpus, loadCpus: run.pinning.loadCpus } : undefined,
       rounds: run.rounds,
       secondsPerPoint: run.seconds,
       loadAverage1m: { before: run.loadBefore, after: loadavg()[0] },
